@@ -1,0 +1,433 @@
+//! The Bling connection of one tenant: authorization, renewal, revocation.
+//!
+//! Secrets never enter these events: a token appears only as its expiry and a short
+//! fingerprint (a prefix of its SHA-256), enough to tell two tokens apart in a dispute and
+//! useless to an attacker. The tokens themselves live encrypted in the credentials table.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::TenantId;
+
+/// What Bling answered when it told us access is gone: the evidence of a revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationEvidence {
+    /// The call that found out, e.g. `POST /oauth/token (refresh)` or `GET /contatos`.
+    pub call: String,
+    pub status: u16,
+    pub error_type: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    NeverConnected,
+    AwaitingAuthorization,
+    Connected,
+    Revoked,
+    Disconnected,
+}
+
+impl ConnectionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::NeverConnected => "never_connected",
+            ConnectionState::AwaitingAuthorization => "awaiting_authorization",
+            ConnectionState::Connected => "connected",
+            ConnectionState::Revoked => "revoked",
+            ConnectionState::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConnectionCommand {
+    RequestAuthorization {
+        tenant: TenantId,
+        /// SHA-256 prefix of the OAuth `state`, so the callback can be traced to this request.
+        state_fingerprint: String,
+        requested_by: String,
+    },
+    CompleteAuthorization {
+        tenant: TenantId,
+        scopes: String,
+        access_expires_at: DateTime<Utc>,
+        token_fingerprint: String,
+    },
+    RecordRefresh {
+        access_expires_at: DateTime<Utc>,
+        token_fingerprint: String,
+    },
+    DeferRefresh {
+        reason: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    RecordRevocation {
+        evidence: RevocationEvidence,
+    },
+    Disconnect {
+        by: String,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConnectionEvent {
+    AuthorizationRequested {
+        tenant: TenantId,
+        state_fingerprint: String,
+        requested_by: String,
+    },
+    Connected {
+        tenant: TenantId,
+        scopes: String,
+        access_expires_at: DateTime<Utc>,
+        token_fingerprint: String,
+    },
+    /// A new authorization after a revocation, a disconnection or over a live one.
+    Reconnected {
+        scopes: String,
+        access_expires_at: DateTime<Utc>,
+        token_fingerprint: String,
+    },
+    TokenRefreshed {
+        access_expires_at: DateTime<Utc>,
+        token_fingerprint: String,
+    },
+    RefreshDeferred {
+        reason: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    AuthorizationRevoked {
+        evidence: RevocationEvidence,
+    },
+    Disconnected {
+        by: String,
+        reason: Option<String>,
+    },
+}
+
+impl DomainEvent for ConnectionEvent {
+    fn event_type(&self) -> String {
+        match self {
+            ConnectionEvent::AuthorizationRequested { .. } => "AuthorizationRequested",
+            ConnectionEvent::Connected { .. } => "Connected",
+            ConnectionEvent::Reconnected { .. } => "Reconnected",
+            ConnectionEvent::TokenRefreshed { .. } => "TokenRefreshed",
+            ConnectionEvent::RefreshDeferred { .. } => "RefreshDeferred",
+            ConnectionEvent::AuthorizationRevoked { .. } => "AuthorizationRevoked",
+            ConnectionEvent::Disconnected { .. } => "Disconnected",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("the tenant is not connected to Bling (state: {0})")]
+    NotConnected(&'static str),
+    #[error("the connection belongs to tenant {0}")]
+    WrongTenant(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlingConnection {
+    pub tenant: Option<TenantId>,
+    pub state: ConnectionState,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub token_fingerprint: Option<String>,
+    pub revoked: Option<RevocationEvidence>,
+}
+
+impl Default for BlingConnection {
+    fn default() -> Self {
+        Self {
+            tenant: None,
+            state: ConnectionState::NeverConnected,
+            access_expires_at: None,
+            token_fingerprint: None,
+            revoked: None,
+        }
+    }
+}
+
+impl BlingConnection {
+    fn require_connected(&self) -> Result<(), ConnectionError> {
+        if self.state == ConnectionState::Connected {
+            Ok(())
+        } else {
+            Err(ConnectionError::NotConnected(self.state.as_str()))
+        }
+    }
+
+    fn check_tenant(&self, tenant: &TenantId) -> Result<(), ConnectionError> {
+        match &self.tenant {
+            Some(owner) if owner != tenant => Err(ConnectionError::WrongTenant(owner.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a connection existed before, so a new authorization is a reconnection.
+    fn was_ever_connected(&self) -> bool {
+        self.token_fingerprint.is_some()
+    }
+}
+
+impl Aggregate for BlingConnection {
+    const TYPE: &'static str = "BlingConnection";
+    type Command = ConnectionCommand;
+    type Event = ConnectionEvent;
+    type Error = ConnectionError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: ConnectionCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), ConnectionError> {
+        let event = match command {
+            ConnectionCommand::RequestAuthorization {
+                tenant,
+                state_fingerprint,
+                requested_by,
+            } => {
+                self.check_tenant(&tenant)?;
+                ConnectionEvent::AuthorizationRequested {
+                    tenant,
+                    state_fingerprint,
+                    requested_by,
+                }
+            }
+            ConnectionCommand::CompleteAuthorization {
+                tenant,
+                scopes,
+                access_expires_at,
+                token_fingerprint,
+            } => {
+                self.check_tenant(&tenant)?;
+                if self.was_ever_connected() {
+                    ConnectionEvent::Reconnected {
+                        scopes,
+                        access_expires_at,
+                        token_fingerprint,
+                    }
+                } else {
+                    ConnectionEvent::Connected {
+                        tenant,
+                        scopes,
+                        access_expires_at,
+                        token_fingerprint,
+                    }
+                }
+            }
+            ConnectionCommand::RecordRefresh {
+                access_expires_at,
+                token_fingerprint,
+            } => {
+                self.require_connected()?;
+                ConnectionEvent::TokenRefreshed {
+                    access_expires_at,
+                    token_fingerprint,
+                }
+            }
+            ConnectionCommand::DeferRefresh {
+                reason,
+                next_attempt_at,
+            } => {
+                self.require_connected()?;
+                ConnectionEvent::RefreshDeferred {
+                    reason,
+                    next_attempt_at,
+                }
+            }
+            ConnectionCommand::RecordRevocation { evidence } => {
+                // Revoked once is enough: several workers may find out at the same time.
+                if self.state != ConnectionState::Connected {
+                    return Ok(());
+                }
+                ConnectionEvent::AuthorizationRevoked { evidence }
+            }
+            ConnectionCommand::Disconnect { by, reason } => {
+                self.require_connected()?;
+                ConnectionEvent::Disconnected { by, reason }
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::AuthorizationRequested { tenant, .. } => {
+                self.tenant = Some(tenant);
+                if self.state == ConnectionState::NeverConnected {
+                    self.state = ConnectionState::AwaitingAuthorization;
+                }
+            }
+            ConnectionEvent::Connected {
+                tenant,
+                access_expires_at,
+                token_fingerprint,
+                ..
+            } => {
+                self.tenant = Some(tenant);
+                self.state = ConnectionState::Connected;
+                self.access_expires_at = Some(access_expires_at);
+                self.token_fingerprint = Some(token_fingerprint);
+                self.revoked = None;
+            }
+            ConnectionEvent::Reconnected {
+                access_expires_at,
+                token_fingerprint,
+                ..
+            } => {
+                self.state = ConnectionState::Connected;
+                self.access_expires_at = Some(access_expires_at);
+                self.token_fingerprint = Some(token_fingerprint);
+                self.revoked = None;
+            }
+            ConnectionEvent::TokenRefreshed {
+                access_expires_at,
+                token_fingerprint,
+            } => {
+                self.access_expires_at = Some(access_expires_at);
+                self.token_fingerprint = Some(token_fingerprint);
+            }
+            ConnectionEvent::RefreshDeferred { .. } => {}
+            ConnectionEvent::AuthorizationRevoked { evidence } => {
+                self.state = ConnectionState::Revoked;
+                self.revoked = Some(evidence);
+            }
+            ConnectionEvent::Disconnected { .. } => self.state = ConnectionState::Disconnected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    fn tenant() -> TenantId {
+        TenantId::parse("shop").unwrap()
+    }
+
+    fn at(h: u32) -> DateTime<Utc> {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 25)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+    }
+
+    fn connected() -> ConnectionEvent {
+        ConnectionEvent::Connected {
+            tenant: tenant(),
+            scopes: "all".into(),
+            access_expires_at: at(6),
+            token_fingerprint: "ab12".into(),
+        }
+    }
+
+    fn evidence() -> RevocationEvidence {
+        RevocationEvidence {
+            call: "POST /oauth/token (refresh)".into(),
+            status: 400,
+            error_type: "invalid_grant".into(),
+            message: "refresh token revoked".into(),
+        }
+    }
+
+    fn complete() -> ConnectionCommand {
+        ConnectionCommand::CompleteAuthorization {
+            tenant: tenant(),
+            scopes: "all".into(),
+            access_expires_at: at(7),
+            token_fingerprint: "cd34".into(),
+        }
+    }
+
+    #[test]
+    fn first_authorization_connects_later_ones_reconnect() {
+        TestFramework::<BlingConnection>::with(())
+            .given_no_previous_events()
+            .when(complete())
+            .then_expect_events(vec![ConnectionEvent::Connected {
+                tenant: tenant(),
+                scopes: "all".into(),
+                access_expires_at: at(7),
+                token_fingerprint: "cd34".into(),
+            }]);
+        TestFramework::<BlingConnection>::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::AuthorizationRevoked {
+                    evidence: evidence(),
+                },
+            ])
+            .when(complete())
+            .then_expect_events(vec![ConnectionEvent::Reconnected {
+                scopes: "all".into(),
+                access_expires_at: at(7),
+                token_fingerprint: "cd34".into(),
+            }]);
+    }
+
+    #[test]
+    fn revocation_is_recorded_once() {
+        TestFramework::<BlingConnection>::with(())
+            .given(vec![connected()])
+            .when(ConnectionCommand::RecordRevocation {
+                evidence: evidence(),
+            })
+            .then_expect_events(vec![ConnectionEvent::AuthorizationRevoked {
+                evidence: evidence(),
+            }]);
+        TestFramework::<BlingConnection>::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::AuthorizationRevoked {
+                    evidence: evidence(),
+                },
+            ])
+            .when(ConnectionCommand::RecordRevocation {
+                evidence: evidence(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_revoked_connection_cannot_record_a_refresh() {
+        TestFramework::<BlingConnection>::with(())
+            .given(vec![
+                connected(),
+                ConnectionEvent::AuthorizationRevoked {
+                    evidence: evidence(),
+                },
+            ])
+            .when(ConnectionCommand::RecordRefresh {
+                access_expires_at: at(12),
+                token_fingerprint: "ef56".into(),
+            })
+            .then_expect_error(ConnectionError::NotConnected("revoked"));
+    }
+
+    #[test]
+    fn disconnect_needs_a_connection() {
+        TestFramework::<BlingConnection>::with(())
+            .given_no_previous_events()
+            .when(ConnectionCommand::Disconnect {
+                by: "support".into(),
+                reason: None,
+            })
+            .then_expect_error(ConnectionError::NotConnected("never_connected"));
+    }
+}

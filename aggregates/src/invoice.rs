@@ -1,0 +1,893 @@
+//! The invoice: billed by the pet shop, mirrored as a Bling *pedido de venda* whose situação
+//! lets the shop issue the NF-e.
+//!
+//! Commands: bill, update, cancel (from the pet-shop system) and the sync worker's records of
+//! what Bling did. Rules:
+//! - amounts are integer centavos; each line is `quantity × unit price − discount`, the lines
+//!   add up to the total the shop sent, and the installments add up to that total;
+//! - an invoice is billed once, only for a customer registered in the same tenant;
+//! - a cancelled invoice cannot change; an update that changes nothing appends nothing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CustomerId, InvoiceId, TenantId};
+use crate::money::Centavos;
+use crate::problems::Problems;
+use crate::sync::FailureCause;
+
+/// Answers whether a customer exists; the binary implements it over the event store.
+#[async_trait]
+pub trait CustomerDirectory: Send + Sync {
+    async fn is_registered(&self, tenant: &TenantId, customer: &CustomerId) -> bool;
+}
+
+/// The services an invoice needs to decide a command.
+#[derive(Clone)]
+pub struct InvoiceServices {
+    pub customers: Arc<dyn CustomerDirectory>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub sku: String,
+    pub description: String,
+    pub quantity: u32,
+    pub unit_price: Centavos,
+    /// Discount on the whole line, not per unit.
+    pub discount: Centavos,
+}
+
+impl LineItem {
+    /// `quantity × unit price − discount`, or `None` when it overflows or goes negative.
+    pub fn total(&self) -> Option<Centavos> {
+        self.unit_price
+            .checked_mul(self.quantity)?
+            .checked_sub(self.discount)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installment {
+    pub due_date: NaiveDate,
+    pub amount: Centavos,
+    pub payment_method: String,
+}
+
+/// The billable content of an invoice: what an update may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceContent {
+    pub number: String,
+    pub issue_date: NaiveDate,
+    pub items: Vec<LineItem>,
+    pub installments: Vec<Installment>,
+    pub notes: Option<String>,
+    pub total: Centavos,
+}
+
+impl InvoiceContent {
+    /// Names the fields that differ, in a stable order.
+    pub fn changed_fields(&self, newer: &InvoiceContent) -> Vec<String> {
+        let pairs = [
+            ("number", self.number != newer.number),
+            ("issue_date", self.issue_date != newer.issue_date),
+            ("items", self.items != newer.items),
+            ("installments", self.installments != newer.installments),
+            ("notes", self.notes != newer.notes),
+            ("total", self.total != newer.total),
+        ];
+        pairs
+            .iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+}
+
+/// An invoice as the pet-shop system sends it, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceInput {
+    pub customer_id: Option<String>,
+    pub number: Option<String>,
+    pub issue_date: Option<String>,
+    #[serde(default)]
+    pub items: Vec<LineItemInput>,
+    #[serde(default)]
+    pub installments: Vec<InstallmentInput>,
+    pub notes: Option<String>,
+    /// The total the shop computed, in centavos; it must equal the sum of the lines.
+    pub total: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineItemInput {
+    pub sku: Option<String>,
+    pub description: Option<String>,
+    pub quantity: Option<i64>,
+    pub unit_price: Option<i64>,
+    #[serde(default)]
+    pub discount: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallmentInput {
+    pub due_date: Option<String>,
+    pub amount: Option<i64>,
+    pub payment_method: Option<String>,
+}
+
+fn text(value: &Option<String>, field: &str, max: usize, problems: &mut Problems) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems.add(field, "is required");
+            None
+        }
+        Some(v) if v.chars().count() > max => {
+            problems.add(field, format!("longer than {max} characters"));
+            None
+        }
+        Some(v) => Some(v.to_string()),
+    }
+}
+
+fn date(value: &Option<String>, field: &str, problems: &mut Problems) -> Option<NaiveDate> {
+    let raw = text(value, field, 10, problems)?;
+    problems.check(
+        field,
+        NaiveDate::parse_from_str(&raw, "%Y-%m-%d").map_err(|_| "must be a date YYYY-MM-DD"),
+    )
+}
+
+fn centavos(value: Option<i64>, field: &str, problems: &mut Problems) -> Option<Centavos> {
+    match value {
+        None => {
+            problems.add(field, "is required (integer centavos)");
+            None
+        }
+        Some(v) if v < 0 => {
+            problems.add(field, "must not be negative");
+            None
+        }
+        Some(v) => Some(Centavos(v as u64)),
+    }
+}
+
+/// A validated bill: the customer and the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidBill {
+    pub customer_id: CustomerId,
+    pub content: InvoiceContent,
+}
+
+impl InvoiceInput {
+    /// Validates every field and every rule on amounts, naming each problem.
+    pub fn validate(&self) -> Result<ValidBill, Problems> {
+        let mut problems = Problems::new();
+        let customer_id = match &self.customer_id {
+            None => {
+                problems.add("customer_id", "is required");
+                None
+            }
+            Some(raw) => problems.check("customer_id", CustomerId::parse(raw)),
+        };
+        let number = text(&self.number, "number", 30, &mut problems);
+        let issue_date = date(&self.issue_date, "issue_date", &mut problems);
+        if self.items.is_empty() {
+            problems.add("items", "at least one item is required");
+        }
+        let mut items = Vec::with_capacity(self.items.len());
+        for (i, item) in self.items.iter().enumerate() {
+            let at = |name: &str| format!("items[{i}].{name}");
+            let sku = text(&item.sku, &at("sku"), 60, &mut problems);
+            let description = text(&item.description, &at("description"), 120, &mut problems);
+            let quantity = match item.quantity {
+                Some(q) if q > 0 && q <= i64::from(u32::MAX) => Some(q as u32),
+                Some(_) => {
+                    problems.add(at("quantity"), "must be a positive whole number");
+                    None
+                }
+                None => {
+                    problems.add(at("quantity"), "is required");
+                    None
+                }
+            };
+            let unit_price = centavos(item.unit_price, &at("unit_price"), &mut problems);
+            let discount = centavos(Some(item.discount), &at("discount"), &mut problems);
+            if let (Some(sku), Some(description), Some(quantity), Some(unit_price), Some(discount)) =
+                (sku, description, quantity, unit_price, discount)
+            {
+                let line = LineItem {
+                    sku,
+                    description,
+                    quantity,
+                    unit_price,
+                    discount,
+                };
+                if line.total().is_none() {
+                    problems.add(at("discount"), "is larger than quantity × unit_price");
+                }
+                items.push(line);
+            }
+        }
+        if self.installments.is_empty() {
+            problems.add("installments", "at least one installment is required");
+        }
+        let mut installments = Vec::with_capacity(self.installments.len());
+        for (i, inst) in self.installments.iter().enumerate() {
+            let at = |name: &str| format!("installments[{i}].{name}");
+            let due_date = date(&inst.due_date, &at("due_date"), &mut problems);
+            let amount = centavos(inst.amount, &at("amount"), &mut problems);
+            let payment_method = text(&inst.payment_method, &at("payment_method"), 60, &mut problems);
+            if let (Some(due_date), Some(amount), Some(payment_method)) = (due_date, amount, payment_method) {
+                installments.push(Installment {
+                    due_date,
+                    amount,
+                    payment_method,
+                });
+            }
+        }
+        let notes = self
+            .notes
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        if notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
+            problems.add("notes", "longer than 2000 characters");
+        }
+        let total = centavos(self.total, "total", &mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let lines_total: Option<Centavos> = items
+            .iter()
+            .try_fold(Centavos::ZERO, |acc, item| acc.checked_add(item.total()?));
+        let installments_total: Option<Centavos> = installments
+            .iter()
+            .try_fold(Centavos::ZERO, |acc, inst| acc.checked_add(inst.amount));
+        let (Some(customer_id), Some(number), Some(issue_date), Some(total)) =
+            (customer_id, number, issue_date, total)
+        else {
+            return Err(problems);
+        };
+        match lines_total {
+            Some(sum) if sum == total => {}
+            Some(sum) => problems.add(
+                "total",
+                format!("is {} but the items add up to {}", total.0, sum.0),
+            ),
+            None => problems.add("items", "amounts overflow"),
+        }
+        match installments_total {
+            Some(sum) if sum == total => {}
+            Some(sum) => problems.add(
+                "installments",
+                format!("add up to {} but the total is {}", sum.0, total.0),
+            ),
+            None => problems.add("installments", "amounts overflow"),
+        }
+        problems.into_result()?;
+        Ok(ValidBill {
+            customer_id,
+            content: InvoiceContent {
+                number,
+                issue_date,
+                items,
+                installments,
+                notes,
+                total,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InvoiceCommand {
+    Bill {
+        tenant: TenantId,
+        invoice_id: InvoiceId,
+        customer_id: CustomerId,
+        content: InvoiceContent,
+    },
+    /// Replace the content; the customer of an invoice never changes.
+    Update {
+        tenant: TenantId,
+        customer_id: CustomerId,
+        content: InvoiceContent,
+    },
+    Cancel {
+        tenant: TenantId,
+        reason: Option<String>,
+    },
+    RecordOrderCreated {
+        bling_order_id: i64,
+        bling_number: Option<i64>,
+        /// `false` when an order carrying our key was found and adopted instead.
+        created: bool,
+        content_version: u64,
+    },
+    RecordOrderUpdated {
+        content_version: u64,
+    },
+    RecordSituacaoChanged {
+        situacao_id: i64,
+        situacao_name: String,
+    },
+    RecordNfeGenerated {
+        nfe_id: i64,
+    },
+    RecordSyncFailed {
+        cause: FailureCause,
+        attempt: u32,
+        /// When the worker will try again by itself; `None` when it waits for a person.
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    RecordSyncParked {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InvoiceEvent {
+    InvoiceBilled {
+        tenant: TenantId,
+        invoice_id: InvoiceId,
+        customer_id: CustomerId,
+        content: InvoiceContent,
+    },
+    InvoiceUpdated {
+        changed_fields: Vec<String>,
+        content: InvoiceContent,
+    },
+    InvoiceCancelled {
+        reason: Option<String>,
+    },
+    SalesOrderCreated {
+        bling_order_id: i64,
+        bling_number: Option<i64>,
+        created: bool,
+        content_version: u64,
+    },
+    SalesOrderUpdated {
+        content_version: u64,
+    },
+    SituacaoChanged {
+        situacao_id: i64,
+        situacao_name: String,
+    },
+    NfeGenerated {
+        nfe_id: i64,
+    },
+    SyncFailed {
+        cause: FailureCause,
+        attempt: u32,
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    SyncParked {
+        reason: String,
+    },
+}
+
+impl DomainEvent for InvoiceEvent {
+    fn event_type(&self) -> String {
+        match self {
+            InvoiceEvent::InvoiceBilled { .. } => "InvoiceBilled",
+            InvoiceEvent::InvoiceUpdated { .. } => "InvoiceUpdated",
+            InvoiceEvent::InvoiceCancelled { .. } => "InvoiceCancelled",
+            InvoiceEvent::SalesOrderCreated { .. } => "SalesOrderCreated",
+            InvoiceEvent::SalesOrderUpdated { .. } => "SalesOrderUpdated",
+            InvoiceEvent::SituacaoChanged { .. } => "SituacaoChanged",
+            InvoiceEvent::NfeGenerated { .. } => "NfeGenerated",
+            InvoiceEvent::SyncFailed { .. } => "SyncFailed",
+            InvoiceEvent::SyncParked { .. } => "SyncParked",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvoiceError {
+    #[error("the invoice is already billed")]
+    AlreadyBilled,
+    #[error("the invoice has not been billed")]
+    NotBilled,
+    #[error("the invoice is cancelled and cannot change")]
+    Cancelled,
+    #[error("customer {0} is not registered in this tenant")]
+    UnknownCustomer(String),
+    #[error("the customer of an invoice cannot change (billed for {0})")]
+    CustomerChanged(String),
+    #[error("invoice belongs to tenant {0}")]
+    WrongTenant(String),
+}
+
+/// The invoice's state, rebuilt from its events.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub tenant: Option<TenantId>,
+    pub invoice_id: Option<InvoiceId>,
+    pub customer_id: Option<CustomerId>,
+    pub content: Option<InvoiceContent>,
+    /// Counts billing and updates: the worker says which version it wrote to Bling.
+    pub content_version: u64,
+    pub cancelled: bool,
+    pub bling_order_id: Option<i64>,
+    pub synced_version: Option<u64>,
+    pub situacao_id: Option<i64>,
+    pub nfe_id: Option<i64>,
+    pub failed_attempts: u32,
+}
+
+impl Invoice {
+    pub fn is_billed(&self) -> bool {
+        self.content.is_some()
+    }
+
+    fn check_tenant(&self, tenant: &TenantId) -> Result<(), InvoiceError> {
+        match &self.tenant {
+            Some(owner) if owner != tenant => Err(InvoiceError::WrongTenant(owner.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    fn require_billed(&self) -> Result<(), InvoiceError> {
+        if self.is_billed() {
+            Ok(())
+        } else {
+            Err(InvoiceError::NotBilled)
+        }
+    }
+}
+
+impl Aggregate for Invoice {
+    const TYPE: &'static str = "Invoice";
+    type Command = InvoiceCommand;
+    type Event = InvoiceEvent;
+    type Error = InvoiceError;
+    type Services = InvoiceServices;
+
+    async fn handle(
+        &mut self,
+        command: InvoiceCommand,
+        services: &InvoiceServices,
+        sink: &EventSink<Self>,
+    ) -> Result<(), InvoiceError> {
+        match command {
+            InvoiceCommand::Bill {
+                tenant,
+                invoice_id,
+                customer_id,
+                content,
+            } => {
+                self.check_tenant(&tenant)?;
+                if self.is_billed() {
+                    return Err(InvoiceError::AlreadyBilled);
+                }
+                if !services.customers.is_registered(&tenant, &customer_id).await {
+                    return Err(InvoiceError::UnknownCustomer(customer_id.to_string()));
+                }
+                let event = InvoiceEvent::InvoiceBilled {
+                    tenant,
+                    invoice_id,
+                    customer_id,
+                    content,
+                };
+                sink.write(event, self).await;
+            }
+            InvoiceCommand::Update {
+                tenant,
+                customer_id,
+                content,
+            } => {
+                self.check_tenant(&tenant)?;
+                let current = self.content.as_ref().ok_or(InvoiceError::NotBilled)?;
+                if self.cancelled {
+                    return Err(InvoiceError::Cancelled);
+                }
+                if let Some(billed_for) = &self.customer_id {
+                    if *billed_for != customer_id {
+                        return Err(InvoiceError::CustomerChanged(billed_for.to_string()));
+                    }
+                }
+                let changed_fields = current.changed_fields(&content);
+                if !changed_fields.is_empty() {
+                    let event = InvoiceEvent::InvoiceUpdated {
+                        changed_fields,
+                        content,
+                    };
+                    sink.write(event, self).await;
+                }
+            }
+            InvoiceCommand::Cancel { tenant, reason } => {
+                self.check_tenant(&tenant)?;
+                self.require_billed()?;
+                if self.cancelled {
+                    return Err(InvoiceError::Cancelled);
+                }
+                sink.write(InvoiceEvent::InvoiceCancelled { reason }, self).await;
+            }
+            InvoiceCommand::RecordOrderCreated {
+                bling_order_id,
+                bling_number,
+                created,
+                content_version,
+            } => {
+                self.require_billed()?;
+                let event = InvoiceEvent::SalesOrderCreated {
+                    bling_order_id,
+                    bling_number,
+                    created,
+                    content_version,
+                };
+                sink.write(event, self).await;
+            }
+            InvoiceCommand::RecordOrderUpdated { content_version } => {
+                self.require_billed()?;
+                sink.write(InvoiceEvent::SalesOrderUpdated { content_version }, self)
+                    .await;
+            }
+            InvoiceCommand::RecordSituacaoChanged {
+                situacao_id,
+                situacao_name,
+            } => {
+                self.require_billed()?;
+                let event = InvoiceEvent::SituacaoChanged {
+                    situacao_id,
+                    situacao_name,
+                };
+                sink.write(event, self).await;
+            }
+            InvoiceCommand::RecordNfeGenerated { nfe_id } => {
+                self.require_billed()?;
+                sink.write(InvoiceEvent::NfeGenerated { nfe_id }, self).await;
+            }
+            InvoiceCommand::RecordSyncFailed {
+                cause,
+                attempt,
+                retry_at,
+            } => {
+                self.require_billed()?;
+                let event = InvoiceEvent::SyncFailed {
+                    cause,
+                    attempt,
+                    retry_at,
+                };
+                sink.write(event, self).await;
+            }
+            InvoiceCommand::RecordSyncParked { reason } => {
+                self.require_billed()?;
+                sink.write(InvoiceEvent::SyncParked { reason }, self).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: InvoiceEvent) {
+        match event {
+            InvoiceEvent::InvoiceBilled {
+                tenant,
+                invoice_id,
+                customer_id,
+                content,
+            } => {
+                self.tenant = Some(tenant);
+                self.invoice_id = Some(invoice_id);
+                self.customer_id = Some(customer_id);
+                self.content = Some(content);
+                self.content_version = 1;
+            }
+            InvoiceEvent::InvoiceUpdated { content, .. } => {
+                self.content = Some(content);
+                self.content_version += 1;
+            }
+            InvoiceEvent::InvoiceCancelled { .. } => self.cancelled = true,
+            InvoiceEvent::SalesOrderCreated {
+                bling_order_id,
+                content_version,
+                ..
+            } => {
+                self.bling_order_id = Some(bling_order_id);
+                self.synced_version = Some(content_version);
+                self.failed_attempts = 0;
+            }
+            InvoiceEvent::SalesOrderUpdated { content_version } => {
+                self.synced_version = Some(content_version);
+                self.failed_attempts = 0;
+            }
+            InvoiceEvent::SituacaoChanged { situacao_id, .. } => {
+                self.situacao_id = Some(situacao_id)
+            }
+            InvoiceEvent::NfeGenerated { nfe_id } => self.nfe_id = Some(nfe_id),
+            InvoiceEvent::SyncFailed { attempt, .. } => self.failed_attempts = attempt,
+            InvoiceEvent::SyncParked { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    struct Directory(bool);
+
+    #[async_trait]
+    impl CustomerDirectory for Directory {
+        async fn is_registered(&self, _tenant: &TenantId, _customer: &CustomerId) -> bool {
+            self.0
+        }
+    }
+
+    fn services(customer_exists: bool) -> InvoiceServices {
+        InvoiceServices {
+            customers: Arc::new(Directory(customer_exists)),
+        }
+    }
+
+    fn input() -> InvoiceInput {
+        InvoiceInput {
+            customer_id: Some("c1".into()),
+            number: Some("NF-1001".into()),
+            issue_date: Some("2026-11-25".into()),
+            items: vec![
+                LineItemInput {
+                    sku: Some("BANHO-P".into()),
+                    description: Some("Banho porte pequeno".into()),
+                    quantity: Some(2),
+                    unit_price: Some(4500),
+                    discount: 1000,
+                },
+                LineItemInput {
+                    sku: Some("V10".into()),
+                    description: Some("Vacina V10".into()),
+                    quantity: Some(1),
+                    unit_price: Some(9000),
+                    discount: 0,
+                },
+            ],
+            installments: vec![
+                InstallmentInput {
+                    due_date: Some("2026-11-25".into()),
+                    amount: Some(8000),
+                    payment_method: Some("pix".into()),
+                },
+                InstallmentInput {
+                    due_date: Some("2026-12-25".into()),
+                    amount: Some(9000),
+                    payment_method: Some("cartao".into()),
+                },
+            ],
+            notes: Some("Tosa higiênica incluída".into()),
+            total: Some(17000),
+        }
+    }
+
+    fn tenant() -> TenantId {
+        TenantId::parse("shop").unwrap()
+    }
+
+    fn billed(content: InvoiceContent) -> InvoiceEvent {
+        InvoiceEvent::InvoiceBilled {
+            tenant: tenant(),
+            invoice_id: InvoiceId::parse("inv-1").unwrap(),
+            customer_id: CustomerId::parse("c1").unwrap(),
+            content,
+        }
+    }
+
+    fn bill(content: InvoiceContent) -> InvoiceCommand {
+        InvoiceCommand::Bill {
+            tenant: tenant(),
+            invoice_id: InvoiceId::parse("inv-1").unwrap(),
+            customer_id: CustomerId::parse("c1").unwrap(),
+            content,
+        }
+    }
+
+    #[test]
+    fn totals_add_up() {
+        let bill = input().validate().unwrap();
+        assert_eq!(bill.content.total, Centavos(17000));
+        assert_eq!(bill.content.items[0].total(), Some(Centavos(8000)));
+    }
+
+    #[test]
+    fn a_total_that_does_not_match_the_lines_is_refused() {
+        let mut wrong = input();
+        wrong.total = Some(17001);
+        wrong.installments[1].amount = Some(9001);
+        let problems = wrong.validate().unwrap_err();
+        assert_eq!(problems.0.len(), 1);
+        assert_eq!(problems.0[0].field, "total");
+    }
+
+    #[test]
+    fn installments_must_add_up_to_the_total() {
+        let mut wrong = input();
+        wrong.installments[0].amount = Some(7000);
+        let problems = wrong.validate().unwrap_err();
+        assert_eq!(problems.0[0].field, "installments");
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let mut bad = input();
+        bad.customer_id = Some("a b".into());
+        bad.issue_date = Some("25/11/2026".into());
+        bad.items[0].quantity = Some(0);
+        bad.items[1].unit_price = Some(-5);
+        bad.installments[0].payment_method = None;
+        let fields: Vec<_> = bad
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "customer_id",
+                "issue_date",
+                "items[0].quantity",
+                "items[1].unit_price",
+                "installments[0].payment_method"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_discount_larger_than_the_line_is_refused() {
+        let mut bad = input();
+        bad.items[1].discount = 9001;
+        let problems = bad.validate().unwrap_err();
+        assert_eq!(problems.0[0].field, "items[1].discount");
+    }
+
+    #[test]
+    fn empty_items_and_installments_are_refused() {
+        let mut bad = input();
+        bad.items.clear();
+        bad.installments.clear();
+        bad.total = Some(0);
+        let fields: Vec<_> = bad.validate().unwrap_err().0.into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["items", "installments"]);
+    }
+
+    #[test]
+    fn billing_needs_a_registered_customer() {
+        let content = input().validate().unwrap().content;
+        TestFramework::<Invoice>::with(services(false))
+            .given_no_previous_events()
+            .when(bill(content.clone()))
+            .then_expect_error(InvoiceError::UnknownCustomer("c1".into()));
+        TestFramework::<Invoice>::with(services(true))
+            .given_no_previous_events()
+            .when(bill(content.clone()))
+            .then_expect_events(vec![billed(content)]);
+    }
+
+    #[test]
+    fn an_invoice_is_billed_once() {
+        let content = input().validate().unwrap().content;
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone())])
+            .when(bill(content))
+            .then_expect_error(InvoiceError::AlreadyBilled);
+    }
+
+    #[test]
+    fn an_update_names_changes_and_an_identical_one_appends_nothing() {
+        let content = input().validate().unwrap().content;
+        let update = |content: InvoiceContent| InvoiceCommand::Update {
+            tenant: tenant(),
+            customer_id: CustomerId::parse("c1").unwrap(),
+            content,
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone())])
+            .when(update(content.clone()))
+            .then_expect_events(vec![]);
+        let mut changed = content.clone();
+        changed.notes = None;
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content)])
+            .when(update(changed.clone()))
+            .then_expect_events(vec![InvoiceEvent::InvoiceUpdated {
+                changed_fields: vec!["notes".into()],
+                content: changed,
+            }]);
+    }
+
+    #[test]
+    fn updating_before_billing_or_changing_the_customer_is_refused() {
+        let content = input().validate().unwrap().content;
+        TestFramework::<Invoice>::with(services(true))
+            .given_no_previous_events()
+            .when(InvoiceCommand::Update {
+                tenant: tenant(),
+                customer_id: CustomerId::parse("c1").unwrap(),
+                content: content.clone(),
+            })
+            .then_expect_error(InvoiceError::NotBilled);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone())])
+            .when(InvoiceCommand::Update {
+                tenant: tenant(),
+                customer_id: CustomerId::parse("c2").unwrap(),
+                content,
+            })
+            .then_expect_error(InvoiceError::CustomerChanged("c1".into()));
+    }
+
+    #[test]
+    fn a_cancelled_invoice_cannot_change() {
+        let content = input().validate().unwrap().content;
+        let history = vec![
+            billed(content.clone()),
+            InvoiceEvent::InvoiceCancelled { reason: None },
+        ];
+        let mut changed = content;
+        changed.notes = Some("outra".into());
+        TestFramework::<Invoice>::with(services(true))
+            .given(history.clone())
+            .when(InvoiceCommand::Update {
+                tenant: tenant(),
+                customer_id: CustomerId::parse("c1").unwrap(),
+                content: changed,
+            })
+            .then_expect_error(InvoiceError::Cancelled);
+        TestFramework::<Invoice>::with(services(true))
+            .given(history)
+            .when(InvoiceCommand::Cancel {
+                tenant: tenant(),
+                reason: None,
+            })
+            .then_expect_error(InvoiceError::Cancelled);
+    }
+
+    #[test]
+    fn another_tenant_cannot_touch_the_invoice() {
+        let content = input().validate().unwrap().content;
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content)])
+            .when(InvoiceCommand::Cancel {
+                tenant: TenantId::parse("other").unwrap(),
+                reason: None,
+            })
+            .then_expect_error(InvoiceError::WrongTenant("shop".into()));
+    }
+
+    #[test]
+    fn sync_records_move_the_state() {
+        let content = input().validate().unwrap().content;
+        let mut invoice = Invoice::default();
+        invoice.apply(billed(content));
+        invoice.apply(InvoiceEvent::SyncFailed {
+            cause: FailureCause::BlingUnavailable { message: "503".into() },
+            attempt: 2,
+            retry_at: None,
+        });
+        assert_eq!(invoice.failed_attempts, 2);
+        invoice.apply(InvoiceEvent::SalesOrderCreated {
+            bling_order_id: 10,
+            bling_number: Some(1),
+            created: true,
+            content_version: 1,
+        });
+        assert_eq!(invoice.bling_order_id, Some(10));
+        assert_eq!(invoice.failed_attempts, 0);
+    }
+}
