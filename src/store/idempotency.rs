@@ -1,0 +1,142 @@
+//! Remembered responses for the `Idempotency-Key` header: a retried request gets the first
+//! answer and appends nothing.
+
+use super::{Db, StoreError};
+
+/// What a request carrying an idempotency key may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this key is seen: run the request, then [`Db::complete_idempotency_key`].
+    Fresh,
+    /// Seen with the same request: answer this.
+    Replay { status: u16, body: String },
+    /// Seen with a different request.
+    Mismatch,
+    /// The first request with this key is still running.
+    InProgress,
+}
+
+impl Db {
+    pub async fn claim_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<Claim, StoreError> {
+        let inserted = match self {
+            Db::Postgres(pool) => sqlx::query(
+                "INSERT INTO idempotency_keys (tenant, key, request_hash) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(key)
+            .bind(request_hash)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Db::Sqlite(pool) => sqlx::query(
+                "INSERT INTO idempotency_keys (tenant, key, request_hash) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(key)
+            .bind(request_hash)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        if inserted == 1 {
+            return Ok(Claim::Fresh);
+        }
+        let row: Option<(String, Option<i32>, Option<String>)> = match self {
+            Db::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT request_hash, status_code, response_body FROM idempotency_keys
+                     WHERE tenant = $1 AND key = $2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query_as(
+                    "SELECT request_hash, status_code, response_body FROM idempotency_keys
+                     WHERE tenant = ?1 AND key = ?2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(pool)
+                .await?
+            }
+        };
+        Ok(match row {
+            // Released between our insert and our read: the caller may simply retry.
+            None => Claim::InProgress,
+            Some((hash, _, _)) if hash != request_hash => Claim::Mismatch,
+            Some((_, Some(status), Some(body))) => Claim::Replay {
+                status: u16::try_from(status)
+                    .map_err(|_| StoreError::Corrupt(format!("status code {status}")))?,
+                body,
+            },
+            Some(_) => Claim::InProgress,
+        })
+    }
+
+    pub async fn complete_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pool) => {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status_code = $3, response_body = $4
+                     WHERE tenant = $1 AND key = $2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(body)
+                .execute(pool)
+                .await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET status_code = ?3, response_body = ?4
+                     WHERE tenant = ?1 AND key = ?2",
+                )
+                .bind(tenant)
+                .bind(key)
+                .bind(i32::from(status))
+                .bind(body)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a key whose request failed for a reason worth retrying (a 5xx).
+    pub async fn release_idempotency_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Postgres(pool) => {
+                sqlx::query("DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2")
+                    .bind(tenant)
+                    .bind(key)
+                    .execute(pool)
+                    .await?;
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query("DELETE FROM idempotency_keys WHERE tenant = ?1 AND key = ?2")
+                    .bind(tenant)
+                    .bind(key)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
