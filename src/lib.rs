@@ -2,6 +2,16 @@
 //!
 //! The binary (`src/main.rs`) is a thin edge over this library so that integration tests in
 //! `tests/` can start every part (API, sandbox, worker) in-process on random ports.
+//!
+//! - [`store`]: the database (PostgreSQL or SQLite), the global event log, idempotency keys;
+//! - [`ledger`]: runs commands against the aggregates of the `aggregates` crate;
+//! - [`api`]: the HTTP API; [`auth`]: its bearer tokens; [`metrics`]: Prometheus text;
+//! - [`server`]: wiring it all up.
 
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod ledger;
+pub mod metrics;
+pub mod server;
 pub mod store;

@@ -94,3 +94,68 @@ pub async fn read_eventually(
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+pub const INGEST_TOKEN: &str = "test-ingest-shop-a";
+pub const SUPPORT_TOKEN: &str = "test-support-shop-a";
+pub const AUDITOR_TOKEN: &str = "test-auditor-all";
+pub const ADMIN_TOKEN: &str = "test-admin";
+pub const INGEST_B_TOKEN: &str = "test-ingest-shop-b";
+
+/// The tokens every HTTP test uses.
+pub fn test_tokens() -> bling_ledger::auth::TokenRegistry {
+    use aggregates::ids::TenantId;
+    use bling_ledger::auth::{Role, TenantScope, TokenRegistry};
+    let a = TenantScope::One(TenantId::parse("shop-a").unwrap());
+    let b = TenantScope::One(TenantId::parse("shop-b").unwrap());
+    TokenRegistry::default()
+        .with_token(INGEST_TOKEN, "petshop-a", Role::Ingest, a.clone())
+        .with_token(SUPPORT_TOKEN, "support-a", Role::Support, a)
+        .with_token(AUDITOR_TOKEN, "auditor", Role::Auditor, TenantScope::All)
+        .with_token(ADMIN_TOKEN, "admin", Role::Admin, TenantScope::All)
+        .with_token(INGEST_B_TOKEN, "petshop-b", Role::Ingest, b)
+}
+
+/// Starts the whole service on a random port against `url`.
+pub async fn start_server(url: &str) -> bling_ledger::server::Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let settings = bling_ledger::server::Settings {
+        database_url: url.to_string(),
+        max_connections: 8,
+        tokens: test_tokens(),
+    };
+    bling_ledger::server::Server::start(settings, listener)
+        .await
+        .expect("server starts")
+}
+
+/// A valid customer body (CPF 529.982.247-25, full address).
+pub fn customer_body(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "tax_id": "529.982.247-25",
+        "email": "cliente@example.com.br",
+        "mobile": "(11) 98888-7777",
+        "address": {
+            "street": "Rua das Flores", "number": "42", "district": "Centro",
+            "city": "São Paulo", "state": "SP", "cep": "01001-000"
+        }
+    })
+}
+
+/// A valid invoice body for `customer`: a bath and a vaccine, R$ 170,00 in two installments.
+pub fn invoice_body(customer: &str, number: &str) -> serde_json::Value {
+    serde_json::json!({
+        "customer_id": customer,
+        "number": number,
+        "issue_date": "2026-11-25",
+        "items": [
+            {"sku": "BANHO-P", "description": "Banho porte pequeno", "quantity": 2, "unit_price": 4500, "discount": 1000},
+            {"sku": "V10", "description": "Vacina V10", "quantity": 1, "unit_price": 9000}
+        ],
+        "installments": [
+            {"due_date": "2026-11-25", "amount": 8000, "payment_method": "pix"},
+            {"due_date": "2026-12-25", "amount": 9000, "payment_method": "cartao"}
+        ],
+        "total": 17000
+    })
+}

@@ -1,0 +1,145 @@
+//! Request bodies: JSON parsed with the path of the offending field, and the
+//! `Idempotency-Key` protocol.
+
+use std::future::Future;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ApiResult};
+use crate::store::idempotency::Claim;
+use crate::store::Db;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Turns the raw body into `T`, naming the field that failed (`items[0].quantity`).
+pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
+        }
+    })?;
+    let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let field = if path == "." { "body".to_string() } else { path };
+        let problem = inner.to_string();
+        // serde names unknown fields in the message, not the path.
+        let field = match problem.strip_prefix("unknown field `") {
+            Some(rest) => rest.split('`').next().map(str::to_string).unwrap_or(field),
+            None => field,
+        };
+        ApiError::field(StatusCode::BAD_REQUEST, "malformed_json", &field, problem)
+    })
+}
+
+/// Runs `handler` at most once per `Idempotency-Key` (per tenant): a retry with the same key
+/// and request gets the first answer; the same key with another request is refused.
+pub async fn idempotent<F, Fut>(
+    db: &Db,
+    tenant: &str,
+    headers: &HeaderMap,
+    fingerprint: (&str, &str, &[u8]),
+    handler: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<(StatusCode, serde_json::Value)>>,
+{
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => return respond(handler().await),
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => k.to_string(),
+        Some(_) => {
+            return ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+            .into_response()
+        }
+    };
+    let request_hash = request_hash(fingerprint);
+    match db.claim_idempotency_key(tenant, &key, &request_hash).await {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(Claim::Mismatch) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request",
+        )
+        .into_response(),
+        Ok(Claim::InProgress) => ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_progress",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .into_response(),
+        Ok(Claim::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (
+                status,
+                [("content-type", "application/json")],
+                body,
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            response
+        }
+        Ok(Claim::Fresh) => {
+            let outcome = handler().await;
+            let (status, body) = match &outcome {
+                Ok((status, body)) => (*status, body.clone()),
+                Err(e) => (e.status, e.body()),
+            };
+            // A server-side failure is worth retrying with the same key; anything else is
+            // the answer to this request, forever.
+            let stored = if status.is_server_error() {
+                db.release_idempotency_key(tenant, &key).await
+            } else {
+                db.complete_idempotency_key(tenant, &key, status.as_u16(), &body.to_string())
+                    .await
+            };
+            if let Err(error) = stored {
+                tracing::error!(%error, key, "could not record the idempotent response");
+            }
+            respond(outcome)
+        }
+    }
+}
+
+fn respond(outcome: ApiResult<(StatusCode, serde_json::Value)>) -> Response {
+    match outcome {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Method, path and body, with JSON bodies canonicalised so that key order and white space do
+/// not make two equal requests differ.
+fn request_hash((method, path, body): (&str, &str, &[u8])) -> String {
+    let canonical = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => value.to_string().into_bytes(),
+        Err(_) => body.to_vec(),
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b" ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(&canonical);
+    hex::encode(hasher.finalize())
+}
