@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod ledger;
 pub mod metrics;

@@ -70,10 +70,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks that print a ratio against a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// HTTP ingest rate against raw single-row INSERTs at the same concurrency (PostgreSQL).
+    ///
+    /// Creates a scratch database on the server named by --database-url and drops it after.
+    Ingest {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -143,6 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             print_events(&db, &filter, after, limit, json).await
         }
+        Command::Bench { which } => bench(&cli.database, which).await,
         Command::Token {
             command: TokenCommand::New { name, role, tenant },
         } => {
@@ -155,6 +176,32 @@ async fn run(cli: Cli) -> Result<()> {
             let (token, entry) = new_token(&name, role, &tenant);
             println!("token (shown once, give it to the caller): {token}");
             println!("tokens file entry: {}", serde_json::to_string(&entry)?);
+            Ok(())
+        }
+    }
+}
+
+async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
+    match which {
+        BenchCommand::Ingest { clients, seconds } => {
+            if !database.is_postgres() {
+                bail!("bench ingest runs on PostgreSQL: pass --database-url postgres://…");
+            }
+            if clients == 0 || seconds == 0 {
+                bail!("--clients and --seconds must be at least 1");
+            }
+            eprintln!("bench ingest: {clients} clients, {seconds} s per phase…");
+            let report = bling_ledger::bench::ingest::run(
+                &database.database_url,
+                clients,
+                std::time::Duration::from_secs(seconds),
+            )
+            .await?;
+            println!("raw single-row INSERT : {:>10.0} rows/s", report.raw_inserts_per_sec);
+            println!("HTTP ingest (PUT)     : {:>10.0} requests/s", report.ingest_requests_per_sec);
+            println!("ratio ingest/raw      : {:>10.1}%  (target >= 35%)", report.ratio * 100.0);
+            println!("ingest errors         : {:>10}", report.ingest_errors);
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
     }

@@ -1,0 +1,150 @@
+//! Ingest throughput: the whole HTTP path (auth, JSON, validation, aggregate load, optimistic
+//! append) against a raw single-row `INSERT` loop at the same concurrency, on PostgreSQL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{per_second, ScratchDb};
+use crate::auth::{Role, TenantScope, TokenRegistry};
+use crate::server::{Server, Settings};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub clients: usize,
+    pub seconds: f64,
+    pub raw_inserts_per_sec: f64,
+    pub ingest_requests_per_sec: f64,
+    pub ratio: f64,
+    pub ingest_errors: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server: {0}")]
+    Server(#[from] crate::server::ServeError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+const TOKEN: &str = "bench-ingest-token";
+
+pub async fn run(admin_url: &str, clients: usize, duration: Duration) -> Result<IngestReport, BenchError> {
+    let scratch = ScratchDb::create(admin_url).await?;
+    let outcome = measure(&scratch.url, clients, duration).await;
+    scratch.drop_database().await?;
+    outcome
+}
+
+async fn measure(url: &str, clients: usize, duration: Duration) -> Result<IngestReport, BenchError> {
+    // Baseline: what the database does with a single-row insert of an event-sized row.
+    let db = Db::connect(url, clients as u32 + 2).await?;
+    db.migrate().await?;
+    let Db::Postgres(pool) = &db else {
+        return Err(StoreError::UnsupportedUrl(url.to_string()).into());
+    };
+    sqlx::query(
+        "CREATE TABLE raw_baseline (id text NOT NULL, sequence bigint NOT NULL, payload json NOT NULL,
+                                    metadata json NOT NULL, PRIMARY KEY (id, sequence))",
+    )
+    .execute(pool)
+    .await
+    .map_err(StoreError::from)?;
+    let payload = serde_json::json!({"CustomerRegistered": {"name": "Cliente", "tax_id": "52998224725"}});
+    let inserted = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let pool = pool.clone();
+        let inserted = Arc::clone(&inserted);
+        let payload = payload.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while started.elapsed() < duration {
+                i += 1;
+                let result = sqlx::query("INSERT INTO raw_baseline VALUES ($1, 1, $2, '{\"tenant\":\"bench\"}')")
+                    .bind(format!("c{c}-{i}"))
+                    .bind(&payload)
+                    .execute(&pool)
+                    .await;
+                if result.is_ok() {
+                    inserted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let raw_rate = per_second(inserted.load(Ordering::Relaxed), started.elapsed());
+    db.close().await;
+
+    // The product: HTTP requests that each register a new customer (one event each).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let tokens = TokenRegistry::default().with_token(TOKEN, "bench", Role::Ingest, TenantScope::All);
+    let server = Server::start(
+        Settings {
+            database_url: url.to_string(),
+            max_connections: clients as u32 + 2,
+            tokens,
+        },
+        listener,
+    )
+    .await?;
+    let base = server.base_url();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let http = http.clone();
+        let base = base.clone();
+        let accepted = Arc::clone(&accepted);
+        let errors = Arc::clone(&errors);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while started.elapsed() < duration {
+                i += 1;
+                let body = serde_json::json!({
+                    "name": format!("Cliente {c}-{i}"),
+                    "tax_id": "52998224725",
+                    "email": "cliente@example.com.br",
+                    "address": {"street": "Rua A", "number": "1", "district": "Centro",
+                                "city": "Campinas", "state": "SP", "cep": "13010-000"}
+                });
+                let response = http
+                    .put(format!("{base}/v1/tenants/bench/customers/c{c}-{i}"))
+                    .bearer_auth(TOKEN)
+                    .json(&body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().as_u16() == 201 => accepted.fetch_add(1, Ordering::Relaxed),
+                    _ => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let ingest_rate = per_second(accepted.load(Ordering::Relaxed), started.elapsed());
+    server.stop().await?;
+    Ok(IngestReport {
+        clients,
+        seconds: duration.as_secs_f64(),
+        raw_inserts_per_sec: raw_rate,
+        ingest_requests_per_sec: ingest_rate,
+        ratio: ingest_rate / raw_rate.max(1e-9),
+        ingest_errors: errors.load(Ordering::Relaxed),
+    })
+}

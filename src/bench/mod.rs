@@ -1,0 +1,56 @@
+//! `bling-ledger bench …`: speed targets measured against a baseline taken in the same run,
+//! so the ratio means something on any machine.
+
+pub mod ingest;
+
+use std::time::Duration;
+
+use crate::store::{Db, StoreError};
+
+/// A scratch PostgreSQL database for one benchmark, dropped afterwards.
+pub struct ScratchDb {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl ScratchDb {
+    pub async fn create(admin_url: &str) -> Result<ScratchDb, StoreError> {
+        let admin = Db::connect(admin_url, 1).await?;
+        let name = format!("bl_bench_{}", uuid::Uuid::new_v4().simple());
+        if let Db::Postgres(pool) = &admin {
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(pool).await?;
+        } else {
+            return Err(StoreError::UnsupportedUrl(format!(
+                "benchmarks need a postgres:// URL (got {admin_url})"
+            )));
+        }
+        admin.close().await;
+        let url = match admin_url.rfind('/') {
+            Some(i) if admin_url[..i].contains("//") && i > admin_url.find("//").unwrap_or(0) + 1 => {
+                format!("{}/{name}", &admin_url[..i])
+            }
+            _ => format!("{}/{name}", admin_url.trim_end_matches('/')),
+        };
+        Ok(ScratchDb {
+            admin_url: admin_url.to_string(),
+            name,
+            url,
+        })
+    }
+
+    pub async fn drop_database(self) -> Result<(), StoreError> {
+        let admin = Db::connect(&self.admin_url, 1).await?;
+        if let Db::Postgres(pool) = &admin {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(pool)
+                .await?;
+        }
+        admin.close().await;
+        Ok(())
+    }
+}
+
+pub fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
