@@ -2,3 +2,4 @@
 //!
 //! The binary (`src/main.rs`) is a thin edge over this library so that integration tests in
 //! `tests/` can start every part (API, sandbox, worker) in-process on random ports.
+pub mod sandbox;
