@@ -24,7 +24,11 @@ async fn statuses(sb: &Sandbox, api: &Api, n: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn same_seed_same_faults() {
-    let config = |seed| SandboxConfig { seed, faults: half_errors_on_list(), ..unthrottled() };
+    let config = |seed| SandboxConfig {
+        seed,
+        faults: half_errors_on_list(),
+        ..unthrottled()
+    };
     let one = start(config(7)).await;
     let two = start(config(7)).await;
     let other = start(config(8)).await;
@@ -57,22 +61,40 @@ async fn same_seed_same_faults() {
 async fn server_error_has_bling_body_and_stores_nothing() {
     let sb = start(unthrottled()).await;
     let api = login(&sb, "shop").await;
-    sb.set_faults(Some("shop"), FaultConfig::none().with_rule(FaultRule::route("POST", "/contatos").error_rate(1.0)));
+    sb.set_faults(
+        Some("shop"),
+        FaultConfig::none().with_rule(FaultRule::route("POST", "/contatos").error_rate(1.0)),
+    );
     let (status, body) = api.post("/contatos", &json!({"nome": "Ana"})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error"]["type"], "SERVER_ERROR");
     assert!(sb.contatos("shop").is_empty());
-    assert_eq!(api.get("/contatos").await.0, StatusCode::OK, "other routes unaffected");
+    assert_eq!(
+        api.get("/contatos").await.0,
+        StatusCode::OK,
+        "other routes unaffected"
+    );
 }
 
 #[tokio::test]
 async fn dropped_connection_is_a_client_error_not_a_response() {
     let sb = start(unthrottled()).await;
     let api = login(&sb, "shop").await;
-    sb.set_faults(None, FaultConfig::none().with_rule(FaultRule::route("GET", "/contatos").drop_rate(1.0)));
-    let result = api.http.get(format!("{}/contatos", api.base)).bearer_auth(&api.token).send().await;
+    sb.set_faults(
+        None,
+        FaultConfig::none().with_rule(FaultRule::route("GET", "/contatos").drop_rate(1.0)),
+    );
+    let result = api
+        .http
+        .get(format!("{}/contatos", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await;
     let err = result.expect_err("no response must arrive");
-    assert!(err.is_request() || err.is_connect() || err.is_body(), "{err:?}");
+    assert!(
+        err.is_request() || err.is_connect() || err.is_body(),
+        "{err:?}"
+    );
     let last = sb.call_log().pop().expect("logged");
     assert_eq!((last.status, last.fault), (None, Some(FaultKind::Drop)));
     // The connection pool recovers: the next call on another route succeeds.
@@ -87,12 +109,26 @@ async fn apply_then_drop_stores_the_order_but_the_client_gets_no_answer() {
     sb.set_faults(
         Some("shop"),
         FaultConfig::none()
-            .with_rule(FaultRule::route("POST", "/pedidos/vendas").exact().apply_then_drop_rate(1.0))
-            .with_rule(FaultRule::route("POST", "/contatos").exact().apply_then_drop_rate(1.0)),
+            .with_rule(
+                FaultRule::route("POST", "/pedidos/vendas")
+                    .exact()
+                    .apply_then_drop_rate(1.0),
+            )
+            .with_rule(
+                FaultRule::route("POST", "/contatos")
+                    .exact()
+                    .apply_then_drop_rate(1.0),
+            ),
     );
     let order = json!({"numeroLoja": "INV-42", "contato": {"id": contato},
         "itens": [{"descricao": "Ração", "quantidade": 1, "valor": 80.5}]});
-    let result = api.http.post(format!("{}/pedidos/vendas", api.base)).bearer_auth(&api.token).json(&order).send().await;
+    let result = api
+        .http
+        .post(format!("{}/pedidos/vendas", api.base))
+        .bearer_auth(&api.token)
+        .json(&order)
+        .send()
+        .await;
     assert!(result.is_err(), "the client must not see an answer");
     let stored = sb.pedidos("shop");
     assert_eq!(stored.len(), 1);
@@ -114,9 +150,14 @@ async fn apply_then_drop_stores_the_order_but_the_client_gets_no_answer() {
     let (_, body) = api.get("/contatos?numeroDocumento=98765432100").await;
     assert_eq!(body["data"][0]["nome"], "Bruno");
     let log = sb.call_log();
-    let dropped: Vec<_> = log.iter().filter(|r| r.fault == Some(FaultKind::ApplyThenDrop)).collect();
+    let dropped: Vec<_> = log
+        .iter()
+        .filter(|r| r.fault == Some(FaultKind::ApplyThenDrop))
+        .collect();
     assert_eq!(dropped.len(), 2);
-    assert!(dropped.iter().all(|r| r.status.is_none() && r.method == "POST"));
+    assert!(dropped
+        .iter()
+        .all(|r| r.status.is_none() && r.method == "POST"));
 }
 
 #[tokio::test]
@@ -159,7 +200,11 @@ async fn latency_and_per_account_scope_via_control_plane() {
         .await
         .expect("control plane");
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let resp = http().delete(format!("{}/accounts/slow/faults", sb.control_url())).send().await.expect("delete");
+    let resp = http()
+        .delete(format!("{}/accounts/slow/faults", sb.control_url()))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let t = Instant::now();
     slow.get("/contatos").await;

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn tool_present(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +33,11 @@ async fn bling_erp_api_npm_client_works_unchanged() {
         .await
         .expect("npm task")
         .expect("npm runs");
-        assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "npm ci failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // Bling's real limits stay on: the script paces itself as a real client must.
@@ -65,6 +72,11 @@ async fn bling_erp_api_npm_client_works_unchanged() {
     assert_eq!(pedidos[0]["situacao"]["id"], 9);
     assert_eq!(pedidos[0]["notaFiscal"]["id"], seen["idNotaFiscal"]);
     let log = sb.call_log();
-    assert!(log.iter().all(|r| r.status != Some(429)), "the paced client was never throttled");
-    assert!(log.iter().any(|r| r.path.starts_with("/Api/v3/pedidos/vendas?numerosLojas%5B%5D=")));
+    assert!(
+        log.iter().all(|r| r.status != Some(429)),
+        "the paced client was never throttled"
+    );
+    assert!(log.iter().any(|r| r
+        .path
+        .starts_with("/Api/v3/pedidos/vendas?numerosLojas%5B%5D=")));
 }

@@ -63,7 +63,9 @@ impl CallRecord {
             account,
             client_id,
             method: method.to_string(),
-            path: uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.to_string()),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_string(), |pq| pq.to_string()),
             status: None,
             fault: None,
             injected_latency_ms: 0,

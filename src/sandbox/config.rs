@@ -99,10 +99,14 @@ impl SandboxConfig {
             T::Err: std::fmt::Display,
         {
             match std::env::var(name) {
-                Ok(v) => v.trim().parse().map(Some).map_err(|e: T::Err| SandboxError::Env {
-                    name: name.to_string(),
-                    reason: e.to_string(),
-                }),
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: T::Err| SandboxError::Env {
+                        name: name.to_string(),
+                        reason: e.to_string(),
+                    }),
                 Err(_) => Ok(None),
             }
         }
@@ -149,7 +153,9 @@ impl SandboxConfig {
 
     pub(crate) fn validate(&self) -> Result<(), SandboxError> {
         if self.clients.is_empty() {
-            return Err(SandboxError::InvalidConfig("no client app registered".into()));
+            return Err(SandboxError::InvalidConfig(
+                "no client app registered".into(),
+            ));
         }
         for (i, c) in self.clients.iter().enumerate() {
             if c.client_id.is_empty() || c.client_id.contains(':') {
@@ -168,7 +174,9 @@ impl SandboxConfig {
         self.faults.validate()?;
         for a in &self.accounts {
             if a.name.is_empty() {
-                return Err(SandboxError::InvalidConfig("account with an empty name".into()));
+                return Err(SandboxError::InvalidConfig(
+                    "account with an empty name".into(),
+                ));
             }
             if let Some(f) = &a.faults {
                 f.validate()?;

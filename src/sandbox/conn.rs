@@ -52,14 +52,19 @@ impl Listener for KillableListener {
         let _ = stream.set_nodelay(true);
         let kill = Arc::new(AtomicBool::new(false));
         (
-            KillableStream { inner: stream, kill: kill.clone() },
+            KillableStream {
+                inner: stream,
+                kill: kill.clone(),
+            },
             ConnHandle { kill },
         )
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()?;
-        Ok(ConnHandle { kill: Arc::new(AtomicBool::new(false)) })
+        Ok(ConnHandle {
+            kill: Arc::new(AtomicBool::new(false)),
+        })
     }
 }
 
@@ -75,7 +80,10 @@ impl KillableStream {
 }
 
 fn aborted() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "sandbox fault: connection dropped")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "sandbox fault: connection dropped",
+    )
 }
 
 impl AsyncRead for KillableStream {

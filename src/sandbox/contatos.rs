@@ -45,9 +45,17 @@ pub(crate) struct Endereco {
 
 impl Endereco {
     fn is_blank(&self) -> bool {
-        [&self.endereco, &self.cep, &self.bairro, &self.municipio, &self.uf, &self.numero, &self.complemento]
-            .iter()
-            .all(|s| s.trim().is_empty())
+        [
+            &self.endereco,
+            &self.cep,
+            &self.bairro,
+            &self.municipio,
+            &self.uf,
+            &self.numero,
+            &self.complemento,
+        ]
+        .iter()
+        .all(|s| s.trim().is_empty())
     }
 }
 
@@ -123,7 +131,11 @@ struct WithId<'a> {
 
 impl Contato {
     pub fn json(&self) -> Value {
-        serde_json::to_value(WithId { id: self.id, body: &self.body }).unwrap_or(Value::Null)
+        serde_json::to_value(WithId {
+            id: self.id,
+            body: &self.body,
+        })
+        .unwrap_or(Value::Null)
     }
 
     fn list_item(&self) -> Value {
@@ -144,14 +156,30 @@ fn check_endereco(e: &mut Endereco, ns: &str, errors: &mut Vec<FieldError>) {
     e.cep = normalize_cep(&e.cep);
     e.uf = e.uf.trim().to_ascii_uppercase();
     if !e.cep.is_empty() && !cep_valid(&e.cep) {
-        errors.push(FieldError::new(55, &format!("{ns}.cep"), "O CEP informado é inválido"));
+        errors.push(FieldError::new(
+            55,
+            &format!("{ns}.cep"),
+            "O CEP informado é inválido",
+        ));
     } else if e.cep.is_empty() && !e.endereco.trim().is_empty() {
-        errors.push(FieldError::new(55, &format!("{ns}.cep"), "O CEP é obrigatório"));
+        errors.push(FieldError::new(
+            55,
+            &format!("{ns}.cep"),
+            "O CEP é obrigatório",
+        ));
     }
     if !e.uf.is_empty() && !uf_valid(&e.uf) {
-        errors.push(FieldError::new(56, &format!("{ns}.uf"), "A UF informada é inválida"));
+        errors.push(FieldError::new(
+            56,
+            &format!("{ns}.uf"),
+            "A UF informada é inválida",
+        ));
     } else if e.uf.is_empty() && !e.endereco.trim().is_empty() {
-        errors.push(FieldError::new(56, &format!("{ns}.uf"), "A UF é obrigatória"));
+        errors.push(FieldError::new(
+            56,
+            &format!("{ns}.uf"),
+            "A UF é obrigatória",
+        ));
     }
 }
 
@@ -160,26 +188,43 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
     let mut errors = Vec::new();
     b.nome = b.nome.trim().to_string();
     if b.nome.is_empty() {
-        errors.push(FieldError::new(10, "nome", "O nome do contato é obrigatório"));
+        errors.push(FieldError::new(
+            10,
+            "nome",
+            "O nome do contato é obrigatório",
+        ));
     }
     b.situacao = b.situacao.trim().to_ascii_uppercase();
     if b.situacao.is_empty() {
         b.situacao = "A".into();
     } else if !matches!(b.situacao.as_str(), "A" | "E" | "I" | "S") {
-        errors.push(FieldError::new(54, "situacao", "A situação deve ser A, E, I ou S"));
+        errors.push(FieldError::new(
+            54,
+            "situacao",
+            "A situação deve ser A, E, I ou S",
+        ));
     }
     b.tipo = b.tipo.trim().to_ascii_uppercase();
     b.numero_documento = normalize_document(&b.numero_documento);
     let doc = b.numero_documento.as_str();
     let kind = document_kind(doc);
     if b.tipo.is_empty() {
-        b.tipo = if kind == Some(Document::Cnpj) { "J" } else { "F" }.into();
+        b.tipo = if kind == Some(Document::Cnpj) {
+            "J"
+        } else {
+            "F"
+        }
+        .into();
     }
     match b.tipo.as_str() {
         "E" => {}
         "F" | "J" if doc.is_empty() => {}
         "F" | "J" => {
-            let expected = if b.tipo == "F" { Document::Cpf } else { Document::Cnpj };
+            let expected = if b.tipo == "F" {
+                Document::Cpf
+            } else {
+                Document::Cnpj
+            };
             match kind {
                 None => errors.push(FieldError::new(
                     if b.tipo == "F" { 49 } else { 50 },
@@ -200,13 +245,21 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
                 Some(_) => {}
             }
         }
-        _ => errors.push(FieldError::new(53, "tipo", "O tipo de pessoa deve ser F, J ou E")),
+        _ => errors.push(FieldError::new(
+            53,
+            "tipo",
+            "O tipo de pessoa deve ser F, J ou E",
+        )),
     }
     if b.indicador_ie == 0 {
         b.indicador_ie = 9;
     }
     if !matches!(b.indicador_ie, 1 | 2 | 9) {
-        errors.push(FieldError::new(58, "indicadorIe", "O indicador de IE deve ser 1, 2 ou 9"));
+        errors.push(FieldError::new(
+            58,
+            "indicadorIe",
+            "O indicador de IE deve ser 1, 2 ou 9",
+        ));
     } else if b.indicador_ie == 1 && b.ie.trim().is_empty() {
         errors.push(FieldError::new(
             59,
@@ -216,14 +269,22 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
     }
     b.email = b.email.trim().to_string();
     if !b.email.is_empty() && !email_plausible(&b.email) {
-        errors.push(FieldError::new(57, "email", "O e-mail informado é inválido"));
+        errors.push(FieldError::new(
+            57,
+            "email",
+            "O e-mail informado é inválido",
+        ));
     }
     check_endereco(&mut b.endereco.geral, "endereco.geral", &mut errors);
     check_endereco(&mut b.endereco.cobranca, "endereco.cobranca", &mut errors);
     let extra = &mut b.dados_adicionais;
     extra.sexo = extra.sexo.trim().to_ascii_uppercase();
     if !extra.sexo.is_empty() && !matches!(extra.sexo.as_str(), "M" | "F") {
-        errors.push(FieldError::new(60, "dadosAdicionais.sexo", "O sexo deve ser M ou F"));
+        errors.push(FieldError::new(
+            60,
+            "dadosAdicionais.sexo",
+            "O sexo deve ser M ou F",
+        ));
     }
     if !extra.data_nascimento.is_empty() && parse_date(&extra.data_nascimento).is_none() {
         errors.push(FieldError::new(
@@ -240,13 +301,18 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
 fn email_plausible(s: &str) -> bool {
     s.split([',', ';']).map(str::trim).all(|e| {
         e.split_once('@').is_some_and(|(user, domain)| {
-            !user.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
     })
 }
 
 fn contato_mut<'a>(acct: &'a mut Account, id: i64) -> ApiResult<&'a mut Contato> {
-    acct.contatos.get_mut(&id).ok_or_else(|| ApiError::not_found("Contato"))
+    acct.contatos
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::not_found("Contato"))
 }
 
 pub(crate) async fn create(
@@ -262,10 +328,15 @@ pub(crate) async fn create(
     let mut store = shared.store();
     let id = store.next_id();
     let now = now_brt();
-    store
-        .account_mut(&ctx.account)
-        .contatos
-        .insert(id, Contato { id, body: b, created: now, updated: now });
+    store.account_mut(&ctx.account).contatos.insert(
+        id,
+        Contato {
+            id,
+            body: b,
+            created: now,
+            updated: now,
+        },
+    );
     Ok((StatusCode::CREATED, Json(json!({"data": {"id": id}}))))
 }
 
@@ -330,7 +401,11 @@ pub(crate) async fn set_situacao(
     if !matches!(situacao.as_str(), "A" | "E" | "I" | "S") {
         return Err(ApiError::validation(
             "Não foi possível alterar a situação do contato",
-            vec![FieldError::new(54, "situacao", "A situação deve ser A, E, I ou S")],
+            vec![FieldError::new(
+                54,
+                "situacao",
+                "A situação deve ser A, E, I ou S",
+            )],
         ));
     }
     let mut store = shared.store();
@@ -354,7 +429,11 @@ pub(crate) async fn list(
     let (offset, limit) = p.page(&mut errors);
     let criterio = p.int("criterio", &mut errors).unwrap_or(1);
     if !(1..=4).contains(&criterio) {
-        errors.push(FieldError::new(2, "criterio", "O critério deve ser 1, 2, 3 ou 4"));
+        errors.push(FieldError::new(
+            2,
+            "criterio",
+            "O critério deve ser 1, 2, 3 ou 4",
+        ));
     }
     let ids = p.ints("idsContatos", &mut errors);
     let id_tipo = p.int("idTipoContato", &mut errors);
@@ -363,7 +442,11 @@ pub(crate) async fn list(
         let v = p.get(key)?;
         let parsed = parse_bound(v, upper);
         if parsed.is_none() {
-            errors.push(FieldError::new(3, key, "Data inválida: use AAAA-MM-DD ou AAAA-MM-DD HH:MM:SS"));
+            errors.push(FieldError::new(
+                3,
+                key,
+                "Data inválida: use AAAA-MM-DD ou AAAA-MM-DD HH:MM:SS",
+            ));
         }
         parsed
     };
@@ -395,7 +478,8 @@ pub(crate) async fn list(
                 && documento.as_ref().is_none_or(|d| &b.numero_documento == d)
                 && uf.as_ref().is_none_or(|u| &b.endereco.geral.uf == u)
                 && telefone.as_ref().is_none_or(|t| {
-                    digits(&b.telefone).contains(t.as_str()) || digits(&b.celular).contains(t.as_str())
+                    digits(&b.telefone).contains(t.as_str())
+                        || digits(&b.celular).contains(t.as_str())
                 })
                 && id_tipo.is_none_or(|t| b.tipos_contato.iter().any(|x| x.id == t))
                 && id_vendedor.is_none_or(|v| b.vendedor.id == v)
@@ -404,9 +488,15 @@ pub(crate) async fn list(
                 && alt_from.is_none_or(|d| c.updated >= d)
                 && alt_to.is_none_or(|d| c.updated <= d)
                 && pesquisa.as_ref().is_none_or(|s| {
-                    [&b.nome, &b.fantasia, &b.codigo, &b.email, &b.numero_documento]
-                        .iter()
-                        .any(|f| f.to_lowercase().contains(s.as_str()))
+                    [
+                        &b.nome,
+                        &b.fantasia,
+                        &b.codigo,
+                        &b.email,
+                        &b.numero_documento,
+                    ]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(s.as_str()))
                         || (!normalize_document(s).is_empty()
                             && b.numero_documento.contains(&normalize_document(s)))
                 })

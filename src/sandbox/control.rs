@@ -49,7 +49,10 @@ pub struct AccountSummary {
 impl Shared {
     pub(crate) fn account_summaries(&self) -> Vec<AccountSummary> {
         let names: Vec<String> = self.store().accounts.keys().cloned().collect();
-        names.iter().filter_map(|n| self.account_summary(n)).collect()
+        names
+            .iter()
+            .filter_map(|n| self.account_summary(n))
+            .collect()
     }
 
     pub(crate) fn account_summary(&self, name: &str) -> Option<AccountSummary> {
@@ -62,7 +65,10 @@ impl Shared {
                 situacoes: a
                     .situacoes
                     .iter()
-                    .map(|s| SituacaoInfo { id: s.id, nome: s.nome.clone() })
+                    .map(|s| SituacaoInfo {
+                        id: s.id,
+                        nome: s.nome.clone(),
+                    })
                     .collect(),
                 contatos: a.contatos.len(),
                 pedidos: a.pedidos.len(),
@@ -76,7 +82,12 @@ impl Shared {
             (s, self.limits().used_today(name))
         };
         summary.requests_today = requests_today;
-        for r in self.log().all().iter().filter(|r| r.account.as_deref() == Some(name)) {
+        for r in self
+            .log()
+            .all()
+            .iter()
+            .filter(|r| r.account.as_deref() == Some(name))
+        {
             summary.calls += 1;
             summary.rate_limited += u64::from(r.status == Some(429));
             summary.faults_injected += u64::from(r.fault.is_some());
@@ -100,7 +111,11 @@ impl Shared {
         self.limits().reset();
     }
 
-    pub(crate) fn grant_tokens(&self, client_id: &str, account: &str) -> Result<TokenSet, SandboxError> {
+    pub(crate) fn grant_tokens(
+        &self,
+        client_id: &str,
+        account: &str,
+    ) -> Result<TokenSet, SandboxError> {
         if !self.config.clients.iter().any(|c| c.client_id == client_id) {
             return Err(SandboxError::UnknownClient(client_id.to_string()));
         }
@@ -180,7 +195,11 @@ struct SituacaoBody {
     nome: String,
 }
 
-async fn add_situacao(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn add_situacao(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     match parse_json::<SituacaoBody>(&body) {
         Ok(b) if !b.nome.trim().is_empty() => {
             let id = s.add_situacao(&name, b.nome.trim());
@@ -212,15 +231,25 @@ async fn global_faults_put(State(s): State<Arc<Shared>>, body: Bytes) -> Respons
     put_faults(&s, None, &body)
 }
 
-async fn account_faults_get(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Json<Option<FaultConfig>> {
+async fn account_faults_get(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Json<Option<FaultConfig>> {
     Json(s.faults().get(Some(&name)))
 }
 
-async fn account_faults_put(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn account_faults_put(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
     put_faults(&s, Some(&name), &body)
 }
 
-async fn account_faults_delete(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> StatusCode {
+async fn account_faults_delete(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> StatusCode {
     s.set_faults(Some(&name), None);
     StatusCode::NO_CONTENT
 }
@@ -285,13 +314,17 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_sandbox/accounts/{name}/tokens", post(tokens))
         .route(
             "/_sandbox/accounts/{name}/faults",
-            get(account_faults_get).put(account_faults_put).delete(account_faults_delete),
+            get(account_faults_get)
+                .put(account_faults_put)
+                .delete(account_faults_delete),
         )
         .route("/_sandbox/accounts/{name}/contatos", get(contatos))
         .route("/_sandbox/accounts/{name}/pedidos", get(pedidos))
         .route("/_sandbox/accounts/{name}/nfes", get(nfes))
-        .route("/_sandbox/faults", get(global_faults_get).put(global_faults_put))
+        .route(
+            "/_sandbox/faults",
+            get(global_faults_get).put(global_faults_put),
+        )
         .route("/_sandbox/calls", get(calls).delete(clear_calls))
         .route("/_sandbox/reset-counters", post(reset_counters))
 }
-

@@ -95,10 +95,19 @@ impl ApiError {
         let description = fields
             .iter()
             .map(|f| f.msg.as_str())
-            .chain(fields.iter().flat_map(|f| f.collection.iter().map(|c| c.msg.as_str())))
+            .chain(
+                fields
+                    .iter()
+                    .flat_map(|f| f.collection.iter().map(|c| c.msg.as_str())),
+            )
             .collect::<Vec<_>>()
             .join("; ");
-        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message, &description);
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            message,
+            &description,
+        );
         e.fields = Some(fields);
         e
     }
@@ -113,7 +122,12 @@ impl ApiError {
     }
 
     pub fn invalid_token(description: &str) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "invalid_token", description)
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "invalid_token",
+            description,
+        )
     }
 
     pub fn server_error() -> Self {
@@ -138,7 +152,14 @@ impl ApiError {
 
     /// A body that could not be read as the JSON the route expects.
     pub fn bad_body(message: &str, detail: &str) -> Self {
-        ApiError::validation(message, vec![FieldError::new(1, "body", &format!("JSON inválido: {detail}"))])
+        ApiError::validation(
+            message,
+            vec![FieldError::new(
+                1,
+                "body",
+                &format!("JSON inválido: {detail}"),
+            )],
+        )
     }
 }
 
@@ -154,7 +175,8 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.status == StatusCode::UNAUTHORIZED && self.kind == "invalid_token" {
             resp.headers_mut().insert(

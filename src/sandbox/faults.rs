@@ -163,12 +163,19 @@ pub(crate) struct FaultEngine {
 
 /// FNV-1a: a hash that is stable across Rust versions, unlike `DefaultHasher`.
 fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 impl FaultEngine {
     pub fn new(seed: u64, global: FaultConfig) -> FaultEngine {
-        FaultEngine { seed, global, per_account: HashMap::new(), rngs: HashMap::new() }
+        FaultEngine {
+            seed,
+            global,
+            per_account: HashMap::new(),
+            rngs: HashMap::new(),
+        }
     }
 
     /// Replaces the faults of one account (or the global ones) and restarts the affected
@@ -223,7 +230,10 @@ impl FaultEngine {
         } else {
             None
         };
-        Decision { latency: Duration::from_millis(latency_ms), kind }
+        Decision {
+            latency: Duration::from_millis(latency_ms),
+            kind,
+        }
     }
 }
 
@@ -238,6 +248,9 @@ mod tests {
         assert!(r.matches("POST", "/pedidos/vendas/1/gerar-nfe"));
         assert!(!r.matches("GET", "/pedidos/vendas"));
         assert!(!r.matches("POST", "/pedidos/vendasX"));
-        assert!(!r.clone().exact().matches("POST", "/pedidos/vendas/1/gerar-nfe"));
+        assert!(!r
+            .clone()
+            .exact()
+            .matches("POST", "/pedidos/vendas/1/gerar-nfe"));
     }
 }

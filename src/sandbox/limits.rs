@@ -41,12 +41,7 @@ const TOKEN_WINDOW: Duration = Duration::from_secs(60);
 
 fn ceil_secs(d: Duration) -> u64 {
     let s = d.as_secs();
-    if d.subsec_nanos() > 0 {
-        s + 1
-    } else {
-        s
-    }
-    .max(1)
+    if d.subsec_nanos() > 0 { s + 1 } else { s }.max(1)
 }
 
 impl Limits {
@@ -76,16 +71,24 @@ impl Limits {
             w.today = 0;
         }
         if self.daily > 0 && w.today >= self.daily {
-            return Err(Refusal::Daily { retry_after_secs: secs_to_midnight.max(1) });
+            return Err(Refusal::Daily {
+                retry_after_secs: secs_to_midnight.max(1),
+            });
         }
         if self.per_sec > 0 {
-            while w.recent.front().is_some_and(|t| now.duration_since(*t) >= SECOND) {
+            while w
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= SECOND)
+            {
                 w.recent.pop_front();
             }
             if w.recent.len() >= self.per_sec as usize {
                 let oldest = w.recent.front().copied().unwrap_or(now);
                 let wait = SECOND.saturating_sub(now.duration_since(oldest));
-                return Err(Refusal::PerSecond { retry_after_secs: ceil_secs(wait) });
+                return Err(Refusal::PerSecond {
+                    retry_after_secs: ceil_secs(wait),
+                });
             }
             w.recent.push_back(now);
         }
@@ -111,7 +114,11 @@ impl Limits {
             c.blocked_until = None;
             c.calls.clear();
         }
-        while c.calls.front().is_some_and(|t| now.duration_since(*t) >= TOKEN_WINDOW) {
+        while c
+            .calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= TOKEN_WINDOW)
+        {
             c.calls.pop_front();
         }
         c.calls.push_back(now);
@@ -141,12 +148,20 @@ mod tests {
         for _ in 0..3 {
             assert!(l.admit("a", t0, day, 100).is_ok());
         }
-        assert!(matches!(l.admit("a", t0, day, 100), Err(Refusal::PerSecond { .. })));
+        assert!(matches!(
+            l.admit("a", t0, day, 100),
+            Err(Refusal::PerSecond { .. })
+        ));
         assert!(l.admit("b", t0, day, 100).is_ok());
         let t1 = t0 + Duration::from_millis(1001);
         assert!(l.admit("a", t1, day, 100).is_ok());
         assert!(l.admit("a", t1, day, 100).is_ok());
-        assert_eq!(l.admit("a", t1, day, 100), Err(Refusal::Daily { retry_after_secs: 100 }));
+        assert_eq!(
+            l.admit("a", t1, day, 100),
+            Err(Refusal::Daily {
+                retry_after_secs: 100
+            })
+        );
         assert!(l.token_call("c", t0).is_ok());
         assert!(l.token_call("c", t0).is_ok());
         assert_eq!(l.token_call("c", t0), Err(10));

@@ -61,7 +61,8 @@ impl Visitor<'_> for ScaledVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        v.checked_mul(self.0).ok_or_else(|| E::custom("number out of range"))
+        v.checked_mul(self.0)
+            .ok_or_else(|| E::custom("number out of range"))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
@@ -73,7 +74,11 @@ impl Visitor<'_> for ScaledVisitor {
 
     // Some integrators send "80.50" as a string; accepting it is kinder than a type error.
     fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
-        let parsed: f64 = v.trim().replace(',', ".").parse().map_err(|_| E::custom("not a number"))?;
+        let parsed: f64 = v
+            .trim()
+            .replace(',', ".")
+            .parse()
+            .map_err(|_| E::custom("not a number"))?;
         self.visit_f64(parsed)
     }
 }

@@ -182,15 +182,27 @@ pub(crate) async fn enviar(
     let id = parse_id(&id, "Nota fiscal")?;
     let mut store = shared.store();
     let acct = store.account_mut(&ctx.account);
-    let mut nfe = acct.nfes.get(&id).cloned().ok_or_else(|| ApiError::not_found("Nota fiscal"))?;
+    let mut nfe = acct
+        .nfes
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("Nota fiscal"))?;
     const FAILED: &str = "Não foi possível enviar a nota fiscal";
     if nfe.situacao == AUTORIZADA {
         return Err(ApiError::validation(
             FAILED,
-            vec![FieldError::new(70, "situacao", "A nota fiscal já está autorizada")],
+            vec![FieldError::new(
+                70,
+                "situacao",
+                "A nota fiscal já está autorizada",
+            )],
         ));
     }
-    let documento = nfe.contato.get("numeroDocumento").and_then(Value::as_str).unwrap_or("");
+    let documento = nfe
+        .contato
+        .get("numeroDocumento")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if documento.is_empty() && nfe.tipo_contato != "E" {
         nfe.situacao = REJEITADA;
         acct.nfes.insert(id, nfe);
@@ -217,7 +229,11 @@ mod tests {
     #[test]
     fn issuer_cnpj_is_valid() {
         for n in 1..20 {
-            assert!(cpf_cnpj::cnpj::validate(&issuer_cnpj(n)), "{}", issuer_cnpj(n));
+            assert!(
+                cpf_cnpj::cnpj::validate(&issuer_cnpj(n)),
+                "{}",
+                issuer_cnpj(n)
+            );
         }
     }
 }

@@ -13,8 +13,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
 use rand::RngCore;
-use sha2::Digest;
 use serde::Serialize;
+use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +91,9 @@ fn jwt_token(account: &str, client_id: &str, ttl: Duration) -> String {
         "jti": random_token(), "scopes": padding,
     });
     let payload = b64.encode(payload.to_string());
-    let sig = b64.encode(sha2::Sha256::digest(format!("{header}.{payload}").as_bytes()));
+    let sig = b64.encode(sha2::Sha256::digest(
+        format!("{header}.{payload}").as_bytes(),
+    ));
     format!("{header}.{payload}.{sig}")
 }
 
@@ -129,11 +131,20 @@ impl OAuthStore {
             random_token()
         };
         let refresh_token = random_token();
-        self.access
-            .insert(access_token.clone(), Access { grant, expires: now + p.access_ttl });
+        self.access.insert(
+            access_token.clone(),
+            Access {
+                grant,
+                expires: now + p.access_ttl,
+            },
+        );
         self.refresh.insert(
             refresh_token.clone(),
-            Refresh { grant, expires: now + p.refresh_ttl, rotated: false },
+            Refresh {
+                grant,
+                expires: now + p.refresh_ttl,
+                rotated: false,
+            },
         );
         TokenSet {
             access_token,
@@ -148,7 +159,11 @@ impl OAuthStore {
         self.last_grant += 1;
         self.grants.insert(
             self.last_grant,
-            Grant { client_id: client_id.into(), account: account.into(), revoked: false },
+            Grant {
+                client_id: client_id.into(),
+                account: account.into(),
+                revoked: false,
+            },
         );
         self.last_grant
     }
@@ -171,7 +186,9 @@ impl OAuthStore {
             return Err(InvalidGrant("Código de autorização inválido"));
         };
         if c.client_id != client_id {
-            return Err(InvalidGrant("Código de autorização emitido para outro aplicativo"));
+            return Err(InvalidGrant(
+                "Código de autorização emitido para outro aplicativo",
+            ));
         }
         if let Some(g) = c.redeemed {
             // Bling: reusing a code revokes the access it granted (a stolen code is useless).
@@ -241,7 +258,10 @@ impl OAuthStore {
         if Instant::now() >= a.expires {
             return Err("Token de acesso expirado");
         }
-        Ok(AuthCtx { account: g.account.clone(), client_id: g.client_id.clone() })
+        Ok(AuthCtx {
+            account: g.account.clone(),
+            client_id: g.client_id.clone(),
+        })
     }
 
     /// Revokes the grant behind an access or refresh token of `client_id` (RFC 7009 style).
@@ -263,10 +283,7 @@ impl OAuthStore {
     pub fn revoke_account(&mut self, account: &str, client_id: Option<&str>) -> usize {
         let mut n = 0;
         for g in self.grants.values_mut() {
-            if g.account == account
-                && !g.revoked
-                && client_id.is_none_or(|c| c == g.client_id)
-            {
+            if g.account == account && !g.revoked && client_id.is_none_or(|c| c == g.client_id) {
                 g.revoked = true;
                 n += 1;
             }
@@ -275,7 +292,10 @@ impl OAuthStore {
     }
 
     pub fn active_grants(&self, account: &str) -> usize {
-        self.grants.values().filter(|g| g.account == account && !g.revoked).count()
+        self.grants
+            .values()
+            .filter(|g| g.account == account && !g.revoked)
+            .count()
     }
 }
 
@@ -312,7 +332,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
@@ -355,10 +377,16 @@ fn redirect_with(uri: &str, pairs: &[(&str, Option<&str>)], status: StatusCode) 
 
 /// Account names come from the URL; keep them to something printable and short.
 fn account_name(params: &Params) -> Result<String, &'static str> {
-    let name = params.get("account").unwrap_or("default").trim().to_string();
+    let name = params
+        .get("account")
+        .unwrap_or("default")
+        .trim()
+        .to_string();
     if name.is_empty()
         || name.len() > 64
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err("Nome de conta inválido: use letras, números, '-', '_' ou '.' (até 64)");
     }
@@ -378,11 +406,23 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
         account: None,
         client_id,
     };
-    let Some(app) = client_id.as_deref().and_then(|id| client(shared, id)).cloned() else {
-        return fail(StatusCode::BAD_REQUEST, "Aplicativo não encontrado (client_id inválido)", client_id);
+    let Some(app) = client_id
+        .as_deref()
+        .and_then(|id| client(shared, id))
+        .cloned()
+    else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "Aplicativo não encontrado (client_id inválido)",
+            client_id,
+        );
     };
     if params.get("response_type") != Some("code") {
-        return fail(StatusCode::BAD_REQUEST, "response_type deve ser \"code\"", client_id);
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "response_type deve ser \"code\"",
+            client_id,
+        );
     }
     let account = match account_name(params) {
         Ok(a) => a,
@@ -396,27 +436,55 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
             .replace("{{CLIENT_ID}}", &escape_html(&app.client_id))
             .replace("{{ACCOUNT}}", &escape_html(&account))
             .replace("{{STATE}}", &escape_html(state.unwrap_or("")));
-        return Outcome { response: Html(page).into_response(), account: Some(account), client_id };
+        return Outcome {
+            response: Html(page).into_response(),
+            account: Some(account),
+            client_id,
+        };
     }
-    let status = if from_form { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
+    let status = if from_form {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::FOUND
+    };
     if from_form && params.get("decision") != Some("approve") {
         let response = redirect_with(
             &app.redirect_uri,
             &[("error", Some("access_denied")), ("state", state)],
             status,
         );
-        return Outcome { response, account: Some(account), client_id };
+        return Outcome {
+            response,
+            account: Some(account),
+            client_id,
+        };
     }
     let code = {
         let mut store = shared.store();
         store.account_mut(&account);
-        store.oauth.issue_code(&app.client_id, &account, shared.config.code_ttl)
+        store
+            .oauth
+            .issue_code(&app.client_id, &account, shared.config.code_ttl)
     };
-    let response = redirect_with(&app.redirect_uri, &[("code", Some(&code)), ("state", state)], status);
-    Outcome { response, account: Some(account), client_id }
+    let response = redirect_with(
+        &app.redirect_uri,
+        &[("code", Some(&code)), ("state", state)],
+        status,
+    );
+    Outcome {
+        response,
+        account: Some(account),
+        client_id,
+    }
 }
 
-fn finish(shared: &Shared, method: Method, uri: &OriginalUri, started: Instant, o: Outcome) -> Response {
+fn finish(
+    shared: &Shared,
+    method: Method,
+    uri: &OriginalUri,
+    started: Instant,
+    o: Outcome,
+) -> Response {
     record_call(
         shared,
         CallRecord::start(&method, uri, o.account, o.client_id),
@@ -455,7 +523,11 @@ pub(crate) async fn authorize_submit(
 fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
     let creds = basic_credentials(headers);
     let client_id = creds.as_ref().map(|(id, _)| id.clone());
-    let out = |response, account| Outcome { response, account, client_id: client_id.clone() };
+    let out = |response, account| Outcome {
+        response,
+        account,
+        client_id: client_id.clone(),
+    };
     let guard_key = client_id.clone().unwrap_or_else(|| "<anonymous>".into());
     if let Err(secs) = shared.limits().token_call(&guard_key, Instant::now()) {
         let e = ApiError::too_many_requests(
@@ -469,18 +541,30 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
         .and_then(|(id, secret)| client(shared, id).filter(|c| &c.client_secret == secret));
     let Some(app) = authorized else {
         return out(
-            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Credenciais do aplicativo inválidas"),
+            oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Credenciais do aplicativo inválidas",
+            ),
             None,
         );
     };
     let params = Params::parse(std::str::from_utf8(body).ok());
-    let jwt = headers.get("enable-jwt").and_then(|v| v.to_str().ok()).map(str::trim) == Some("1");
+    let jwt = headers
+        .get("enable-jwt")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        == Some("1");
     let p = IssueParams::from(shared, jwt);
     let result = match params.get("grant_type") {
         Some("authorization_code") => match params.get("code") {
             Some(code) => shared.store().oauth.redeem_code(code, &app.client_id, &p),
             None => {
-                let r = oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Parâmetro code ausente");
+                let r = oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Parâmetro code ausente",
+                );
                 return out(r, None);
             }
         },
@@ -507,10 +591,14 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
     match result {
         Ok((tokens, account)) => {
             let mut resp = axum::Json(tokens).into_response();
-            resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             out(resp, Some(account))
         }
-        Err(InvalidGrant(why)) => out(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why), None),
+        Err(InvalidGrant(why)) => out(
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
+            None,
+        ),
     }
 }
 
@@ -565,7 +653,11 @@ pub(crate) async fn revoke(
                 },
                 Some(t) => {
                     let account = shared.store().oauth.revoke_token(t, &app.client_id);
-                    Outcome { response: StatusCode::OK.into_response(), account, client_id }
+                    Outcome {
+                        response: StatusCode::OK.into_response(),
+                        account,
+                        client_id,
+                    }
                 }
             }
         }
@@ -584,5 +676,9 @@ pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AuthC
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::invalid_token("Token de acesso não informado"));
     };
-    shared.store().oauth.authenticate(&token).map_err(ApiError::invalid_token)
+    shared
+        .store()
+        .oauth
+        .authenticate(&token)
+        .map_err(ApiError::invalid_token)
 }

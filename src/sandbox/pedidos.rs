@@ -134,14 +134,19 @@ fn frete(b: &PedidoBody) -> Centavos {
 /// Bling's totals: `totalProdutos` = Σ(quantidade × valor − desconto do item);
 /// `total` = totalProdutos − desconto + outrasDespesas + frete + IPI.
 fn totals(b: &PedidoBody) -> (Centavos, Centavos) {
-    let produtos: i64 = b.itens.iter().map(|i| i.valor.times(i.quantidade).0 - i.desconto.0).sum();
+    let produtos: i64 = b
+        .itens
+        .iter()
+        .map(|i| i.valor.times(i.quantidade).0 - i.desconto.0)
+        .sum();
     let produtos = Centavos(produtos);
     let desconto = if b.desconto.unidade == "PERCENTUAL" {
         produtos.percent(b.desconto.valor)
     } else {
         b.desconto.valor
     };
-    let total = produtos.0 - desconto.0 + b.outras_despesas.0 + frete(b).0 + b.tributacao.total_ipi.0;
+    let total =
+        produtos.0 - desconto.0 + b.outras_despesas.0 + frete(b).0 + b.tributacao.total_ipi.0;
     (produtos, Centavos(total))
 }
 
@@ -159,9 +164,17 @@ fn check_date(value: &str, element: &str, errors: &mut Vec<FieldError>) {
 fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if b.contato.id <= 0 {
-        errors.push(FieldError::new(36, "contato.id", "O contato do pedido é obrigatório"));
+        errors.push(FieldError::new(
+            36,
+            "contato.id",
+            "O contato do pedido é obrigatório",
+        ));
     } else if !acct.contatos.contains_key(&b.contato.id) {
-        errors.push(FieldError::new(37, "contato.id", "O contato informado não foi encontrado"));
+        errors.push(FieldError::new(
+            37,
+            "contato.id",
+            "O contato informado não foi encontrado",
+        ));
     }
     if b.data.is_empty() {
         b.data = now_brt().date().format("%Y-%m-%d").to_string();
@@ -170,7 +183,11 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
     check_date(&b.data_saida, "dataSaida", &mut errors);
     check_date(&b.data_prevista, "dataPrevista", &mut errors);
     if b.itens.is_empty() {
-        errors.push(FieldError::new(40, "itens", "O pedido deve possuir ao menos um item"));
+        errors.push(FieldError::new(
+            40,
+            "itens",
+            "O pedido deve possuir ao menos um item",
+        ));
     }
     let mut collection = Vec::new();
     for (index, item) in b.itens.iter().enumerate() {
@@ -184,7 +201,11 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
             })
         };
         if item.quantidade.0 <= 0 {
-            bad(41, "quantidade", "A quantidade do item deve ser maior que zero");
+            bad(
+                41,
+                "quantidade",
+                "A quantidade do item deve ser maior que zero",
+            );
         }
         if item.valor.0 < 0 {
             bad(42, "valor", "O valor do item não pode ser negativo");
@@ -192,8 +213,13 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
         if item.desconto.0 < 0 {
             bad(43, "desconto", "O desconto do item não pode ser negativo");
         }
-        if item.descricao.trim().is_empty() && item.codigo.trim().is_empty() && item.produto.id == 0 {
-            bad(44, "descricao", "Informe a descrição, o código ou o produto do item");
+        if item.descricao.trim().is_empty() && item.codigo.trim().is_empty() && item.produto.id == 0
+        {
+            bad(
+                44,
+                "descricao",
+                "Informe a descrição, o código ou o produto do item",
+            );
         }
     }
     if !collection.is_empty() {
@@ -213,20 +239,38 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
             "A unidade do desconto deve ser REAL ou PERCENTUAL",
         )),
     }
-    if b.desconto.valor.0 < 0
-        || (b.desconto.unidade == "PERCENTUAL" && b.desconto.valor.0 > 10_000)
+    if b.desconto.valor.0 < 0 || (b.desconto.unidade == "PERCENTUAL" && b.desconto.valor.0 > 10_000)
     {
-        errors.push(FieldError::new(47, "desconto.valor", "O valor do desconto é inválido"));
+        errors.push(FieldError::new(
+            47,
+            "desconto.valor",
+            "O valor do desconto é inválido",
+        ));
     }
     if b.outras_despesas.0 < 0 {
-        errors.push(FieldError::new(48, "outrasDespesas", "Outras despesas não pode ser negativo"));
+        errors.push(FieldError::new(
+            48,
+            "outrasDespesas",
+            "Outras despesas não pode ser negativo",
+        ));
     }
     if b.numero < 0 {
-        errors.push(FieldError::new(34, "numero", "O número do pedido é inválido"));
+        errors.push(FieldError::new(
+            34,
+            "numero",
+            "O número do pedido é inválido",
+        ));
     } else if b.numero > 0
-        && acct.pedidos.values().any(|p| p.body.numero == b.numero && Some(p.id) != own_id)
+        && acct
+            .pedidos
+            .values()
+            .any(|p| p.body.numero == b.numero && Some(p.id) != own_id)
     {
-        errors.push(FieldError::new(35, "numero", "Já existe um pedido de venda com este número"));
+        errors.push(FieldError::new(
+            35,
+            "numero",
+            "Já existe um pedido de venda com este número",
+        ));
     }
     errors
 }
@@ -256,13 +300,20 @@ impl Pedido {
             m.insert("total".into(), json!(self.total));
             m.insert("situacao".into(), self.situacao_json(acct));
             m.insert("contato".into(), self.contato_json(acct));
-            m.insert("notaFiscal".into(), json!({"id": self.nota_fiscal.unwrap_or(0)}));
+            m.insert(
+                "notaFiscal".into(),
+                json!({"id": self.nota_fiscal.unwrap_or(0)}),
+            );
         }
         v
     }
 
     fn situacao_json(&self, acct: &Account) -> Value {
-        let valor = acct.situacoes.iter().find(|s| s.id == self.situacao).map_or(0, |s| s.valor);
+        let valor = acct
+            .situacoes
+            .iter()
+            .find(|s| s.id == self.situacao)
+            .map_or(0, |s| s.valor);
         json!({"id": self.situacao, "valor": valor})
     }
 
@@ -293,7 +344,9 @@ impl Pedido {
 }
 
 fn pedido_mut(acct: &mut Account, id: i64) -> ApiResult<&mut Pedido> {
-    acct.pedidos.get_mut(&id).ok_or_else(|| ApiError::not_found("Pedido de venda"))
+    acct.pedidos
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::not_found("Pedido de venda"))
 }
 
 pub(crate) async fn create(
@@ -318,9 +371,20 @@ pub(crate) async fn create(
     let situacao = acct.ids.em_aberto;
     acct.pedidos.insert(
         id,
-        Pedido { id, body: b, situacao, total_produtos, total, nota_fiscal: None, updated: now_brt() },
+        Pedido {
+            id,
+            body: b,
+            situacao,
+            total_produtos,
+            total,
+            nota_fiscal: None,
+            updated: now_brt(),
+        },
     );
-    Ok((StatusCode::CREATED, Json(json!({"data": {"id": id, "alertas": []}}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": {"id": id, "alertas": []}})),
+    ))
 }
 
 pub(crate) async fn update(
@@ -363,7 +427,10 @@ pub(crate) async fn get_one(
     let id = parse_id(&id, "Pedido de venda")?;
     let mut store = shared.store();
     let acct = store.account_mut(&ctx.account);
-    let p = acct.pedidos.get(&id).ok_or_else(|| ApiError::not_found("Pedido de venda"))?;
+    let p = acct
+        .pedidos
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("Pedido de venda"))?;
     Ok(Json(json!({"data": p.json(acct)})))
 }
 
@@ -419,7 +486,10 @@ pub(crate) async fn gerar_nfe(
     let mut store = shared.store();
     let nfe_id = store.next_id();
     let acct = store.account_mut(&ctx.account);
-    let p = acct.pedidos.get(&id).ok_or_else(|| ApiError::not_found("Pedido de venda"))?;
+    let p = acct
+        .pedidos
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("Pedido de venda"))?;
     if let Some(existing) = p.nota_fiscal {
         return Err(ApiError::validation(
             "Não foi possível gerar a nota fiscal",
@@ -437,7 +507,10 @@ pub(crate) async fn gerar_nfe(
         p.nota_fiscal = Some(nfe_id);
         p.updated = now_brt();
     }
-    Ok((StatusCode::CREATED, Json(json!({"data": {"idNotaFiscal": nfe_id}}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"data": {"idNotaFiscal": nfe_id}})),
+    ))
 }
 
 pub(crate) async fn list(
@@ -453,7 +526,11 @@ pub(crate) async fn list(
     let numero = p.int("numero", &mut errors);
     let id_loja = p.int("idLoja", &mut errors);
     let id_vendedor = p.int("idVendedor", &mut errors);
-    let numeros_lojas: Vec<String> = p.all("numerosLojas").into_iter().map(str::to_string).collect();
+    let numeros_lojas: Vec<String> = p
+        .all("numerosLojas")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let mut date = |key: &str, upper: bool| {
         let v = p.get(key)?;
         let parsed = parse_bound(v, upper);

@@ -54,7 +54,9 @@ fn brt_day() -> (chrono::NaiveDate, u64) {
     let secs = today
         .succ_opt()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(86_400, |midnight| u64::try_from((midnight - now).num_seconds()).unwrap_or(1));
+        .map_or(86_400, |midnight| {
+            u64::try_from((midnight - now).num_seconds()).unwrap_or(1)
+        });
     (today, secs)
 }
 
@@ -70,7 +72,10 @@ pub(crate) async fn api_layer(
         .get::<OriginalUri>()
         .cloned()
         .unwrap_or_else(|| OriginalUri(req.uri().clone()));
-    let conn = req.extensions().get::<ConnectInfo<ConnHandle>>().map(|c| c.0.clone());
+    let conn = req
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|c| c.0.clone());
 
     let ctx = match authenticate(&shared, req.headers()) {
         Ok(ctx) => ctx,
@@ -81,10 +86,17 @@ pub(crate) async fn api_layer(
             return resp;
         }
     };
-    let rec = CallRecord::start(&method, &uri, Some(ctx.account.clone()), Some(ctx.client_id.clone()));
+    let rec = CallRecord::start(
+        &method,
+        &uri,
+        Some(ctx.account.clone()),
+        Some(ctx.client_id.clone()),
+    );
 
     let (today, secs_left) = brt_day();
-    let admitted = shared.limits().admit(&ctx.account, Instant::now(), today, secs_left);
+    let admitted = shared
+        .limits()
+        .admit(&ctx.account, Instant::now(), today, secs_left);
     if let Err(refusal) = admitted {
         let e = match refusal {
             Refusal::PerSecond { retry_after_secs } => ApiError::too_many_requests(
@@ -138,6 +150,13 @@ pub(crate) async fn api_layer(
         record_call(&shared, rec, None, kind, latency_ms, started);
         return resp;
     }
-    record_call(&shared, rec, Some(resp.status().as_u16()), None, latency_ms, started);
+    record_call(
+        &shared,
+        rec,
+        Some(resp.status().as_u16()),
+        None,
+        latency_ms,
+        started,
+    );
     resp
 }

@@ -48,7 +48,9 @@ pub(crate) fn percent_encode(s: &str) -> String {
 
 impl Params {
     pub fn parse(raw: Option<&str>) -> Params {
-        let Some(raw) = raw else { return Params::default() };
+        let Some(raw) = raw else {
+            return Params::default();
+        };
         let pairs = raw
             .split('&')
             .filter(|p| !p.is_empty())
@@ -90,7 +92,11 @@ impl Params {
         match v.trim().parse() {
             Ok(n) => Some(n),
             Err(_) => {
-                errors.push(FieldError::new(2, key, &format!("O parâmetro {key} deve ser numérico")));
+                errors.push(FieldError::new(
+                    2,
+                    key,
+                    &format!("O parâmetro {key} deve ser numérico"),
+                ));
                 None
             }
         }
@@ -133,11 +139,17 @@ fn strip_nulls(v: &mut serde_json::Value) {
 }
 
 /// A JSON body as `T`; `message` is Bling's summary for the resource ("Não foi possível salvar…").
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], message: &str) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    message: &str,
+) -> Result<T, ApiError> {
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_body(message, &e.to_string()))?;
     if !value.is_object() {
-        return Err(ApiError::bad_body(message, "o corpo deve ser um objeto JSON"));
+        return Err(ApiError::bad_body(
+            message,
+            "o corpo deve ser um objeto JSON",
+        ));
     }
     strip_nulls(&mut value);
     serde_json::from_value(value).map_err(|e| ApiError::bad_body(message, &e.to_string()))
@@ -145,7 +157,10 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], message: &
 
 /// A path id; anything but a positive integer names no resource.
 pub(crate) fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found(what))
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found(what))
 }
 
 pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), ApiError> {
@@ -162,7 +177,9 @@ mod tests {
 
     #[test]
     fn brackets_and_encoding() {
-        let p = Params::parse(Some("idsSituacoes%5B%5D=6&idsSituacoes[]=9&pesquisa=Jo%C3%A3o+S&x[0]=1"));
+        let p = Params::parse(Some(
+            "idsSituacoes%5B%5D=6&idsSituacoes[]=9&pesquisa=Jo%C3%A3o+S&x[0]=1",
+        ));
         assert_eq!(p.all("idsSituacoes"), vec!["6", "9"]);
         assert_eq!(p.get("pesquisa"), Some("João S"));
         assert_eq!(p.all("x"), vec!["1"]);

@@ -21,27 +21,58 @@ use tokio::task::JoinHandle;
 
 fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
-        .route("/Api/v3/contatos", get(contatos::list).post(contatos::create))
+        .route(
+            "/Api/v3/contatos",
+            get(contatos::list).post(contatos::create),
+        )
         .route(
             "/Api/v3/contatos/{id}",
-            get(contatos::get_one).put(contatos::update).delete(contatos::delete),
+            get(contatos::get_one)
+                .put(contatos::update)
+                .delete(contatos::delete),
         )
-        .route("/Api/v3/contatos/{id}/situacoes", patch(contatos::set_situacao))
-        .route("/Api/v3/pedidos/vendas", get(pedidos::list).post(pedidos::create))
+        .route(
+            "/Api/v3/contatos/{id}/situacoes",
+            patch(contatos::set_situacao),
+        )
+        .route(
+            "/Api/v3/pedidos/vendas",
+            get(pedidos::list).post(pedidos::create),
+        )
         .route(
             "/Api/v3/pedidos/vendas/{id}",
-            get(pedidos::get_one).put(pedidos::update).delete(pedidos::delete),
+            get(pedidos::get_one)
+                .put(pedidos::update)
+                .delete(pedidos::delete),
         )
-        .route("/Api/v3/pedidos/vendas/{id}/situacoes/{id_situacao}", patch(pedidos::set_situacao))
-        .route("/Api/v3/pedidos/vendas/{id}/gerar-nfe", post(pedidos::gerar_nfe))
+        .route(
+            "/Api/v3/pedidos/vendas/{id}/situacoes/{id_situacao}",
+            patch(pedidos::set_situacao),
+        )
+        .route(
+            "/Api/v3/pedidos/vendas/{id}/gerar-nfe",
+            post(pedidos::gerar_nfe),
+        )
         .route("/Api/v3/nfe/{id}", get(nfe::get_one))
         .route("/Api/v3/nfe/{id}/enviar", post(nfe::enviar))
         .route("/Api/v3/situacoes/modulos", get(situacoes::modulos))
-        .route("/Api/v3/situacoes/modulos/{id}", get(situacoes::situacoes_do_modulo))
-        .route("/Api/v3/situacoes/modulos/{id}/transicoes", get(situacoes::transicoes))
-        .route_layer(axum::middleware::from_fn_with_state(shared.clone(), api_layer));
+        .route(
+            "/Api/v3/situacoes/modulos/{id}",
+            get(situacoes::situacoes_do_modulo),
+        )
+        .route(
+            "/Api/v3/situacoes/modulos/{id}/transicoes",
+            get(situacoes::transicoes),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            api_layer,
+        ));
     let oauth = Router::new()
-        .route("/Api/v3/oauth/authorize", get(oauth::authorize_page).post(oauth::authorize_submit))
+        .route(
+            "/Api/v3/oauth/authorize",
+            get(oauth::authorize_page).post(oauth::authorize_submit),
+        )
         .route("/Api/v3/oauth/token", post(oauth::token))
         .route("/Api/v3/oauth/revoke", post(oauth::revoke));
     api.merge(oauth)
@@ -68,7 +99,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,9 +121,10 @@ impl Sandbox {
         let shared = Arc::new(Shared::new(config));
         let app = router(shared.clone()).into_make_service_with_connect_info::<ConnHandle>();
         let (stop, mut stopped) = watch::channel(false);
-        let serve = axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let serve =
+            axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
         let task = tokio::spawn(async move {
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "bling sandbox server failed");
@@ -100,7 +134,10 @@ impl Sandbox {
         Ok(Sandbox {
             shared,
             addr,
-            server: Arc::new(ServerTask { stop, task: Mutex::new(Some(task)) }),
+            server: Arc::new(ServerTask {
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
         })
     }
 
@@ -203,9 +240,17 @@ impl Sandbox {
     /// Stops accepting, lets in-flight calls finish (up to 5 s), and waits for the server.
     pub async fn shutdown(self) {
         self.server.stop.send_replace(true);
-        let task = self.server.task.lock().expect("sandbox task mutex poisoned").take();
+        let task = self
+            .server
+            .task
+            .lock()
+            .expect("sandbox task mutex poisoned")
+            .take();
         if let Some(mut task) = task {
-            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
                 task.abort();
             }
         }
@@ -218,7 +263,10 @@ pub async fn serve_cli(listen: SocketAddr, config: SandboxConfig) -> anyhow::Res
     let listener = TcpListener::bind(listen).await?;
     let sandbox = Sandbox::start(config, listener).await?;
     println!("Bling API v3 sandbox at {}", sandbox.base_url());
-    println!("  authorize: {}?response_type=code&client_id=…&state=…", sandbox.authorize_url());
+    println!(
+        "  authorize: {}?response_type=code&client_id=…&state=…",
+        sandbox.authorize_url()
+    );
     println!("  token:     {}", sandbox.token_url());
     println!("  control:   {}", sandbox.control_url());
     for c in &clients {

@@ -68,17 +68,19 @@ impl Store {
 
     fn create_account(&mut self, name: &str, ids: SituacaoIds) {
         let n = self.accounts.len() as u64 + 1;
-        self.accounts.entry(name.to_string()).or_insert_with(|| Account {
-            name: name.to_string(),
-            ids,
-            situacoes: crate::sandbox::situacoes::defaults(&ids),
-            contatos: BTreeMap::new(),
-            pedidos: BTreeMap::new(),
-            nfes: BTreeMap::new(),
-            last_numero_pedido: 0,
-            last_numero_nfe: 0,
-            cnpj: crate::sandbox::nfe::issuer_cnpj(n),
-        });
+        self.accounts
+            .entry(name.to_string())
+            .or_insert_with(|| Account {
+                name: name.to_string(),
+                ids,
+                situacoes: crate::sandbox::situacoes::defaults(&ids),
+                contatos: BTreeMap::new(),
+                pedidos: BTreeMap::new(),
+                nfes: BTreeMap::new(),
+                last_numero_pedido: 0,
+                last_numero_nfe: 0,
+                cnpj: crate::sandbox::nfe::issuer_cnpj(n),
+            });
     }
 
     /// The account, created on first use (a shop's first login creates it in the sandbox).
@@ -134,18 +136,26 @@ impl Shared {
     // A poisoned mutex means a handler panicked mid-update; the sandbox state can no longer be
     // trusted, so failing loudly is right for a test tool.
     pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().expect("sandbox store mutex poisoned by a panicking handler")
+        self.store
+            .lock()
+            .expect("sandbox store mutex poisoned by a panicking handler")
     }
 
     pub fn limits(&self) -> MutexGuard<'_, Limits> {
-        self.limits.lock().expect("sandbox limits mutex poisoned by a panicking handler")
+        self.limits
+            .lock()
+            .expect("sandbox limits mutex poisoned by a panicking handler")
     }
 
     pub fn faults(&self) -> MutexGuard<'_, FaultEngine> {
-        self.faults.lock().expect("sandbox faults mutex poisoned by a panicking handler")
+        self.faults
+            .lock()
+            .expect("sandbox faults mutex poisoned by a panicking handler")
     }
 
     pub fn log(&self) -> MutexGuard<'_, CallLog> {
-        self.log.lock().expect("sandbox call-log mutex poisoned by a panicking handler")
+        self.log
+            .lock()
+            .expect("sandbox call-log mutex poisoned by a panicking handler")
     }
 }

@@ -39,7 +39,9 @@ pub(crate) fn document_valid(doc: &str) -> bool {
 }
 
 pub(crate) fn normalize_cep(raw: &str) -> String {
-    raw.chars().filter(|c| !matches!(c, '.' | '-' | ' ')).collect()
+    raw.chars()
+        .filter(|c| !matches!(c, '.' | '-' | ' '))
+        .collect()
 }
 
 pub(crate) fn cep_valid(cep: &str) -> bool {

@@ -12,12 +12,19 @@ pub const CLIENT_SECRET: &str = SandboxConfig::DEMO_CLIENT_SECRET;
 
 /// Defaults with the per-second limit off, so functional tests are not throttled.
 pub fn unthrottled() -> SandboxConfig {
-    SandboxConfig { rate_limit_per_sec: 0, ..SandboxConfig::default() }
+    SandboxConfig {
+        rate_limit_per_sec: 0,
+        ..SandboxConfig::default()
+    }
 }
 
 pub async fn start(config: SandboxConfig) -> Sandbox {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
-    Sandbox::start(config, listener).await.expect("sandbox starts")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    Sandbox::start(config, listener)
+        .await
+        .expect("sandbox starts")
 }
 
 pub fn http() -> reqwest::Client {
@@ -43,7 +50,10 @@ pub async fn code_for(sb: &Sandbox, account: &str) -> String {
         .await
         .expect("authorize");
     assert_eq!(resp.status(), StatusCode::FOUND);
-    let location = resp.headers()["location"].to_str().expect("ascii location").to_string();
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("ascii location")
+        .to_string();
     query_value(&location, "code").expect("code in redirect")
 }
 
@@ -69,7 +79,12 @@ pub async fn token_call(sb: &Sandbox, secret: &str, form: &[(&str, &str)]) -> (S
 }
 
 pub async fn exchange(sb: &Sandbox, code: &str) -> (StatusCode, Value) {
-    token_call(sb, CLIENT_SECRET, &[("grant_type", "authorization_code"), ("code", code)]).await
+    token_call(
+        sb,
+        CLIENT_SECRET,
+        &[("grant_type", "authorization_code"), ("code", code)],
+    )
+    .await
 }
 
 /// An access token for `account` through the real code flow.
@@ -91,11 +106,19 @@ pub struct Api {
 
 impl Api {
     pub fn new(sb: &Sandbox, token: &str) -> Api {
-        Api { http: http(), base: sb.base_url(), token: token.to_string() }
+        Api {
+            http: http(),
+            base: sb.base_url(),
+            token: token.to_string(),
+        }
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let resp = req.bearer_auth(&self.token).send().await.expect("sandbox answers");
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("sandbox answers");
         let status = resp.status();
         let bytes = resp.bytes().await.expect("body");
         let body = if bytes.is_empty() {
@@ -107,19 +130,23 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.post(format!("{}{path}", self.base))).await
+        self.send(self.http.post(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Option<&Value>) -> (StatusCode, Value) {
@@ -132,13 +159,17 @@ impl Api {
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.delete(format!("{}{path}", self.base))).await
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
     }
 
     /// Creates a valid contato (a CPF person) and returns its id.
     pub async fn contato(&self, nome: &str, cpf: &str) -> i64 {
         let (status, body) = self
-            .post("/contatos", &serde_json::json!({"nome": nome, "tipo": "F", "numeroDocumento": cpf}))
+            .post(
+                "/contatos",
+                &serde_json::json!({"nome": nome, "tipo": "F", "numeroDocumento": cpf}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["data"]["id"].as_i64().expect("id")
@@ -149,6 +180,10 @@ impl Api {
 pub fn error_elements(body: &Value) -> Vec<String> {
     body["error"]["fields"]
         .as_array()
-        .map(|f| f.iter().filter_map(|x| x["element"].as_str().map(str::to_string)).collect())
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x["element"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
