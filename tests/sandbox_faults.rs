@@ -210,3 +210,16 @@ async fn latency_and_per_account_scope_via_control_plane() {
     slow.get("/contatos").await;
     assert!(t.elapsed() < Duration::from_millis(150));
 }
+
+#[tokio::test]
+async fn start_refuses_an_invalid_config() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let config = SandboxConfig {
+        faults: FaultConfig::none().with_rule(FaultRule::any().drop_rate(-0.1)),
+        ..SandboxConfig::default()
+    };
+    let err = Sandbox::start(config, listener).await.expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}

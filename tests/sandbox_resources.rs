@@ -866,4 +866,9 @@ async fn unknown_route_is_bling_404() {
         (status, body["error"]["type"].as_str()),
         (StatusCode::NOT_FOUND, Some("RESOURCE_NOT_FOUND"))
     );
+    let (status, body) = api.patch("/contatos", None).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"))
+    );
 }

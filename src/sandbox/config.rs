@@ -209,3 +209,55 @@ impl Default for SandboxConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only test touching BLING_SANDBOX_* variables, so setting them cannot race.
+    #[test]
+    fn from_env_overrides_defaults() {
+        std::env::set_var("BLING_SANDBOX_RATE_LIMIT", "7");
+        std::env::set_var(
+            "BLING_SANDBOX_FAULTS",
+            r#"{"rules":[{"method":"POST","error_rate":0.5}]}"#,
+        );
+        std::env::set_var("BLING_SANDBOX_ACCESS_TTL_SECS", "90");
+        let c = SandboxConfig::from_env().expect("valid env");
+        assert_eq!(c.rate_limit_per_sec, 7);
+        assert_eq!(c.access_ttl, Duration::from_secs(90));
+        assert_eq!(c.faults.rules[0].method.as_deref(), Some("POST"));
+        assert_eq!(c.daily_quota, 120_000);
+        std::env::set_var("BLING_SANDBOX_RATE_LIMIT", "lots");
+        assert!(matches!(
+            SandboxConfig::from_env(),
+            Err(SandboxError::Env { .. })
+        ));
+        for v in [
+            "BLING_SANDBOX_RATE_LIMIT",
+            "BLING_SANDBOX_FAULTS",
+            "BLING_SANDBOX_ACCESS_TTL_SECS",
+        ] {
+            std::env::remove_var(v);
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let no_clients = SandboxConfig {
+            clients: vec![],
+            ..SandboxConfig::default()
+        };
+        assert!(no_clients.validate().is_err());
+        let mut twice = SandboxConfig::default();
+        twice.clients.push(twice.clients[0].clone());
+        assert!(twice.validate().is_err());
+        let bad_rate = SandboxConfig {
+            faults: FaultConfig::none()
+                .with_rule(crate::sandbox::faults::FaultRule::any().error_rate(1.5)),
+            ..SandboxConfig::default()
+        };
+        assert!(bad_rate.validate().is_err());
+        assert!(SandboxConfig::default().validate().is_ok());
+    }
+}

@@ -309,7 +309,7 @@ fn email_plausible(s: &str) -> bool {
     })
 }
 
-fn contato_mut<'a>(acct: &'a mut Account, id: i64) -> ApiResult<&'a mut Contato> {
+fn contato_mut(acct: &mut Account, id: i64) -> ApiResult<&mut Contato> {
     acct.contatos
         .get_mut(&id)
         .ok_or_else(|| ApiError::not_found("Contato"))

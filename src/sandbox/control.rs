@@ -157,8 +157,8 @@ fn control_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| control_error(StatusCode::BAD_REQUEST, &e.to_string()))
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
 }
 
 async fn accounts(State(s): State<Arc<Shared>>) -> Json<Vec<AccountSummary>> {
@@ -183,7 +183,7 @@ async fn revoke(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: By
     } else {
         match parse_json(&body) {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(e) => return control_error(StatusCode::BAD_REQUEST, &e),
         }
     };
     let n = s.revoke(&name, body.client_id.as_deref());
@@ -206,7 +206,7 @@ async fn add_situacao(
             (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
         }
         Ok(_) => control_error(StatusCode::BAD_REQUEST, "nome must not be empty"),
-        Err(r) => r,
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
     }
 }
 
@@ -219,7 +219,7 @@ fn put_faults(s: &Shared, account: Option<&str>, body: &[u8]) -> Response {
             }
             Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
-        Err(r) => r,
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
     }
 }
 
@@ -289,7 +289,7 @@ async fn tokens(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: By
             Ok(t) => Json(t).into_response(),
             Err(e) => control_error(StatusCode::BAD_REQUEST, &e.to_string()),
         },
-        Err(r) => r,
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
     }
 }
 

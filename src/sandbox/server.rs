@@ -78,6 +78,14 @@ fn router(shared: Arc<Shared>) -> Router {
     api.merge(oauth)
         .merge(control::router())
         .fallback(|| async { ApiError::not_found("Recurso") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "Método não permitido",
+                "O recurso não aceita este método HTTP",
+            )
+        })
         .with_state(shared)
 }
 
