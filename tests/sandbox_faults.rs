@@ -223,3 +223,79 @@ async fn start_refuses_an_invalid_config() {
     let err = Sandbox::start(config, listener).await.expect_err("refused");
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+#[tokio::test]
+async fn token_endpoint_faults_only_from_oauth_rules() {
+    let sb = start(unthrottled()).await;
+    let (_, tokens) = exchange(&sb, &code_for(&sb, "shop").await).await;
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let refresh_form = |t: &str| {
+        vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("refresh_token", t.to_string()),
+        ]
+    };
+
+    // A catch-all rule is for the API: logins and refreshes are untouched.
+    sb.set_faults(
+        None,
+        FaultConfig::none().with_rule(FaultRule::any().error_rate(1.0)),
+    );
+    let code = code_for(&sb, "shop").await;
+    assert_eq!(exchange(&sb, &code).await.0, StatusCode::OK);
+
+    // A 500 from the token endpoint consumes nothing: the refresh token still works later.
+    sb.set_faults(
+        None,
+        FaultConfig::none().with_rule(FaultRule::route("POST", "/oauth/token").error_rate(1.0)),
+    );
+    let form = refresh_form(&refresh);
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token_call(&sb, CLIENT_SECRET, &form).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some("SERVER_ERROR"))
+    );
+
+    sb.set_faults(None, FaultConfig::none());
+    let (status, rotated) = token_call(&sb, CLIENT_SECRET, &form).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let form = refresh_form(rotated["refresh_token"].as_str().expect("refresh"));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Apply-then-drop on a refresh: the token rotates but the client never sees the new one.
+    sb.set_faults(
+        None,
+        FaultConfig::none()
+            .with_rule(FaultRule::route("POST", "/oauth/token").apply_then_drop_rate(1.0)),
+    );
+    let sent = http()
+        .post(sb.token_url())
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&form)
+        .send()
+        .await;
+    assert!(sent.is_err(), "no answer must arrive");
+    sb.set_faults(None, FaultConfig::none());
+    let (status, body) = token_call(&sb, CLIENT_SECRET, &form).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let token_calls: Vec<_> = sb
+        .call_log()
+        .into_iter()
+        .filter(|r| r.path == "/Api/v3/oauth/token" && r.fault.is_some())
+        .map(|r| (r.status, r.fault))
+        .collect();
+    assert_eq!(
+        token_calls,
+        vec![
+            (Some(500), Some(FaultKind::ServerError)),
+            (None, Some(FaultKind::ApplyThenDrop))
+        ]
+    );
+}

@@ -180,6 +180,7 @@ impl FaultEngine {
 
     /// Replaces the faults of one account (or the global ones) and restarts the affected
     /// generators, so "set faults, run calls" is reproducible however many calls came before.
+    /// (Global changes also restart the OAuth generator, which only global rules drive.)
     pub fn set(&mut self, account: Option<&str>, faults: Option<FaultConfig>) {
         match account {
             Some(a) => {
@@ -205,13 +206,40 @@ impl FaultEngine {
 
     pub fn decide(&mut self, account: &str, method: &str, path: &str) -> Decision {
         let config = self.per_account.get(account).unwrap_or(&self.global);
-        let Some(rule) = config.rules.iter().find(|r| r.matches(method, path)) else {
+        let rule = config
+            .rules
+            .iter()
+            .find(|r| r.matches(method, path))
+            .cloned();
+        self.draw(account, rule)
+    }
+
+    /// Faults for the OAuth endpoints: only global rules whose `path_prefix` names an
+    /// `/oauth/…` path apply, so a catch-all rule meant for the API leaves logins alone.
+    pub fn decide_oauth(&mut self, method: &str, path: &str) -> Decision {
+        let rule = self
+            .global
+            .rules
+            .iter()
+            .find(|r| {
+                r.path_prefix
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("/oauth"))
+                    && r.matches(method, path)
+            })
+            .cloned();
+        // Account names cannot contain '<', so this generator never collides with an account's.
+        self.draw("<oauth>", rule)
+    }
+
+    fn draw(&mut self, scope: &str, rule: Option<FaultRule>) -> Decision {
+        let Some(rule) = rule else {
             return Decision::default();
         };
-        let seed = self.seed ^ stable_hash(account);
+        let seed = self.seed ^ stable_hash(scope);
         let rng = self
             .rngs
-            .entry(account.to_string())
+            .entry(scope.to_string())
             .or_insert_with(|| StdRng::seed_from_u64(seed));
         // Always draw the same four values so one rule's rates do not shift the sequence.
         let (u_drop, u_err, u_atd): (f64, f64, f64) = (rng.random(), rng.random(), rng.random());

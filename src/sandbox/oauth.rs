@@ -3,12 +3,14 @@
 
 use crate::sandbox::calllog::CallRecord;
 use crate::sandbox::config::ClientApp;
+use crate::sandbox::conn::ConnHandle;
 use crate::sandbox::error::ApiError;
-use crate::sandbox::pipeline::{record_call, AuthCtx};
+use crate::sandbox::faults::FaultKind;
+use crate::sandbox::pipeline::{record_call, AuthCtx, API_PREFIX};
 use crate::sandbox::query::{percent_encode, Params};
 use crate::sandbox::state::Shared;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, RawQuery, State};
+use axum::extract::{ConnectInfo, OriginalUri, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine;
@@ -602,32 +604,92 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
     }
 }
 
+/// Runs an OAuth endpoint under the global `/oauth/…` fault rules: a 500 or a drop before
+/// processing, or processing (a refresh token rotates!) and then dropping the answer.
+async fn with_faults(
+    shared: &Shared,
+    conn: &ConnHandle,
+    uri: &OriginalUri,
+    started: Instant,
+    run: impl FnOnce() -> Outcome,
+) -> Response {
+    let decision = shared
+        .faults()
+        .decide_oauth("POST", uri.path().trim_start_matches(API_PREFIX));
+    let latency_ms = u64::try_from(decision.latency.as_millis()).unwrap_or(u64::MAX);
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    let (o, status) = match decision.kind {
+        Some(FaultKind::ServerError) => {
+            let o = Outcome {
+                response: ApiError::server_error().into_response(),
+                account: None,
+                client_id: None,
+            };
+            (o, Some(500))
+        }
+        Some(FaultKind::Drop) => {
+            conn.kill();
+            let o = Outcome {
+                response: ApiError::server_error().into_response(),
+                account: None,
+                client_id: None,
+            };
+            (o, None)
+        }
+        Some(FaultKind::ApplyThenDrop) => {
+            conn.kill();
+            (run(), None)
+        }
+        None => {
+            let o = run();
+            let status = Some(o.response.status().as_u16());
+            (o, status)
+        }
+    };
+    let rec = CallRecord::start(&Method::POST, uri, o.account, o.client_id);
+    record_call(shared, rec, status, decision.kind, latency_ms, started);
+    o.response
+}
+
 /// `POST /oauth/token`: authorization_code and refresh_token grants, Basic client auth.
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let o = token_outcome(&shared, &headers, &body);
-    finish(&shared, Method::POST, &uri, started, o)
+    with_faults(&shared, &conn, &uri, started, || {
+        token_outcome(&shared, &headers, &body)
+    })
+    .await
 }
 
 /// `POST /oauth/revoke` (assumed, RFC 7009 style): `token=<access or refresh token>` revokes
 /// the whole authorization; unknown tokens also answer 200, as RFC 7009 asks.
 pub(crate) async fn revoke(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let creds = basic_credentials(&headers);
+    with_faults(&shared, &conn, &uri, started, || {
+        revoke_outcome(&shared, &headers, &body)
+    })
+    .await
+}
+
+fn revoke_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
+    let creds = basic_credentials(headers);
     let client_id = creds.as_ref().map(|(id, _)| id.clone());
     let authorized = creds
         .as_ref()
-        .and_then(|(id, secret)| client(&shared, id).filter(|c| &c.client_secret == secret))
+        .and_then(|(id, secret)| client(shared, id).filter(|c| &c.client_secret == secret))
         .cloned();
     let o = match authorized {
         None => Outcome {
@@ -640,7 +702,7 @@ pub(crate) async fn revoke(
             client_id,
         },
         Some(app) => {
-            let params = Params::parse(std::str::from_utf8(&body).ok());
+            let params = Params::parse(std::str::from_utf8(body).ok());
             match params.get("token") {
                 None => Outcome {
                     response: oauth_error(
@@ -662,7 +724,7 @@ pub(crate) async fn revoke(
             }
         }
     };
-    finish(&shared, Method::POST, &uri, started, o)
+    o
 }
 
 /// The caller of an API route, from `Authorization: Bearer …`.

@@ -34,6 +34,20 @@ const FIRST_ID: i64 = 15_000_000_001;
 /// Custom situações get large ids unlike the defaults, as real accounts show.
 const FIRST_CUSTOM_SITUACAO_ID: i64 = 460_001;
 
+fn new_account(name: &str, ids: SituacaoIds, n: u64) -> Account {
+    Account {
+        name: name.to_string(),
+        ids,
+        situacoes: crate::sandbox::situacoes::defaults(&ids),
+        contatos: BTreeMap::new(),
+        pedidos: BTreeMap::new(),
+        nfes: BTreeMap::new(),
+        last_numero_pedido: 0,
+        last_numero_nfe: 0,
+        cnpj: crate::sandbox::nfe::issuer_cnpj(n),
+    }
+}
+
 pub(crate) struct Store {
     pub accounts: BTreeMap<String, Account>,
     pub oauth: OAuthStore,
@@ -70,27 +84,15 @@ impl Store {
         let n = self.accounts.len() as u64 + 1;
         self.accounts
             .entry(name.to_string())
-            .or_insert_with(|| Account {
-                name: name.to_string(),
-                ids,
-                situacoes: crate::sandbox::situacoes::defaults(&ids),
-                contatos: BTreeMap::new(),
-                pedidos: BTreeMap::new(),
-                nfes: BTreeMap::new(),
-                last_numero_pedido: 0,
-                last_numero_nfe: 0,
-                cnpj: crate::sandbox::nfe::issuer_cnpj(n),
-            });
+            .or_insert_with(|| new_account(name, ids, n));
     }
 
     /// The account, created on first use (a shop's first login creates it in the sandbox).
     pub fn account_mut(&mut self, name: &str) -> &mut Account {
-        if !self.accounts.contains_key(name) {
-            self.create_account(name, self.default_ids);
-        }
+        let (ids, n) = (self.default_ids, self.accounts.len() as u64 + 1);
         self.accounts
-            .get_mut(name)
-            .expect("account was inserted just above")
+            .entry(name.to_string())
+            .or_insert_with(|| new_account(name, ids, n))
     }
 
     pub fn add_situacao(&mut self, account: &str, nome: &str) -> i64 {
