@@ -872,3 +872,33 @@ async fn unknown_route_is_bling_404() {
         (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"))
     );
 }
+
+#[tokio::test]
+async fn serve_cli_serves_until_stopped() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
+        probe.local_addr().expect("addr").port()
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = tokio::spawn(bling_ledger::sandbox::serve_cli(
+        addr,
+        SandboxConfig::default(),
+    ));
+    let url = format!("http://{addr}/_sandbox/accounts");
+    let mut answered = None;
+    for _ in 0..50 {
+        if let Ok(resp) = http().get(&url).send().await {
+            answered = Some(resp.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(answered, Some(StatusCode::OK));
+    let resp = http()
+        .get(format!("http://{addr}/Api/v3/contatos"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    server.abort();
+}
