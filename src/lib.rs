@@ -6,7 +6,8 @@
 //! - [`store`]: the database (PostgreSQL or SQLite), the global event log, idempotency keys;
 //! - [`ledger`]: runs commands against the aggregates of the `aggregates` crate;
 //! - [`api`]: the HTTP API; [`auth`]: its bearer tokens; [`metrics`]: Prometheus text;
-//! - [`server`]: wiring it all up.
+//! - [`server`]: wiring it all up;
+//! - [`sandbox`]: a Bling API v3 server for tests, benchmarks and the demo.
 
 pub mod api;
 pub mod auth;
@@ -14,5 +15,6 @@ pub mod bench;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
+pub mod sandbox;
 pub mod server;
 pub mod store;

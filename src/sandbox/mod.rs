@@ -1,0 +1,44 @@
+//! A local server that behaves like the Bling API v3 (see `docs/sandbox.md` and
+//! `/work/shared/bling-api.md`): OAuth authorization server, contatos, pedidos de venda,
+//! situações and NF-e per Bling account, Bling's limits, seeded fault injection, and a control
+//! plane under `/_sandbox` for tests, benchmarks and the demo.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use bling_ledger::sandbox::{Sandbox, SandboxConfig};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let sandbox = Sandbox::start(SandboxConfig::default(), listener).await?;
+//! println!("point the Bling client at {}", sandbox.base_url());
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod calllog;
+mod config;
+mod conn;
+mod contatos;
+mod control;
+mod error;
+mod faults;
+mod limits;
+mod money;
+mod nfe;
+mod oauth;
+mod pedidos;
+mod pipeline;
+mod query;
+mod server;
+mod situacoes;
+mod state;
+mod validation;
+
+pub use calllog::CallRecord;
+pub use config::{AccountConfig, ClientApp, SandboxConfig, SituacaoIds};
+pub use control::{AccountSummary, SituacaoInfo};
+pub use error::SandboxError;
+pub use faults::{FaultConfig, FaultKind, FaultRule};
+pub use oauth::TokenSet;
+pub use server::{serve_cli, Sandbox};
+
+/// Id of the sales-order ("Vendas") module in `/situacoes/modulos`.
+pub const MODULO_VENDAS: i64 = situacoes::MODULO_VENDAS;
