@@ -70,6 +70,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the bundled Bling API v3 sandbox (OAuth, contatos, pedidos de venda, situações,
+    /// NF-e, rate limits, faults) until Ctrl-C. Configured by BLING_SANDBOX_* variables; see
+    /// docs/sandbox.md.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, env = "BLING_SANDBOX_LISTEN", default_value = "127.0.0.1:8089")]
+        listen: SocketAddr,
+    },
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -162,6 +170,10 @@ async fn run(cli: Cli) -> Result<()> {
                 aggregate_id,
             };
             print_events(&db, &filter, after, limit, json).await
+        }
+        Command::Sandbox { listen } => {
+            let config = bling_ledger::sandbox::SandboxConfig::from_env()?;
+            bling_ledger::sandbox::serve_cli(listen, config).await
         }
         Command::Bench { which } => bench(&cli.database, which).await,
         Command::Token {
