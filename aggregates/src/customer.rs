@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::{Address, AddressInput};
 use crate::ids::{CustomerId, TenantId};
 use crate::problems::Problems;
-use crate::sync::FailureCause;
+use crate::sync::{BlingCall, FailureCause};
 use crate::tax_id::{PersonType, TaxId};
 
 /// An e-mail address, checked for plausible syntax (one `@`, a dotted domain, no spaces).
@@ -201,16 +201,19 @@ pub enum CustomerCommand {
         bling_contact_id: i64,
         created: bool,
         profile_version: u64,
+        calls: Vec<BlingCall>,
     },
     /// The worker sent the current profile to an existing Bling contato.
     RecordContactUpdated {
         bling_contact_id: i64,
         profile_version: u64,
+        calls: Vec<BlingCall>,
     },
     /// The worker could not sync the contato.
     RecordSyncFailed {
         cause: FailureCause,
         profile_version: u64,
+        calls: Vec<BlingCall>,
     },
 }
 
@@ -230,14 +233,20 @@ pub enum CustomerEvent {
         /// `false` when an existing contato with the same document was found and reused.
         created: bool,
         profile_version: u64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     ContactUpdated {
         bling_contact_id: i64,
         profile_version: u64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     ContactSyncFailed {
         cause: FailureCause,
         profile_version: u64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
 }
 
@@ -335,34 +344,40 @@ impl Aggregate for Customer {
                 bling_contact_id,
                 created,
                 profile_version,
+                calls,
             } => {
                 self.require_registered()?;
                 let event = CustomerEvent::ContactLinked {
                     bling_contact_id,
                     created,
                     profile_version,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
             CustomerCommand::RecordContactUpdated {
                 bling_contact_id,
                 profile_version,
+                calls,
             } => {
                 self.require_registered()?;
                 let event = CustomerEvent::ContactUpdated {
                     bling_contact_id,
                     profile_version,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
             CustomerCommand::RecordSyncFailed {
                 cause,
                 profile_version,
+                calls,
             } => {
                 self.require_registered()?;
                 let event = CustomerEvent::ContactSyncFailed {
                     cause,
                     profile_version,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
@@ -394,6 +409,7 @@ impl Aggregate for Customer {
             | CustomerEvent::ContactUpdated {
                 bling_contact_id,
                 profile_version,
+                ..
             } => {
                 self.bling_contact_id = Some(bling_contact_id);
                 self.synced_version = Some(profile_version);
@@ -560,6 +576,7 @@ mod tests {
                 bling_contact_id: 7,
                 created: true,
                 profile_version: 1,
+                calls: vec![],
             })
             .then_expect_error(CustomerError::NotRegistered);
 
@@ -571,6 +588,7 @@ mod tests {
             bling_contact_id: 7,
             created: true,
             profile_version: 1,
+            calls: vec![],
         });
         assert!(customer.is_synced());
         customer.apply(CustomerEvent::CustomerUpdated {

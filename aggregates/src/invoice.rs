@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CustomerId, InvoiceId, TenantId};
 use crate::money::Centavos;
 use crate::problems::Problems;
-use crate::sync::FailureCause;
+use crate::sync::{BlingCall, FailureCause};
 
 /// Answers whether a customer exists; the binary implements it over the event store.
 #[async_trait]
@@ -313,24 +313,34 @@ pub enum InvoiceCommand {
         /// `false` when an order carrying our key was found and adopted instead.
         created: bool,
         content_version: u64,
+        calls: Vec<BlingCall>,
     },
     RecordOrderUpdated {
         content_version: u64,
+        calls: Vec<BlingCall>,
     },
     RecordSituacaoChanged {
         situacao_id: i64,
         situacao_name: String,
+        calls: Vec<BlingCall>,
     },
     RecordNfeGenerated {
         nfe_id: i64,
+        calls: Vec<BlingCall>,
     },
     RecordSyncFailed {
         cause: FailureCause,
         attempt: u32,
         /// When the worker will try again by itself; `None` when it waits for a person.
         retry_at: Option<chrono::DateTime<chrono::Utc>>,
+        calls: Vec<BlingCall>,
     },
+    /// Work stopped without a Bling call: the connection is revoked or disconnected.
     RecordSyncParked {
+        reason: String,
+    },
+    /// Parked or failed work was taken up again (reconnection, customer fixed, support).
+    RecordSyncResumed {
         reason: String,
     },
 }
@@ -355,23 +365,36 @@ pub enum InvoiceEvent {
         bling_number: Option<i64>,
         created: bool,
         content_version: u64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     SalesOrderUpdated {
         content_version: u64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     SituacaoChanged {
         situacao_id: i64,
         situacao_name: String,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     NfeGenerated {
         nfe_id: i64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     SyncFailed {
         cause: FailureCause,
         attempt: u32,
         retry_at: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
     },
     SyncParked {
+        reason: String,
+    },
+    SyncResumed {
         reason: String,
     },
 }
@@ -388,6 +411,7 @@ impl DomainEvent for InvoiceEvent {
             InvoiceEvent::NfeGenerated { .. } => "NfeGenerated",
             InvoiceEvent::SyncFailed { .. } => "SyncFailed",
             InvoiceEvent::SyncParked { .. } => "SyncParked",
+            InvoiceEvent::SyncResumed { .. } => "SyncResumed",
         }
         .to_string()
     }
@@ -428,6 +452,8 @@ pub struct Invoice {
     pub situacao_id: Option<i64>,
     pub nfe_id: Option<i64>,
     pub failed_attempts: u32,
+    /// Waiting for a reconnection; no Bling call is made meanwhile.
+    pub parked: bool,
 }
 
 impl Invoice {
@@ -523,6 +549,7 @@ impl Aggregate for Invoice {
                 bling_number,
                 created,
                 content_version,
+                calls,
             } => {
                 self.require_billed()?;
                 let event = InvoiceEvent::SalesOrderCreated {
@@ -530,45 +557,64 @@ impl Aggregate for Invoice {
                     bling_number,
                     created,
                     content_version,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
-            InvoiceCommand::RecordOrderUpdated { content_version } => {
+            InvoiceCommand::RecordOrderUpdated {
+                content_version,
+                calls,
+            } => {
                 self.require_billed()?;
-                sink.write(InvoiceEvent::SalesOrderUpdated { content_version }, self)
-                    .await;
+                let event = InvoiceEvent::SalesOrderUpdated {
+                    content_version,
+                    calls,
+                };
+                sink.write(event, self).await;
             }
             InvoiceCommand::RecordSituacaoChanged {
                 situacao_id,
                 situacao_name,
+                calls,
             } => {
                 self.require_billed()?;
                 let event = InvoiceEvent::SituacaoChanged {
                     situacao_id,
                     situacao_name,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
-            InvoiceCommand::RecordNfeGenerated { nfe_id } => {
+            InvoiceCommand::RecordNfeGenerated { nfe_id, calls } => {
                 self.require_billed()?;
-                sink.write(InvoiceEvent::NfeGenerated { nfe_id }, self).await;
+                sink.write(InvoiceEvent::NfeGenerated { nfe_id, calls }, self)
+                    .await;
             }
             InvoiceCommand::RecordSyncFailed {
                 cause,
                 attempt,
                 retry_at,
+                calls,
             } => {
                 self.require_billed()?;
                 let event = InvoiceEvent::SyncFailed {
                     cause,
                     attempt,
                     retry_at,
+                    calls,
                 };
                 sink.write(event, self).await;
             }
             InvoiceCommand::RecordSyncParked { reason } => {
                 self.require_billed()?;
-                sink.write(InvoiceEvent::SyncParked { reason }, self).await;
+                // Parked once is enough: a tenant's whole backlog may be told again and again.
+                if !self.parked {
+                    sink.write(InvoiceEvent::SyncParked { reason }, self).await;
+                }
+            }
+            InvoiceCommand::RecordSyncResumed { reason } => {
+                self.require_billed()?;
+                sink.write(InvoiceEvent::SyncResumed { reason }, self).await;
             }
         }
         Ok(())
@@ -601,17 +647,22 @@ impl Aggregate for Invoice {
                 self.bling_order_id = Some(bling_order_id);
                 self.synced_version = Some(content_version);
                 self.failed_attempts = 0;
+                self.parked = false;
             }
-            InvoiceEvent::SalesOrderUpdated { content_version } => {
+            InvoiceEvent::SalesOrderUpdated {
+                content_version, ..
+            } => {
                 self.synced_version = Some(content_version);
                 self.failed_attempts = 0;
             }
             InvoiceEvent::SituacaoChanged { situacao_id, .. } => {
-                self.situacao_id = Some(situacao_id)
+                self.situacao_id = Some(situacao_id);
+                self.parked = false;
             }
-            InvoiceEvent::NfeGenerated { nfe_id } => self.nfe_id = Some(nfe_id),
+            InvoiceEvent::NfeGenerated { nfe_id, .. } => self.nfe_id = Some(nfe_id),
             InvoiceEvent::SyncFailed { attempt, .. } => self.failed_attempts = attempt,
-            InvoiceEvent::SyncParked { .. } => {}
+            InvoiceEvent::SyncParked { .. } => self.parked = true,
+            InvoiceEvent::SyncResumed { .. } => self.parked = false,
         }
     }
 }
@@ -879,6 +930,7 @@ mod tests {
             cause: FailureCause::BlingUnavailable { message: "503".into() },
             attempt: 2,
             retry_at: None,
+            calls: vec![],
         });
         assert_eq!(invoice.failed_attempts, 2);
         invoice.apply(InvoiceEvent::SalesOrderCreated {
@@ -886,8 +938,37 @@ mod tests {
             bling_number: Some(1),
             created: true,
             content_version: 1,
+            calls: vec![],
         });
         assert_eq!(invoice.bling_order_id, Some(10));
         assert_eq!(invoice.failed_attempts, 0);
+    }
+
+    #[test]
+    fn parking_is_recorded_once_until_work_resumes() {
+        let content = input().validate().unwrap().content;
+        let parked = InvoiceEvent::SyncParked {
+            reason: "authorization revoked".into(),
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), parked.clone()])
+            .when(InvoiceCommand::RecordSyncParked {
+                reason: "again".into(),
+            })
+            .then_expect_events(vec![]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![
+                billed(content),
+                parked,
+                InvoiceEvent::SyncResumed {
+                    reason: "reconnected".into(),
+                },
+            ])
+            .when(InvoiceCommand::RecordSyncParked {
+                reason: "revoked again".into(),
+            })
+            .then_expect_events(vec![InvoiceEvent::SyncParked {
+                reason: "revoked again".into(),
+            }]);
     }
 }

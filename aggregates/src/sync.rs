@@ -1,9 +1,26 @@
 //! What the sync worker learns from Bling, as the domain records it: why a sync failed, with
 //! the evidence a support engineer or an auditor needs to settle a dispute.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::problems::FieldProblem;
+
+/// One HTTP call to Bling, as the audit trail keeps it: enough to show support and auditors
+/// what was asked and what Bling answered, without any secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlingCall {
+    pub at: DateTime<Utc>,
+    pub method: String,
+    /// Path under the API base, with its query (`/contatos?numeroDocumento=…`).
+    pub path: String,
+    /// `None` when no answer came (timeout, dropped connection).
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// Bling's `error.type`, or a transport error's kind.
+    pub error_type: Option<String>,
+    pub error_message: Option<String>,
+}
 
 /// One field Bling refused, as its `VALIDATION_ERROR` body names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
