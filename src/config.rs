@@ -82,3 +82,119 @@ pub fn ephemeral_admin(registry: TokenRegistry) -> (String, TokenRegistry) {
     let registry = registry.with_token(&token, "local-admin", Role::Admin, TenantScope::All);
     (token, registry)
 }
+
+/// Where Bling is and how this app is registered there.
+#[derive(Debug, Clone, Args)]
+pub struct BlingArgs {
+    /// Bling API v3 base URL (the sandbox's URL in tests and the demo).
+    #[arg(long, env = "BLING_API_URL", default_value = "https://api.bling.com.br/Api/v3")]
+    pub bling_api_url: String,
+    /// Bling's OAuth consent page.
+    #[arg(
+        long,
+        env = "BLING_AUTHORIZE_URL",
+        default_value = "https://www.bling.com.br/Api/v3/oauth/authorize"
+    )]
+    pub bling_authorize_url: String,
+    /// Bling's token endpoint; defaults to `<BLING_API_URL>/oauth/token`.
+    #[arg(long, env = "BLING_TOKEN_URL")]
+    pub bling_token_url: Option<String>,
+    /// The app's client id, from Bling's "Central de Extensões → Área do integrador".
+    #[arg(long, env = "BLING_CLIENT_ID")]
+    pub bling_client_id: Option<String>,
+    /// The app's client secret.
+    #[arg(long, env = "BLING_CLIENT_SECRET", hide_env_values = true)]
+    pub bling_client_secret: Option<String>,
+    /// AES-256 key (base64 of 32 bytes) that encrypts stored tokens; `bling-ledger key new`.
+    #[arg(long, env = "BLING_LEDGER_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// A file holding that key. On SQLite, `<database>.key` is created when no key is given.
+    #[arg(long, env = "BLING_LEDGER_ENCRYPTION_KEY_FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// The key being rotated away from, still accepted for decryption.
+    #[arg(long, env = "BLING_LEDGER_PREVIOUS_ENCRYPTION_KEY", hide_env_values = true)]
+    pub previous_encryption_key: Option<String>,
+    /// Renew access tokens this many seconds before they expire.
+    #[arg(long, env = "BLING_REFRESH_AHEAD_SECS", default_value_t = 1800)]
+    pub refresh_ahead_secs: u64,
+    /// Spread renewals over up to this many more seconds, per tenant.
+    #[arg(long, env = "BLING_REFRESH_JITTER_SECS", default_value_t = 600)]
+    pub refresh_jitter_secs: u64,
+    /// Token-endpoint calls allowed per 60 s for the whole fleet (Bling blocks at 20).
+    #[arg(long, env = "BLING_TOKEN_CALLS_PER_MINUTE", default_value_t = 15)]
+    pub token_calls_per_minute: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlingConfigError {
+    #[error("BLING_CLIENT_SECRET is required when BLING_CLIENT_ID is set")]
+    MissingSecret,
+    #[error(
+        "no encryption key: on PostgreSQL set BLING_LEDGER_ENCRYPTION_KEY or \
+         BLING_LEDGER_ENCRYPTION_KEY_FILE (create one with `bling-ledger key new`)"
+    )]
+    MissingKey,
+    #[error("encryption key: {0}")]
+    Key(#[from] crate::oauth::crypto::CryptoError),
+}
+
+impl BlingArgs {
+    /// The key ring: the configured key, or on SQLite a key file beside the database.
+    pub fn key_ring(&self, database_url: &str) -> Result<crate::oauth::crypto::KeyRing, BlingConfigError> {
+        use crate::oauth::crypto::{EncryptionKey, KeyRing};
+        let current = if let Some(key) = &self.encryption_key {
+            EncryptionKey::from_base64(key)?
+        } else if let Some(path) = &self.encryption_key_file {
+            EncryptionKey::load_or_create_file(path)?
+        } else if let Some(path) = sqlite_key_path(database_url) {
+            EncryptionKey::load_or_create_file(&path)?
+        } else {
+            return Err(BlingConfigError::MissingKey);
+        };
+        let mut ring = KeyRing::new(current);
+        if let Some(previous) = &self.previous_encryption_key {
+            ring = ring.with_previous(EncryptionKey::from_base64(previous)?);
+        }
+        Ok(ring)
+    }
+
+    /// The connection settings, or `None` when no Bling app is configured.
+    pub fn auth_settings(&self, database_url: &str) -> Result<Option<crate::oauth::AuthSettings>, BlingConfigError> {
+        let Some(client_id) = &self.bling_client_id else {
+            return Ok(None);
+        };
+        let secret = self.bling_client_secret.as_ref().ok_or(BlingConfigError::MissingSecret)?;
+        let token_url = self
+            .bling_token_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/oauth/token", self.bling_api_url.trim_end_matches('/')));
+        Ok(Some(crate::oauth::AuthSettings {
+            oauth: crate::oauth::endpoint::OAuthSettings {
+                client_id: client_id.clone(),
+                client_secret: crate::oauth::crypto::Secret::new(secret.clone()),
+                authorize_url: self.bling_authorize_url.clone(),
+                token_url,
+                timeout: std::time::Duration::from_secs(20),
+            },
+            keys: self.key_ring(database_url)?,
+            renewal: crate::oauth::tokens::RenewalPolicy {
+                refresh_ahead: std::time::Duration::from_secs(self.refresh_ahead_secs),
+                jitter: std::time::Duration::from_secs(self.refresh_jitter_secs),
+                ..Default::default()
+            },
+            token_calls_per_minute: self.token_calls_per_minute,
+            state_ttl: std::time::Duration::from_secs(600),
+            renewal_interval: std::time::Duration::from_secs(30),
+        }))
+    }
+}
+
+/// `sqlite://path/to/db` → `path/to/db.key`; `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_key_path(database_url: &str) -> Option<PathBuf> {
+    let path = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{path}.key")))
+}

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
+pub mod oauth;
 pub mod sandbox;
 pub mod server;
 pub mod store;

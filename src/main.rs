@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use bling_ledger::auth::{new_token, Role};
-use bling_ledger::config::{ephemeral_admin, DatabaseArgs, TokenArgs};
+use bling_ledger::config::{ephemeral_admin, BlingArgs, DatabaseArgs, TokenArgs};
 use bling_ledger::server::{Server, Settings};
 use bling_ledger::store::log::LogFilter;
 use bling_ledger::store::Db;
@@ -46,6 +46,31 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         tokens: TokenArgs,
+        #[command(flatten)]
+        bling: BlingArgs,
+    },
+    /// Print the URL that connects a tenant to Bling (open it in the shop's browser; Bling
+    /// redirects to the running service's /oauth/callback).
+    Connect {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        bling: BlingArgs,
+    },
+    /// Show the Bling connection of one tenant, or of every tenant that has one.
+    Status {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        bling: BlingArgs,
+    },
+    /// Encryption keys for stored Bling tokens.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -106,6 +131,19 @@ enum BenchCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Print a new random AES-256 key (base64) for BLING_LEDGER_ENCRYPTION_KEY.
+    New,
+    /// Re-encrypt every stored token under the current key. Set the new key as
+    /// BLING_LEDGER_ENCRYPTION_KEY and the old one as BLING_LEDGER_PREVIOUS_ENCRYPTION_KEY,
+    /// run this, then remove the previous key.
+    Rotate {
+        #[command(flatten)]
+        bling: BlingArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token: prints the token once, and the line to add to the tokens file.
     New {
@@ -147,7 +185,30 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, tokens } => serve(&cli.database, listen, &tokens).await,
+        Command::Serve {
+            listen,
+            tokens,
+            bling,
+        } => serve(&cli.database, listen, &tokens, &bling).await,
+        Command::Connect { tenant, bling } => connect_tenant(&cli.database, &tenant, &bling).await,
+        Command::Status { tenant, json, bling } => status(&cli.database, tenant, json, &bling).await,
+        Command::Key {
+            command: KeyCommand::New,
+        } => {
+            println!("{}", bling_ledger::oauth::crypto::EncryptionKey::generate_base64());
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Rotate { bling },
+        } => {
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            let ring = bling.key_ring(&cli.database.database_url)?;
+            let store = bling_ledger::oauth::credentials::CredentialStore::new(db, ring.clone());
+            let changed = store.reencrypt_all().await?;
+            println!("re-encrypted the tokens of {changed} tenant(s) under key {}", ring.current_id());
+            Ok(())
+        }
         Command::Migrate => {
             let db = connect(&cli.database).await?;
             db.migrate().await.context("migrating")?;
@@ -239,7 +300,76 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn serve(database: &DatabaseArgs, listen: SocketAddr, tokens: &TokenArgs) -> Result<()> {
+async fn connect_tenant(database: &DatabaseArgs, tenant: &str, bling: &BlingArgs) -> Result<()> {
+    let tenant = aggregates::ids::TenantId::parse(tenant)
+        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let Some(settings) = bling.auth_settings(&database.database_url)? else {
+        bail!("no Bling app configured: set BLING_CLIENT_ID and BLING_CLIENT_SECRET");
+    };
+    let db = connect(database).await?;
+    db.migrate().await.context("migrating")?;
+    let ledger = bling_ledger::ledger::Ledger::new(db.clone());
+    let auth = bling_ledger::oauth::BlingAuth::new(db, ledger, settings)?;
+    let url = auth
+        .connector
+        .start(&tenant, bling_ledger::ledger::Actor::Support("cli".into()))
+        .await?;
+    println!("Open this URL in the shop's browser (valid {} minutes, once):", auth.settings.state_ttl.as_secs() / 60);
+    println!("{url}");
+    Ok(())
+}
+
+async fn status(database: &DatabaseArgs, tenant: Option<String>, json: bool, bling: &BlingArgs) -> Result<()> {
+    let db = connect(database).await?;
+    db.migrate().await.context("migrating")?;
+    let ledger = bling_ledger::ledger::Ledger::new(db.clone());
+    let creds = bling
+        .key_ring(&database.database_url)
+        .ok()
+        .map(|ring| bling_ledger::oauth::credentials::CredentialStore::new(db.clone(), ring));
+    let tenants: Vec<String> = match tenant {
+        Some(t) => vec![t],
+        None => bling_ledger::on_db!(
+            &db,
+            as (String,),
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'BlingConnection' ORDER BY 1",
+            [],
+            fetch_all
+        )?
+        .into_iter()
+        .map(|(t,)| t)
+        .collect(),
+    };
+    if tenants.is_empty() {
+        println!("no tenant has a Bling connection yet (bling-ledger connect --tenant T)");
+    }
+    for raw in tenants {
+        let tenant = aggregates::ids::TenantId::parse(&raw).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+        let s = bling_ledger::oauth::connection_status(&ledger, creds.as_ref(), &tenant).await?;
+        if json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            let expires = match (s.access_expires_at, s.expires_in_seconds) {
+                (Some(at), Some(secs)) => format!("{at} (in {}m)", secs / 60),
+                (Some(at), None) => at.to_string(),
+                _ => "-".into(),
+            };
+            println!("{:<16} {:<22} expires {expires}", s.tenant, s.state);
+            if let Some(r) = &s.last_refresh_at {
+                println!("{:<16} last refresh {r}", "");
+            }
+            if let Some(e) = &s.last_error {
+                println!("{:<16} last error: {e}", "");
+            }
+            if let Some(r) = &s.revoked {
+                println!("{:<16} revoked: {} answered {} {} ({})", "", r.call, r.status, r.error_type, r.message);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(database: &DatabaseArgs, listen: SocketAddr, tokens: &TokenArgs, bling: &BlingArgs) -> Result<()> {
     let mut registry = tokens.load()?;
     if registry.is_empty() {
         if database.is_postgres() {
@@ -262,6 +392,7 @@ async fn serve(database: &DatabaseArgs, listen: SocketAddr, tokens: &TokenArgs) 
         database_url: database.database_url.clone(),
         max_connections: database.max_connections,
         tokens: registry,
+        auth: bling.auth_settings(&database.database_url)?,
     };
     let server = Server::start(settings, listener)
         .await

@@ -11,6 +11,7 @@ use crate::api::{self, AppState};
 use crate::auth::TokenRegistry;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
+use crate::oauth::BlingAuth;
 use crate::store::{Db, StoreError};
 
 /// Everything `serve` needs, already parsed and validated.
@@ -19,6 +20,8 @@ pub struct Settings {
     pub database_url: String,
     pub max_connections: u32,
     pub tokens: TokenRegistry,
+    /// The Bling app, when configured.
+    pub auth: Option<crate::oauth::AuthSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("HTTP server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("Bling settings: {0}")]
+    Bling(#[from] crate::oauth::endpoint::EndpointConfigError),
 }
 
 /// A running service. Dropping it does not stop it; call [`Server::stop`].
@@ -34,8 +39,10 @@ pub struct Server {
     pub addr: SocketAddr,
     pub db: Db,
     pub ledger: Arc<Ledger>,
+    pub auth: Option<Arc<BlingAuth>>,
     stop: watch::Sender<bool>,
     http: JoinHandle<Result<(), std::io::Error>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -44,14 +51,28 @@ impl Server {
         let db = Db::connect(&settings.database_url, settings.max_connections).await?;
         db.migrate().await?;
         let ledger = Ledger::new(db.clone());
+        let (stop, mut stopped) = watch::channel(false);
+        let mut background = Vec::new();
+        let auth = match settings.auth {
+            Some(auth_settings) => {
+                let interval = auth_settings.renewal_interval;
+                let auth = Arc::new(BlingAuth::new(db.clone(), Arc::clone(&ledger), auth_settings)?);
+                background.push(Arc::clone(&auth.tokens).spawn_renewal(interval, stop.subscribe()));
+                Some(auth)
+            }
+            None => {
+                tracing::warn!("no Bling app configured (BLING_CLIENT_ID): ingest only, no sync");
+                None
+            }
+        };
         let state = AppState {
             db: db.clone(),
             ledger: Arc::clone(&ledger),
             tokens: Arc::new(settings.tokens),
             metrics: Arc::new(Metrics::default()),
+            auth: auth.clone(),
         };
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = watch::channel(false);
         let app = api::router(state);
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -65,8 +86,10 @@ impl Server {
             addr,
             db,
             ledger,
+            auth,
             stop,
             http,
+            background,
         })
     }
 
@@ -80,6 +103,9 @@ impl Server {
         match self.http.await {
             Ok(result) => result?,
             Err(join) => return Err(ServeError::Io(std::io::Error::other(join))),
+        }
+        for task in self.background {
+            let _ = task.await;
         }
         self.db.close().await;
         Ok(())

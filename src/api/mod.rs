@@ -5,6 +5,7 @@
 //! Every route but `/health` and `/metrics` needs a bearer token (see [`crate::auth`]).
 
 pub mod body;
+mod connection;
 pub mod error;
 mod ingest;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     pub tokens: Arc<TokenRegistry>,
     pub metrics: Arc<Metrics>,
+    /// The Bling connection, when a Bling app is configured.
+    pub auth: Option<Arc<crate::oauth::BlingAuth>>,
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -82,6 +85,7 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
+        .merge(connection::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

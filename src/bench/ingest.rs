@@ -92,6 +92,7 @@ async fn measure(url: &str, clients: usize, duration: Duration) -> Result<Ingest
             database_url: url.to_string(),
             max_connections: clients as u32 + 2,
             tokens,
+            auth: None,
         },
         listener,
     )

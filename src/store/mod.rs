@@ -84,3 +84,51 @@ impl Db {
         }
     }
 }
+
+/// PostgreSQL placeholders (`$1`) rewritten for SQLite (`?1`), so a query is written once.
+pub fn sqlite_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs one SQL statement, written with `$N` placeholders, on either backend:
+/// `on_db!(db, "…", [a, b], execute)` or `on_db!(db, as (i64, String), "…", [a], fetch_optional)`.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
+        match $db {
+            $crate::store::Db::Postgres(pool) => sqlx::query($sql)$(.bind($arg))*.$method(pool).await.map(|r| r.rows_affected()),
+            $crate::store::Db::Sqlite(pool) => sqlx::query(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(pool).await.map(|r| r.rows_affected()),
+        }
+    };
+    ($db:expr, as $t:ty, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
+        match $db {
+            $crate::store::Db::Postgres(pool) => sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(pool).await,
+            $crate::store::Db::Sqlite(pool) => sqlx::query_as::<_, $t>(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(pool).await,
+        }
+    };
+}
+
+/// Milliseconds since the Unix epoch, the time format of the non-event tables.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_rewritten_for_sqlite() {
+        assert_eq!(
+            super::sqlite_sql("SELECT $1, '$x', $12 FROM t"),
+            "SELECT ?1, '$x', ?12 FROM t"
+        );
+    }
+}

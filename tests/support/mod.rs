@@ -122,6 +122,7 @@ pub async fn start_server(url: &str) -> bling_ledger::server::Server {
         database_url: url.to_string(),
         max_connections: 8,
         tokens: test_tokens(),
+        auth: None,
     };
     bling_ledger::server::Server::start(settings, listener)
         .await

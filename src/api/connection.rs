@@ -1,0 +1,167 @@
+//! The Bling connection: start the OAuth flow, receive Bling's redirect, show the status,
+//! disconnect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aggregates::connection::ConnectionCommand;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{tenant_id, AppState, RequestId};
+use crate::auth::{Principal, Role};
+use crate::ledger::{Actor, CommandContext};
+use crate::oauth::connect::ConnectError;
+use crate::oauth::credentials::CredentialStatus;
+use crate::oauth::{connection_status, BlingAuth};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants/{tenant}/connection", get(status))
+        .route("/v1/tenants/{tenant}/connection/authorize", post(authorize))
+        .route("/v1/tenants/{tenant}/connection/disconnect", post(disconnect))
+        .route("/oauth/callback", get(callback))
+}
+
+fn bling(state: &AppState) -> Result<&Arc<BlingAuth>, ApiError> {
+    state.auth.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bling_not_configured",
+            "no Bling app is configured (set BLING_CLIENT_ID and BLING_CLIENT_SECRET)",
+        )
+    })
+}
+
+pub fn actor_of(principal: &Principal) -> Actor {
+    match principal.role {
+        Role::Ingest => Actor::Ingest(principal.name.clone()),
+        _ => Actor::Support(principal.name.clone()),
+    }
+}
+
+async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    principal.require(&[Role::Support], Some(&tenant))?;
+    let creds = state.auth.as_ref().map(|a| a.tokens.credentials());
+    let status = connection_status(&state.ledger, creds, &tenant)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+    Ok(Json(status).into_response())
+}
+
+async fn authorize(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    principal.require(&[Role::Support], Some(&tenant))?;
+    let auth = bling(&state)?;
+    let url = auth
+        .connector
+        .start(&tenant, actor_of(&principal))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+    Ok(Json(json!({
+        "tenant": tenant,
+        "authorize_url": url,
+        "expires_in_seconds": auth.settings.state_ttl.as_secs(),
+    }))
+    .into_response())
+}
+
+async fn disconnect(
+    State(state): State<AppState>,
+    principal: Principal,
+    RequestId(request_id): RequestId,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    principal.require(&[Role::Support], Some(&tenant))?;
+    let auth = bling(&state)?;
+    let ctx = CommandContext::new(tenant.clone(), request_id, actor_of(&principal));
+    let command = ConnectionCommand::Disconnect {
+        by: principal.name.clone(),
+        reason: None,
+    };
+    state
+        .ledger
+        .execute_connection(&ctx, command)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
+    auth.tokens
+        .credentials()
+        .set_status(tenant.as_str(), CredentialStatus::Disconnected, Some("disconnected by support"))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+    Ok(Json(json!({"tenant": tenant, "state": "disconnected"})).into_response())
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;line-height:1.5}}</style>\
+         </head><body><h1>{title}</h1><p>{body}</p></body></html>",
+        title = html_escape(title),
+        body = html_escape(body),
+    );
+    (status, Html(html)).into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Where Bling sends the shop's browser back. No token: the `state` is the credential.
+async fn callback(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let Ok(auth) = bling(&state) else {
+        return page(StatusCode::SERVICE_UNAVAILABLE, "Bling is not configured", "This service has no Bling app configured.");
+    };
+    if let Some(error) = query.get("error") {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Authorization not granted",
+            &format!("Bling answered \"{error}\". Nothing was changed; start again from the support console."),
+        );
+    }
+    let (Some(code), Some(oauth_state)) = (query.get("code"), query.get("state")) else {
+        return page(StatusCode::BAD_REQUEST, "Invalid authorization link", "The link lacks its code or state. Nothing was stored.");
+    };
+    match auth.connector.complete(code, oauth_state).await {
+        Ok(done) => page(
+            StatusCode::OK,
+            if done.reconnected { "Reconnected to Bling" } else { "Connected to Bling" },
+            &format!(
+                "Shop {} is connected. Parked work is replayed automatically. You can close this window.",
+                done.tenant
+            ),
+        ),
+        Err(ConnectError::State(e)) => page(
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization link",
+            &format!("{e}. Nothing was stored; start again from the support console."),
+        ),
+        Err(ConnectError::Grant(e)) => page(
+            StatusCode::BAD_GATEWAY,
+            "Bling refused the authorization",
+            &format!("{e}. Nothing was stored; start again from the support console."),
+        ),
+        Err(ConnectError::Store(e)) => {
+            tracing::error!(error = %e, "callback could not store the connection");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The ledger could not store the connection. Start again in a moment.")
+        }
+    }
+}
