@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bling;
 pub mod bench;
 pub mod config;
 pub mod ledger;

@@ -1,0 +1,226 @@
+//! Bling's limits, kept on our side so we rarely see a 429: **3 requests per second and 120,000
+//! per day per Bling account** (bling-api.md, "Limits"). One tenant is one Bling account, so
+//! both are keyed by [`TenantId`].
+//!
+//! # Why a per-process limiter is per-account correct
+//! The limiter lives in memory, in one process. That is enough because the sync engine leases
+//! each tenant to one worker at a time: every call for a Bling account goes through the one
+//! process holding that tenant's lease, hence through one `TenantLimiter`. Other tenants, in this
+//! process or others, have their own key and their own Bling allowance. When a lease moves, the
+//! new holder starts with a fresh rate state; the previous holder stopped calling when it lost
+//! the lease, so the per-second window is respected (at worst one call early right at the
+//! handover, which Bling answers with a 429 the client retries). The daily count restarts at
+//! zero in a new process: it is a guard against runaway loops, not an exact meter — Bling's
+//! 429 with `Retry-After` remains the authority, also for other integrations sharing the
+//! account.
+//!
+//! # Rate shape
+//! Bling's per-second limit behaves as a sliding one-second window (the sandbox implements it
+//! so). A GCRA with a burst of 3 would let a fourth call through 1/3 s after a burst of three,
+//! inside the same window, so the quota here has a burst of **one** and spaces calls by
+//! `1/rate` (+ a small margin for network jitter): any one-second window then holds at most
+//! `rate` calls.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aggregates::ids::TenantId;
+use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, Utc};
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Jitter, Quota, RateLimiter};
+use std::collections::HashMap;
+
+use crate::bling::error::BlingError;
+
+/// Brasília time, where Bling's day turns. Brazil has had no daylight saving since 2019.
+fn sao_paulo() -> FixedOffset {
+    FixedOffset::west_opt(3 * 3600).expect("UTC-3 is a valid offset")
+}
+
+/// Bling's day at `now` and the time left until it ends (midnight America/Sao_Paulo).
+pub fn bling_day(now: DateTime<Utc>) -> (NaiveDate, Duration) {
+    let local = now.with_timezone(&sao_paulo());
+    let day = local.date_naive();
+    let next_midnight = day
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|t| t.and_local_timezone(sao_paulo()).single())
+        .map(|t| t.with_timezone(&Utc));
+    let left = next_midnight
+        .map(|m| m - now)
+        .unwrap_or_else(|| ChronoDuration::hours(24))
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    (day, left)
+}
+
+/// Requests per day per tenant, reset at midnight Brasília time.
+#[derive(Debug)]
+pub struct DailyBudget {
+    quota: u64,
+    used: Mutex<HashMap<TenantId, (NaiveDate, u64)>>,
+}
+
+impl DailyBudget {
+    /// `quota` requests per tenant per day; 0 disables the budget.
+    pub fn new(quota: u64) -> DailyBudget {
+        DailyBudget {
+            quota,
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from the tenant's budget, or tells how long until it resets.
+    pub fn try_take(&self, tenant: &TenantId, now: DateTime<Utc>) -> Result<(), Duration> {
+        if self.quota == 0 {
+            return Ok(());
+        }
+        let (today, left) = bling_day(now);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget other tenants' finished days now and then, so the map stays small.
+        if used.len() > 1024 {
+            used.retain(|_, (day, _)| *day == today);
+        }
+        let entry = used.entry(tenant.clone()).or_insert((today, 0));
+        if entry.0 != today {
+            *entry = (today, 0);
+        }
+        if entry.1 >= self.quota {
+            return Err(left);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// Requests taken today (at `now`) by the tenant.
+    pub fn used(&self, tenant: &TenantId, now: DateTime<Utc>) -> u64 {
+        let (today, _) = bling_day(now);
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        match used.get(tenant) {
+            Some((day, n)) if *day == today => *n,
+            _ => 0,
+        }
+    }
+}
+
+type KeyedLimiter = RateLimiter<TenantId, DefaultKeyedStateStore<TenantId>, DefaultClock>;
+
+/// Added to the spacing of calls so that network jitter does not squeeze `rate + 1` arrivals
+/// into one of Bling's one-second windows.
+const SPACING_MARGIN: Duration = Duration::from_millis(10);
+
+/// Per-tenant rate limit plus daily budget; one per process (see the module docs).
+pub struct TenantLimiter {
+    rate: Option<KeyedLimiter>,
+    daily: DailyBudget,
+    jitter: Jitter,
+}
+
+impl std::fmt::Debug for TenantLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantLimiter")
+            .field("rate_limited", &self.rate.is_some())
+            .field("daily", &self.daily.quota)
+            .finish()
+    }
+}
+
+impl TenantLimiter {
+    /// `per_sec` requests per second and `daily_quota` per day per tenant; 0 disables either.
+    pub fn new(per_sec: u32, daily_quota: u64) -> TenantLimiter {
+        let rate = NonZeroU32::new(per_sec).and_then(|n| {
+            let spacing = Duration::from_secs(1) / n.get() + SPACING_MARGIN;
+            Quota::with_period(spacing).map(|q| RateLimiter::keyed(q.allow_burst(NonZeroU32::MIN)))
+        });
+        TenantLimiter {
+            rate,
+            daily: DailyBudget::new(daily_quota),
+            jitter: Jitter::up_to(Duration::from_millis(25)),
+        }
+    }
+
+    /// Waits for the tenant's next slot and takes one request from its daily budget. A spent
+    /// budget answers [`BlingError::RateLimited`] at once, with the time until midnight in
+    /// Brasília, and no call must be made.
+    pub async fn acquire(&self, tenant: &TenantId) -> Result<(), BlingError> {
+        self.daily
+            .try_take(tenant, Utc::now())
+            .map_err(|left| BlingError::RateLimited {
+                retry_after: Some(left),
+            })?;
+        if let Some(rate) = &self.rate {
+            rate.until_key_ready_with_jitter(tenant, self.jitter).await;
+        }
+        Ok(())
+    }
+
+    /// Requests the tenant has taken from today's budget.
+    pub fn used_today(&self, tenant: &TenantId) -> u64 {
+        self.daily.used(tenant, Utc::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).expect("valid tenant")
+    }
+
+    #[test]
+    fn the_day_turns_at_midnight_in_brasilia() {
+        // 02:59:59 UTC is 23:59:59 of the previous day in Brasília.
+        let before = Utc.with_ymd_and_hms(2025, 3, 10, 2, 59, 59).unwrap();
+        let (day, left) = bling_day(before);
+        assert_eq!(day, NaiveDate::from_ymd_opt(2025, 3, 9).unwrap());
+        assert_eq!(left, Duration::from_secs(1));
+        let after = Utc.with_ymd_and_hms(2025, 3, 10, 3, 0, 0).unwrap();
+        let (day, left) = bling_day(after);
+        assert_eq!(day, NaiveDate::from_ymd_opt(2025, 3, 10).unwrap());
+        assert_eq!(left, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn the_daily_budget_is_per_tenant_and_resets() {
+        let budget = DailyBudget::new(2);
+        let (a, b) = (tenant("a"), tenant("b"));
+        let noon = Utc.with_ymd_and_hms(2025, 3, 10, 15, 0, 0).unwrap();
+        assert!(budget.try_take(&a, noon).is_ok());
+        assert!(budget.try_take(&a, noon).is_ok());
+        assert_eq!(
+            budget.try_take(&a, noon),
+            Err(Duration::from_secs(12 * 3600))
+        );
+        assert!(budget.try_take(&b, noon).is_ok());
+        assert_eq!(budget.used(&a, noon), 2);
+        let next_day = Utc.with_ymd_and_hms(2025, 3, 11, 3, 0, 0).unwrap();
+        assert_eq!(budget.used(&a, next_day), 0);
+        assert!(budget.try_take(&a, next_day).is_ok());
+    }
+
+    #[test]
+    fn zero_disables_the_budget() {
+        let budget = DailyBudget::new(0);
+        let now = Utc::now();
+        for _ in 0..10 {
+            assert!(budget.try_take(&tenant("a"), now).is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_do_not_share_a_rate() {
+        let limiter = TenantLimiter::new(2, 0);
+        let started = std::time::Instant::now();
+        for name in ["a", "b", "c", "d"] {
+            limiter.acquire(&tenant(name)).await.expect("no budget");
+        }
+        assert!(started.elapsed() < Duration::from_millis(200));
+        // A second call of the same tenant waits for its slot (1/2 s).
+        limiter.acquire(&tenant("a")).await.expect("no budget");
+        assert!(started.elapsed() >= Duration::from_millis(450));
+    }
+}
