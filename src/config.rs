@@ -123,6 +123,23 @@ pub struct BlingArgs {
     /// Token-endpoint calls allowed per 60 s for the whole fleet (Bling blocks at 20).
     #[arg(long, env = "BLING_TOKEN_CALLS_PER_MINUTE", default_value_t = 15)]
     pub token_calls_per_minute: u32,
+    /// Requests per second per Bling account (Bling allows 3).
+    #[arg(long, env = "BLING_RATE_LIMIT_PER_SEC", default_value_t = 3)]
+    pub bling_rate_limit_per_sec: u32,
+    /// Requests per day per Bling account (Bling allows 120,000).
+    #[arg(long, env = "BLING_DAILY_QUOTA", default_value_t = 120_000)]
+    pub bling_daily_quota: u64,
+    /// Name of the sales-order situação that lets the shop issue the NF-e (ids are discovered
+    /// per account).
+    #[arg(long, env = "BLING_SITUACAO_BILLED", default_value = "Atendido")]
+    pub situacao_billed: String,
+    /// Name of the situação of a cancelled invoice's order.
+    #[arg(long, env = "BLING_SITUACAO_CANCELLED", default_value = "Cancelado")]
+    pub situacao_cancelled: String,
+    /// Have Bling generate the NF-e from the order: `none`, `all`, or tenant ids separated by
+    /// commas.
+    #[arg(long, env = "BLING_GENERATE_NFE", default_value = "none")]
+    pub generate_nfe: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +203,34 @@ impl BlingArgs {
             state_ttl: std::time::Duration::from_secs(600),
             renewal_interval: std::time::Duration::from_secs(30),
         }))
+    }
+}
+
+impl BlingArgs {
+    /// The sync worker's settings.
+    pub fn sync_config(&self) -> crate::server::SyncConfig {
+        let generate_nfe = match self.generate_nfe.trim() {
+            "" | "none" => crate::sync::NfeTenants::None,
+            "all" | "*" => crate::sync::NfeTenants::All,
+            list => crate::sync::NfeTenants::Only(
+                list.split(',').map(|t| t.trim().to_string()).collect(),
+            ),
+        };
+        crate::server::SyncConfig {
+            run_worker: true,
+            bling_api_url: self.bling_api_url.clone(),
+            client: crate::bling::client::ClientConfig {
+                rate_limit_per_sec: self.bling_rate_limit_per_sec,
+                daily_quota: self.bling_daily_quota,
+                ..Default::default()
+            },
+            settings: crate::sync::SyncSettings {
+                situacao_billed: self.situacao_billed.clone(),
+                situacao_cancelled: self.situacao_cancelled.clone(),
+                generate_nfe,
+                ..Default::default()
+            },
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`sandbox`]: a Bling API v3 server for tests, benchmarks and the demo.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod bling;
 pub mod bench;
@@ -20,3 +21,4 @@ pub mod oauth;
 pub mod sandbox;
 pub mod server;
 pub mod store;
+pub mod sync;

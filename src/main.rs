@@ -95,6 +95,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export the event log for a time range as a hash-chained JSONL or CSV file, with a
+    /// manifest beside it (FILE.manifest.json) holding the range, the count and the chain head.
+    Export {
+        /// Start of the range on recorded_at, inclusive: RFC 3339 or a date (UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, exclusive: RFC 3339, or a date (that whole day included).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Replace CPF/CNPJ, names, e-mails, phones and addresses with salted digests.
+        #[arg(long)]
+        redact_pii: bool,
+        /// The redaction salt (default: random, never written anywhere).
+        #[arg(long, requires = "redact_pii")]
+        salt: Option<String>,
+        /// The export file.
+        #[arg(short = 'o', long)]
+        output: std::path::PathBuf,
+        /// Where to write the manifest (default: OUTPUT.manifest.json).
+        #[arg(short = 'm', long)]
+        manifest: Option<std::path::PathBuf>,
+    },
+    /// Check an export offline: recompute its hash chain and compare it with its manifest
+    /// (-m, or FILE.manifest.json when present). Exits non-zero on the first broken record.
+    Verify {
+        /// The export file (.jsonl or .csv).
+        file: std::path::PathBuf,
+        /// The manifest to check against.
+        #[arg(short = 'm', long)]
+        manifest: Option<std::path::PathBuf>,
+    },
     /// Run the bundled Bling API v3 sandbox (OAuth, contatos, pedidos de venda, situações,
     /// NF-e, rate limits, faults) until Ctrl-C. Configured by BLING_SANDBOX_* variables; see
     /// docs/sandbox.md.
@@ -231,6 +268,41 @@ async fn run(cli: Cli) -> Result<()> {
                 aggregate_id,
             };
             print_events(&db, &filter, after, limit, json).await
+        }
+        Command::Export {
+            from,
+            to,
+            tenant,
+            format,
+            redact_pii,
+            salt,
+            output,
+            manifest,
+        } => {
+            let args = bling_ledger::audit::cli::ExportArgs {
+                from,
+                to,
+                tenant,
+                format,
+                redact_pii,
+                salt,
+                output,
+                manifest,
+            };
+            args.check()?;
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            let outcome = bling_ledger::audit::cli::export(&db, &args).await?;
+            print!("{}", outcome.summary());
+            Ok(())
+        }
+        Command::Verify { file, manifest } => {
+            let report = bling_ledger::audit::cli::verify(&file, manifest.as_deref())?;
+            print!("{report}");
+            if !report.ok() {
+                bail!("{} does not verify", file.display());
+            }
+            Ok(())
         }
         Command::Sandbox { listen } => {
             let config = bling_ledger::sandbox::SandboxConfig::from_env()?;
@@ -393,6 +465,7 @@ async fn serve(database: &DatabaseArgs, listen: SocketAddr, tokens: &TokenArgs, 
         max_connections: database.max_connections,
         tokens: registry,
         auth: bling.auth_settings(&database.database_url)?,
+        sync: bling.sync_config(),
     };
     let server = Server::start(settings, listener)
         .await

@@ -9,10 +9,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::auth::TokenRegistry;
+use crate::bling::client::BlingClient;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::oauth::BlingAuth;
 use crate::store::{Db, StoreError};
+use crate::sync::SyncWorker;
 
 /// Everything `serve` needs, already parsed and validated.
 #[derive(Debug, Clone)]
@@ -22,6 +24,29 @@ pub struct Settings {
     pub tokens: TokenRegistry,
     /// The Bling app, when configured.
     pub auth: Option<crate::oauth::AuthSettings>,
+    /// The sync worker (runs only with `auth`).
+    pub sync: SyncConfig,
+}
+
+/// Where Bling's API is and how the worker uses it.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Run the sync worker in this process (API-only replicas set it false).
+    pub run_worker: bool,
+    pub bling_api_url: String,
+    pub client: crate::bling::client::ClientConfig,
+    pub settings: crate::sync::SyncSettings,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            run_worker: true,
+            bling_api_url: "https://api.bling.com.br/Api/v3".into(),
+            client: Default::default(),
+            settings: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +57,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("Bling settings: {0}")]
     Bling(#[from] crate::oauth::endpoint::EndpointConfigError),
+    #[error("Bling client: {0}")]
+    Client(#[from] crate::bling::client::ClientBuildError),
 }
 
 /// A running service. Dropping it does not stop it; call [`Server::stop`].
@@ -40,6 +67,7 @@ pub struct Server {
     pub db: Db,
     pub ledger: Arc<Ledger>,
     pub auth: Option<Arc<BlingAuth>>,
+    pub sync: Option<Arc<SyncWorker>>,
     stop: watch::Sender<bool>,
     http: JoinHandle<Result<(), std::io::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -65,12 +93,29 @@ impl Server {
                 None
             }
         };
+        let sync = match &auth {
+            Some(auth) => {
+                let tokens: Arc<dyn crate::bling::AccessTokens> = auth.tokens.clone();
+                let client =
+                    BlingClient::new(&settings.sync.bling_api_url, tokens, settings.sync.client)?;
+                let worker = SyncWorker::new(
+                    db.clone(),
+                    Arc::clone(&ledger),
+                    client,
+                    settings.sync.settings.clone(),
+                );
+                background.push(Arc::clone(&worker).spawn(stop.subscribe()));
+                Some(worker)
+            }
+            None => None,
+        };
         let state = AppState {
             db: db.clone(),
             ledger: Arc::clone(&ledger),
             tokens: Arc::new(settings.tokens),
             metrics: Arc::new(Metrics::default()),
             auth: auth.clone(),
+            sync: sync.clone(),
         };
         let addr = listener.local_addr()?;
         let app = api::router(state);
@@ -87,6 +132,7 @@ impl Server {
             db,
             ledger,
             auth,
+            sync,
             stop,
             http,
             background,

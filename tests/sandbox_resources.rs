@@ -239,7 +239,7 @@ async fn contatos_list_filters_and_paging() {
             .post(
                 "/contatos",
                 &json!({"nome": nome, "numeroDocumento": doc, "telefone": tel, "codigo": nome,
-                "endereco": {"geral": {"endereco": "Rua", "cep": "01001000", "uf": uf}}}),
+                "endereco": {"geral": {"endereco": "Rua", "cep": if uf == "RJ" { "20040002" } else { "01001000" }, "uf": uf}}}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -901,4 +901,21 @@ async fn serve_cli_serves_until_stopped() {
         .expect("answer");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     server.abort();
+}
+
+/// Bling checks that an address's CEP belongs to its UF; the ledger only checks the format.
+#[tokio::test]
+async fn contato_cep_outside_its_uf_is_refused() {
+    let (_sb, api) = api().await;
+    let (status, body) = api
+        .post(
+            "/contatos",
+            &json!({"nome": "Ana", "numeroDocumento": CPF_A,
+                    "endereco": {"geral": {"endereco": "Rua", "cep": "20040-002", "uf": "SP"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["type"], "VALIDATION_ERROR");
+    assert_eq!(body["error"]["fields"][0]["element"], "endereco.geral.cep");
+    assert_eq!(body["error"]["fields"][0]["code"], 55);
 }

@@ -117,6 +117,7 @@ async fn save_customer(
             .execute_customer(&ctx, customer_id.as_str(), command)
             .await
             .map_err(customer_error)?;
+        state.wake_sync();
         Ok((status, body))
     })
     .await)
@@ -151,6 +152,7 @@ async fn bill_invoice(
             .execute_invoice(&ctx, invoice_id.as_str(), command)
             .await
             .map_err(invoice_error)?;
+        state.wake_sync();
         Ok((
             StatusCode::CREATED,
             json!({"tenant": tenant, "invoice_id": invoice_id, "result": "billed", "total": total}),
@@ -192,6 +194,7 @@ async fn update_invoice(
             .execute_invoice(&ctx, invoice_id.as_str(), command)
             .await
             .map_err(invoice_error)?;
+        state.wake_sync();
         let result = if changed.is_empty() { "unchanged" } else { "updated" };
         Ok((
             StatusCode::OK,
@@ -242,6 +245,7 @@ async fn cancel_invoice(
             .execute_invoice(&ctx, invoice_id.as_str(), command)
             .await
             .map_err(invoice_error)?;
+        state.wake_sync();
         Ok((
             StatusCode::OK,
             json!({"tenant": tenant, "invoice_id": invoice_id, "result": "cancelled"}),

@@ -4,6 +4,7 @@
 //!
 //! Every route but `/health` and `/metrics` needs a bearer token (see [`crate::auth`]).
 
+mod audit;
 pub mod body;
 mod connection;
 pub mod error;
@@ -37,6 +38,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The Bling connection, when a Bling app is configured.
     pub auth: Option<Arc<crate::oauth::BlingAuth>>,
+    /// The sync worker, woken after each accepted change.
+    pub sync: Option<Arc<crate::sync::SyncWorker>>,
+}
+
+impl AppState {
+    /// Tells the sync worker there is new work, so it does not wait for its next poll.
+    pub fn wake_sync(&self) {
+        if let Some(worker) = &self.sync {
+            worker.wake();
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -85,6 +97,7 @@ pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
+        .merge(audit::routes())
         .merge(connection::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))

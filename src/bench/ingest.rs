@@ -93,6 +93,7 @@ async fn measure(url: &str, clients: usize, duration: Duration) -> Result<Ingest
             max_connections: clients as u32 + 2,
             tokens,
             auth: None,
+            sync: Default::default(),
         },
         listener,
     )

@@ -123,3 +123,37 @@ pub async fn connection_status(ledger: &Ledger, creds: Option<&CredentialStore>,
         revoked: connection.revoked,
     })
 }
+
+/// The Bling client asks the token manager for tokens through this trait.
+#[async_trait::async_trait]
+impl crate::bling::AccessTokens for TokenManager {
+    async fn access_token(&self, tenant: &TenantId) -> Result<String, crate::bling::AuthFailure> {
+        TokenManager::access_token(self, tenant)
+            .await
+            .map(|s| s.expose().to_string())
+            .map_err(auth_failure)
+    }
+
+    async fn renew_after_unauthorized(
+        &self,
+        tenant: &TenantId,
+        refused: &str,
+    ) -> Result<String, crate::bling::AuthFailure> {
+        TokenManager::renew_after_unauthorized(self, tenant, refused)
+            .await
+            .map(|s| s.expose().to_string())
+            .map_err(auth_failure)
+    }
+
+    async fn report_revoked(&self, tenant: &TenantId, evidence: RevocationEvidence) {
+        TokenManager::report_revoked(self, tenant, evidence).await
+    }
+}
+
+fn auth_failure(e: tokens::TokenError) -> crate::bling::AuthFailure {
+    match e {
+        tokens::TokenError::NotConnected => crate::bling::AuthFailure::NotConnected,
+        tokens::TokenError::Revoked => crate::bling::AuthFailure::Revoked,
+        tokens::TokenError::Transient(m) => crate::bling::AuthFailure::Transient(m),
+    }
+}

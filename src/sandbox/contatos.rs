@@ -6,7 +6,7 @@ use crate::sandbox::pipeline::AuthCtx;
 use crate::sandbox::query::{check, parse_body, parse_id, Params};
 use crate::sandbox::state::{Account, Shared};
 use crate::sandbox::validation::{
-    cep_valid, document_kind, document_valid, normalize_cep, normalize_document, now_brt,
+    cep_uf, cep_valid, document_kind, document_valid, normalize_cep, normalize_document, now_brt,
     parse_bound, parse_date, uf_valid, Document,
 };
 use axum::body::Bytes;
@@ -173,6 +173,12 @@ fn check_endereco(e: &mut Endereco, ns: &str, errors: &mut Vec<FieldError>) {
             56,
             &format!("{ns}.uf"),
             "A UF informada é inválida",
+        ));
+    } else if cep_valid(&e.cep) && uf_valid(&e.uf) && cep_uf(&e.cep) != Some(e.uf.as_str()) {
+        errors.push(FieldError::new(
+            55,
+            &format!("{ns}.cep"),
+            "O CEP informado não pertence à UF do endereço",
         ));
     } else if e.uf.is_empty() && !e.endereco.trim().is_empty() {
         errors.push(FieldError::new(

@@ -48,6 +48,49 @@ pub(crate) fn cep_valid(cep: &str) -> bool {
     cep.len() == 8 && cep.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The UF whose CEP range holds `cep` (Correios' ranges by first five digits). Bling checks an
+/// address's CEP against its UF (assumption: Bling validates against the Correios base; the
+/// ranges are the public coarse version of that check).
+pub(crate) fn cep_uf(cep: &str) -> Option<&'static str> {
+    let prefix: u32 = cep.get(..5)?.parse().ok()?;
+    const RANGES: [(u32, u32, &str); 30] = [
+        (1000, 19999, "SP"),
+        (20000, 28999, "RJ"),
+        (29000, 29999, "ES"),
+        (30000, 39999, "MG"),
+        (40000, 48999, "BA"),
+        (49000, 49999, "SE"),
+        (50000, 56999, "PE"),
+        (57000, 57999, "AL"),
+        (58000, 58999, "PB"),
+        (59000, 59999, "RN"),
+        (60000, 63999, "CE"),
+        (64000, 64999, "PI"),
+        (65000, 65999, "MA"),
+        (66000, 68899, "PA"),
+        (68900, 68999, "AP"),
+        (69000, 69299, "AM"),
+        (69300, 69399, "RR"),
+        (69400, 69899, "AM"),
+        (69900, 69999, "AC"),
+        (70000, 72799, "DF"),
+        (72800, 72999, "GO"),
+        (73000, 73699, "DF"),
+        (73700, 76799, "GO"),
+        (76800, 76999, "RO"),
+        (77000, 77999, "TO"),
+        (78000, 78899, "MT"),
+        (79000, 79999, "MS"),
+        (80000, 87999, "PR"),
+        (88000, 89999, "SC"),
+        (90000, 99999, "RS"),
+    ];
+    RANGES
+        .iter()
+        .find(|(low, high, _)| (*low..=*high).contains(&prefix))
+        .map(|(_, _, uf)| *uf)
+}
+
 pub(crate) fn uf_valid(uf: &str) -> bool {
     UFS.contains(&uf)
 }

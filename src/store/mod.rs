@@ -132,3 +132,47 @@ mod tests {
         );
     }
 }
+
+/// A transaction on either backend, for work that must commit together (a checkpoint and the
+/// rows derived from the events it covers).
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Db {
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self {
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+        })
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// [`on_db!`] inside a [`Tx`]: `on_tx!(tx, "…", [a, b])` returns rows affected;
+/// `on_tx!(tx, as (i64,), "…", [a], fetch_optional)` decodes rows.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $sql:expr, [$($arg:expr),* $(,)?]) => {
+        match $tx {
+            $crate::store::Tx::Postgres(tx) => sqlx::query($sql)$(.bind($arg))*.execute(&mut **tx).await.map(|r| r.rows_affected()),
+            $crate::store::Tx::Sqlite(tx) => sqlx::query(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.execute(&mut **tx).await.map(|r| r.rows_affected()),
+        }
+    };
+    ($tx:expr, as $t:ty, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
+        match $tx {
+            $crate::store::Tx::Postgres(tx) => sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(&mut **tx).await,
+            $crate::store::Tx::Sqlite(tx) => sqlx::query_as::<_, $t>(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(&mut **tx).await,
+        }
+    };
+}

@@ -123,6 +123,7 @@ pub async fn start_server(url: &str) -> bling_ledger::server::Server {
         max_connections: 8,
         tokens: test_tokens(),
         auth: None,
+        sync: Default::default(),
     };
     bling_ledger::server::Server::start(settings, listener)
         .await
@@ -159,4 +160,205 @@ pub fn invoice_body(customer: &str, number: &str) -> serde_json::Value {
         ],
         "total": 17000
     })
+}
+
+/// The ledger wired to a sandbox over real HTTP, with a Bling app registered in both.
+pub struct Stack {
+    pub sandbox: bling_ledger::sandbox::Sandbox,
+    pub server: bling_ledger::server::Server,
+    pub http: reqwest::Client,
+}
+
+/// Auth settings pointing at `sandbox`, renewing quickly enough for tests.
+pub fn auth_settings_for(
+    sandbox: &bling_ledger::sandbox::Sandbox,
+    keys: bling_ledger::oauth::crypto::KeyRing,
+) -> bling_ledger::oauth::AuthSettings {
+    use bling_ledger::oauth::crypto::Secret;
+    use bling_ledger::oauth::endpoint::OAuthSettings;
+    use bling_ledger::sandbox::SandboxConfig;
+    bling_ledger::oauth::AuthSettings {
+        oauth: OAuthSettings {
+            client_id: SandboxConfig::DEMO_CLIENT_ID.to_string(),
+            client_secret: Secret::new(SandboxConfig::DEMO_CLIENT_SECRET),
+            authorize_url: sandbox.authorize_url(),
+            token_url: sandbox.token_url(),
+            timeout: std::time::Duration::from_secs(5),
+        },
+        keys,
+        renewal: bling_ledger::oauth::tokens::RenewalPolicy {
+            refresh_ahead: std::time::Duration::from_secs(60),
+            jitter: std::time::Duration::ZERO,
+            budget_wait: std::time::Duration::from_millis(200),
+            retry_after_failure: std::time::Duration::from_secs(1),
+        },
+        token_calls_per_minute: 15,
+        state_ttl: std::time::Duration::from_secs(60),
+        renewal_interval: std::time::Duration::from_millis(200),
+    }
+}
+
+pub fn test_key_ring() -> bling_ledger::oauth::crypto::KeyRing {
+    use bling_ledger::oauth::crypto::{EncryptionKey, KeyRing};
+    KeyRing::new(EncryptionKey::from_bytes(&[7u8; 32]).expect("key"))
+}
+
+impl Stack {
+    /// Starts a sandbox and the ledger on `url`; `sandbox_config` and `auth` may be adjusted.
+    pub async fn start(
+        url: &str,
+        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig),
+        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings),
+    ) -> Stack {
+        Stack::start_with(url, sandbox_config, auth, |_| {}).await
+    }
+
+    /// [`Stack::start`], with the sync worker's configuration adjustable too. By default the
+    /// worker polls often and retries within a second, so tests do not wait.
+    pub async fn start_with(
+        url: &str,
+        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig),
+        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings),
+        sync: impl FnOnce(&mut bling_ledger::server::SyncConfig),
+    ) -> Stack {
+        use bling_ledger::sandbox::{ClientApp, Sandbox, SandboxConfig};
+        let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let ledger_addr = ledger_listener.local_addr().expect("addr");
+        let mut config = SandboxConfig {
+            clients: vec![ClientApp {
+                client_id: SandboxConfig::DEMO_CLIENT_ID.to_string(),
+                client_secret: SandboxConfig::DEMO_CLIENT_SECRET.to_string(),
+                redirect_uri: format!("http://{ledger_addr}/oauth/callback"),
+            }],
+            ..SandboxConfig::default()
+        };
+        sandbox_config(&mut config);
+        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let sandbox = Sandbox::start(config, sandbox_listener)
+            .await
+            .expect("sandbox");
+        let mut auth_settings = auth_settings_for(&sandbox, test_key_ring());
+        auth(&mut auth_settings);
+        let mut sync_config = bling_ledger::server::SyncConfig {
+            run_worker: true,
+            bling_api_url: sandbox.base_url(),
+            client: bling_ledger::bling::client::ClientConfig {
+                timeout: std::time::Duration::from_secs(3),
+                retry: bling_ledger::bling::retry::RetryPolicy {
+                    max_attempts: 2,
+                    base_delay: std::time::Duration::from_millis(20),
+                    max_delay: std::time::Duration::from_millis(200),
+                },
+                ..Default::default()
+            },
+            settings: bling_ledger::sync::SyncSettings {
+                poll_interval: std::time::Duration::from_millis(50),
+                retry_schedule: vec![
+                    std::time::Duration::from_millis(100),
+                    std::time::Duration::from_millis(300),
+                ],
+                lease_ttl: std::time::Duration::from_secs(5),
+                ..Default::default()
+            },
+        };
+        sync(&mut sync_config);
+        let settings = bling_ledger::server::Settings {
+            database_url: url.to_string(),
+            max_connections: 8,
+            tokens: test_tokens(),
+            auth: Some(auth_settings),
+            sync: sync_config,
+        };
+        let server = bling_ledger::server::Server::start(settings, ledger_listener)
+            .await
+            .expect("server starts");
+        Stack {
+            sandbox,
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Asks the ledger for the authorization URL of `tenant`.
+    pub async fn authorize_url(&self, tenant: &str) -> String {
+        let response = self
+            .http
+            .post(format!(
+                "{}/v1/tenants/{tenant}/connection/authorize",
+                self.server.base_url()
+            ))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["authorize_url"].as_str().expect("url").to_string()
+    }
+
+    /// Connects `tenant` to the sandbox account of the same name, approving at once, and
+    /// returns the callback page's status and text.
+    pub async fn connect(&self, tenant: &str) -> (u16, String) {
+        let url = self.authorize_url(tenant).await;
+        let response = self
+            .http
+            .get(format!("{url}&account={tenant}&auto_approve=1"))
+            .send()
+            .await
+            .expect("follow the redirect to the callback");
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.expect("stop");
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// The `n`-th valid CPF of a test (check digits computed).
+pub fn cpf(n: u32) -> String {
+    let base = format!("{:09}", 100_000_000 + n * 7_919);
+    let mut digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
+    for len in [9, 10] {
+        let sum: u32 = digits.iter().take(len).enumerate().map(|(i, d)| d * (len as u32 + 1 - i as u32)).sum();
+        let r = sum % 11;
+        digits.push(if r < 2 { 0 } else { 11 - r });
+    }
+    digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect()
+}
+
+/// Sends one request to the ledger as admin; panics on transport errors only.
+pub async fn call(stack: &Stack, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = stack.http.request(method, format!("{}{path}", stack.server.base_url())).bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+/// Polls `check` until it holds or `secs` pass; returns whether it held.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    check().await
 }

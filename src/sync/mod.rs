@@ -1,0 +1,205 @@
+//! The sync worker: follows the log, keeps Bling's contatos and pedidos matching the ledger.
+//!
+//! - [`queue`]: the to-do list derived from the log (checkpointed), leases per tenant;
+//! - [`jobs`]: one customer or invoice made to match, every outcome an event;
+//! - [`mapping`]: our records as Bling's.
+//!
+//! Work for one tenant runs on one worker at a time (a lease in the database), in the order
+//! its events were written; tenants run in parallel. When the tenant's authorization is revoked
+//! the client refuses without calling Bling, jobs park, and a `Reconnected` event puts them
+//! back in line.
+
+pub mod jobs;
+pub mod mapping;
+pub mod queue;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::ids::TenantId;
+use futures::StreamExt;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::bling::client::BlingClient;
+use crate::ledger::Ledger;
+use crate::store::{Db, StoreError};
+use jobs::Executor;
+
+/// Which tenants have Bling generate the NF-e from the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NfeTenants {
+    None,
+    All,
+    Only(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// How often to look for new events and due work when nothing wakes the worker.
+    pub poll_interval: Duration,
+    /// Delays after the 1st, 2nd, … transient failure; the last repeats.
+    pub retry_schedule: Vec<Duration>,
+    /// ± this fraction of randomness on each delay, so retries of many invoices spread out.
+    pub retry_jitter: f64,
+    /// The situação (by name, discovered per account) that lets the shop issue the NF-e.
+    pub situacao_billed: String,
+    /// The situação of a cancelled invoice's order.
+    pub situacao_cancelled: String,
+    pub generate_nfe: NfeTenants,
+    /// A worker that stops renewing its lease for this long loses the tenant to another.
+    pub lease_ttl: Duration,
+    pub max_parallel_tenants: usize,
+    pub dispatch_batch: i64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        let m = |minutes: u64| Duration::from_secs(minutes * 60);
+        Self {
+            poll_interval: Duration::from_millis(500),
+            retry_schedule: vec![Duration::from_secs(5), m(5), m(30), m(120), m(300), m(600)],
+            retry_jitter: 0.2,
+            situacao_billed: "Atendido".into(),
+            situacao_cancelled: "Cancelado".into(),
+            generate_nfe: NfeTenants::None,
+            lease_ttl: Duration::from_secs(60),
+            max_parallel_tenants: 8,
+            dispatch_batch: 500,
+        }
+    }
+}
+
+impl SyncSettings {
+    pub fn retry_delay(&self, failures_before: usize) -> Duration {
+        let base = self
+            .retry_schedule
+            .get(failures_before)
+            .or(self.retry_schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(60));
+        let spread = self.retry_jitter.clamp(0.0, 1.0);
+        let factor = 1.0 + spread * (rand::random::<f64>() * 2.0 - 1.0);
+        base.mul_f64(factor.max(0.0))
+    }
+
+    pub fn generates_nfe(&self, tenant: &TenantId) -> bool {
+        match &self.generate_nfe {
+            NfeTenants::None => false,
+            NfeTenants::All => true,
+            NfeTenants::Only(list) => list.iter().any(|t| t == tenant.as_str()),
+        }
+    }
+}
+
+pub struct SyncWorker {
+    db: Db,
+    executor: Executor,
+    settings: SyncSettings,
+    holder: String,
+    wake: Notify,
+}
+
+impl SyncWorker {
+    pub fn new(
+        db: Db,
+        ledger: Arc<Ledger>,
+        client: BlingClient,
+        settings: SyncSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            executor: Executor::new(db.clone(), ledger, client, settings.clone()),
+            db,
+            settings,
+            holder: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn client(&self) -> &BlingClient {
+        self.executor.client()
+    }
+
+    /// Asks the worker to look now rather than at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Derives work from every event not yet dispatched.
+    pub async fn dispatch_all(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = queue::dispatch(&self.db, self.settings.dispatch_batch).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs the tenant's due jobs in order while it holds the tenant's lease. Returns how
+    /// many jobs ran.
+    pub async fn run_tenant(&self, tenant: &str) -> Result<usize, StoreError> {
+        let ttl = self.settings.lease_ttl.as_millis() as i64;
+        let mut ran = 0;
+        loop {
+            // Renewed before each job: a worker that dies loses the tenant after `lease_ttl`.
+            if !queue::lease(&self.db, tenant, &self.holder, ttl).await? {
+                return Ok(ran);
+            }
+            let Some(job) = queue::next_job(&self.db, tenant).await? else {
+                queue::release(&self.db, tenant, &self.holder).await?;
+                return Ok(ran);
+            };
+            self.executor.run(&job).await?;
+            ran += 1;
+        }
+    }
+
+    /// One round: dispatch, then run every tenant with due work (in parallel, bounded).
+    pub async fn tick(&self) -> Result<usize, StoreError> {
+        self.dispatch_all().await?;
+        let tenants = queue::due_tenants(&self.db, 1000).await?;
+        let results: Vec<Result<usize, StoreError>> = futures::stream::iter(tenants)
+            .map(|tenant| async move { self.run_tenant(&tenant).await })
+            .buffer_unordered(self.settings.max_parallel_tenants.max(1))
+            .collect()
+            .await;
+        let mut ran = 0;
+        for r in results {
+            ran += r?;
+        }
+        Ok(ran)
+    }
+
+    /// Ticks until no work is due now, or `timeout` passes. For tests, benchmarks and the demo.
+    pub async fn run_until_idle(&self, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ran = self.tick().await?;
+            let due = queue::due_tenants(&self.db, 1).await?;
+            if ran == 0 && due.is_empty() && self.dispatch_all().await? == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs until `stop` turns true.
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.tick().await {
+                    tracing::error!(%error, "sync round failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = self.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+}

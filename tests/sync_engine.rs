@@ -1,0 +1,358 @@
+//! The sync engine against the sandbox over real HTTP: contatos and pedidos made to match,
+//! failures classified, revocation parks and reconnection replays, never a duplicate.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bling_ledger::bling::client::{BlingClient, ClientConfig};
+use bling_ledger::ledger::Ledger;
+use bling_ledger::oauth::BlingAuth;
+use bling_ledger::sandbox::{FaultConfig, FaultRule};
+use bling_ledger::store::log::{LogFilter, RecordedEvent};
+use bling_ledger::store::Db;
+use bling_ledger::sync::{SyncSettings, SyncWorker};
+use serde_json::{json, Value};
+use support::*;
+
+fn customer(name: &str, n: u32) -> Value {
+    let mut body = customer_body(name);
+    body["tax_id"] = json!(cpf(n));
+    body
+}
+
+fn invoice(customer: &str, number: usize) -> Value {
+    invoice_body(customer, &format!("NF-{number}"))
+}
+
+async fn invoice_events(db: &Db, tenant: &str, invoice: &str) -> Vec<RecordedEvent> {
+    let filter = LogFilter {
+        aggregate_type: Some("Invoice".into()),
+        aggregate_id: Some(format!("{tenant}/{invoice}")),
+        ..Default::default()
+    };
+    db.read_from(0, 10_000, &filter).await.unwrap()
+}
+
+async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.read_from(after, 5_000, &LogFilter::default()).await.unwrap();
+        let Some(last) = page.last() else { return out };
+        after = last.position;
+        out.extend(page.into_iter().filter(|e| e.event_type == event_type));
+    }
+}
+
+fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
+    stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.method == method && c.path.trim_start_matches("/Api/v3").starts_with(path_prefix))
+        .count()
+}
+
+/// A fast sandbox and client: the engine's logic, not Bling's 3 req/s, is under test here.
+async fn fast_stack(t: &TestDb) -> Stack {
+    Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| sync.client.rate_limit_per_sec = 0,
+    )
+    .await
+}
+
+async fn all_synced(stack: &Stack, db: &Db, expected: usize) -> bool {
+    let _ = stack;
+    let changed = events_of_type(db, "SituacaoChanged").await;
+    let distinct: HashSet<_> = changed.iter().map(|e| e.aggregate_id.clone()).collect();
+    distinct.len() >= expected
+}
+
+async fn two_hundred_invoices_end_to_end(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    for c in 0..10 {
+        let (s, b) = call(&stack, "PUT", &format!("/v1/tenants/shop-a/customers/c{c}"), Some(&customer(&format!("Cliente {c}"), c))).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    for i in 0..200 {
+        let (s, b) = call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"), Some(&invoice(&format!("c{}", i % 10), i))).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    assert!(eventually(120, || all_synced(&stack, &t.db, 200)).await, "all 200 invoices synced");
+
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    assert_eq!(pedidos.len(), 200, "exactly one order per invoice");
+    let keys: HashSet<_> = pedidos.iter().map(|p| p["numeroLoja"].as_str().unwrap().to_string()).collect();
+    assert_eq!(keys.len(), 200);
+    let atendido = 9; // the sandbox account's default id for "Atendido"
+    for p in &pedidos {
+        assert_eq!(p["situacao"]["id"], atendido, "{p}");
+        assert_eq!(p["total"], 170.0, "{p}");
+        assert_eq!(p["itens"].as_array().unwrap().len(), 2);
+        assert_eq!(p["itens"][0]["codigo"], "BANHO-P");
+        assert_eq!(p["itens"][0]["valor"], 45.0);
+        assert_eq!(p["parcelas"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(stack.sandbox.contatos("shop-a").len(), 10);
+    // Calls: one lookup and one create per customer, a create and a situação change per
+    // invoice, and the situações discovered once.
+    assert_eq!(calls(&stack, "GET", "/contatos?"), 10);
+    assert_eq!(calls(&stack, "POST", "/contatos"), 10);
+    assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 200);
+    assert_eq!(calls(&stack, "PATCH", "/pedidos/vendas/"), 200);
+    assert_eq!(calls(&stack, "GET", "/pedidos/vendas"), 0, "no lookups were needed");
+    assert_eq!(calls(&stack, "PUT", "/"), 0);
+    let events = invoice_events(&t.db, "shop-a", "inv-7").await;
+    let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["InvoiceBilled", "SalesOrderCreated", "SituacaoChanged"]);
+    assert_eq!(events[1].metadata["actor"], "worker");
+    assert_eq!(events[1].payload["SalesOrderCreated"]["calls"][0]["status"], 201);
+    stack.stop().await;
+}
+both_backends!(end_to_end, two_hundred_invoices_end_to_end);
+
+async fn updates_and_cancellations_reach_bling(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(&invoice("c1", 1))).await;
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i2/bill", Some(&invoice("c1", 2))).await;
+    assert!(eventually(20, || all_synced(&stack, &t.db, 2)).await);
+
+    let mut changed = invoice("c1", 1);
+    changed["items"][1]["quantity"] = json!(2);
+    changed["total"] = json!(26000);
+    changed["installments"][1]["amount"] = json!(18000);
+    let (s, b) = call(&stack, "PUT", "/v1/tenants/shop-a/invoices/i1", Some(&changed)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = call(&stack, "POST", "/v1/tenants/shop-a/invoices/i2/cancel", Some(&json!({"reason": "desistiu"}))).await;
+    assert_eq!(s, 200);
+    let mut renamed = customer("Maria da Silva", 1);
+    renamed["address"]["number"] = json!("43");
+    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&renamed)).await;
+
+    let db = t.db.clone();
+    assert!(
+        eventually(20, || async {
+            let i1 = invoice_events(&db, "shop-a", "i1").await;
+            let i2 = invoice_events(&db, "shop-a", "i2").await;
+            i1.iter().any(|e| e.event_type == "SalesOrderUpdated") && i2.iter().filter(|e| e.event_type == "SituacaoChanged").count() == 2
+        })
+        .await
+    );
+    assert!(eventually(20, || async { events_of_type(&db, "ContactUpdated").await.len() == 1 }).await);
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    let by_key: HashMap<_, _> = pedidos.iter().map(|p| (p["numeroLoja"].as_str().unwrap().to_string(), p.clone())).collect();
+    assert_eq!(by_key["i1"]["total"], 260.0);
+    assert_eq!(by_key["i2"]["situacao"]["id"], 12, "cancelled in Bling");
+    let contato = &stack.sandbox.contatos("shop-a")[0];
+    assert_eq!(contato["nome"], "Maria da Silva");
+    assert_eq!(contato["endereco"]["geral"]["numero"], "43");
+    stack.stop().await;
+}
+both_backends!(updates_and_cancellations, updates_and_cancellations_reach_bling);
+
+async fn a_divergent_record_fails_then_heals(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    // Our validation passes (a well-formed CEP), Bling's does not (a Rio CEP in São Paulo).
+    let mut wrong = customer("Joana", 3);
+    wrong["address"]["cep"] = json!("20040-002");
+    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c3", Some(&wrong)).await.0, 201);
+    // And one with no address at all: refused by our own readiness check, no Bling call.
+    let mut bare = customer("Pedro", 4);
+    bare.as_object_mut().unwrap().remove("address");
+    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c4", Some(&bare)).await.0, 201);
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i3/bill", Some(&invoice("c3", 3))).await;
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i4/bill", Some(&invoice("c4", 4))).await;
+
+    let db = t.db.clone();
+    let failed = |inv: &'static str| {
+        let db = db.clone();
+        async move { invoice_events(&db, "shop-a", inv).await.iter().any(|e| e.event_type == "SyncFailed") }
+    };
+    assert!(eventually(20, || failed("i3")).await);
+    assert!(eventually(20, || failed("i4")).await);
+    let i3 = invoice_events(&t.db, "shop-a", "i3").await;
+    let cause = &i3.iter().find(|e| e.event_type == "SyncFailed").unwrap().payload["SyncFailed"]["cause"];
+    assert_eq!(cause["kind"], "divergent_customer_record");
+    assert_eq!(cause["bling_fields"][0]["element"], "endereco.geral.cep");
+    let i4 = invoice_events(&t.db, "shop-a", "i4").await;
+    let cause = &i4.iter().find(|e| e.event_type == "SyncFailed").unwrap().payload["SyncFailed"]["cause"];
+    assert_eq!(cause["kind"], "divergent_customer_record");
+    assert_eq!(cause["problems"][0]["field"], "address");
+    assert_eq!(stack.sandbox.contatos("shop-a").len(), 0);
+    assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 0);
+
+    // The shop fixes both records: the invoices go through by themselves.
+    let mut fixed = customer("Joana", 3);
+    fixed["address"]["cep"] = json!("01001-000");
+    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c3", Some(&fixed)).await.0, 200);
+    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c4", Some(&customer("Pedro", 4))).await.0, 200);
+    assert!(eventually(20, || all_synced(&stack, &t.db, 2)).await, "healed after the fix");
+    assert_eq!(stack.sandbox.pedidos("shop-a").len(), 2);
+    stack.stop().await;
+}
+both_backends!(divergent_record, a_divergent_record_fails_then_heals);
+
+async fn revocation_parks_and_reconnection_replays(t: TestDb) {
+    // Slow enough that the revocation lands mid-run.
+    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| sync.client.rate_limit_per_sec = 20).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
+    for i in 0..40 {
+        call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i:02}/bill"), Some(&invoice("c1", i))).await;
+    }
+    let db = t.db.clone();
+    assert!(eventually(20, || async { events_of_type(&db, "SalesOrderCreated").await.len() >= 5 }).await);
+    // The shop changes its Bling password.
+    stack.sandbox.revoke_account("shop-a");
+    assert!(eventually(20, || async { !events_of_type(&db, "AuthorizationRevoked").await.is_empty() }).await);
+    // Everything left parks, and no call reaches Bling while revoked.
+    assert!(
+        eventually(20, || async {
+            let parked = events_of_type(&db, "SyncParked").await.len();
+            let created = events_of_type(&db, "SalesOrderCreated").await.len();
+            parked > 0 && parked + created >= 40
+        })
+        .await
+    );
+    let log_before = stack.sandbox.call_log().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stack.sandbox.call_log().len(), log_before, "zero calls while revoked");
+    let status: Value = call(&stack, "GET", "/v1/tenants/shop-a/connection", None).await.1;
+    assert_eq!(status["state"], "revoked");
+
+    // Support reconnects; the parked invoices replay by themselves, exactly once, in order.
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    assert!(eventually(60, || all_synced(&stack, &t.db, 40)).await);
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    assert_eq!(pedidos.len(), 40, "no duplicate after the replay");
+    let mut by_id: Vec<_> = pedidos.iter().map(|p| (p["id"].as_i64().unwrap(), p["numeroLoja"].as_str().unwrap().to_string())).collect();
+    by_id.sort();
+    let keys: Vec<_> = by_id.into_iter().map(|(_, k)| k).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "orders were created in billing order");
+    let resumed = events_of_type(&t.db, "SyncResumed").await;
+    assert!(!resumed.is_empty());
+    assert_eq!(resumed[0].payload["SyncResumed"]["reason"], "reconnected to Bling");
+    stack.stop().await;
+}
+both_backends!(revocation, revocation_parks_and_reconnection_replays);
+
+/// Bling applies creates and the answer is lost; a worker is killed mid-job again and again.
+/// Still one contato per document and one pedido per invoice.
+async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
+    let stack = Stack::start_with(
+        &t.url,
+        |s| {
+            s.rate_limit_per_sec = 0;
+            s.seed = 42;
+        },
+        |_| {},
+        |sync| {
+            sync.run_worker = false;
+            sync.client.rate_limit_per_sec = 0;
+            sync.settings.lease_ttl = Duration::from_millis(300);
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    stack.sandbox.set_faults(
+        None,
+        FaultConfig::none()
+            .with_rule(FaultRule::route("POST", "/pedidos/vendas").exact().apply_then_drop_rate(0.3))
+            .with_rule(FaultRule::route("POST", "/contatos").exact().apply_then_drop_rate(0.5))
+            .with_rule(FaultRule::any().latency(Duration::ZERO, Duration::from_millis(5))),
+    );
+    for c in 0..5 {
+        call(&stack, "PUT", &format!("/v1/tenants/shop-a/customers/c{c}"), Some(&customer("Cliente", c))).await;
+    }
+    for i in 0..40 {
+        call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"), Some(&invoice(&format!("c{}", i % 5), i))).await;
+    }
+    let auth: &Arc<BlingAuth> = stack.server.auth.as_ref().unwrap();
+    let worker = |db: Db| {
+        let tokens: Arc<dyn bling_ledger::bling::AccessTokens> = auth.tokens.clone();
+        let client = BlingClient::new(&stack.sandbox.base_url(), tokens, ClientConfig { rate_limit_per_sec: 0, ..Default::default() }).unwrap();
+        SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings {
+            retry_schedule: vec![Duration::from_millis(10)],
+            lease_ttl: Duration::from_millis(300),
+            ..SyncSettings::default()
+        })
+    };
+    // Kill workers at random points, over and over.
+    for round in 0..25u64 {
+        let w = worker(t.db.clone());
+        let task = tokio::spawn(async move { w.run_until_idle(Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(15 + (round * 37) % 60)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    // Then let one finish (after dead workers' leases expire).
+    stack.sandbox.set_faults(None, FaultConfig::none());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let last = worker(t.db.clone());
+    let db = t.db.clone();
+    assert!(
+        eventually(60, || async {
+            let _ = last.run_until_idle(Duration::from_secs(5)).await;
+            all_synced(&stack, &db, 40).await
+        })
+        .await
+    );
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    let keys: HashSet<_> = pedidos.iter().map(|p| p["numeroLoja"].as_str().unwrap().to_string()).collect();
+    assert_eq!((pedidos.len(), keys.len()), (40, 40), "one pedido per invoice");
+    let contatos = stack.sandbox.contatos("shop-a");
+    let docs: HashSet<_> = contatos.iter().map(|c| c["numeroDocumento"].as_str().unwrap().to_string()).collect();
+    assert_eq!((contatos.len(), docs.len()), (5, 5), "one contato per document");
+    let dropped = stack.sandbox.call_log().iter().filter(|c| c.fault.is_some()).count();
+    assert!(dropped > 0, "faults were injected");
+    stack.stop().await;
+}
+both_backends!(no_duplicates, lost_answers_and_killed_workers_never_duplicate);
+
+/// Two workers with their own pools on one database: no invoice handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_share_the_work_postgres() {
+    let t = TestDb::postgres().await;
+    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| {
+        sync.run_worker = false;
+        sync.client.rate_limit_per_sec = 0;
+    })
+    .await;
+    for shop in ["shop-a", "shop-b", "shop-c"] {
+        assert_eq!(stack.connect(shop).await.0, 200);
+        call(&stack, "PUT", &format!("/v1/tenants/{shop}/customers/c1"), Some(&customer("Maria", 1))).await;
+        for i in 0..20 {
+            call(&stack, "POST", &format!("/v1/tenants/{shop}/invoices/inv-{i}/bill"), Some(&invoice("c1", i))).await;
+        }
+    }
+    let auth = stack.server.auth.as_ref().unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let db = Db::connect(&t.url, 4).await.unwrap();
+        let tokens: Arc<dyn bling_ledger::bling::AccessTokens> = auth.tokens.clone();
+        let client = BlingClient::new(&stack.sandbox.base_url(), tokens, ClientConfig { rate_limit_per_sec: 0, ..Default::default() }).unwrap();
+        let worker = SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings::default());
+        tasks.push(tokio::spawn(async move { worker.run_until_idle(Duration::from_secs(60)).await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(eventually(30, || all_synced(&stack, &t.db, 60)).await);
+    let created = events_of_type(&t.db, "SalesOrderCreated").await;
+    let per_invoice: HashSet<_> = created.iter().map(|e| e.aggregate_id.clone()).collect();
+    assert_eq!((created.len(), per_invoice.len()), (60, 60), "each invoice handled once");
+    assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 60);
+    stack.stop().await;
+}
