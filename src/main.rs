@@ -67,6 +67,14 @@ enum Command {
         #[command(flatten)]
         bling: BlingArgs,
     },
+    /// Run failed, blocked or parked sync work again (a running service picks it up).
+    Replay {
+        #[arg(long)]
+        tenant: String,
+        /// Only this invoice (and its customer's contato).
+        #[arg(long)]
+        invoice: Option<String>,
+    },
     /// Encryption keys for stored Bling tokens.
     Key {
         #[command(subcommand)]
@@ -229,6 +237,17 @@ async fn run(cli: Cli) -> Result<()> {
         } => serve(&cli.database, listen, &tokens, &bling).await,
         Command::Connect { tenant, bling } => connect_tenant(&cli.database, &tenant, &bling).await,
         Command::Status { tenant, json, bling } => status(&cli.database, tenant, json, &bling).await,
+        Command::Replay { tenant, invoice } => {
+            let tenant = aggregates::ids::TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            if let Some(i) = &invoice {
+                aggregates::ids::InvoiceId::parse(i).map_err(|e| anyhow::anyhow!("--invoice: {e}"))?;
+            }
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            let n = bling_ledger::sync::queue::replay(&db, tenant.as_str(), invoice.as_deref(), "replay requested from the CLI").await?;
+            println!("{n} job(s) queued again for {tenant}; a running `serve` picks them up within a second");
+            Ok(())
+        }
         Command::Key {
             command: KeyCommand::New,
         } => {

@@ -356,3 +356,49 @@ async fn two_workers_share_the_work_postgres() {
     assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 60);
     stack.stop().await;
 }
+
+/// The shop's situação for "ready for NF-e" is a custom one the account does not have yet:
+/// the invoice fails as rejected; support creates it in Bling and replays; the order moves
+/// to its (discovered, non-default) id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_replays_a_rejected_invoice() {
+    let t = TestDb::sqlite().await;
+    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| {
+        sync.client.rate_limit_per_sec = 0;
+        sync.settings.situacao_billed = "Aguardando NF-e".into();
+    })
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(&invoice("c1", 1))).await;
+    let db = t.db.clone();
+    assert!(eventually(20, || async { invoice_events(&db, "shop-a", "i1").await.iter().any(|e| e.event_type == "SyncFailed") }).await);
+    let events = invoice_events(&t.db, "shop-a", "i1").await;
+    let failed = events.iter().find(|e| e.event_type == "SyncFailed").unwrap();
+    assert_eq!(failed.payload["SyncFailed"]["cause"]["kind"], "bling_rejected");
+    assert!(failed.payload["SyncFailed"]["retry_at"].is_null(), "waits for support");
+
+    let custom = stack.sandbox.add_situacao("shop-a", "Aguardando NF-e");
+    // Only support of the tenant may replay.
+    let forbidden = stack
+        .http
+        .post(format!("{}/v1/tenants/shop-a/replay", stack.server.base_url()))
+        .bearer_auth(INGEST_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/replay", Some(&json!({"invoice_id": "i1"}))).await;
+    assert_eq!(s, 202, "{b}");
+    assert!(b["requeued"].as_u64().unwrap() >= 1);
+    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/replay", Some(&json!({"invoice_id": "nope"}))).await;
+    assert_eq!((s, b["error"]["fields"][0]["field"].clone()), (404, json!("invoice_id")));
+
+    assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
+    let pedido = &stack.sandbox.pedidos("shop-a")[0];
+    assert_eq!(pedido["situacao"]["id"], custom);
+    let types: Vec<_> = invoice_events(&t.db, "shop-a", "i1").await.into_iter().map(|e| e.event_type).collect();
+    assert!(types.contains(&"SyncResumed".to_string()), "{types:?}");
+    assert_eq!(stack.sandbox.pedidos("shop-a").len(), 1, "the order created before the failure was kept");
+    stack.stop().await;
+}

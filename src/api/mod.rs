@@ -9,6 +9,7 @@ pub mod body;
 mod connection;
 pub mod error;
 mod ingest;
+mod replay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::routes())
         .merge(audit::routes())
         .merge(connection::routes())
+        .merge(replay::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
