@@ -36,6 +36,27 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole product in one process: a Bling sandbox, the ledger on SQLite, the sync
+    /// worker and the support console. A demo pet shop connects through the real OAuth flow,
+    /// lives through a day of customers and invoices, is revoked at lunch, reconnects, and its
+    /// parked invoices replay. Keeps serving until Ctrl-C.
+    Demo {
+        /// Address of the ledger (API and support console).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Address of the Bling sandbox.
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        sandbox_listen: SocketAddr,
+        /// The demo's SQLite file, recreated on every run.
+        #[arg(long, default_value = "bling-ledger-demo.db")]
+        database: std::path::PathBuf,
+        /// Requests per second the sandbox allows per account (Bling: 3).
+        #[arg(long, default_value_t = 3)]
+        bling_rate: u32,
+        /// Tell the story and exit instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Run the HTTP API (and, with later releases, the sync worker) until Ctrl-C.
     ///
     /// Migrations run first. With no token configured on SQLite, a one-run admin token is
@@ -148,6 +169,43 @@ enum Command {
         #[arg(long, env = "BLING_SANDBOX_LISTEN", default_value = "127.0.0.1:8089")]
         listen: SocketAddr,
     },
+    /// One invoice's sync history for support: every event, each Bling call with its status
+    /// or error, the connection's state at that moment, the failure causes and what to do.
+    History {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        invoice: String,
+        /// The HTTP API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The failure audit of a tenant, newest first: cause, message, evidence (--json).
+    Failures {
+        #[arg(long)]
+        tenant: String,
+        /// Only this cause (divergent_customer_record, authorization_expired,
+        /// authorization_revoked, bling_rejected, bling_unavailable, rate_limited).
+        #[arg(long)]
+        cause: Option<String>,
+        /// From this time (RFC 3339 or a date, UTC), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time, exclusive (a date includes that whole day).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many failures.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The support views (projections): status, rebuild.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Benchmarks that print a ratio against a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -162,6 +220,34 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Invoices parked during a revocation, then a reconnection: drain time, request rate
+    /// against the ceiling, 429s, Bling calls per invoice. Runs the sandbox in-process with
+    /// its limit raised to --ceiling (Bling's real limit is 3 req/s) so it ends in minutes.
+    Sync {
+        /// Invoices billed while revoked.
+        #[arg(long, default_value_t = 10_000)]
+        invoices: usize,
+        /// Requests per second the sandbox allows (and the client is set to).
+        #[arg(long, default_value_t = 300)]
+        ceiling: u32,
+    },
+    /// Projection rebuild rate against a raw COPY of the same events (PostgreSQL, scratch
+    /// database).
+    Projections {
+        /// Events to seed.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
+    /// Support query latency (history p50/p99 over random invoices) on a large seeded ledger,
+    /// and audit export throughput (PostgreSQL, scratch database).
+    Queries {
+        /// Events to seed (10000000 for the 10 M target).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// History queries to time.
+        #[arg(long, default_value_t = 2_000)]
+        samples: usize,
+    },
     /// HTTP ingest rate against raw single-row INSERTs at the same concurrency (PostgreSQL).
     ///
     /// Creates a scratch database on the server named by --database-url and drops it after.
@@ -172,6 +258,20 @@ enum BenchCommand {
         /// Seconds per phase.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Checkpoint, log head and lag of each projection.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Empty a projection (all when no NAME) and replay the whole log into it.
+    Rebuild {
+        /// invoice_sync, timeline, failures, connections or customers.
+        name: Option<String>,
     },
 }
 
@@ -204,10 +304,9 @@ enum TokenCommand {
     },
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -218,7 +317,12 @@ fn init_tracing(format: LogFormat) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo tells its own story on stdout; its logs only speak up for problems.
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,sqlx=error",
+        _ => "info,sqlx=warn,hyper=warn",
+    };
+    init_tracing(cli.log_format, default_filter);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -230,6 +334,35 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Demo {
+            listen,
+            sandbox_listen,
+            database,
+            bling_rate,
+            exit,
+        } => {
+            use std::io::IsTerminal;
+            if bling_rate == 0 {
+                bail!("--bling-rate must be at least 1");
+            }
+            let demo = bling_ledger::demo::run(bling_ledger::demo::DemoOptions {
+                listen,
+                sandbox_listen,
+                database_path: database,
+                bling_rate_per_sec: bling_rate,
+                progress: std::io::stderr().is_terminal(),
+            })
+            .await?;
+            if exit {
+                demo.server.stop().await?;
+                demo.sandbox.shutdown().await;
+                return Ok(());
+            }
+            bling_ledger::demo::print_where_to_look(&demo);
+            let _sandbox = demo.sandbox;
+            demo.server.run_until_signal().await?;
+            Ok(())
+        }
         Command::Serve {
             listen,
             tokens,
@@ -328,6 +461,47 @@ async fn run(cli: Cli) -> Result<()> {
             bling_ledger::sandbox::serve_cli(listen, config).await
         }
         Command::Bench { which } => bench(&cli.database, which).await,
+        Command::History { tenant, invoice, json } => {
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            print!("{}", bling_ledger::projections::cli::history(&db, &tenant, &invoice, json).await?);
+            Ok(())
+        }
+        Command::Failures {
+            tenant,
+            cause,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            let out = bling_ledger::projections::cli::failures(
+                &db,
+                &tenant,
+                cause.as_deref(),
+                since.as_deref(),
+                until.as_deref(),
+                limit,
+                json,
+            )
+            .await?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Projections { command } => {
+            let db = connect(&cli.database).await?;
+            db.migrate().await.context("migrating")?;
+            let out = match command {
+                ProjectionsCommand::Status { json } => bling_ledger::projections::cli::status(&db, json).await?,
+                ProjectionsCommand::Rebuild { name } => {
+                    bling_ledger::projections::cli::rebuild(&db, name.as_deref()).await?
+                }
+            };
+            print!("{out}");
+            Ok(())
+        }
         Command::Token {
             command: TokenCommand::New { name, role, tenant },
         } => {
@@ -347,6 +521,40 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
     match which {
+        BenchCommand::Sync { invoices, ceiling } => {
+            if invoices == 0 || ceiling == 0 {
+                bail!("--invoices and --ceiling must be at least 1");
+            }
+            eprintln!("bench sync: {invoices} invoices parked, then drained at up to {ceiling} req/s…");
+            let r = bling_ledger::bench::sync::run(&database.database_url, invoices, ceiling).await?;
+            println!("database              : {}", r.database);
+            println!("parked in             : {:>10.1} s", r.park_seconds);
+            println!("drained in            : {:>10.1} s", r.drain_seconds);
+            println!("Bling calls           : {:>10}", r.bling_calls);
+            println!("achieved rate         : {:>10.1} req/s of {} ({:.1}% of the ceiling; target >= 95%)", r.achieved_per_sec, r.ceiling_per_sec, r.ratio_of_ceiling * 100.0);
+            println!("429 answers           : {:>10}  (target 0)", r.too_many_requests);
+            println!("calls per invoice     : {:>10.2}  (target <= 2)", r.calls_per_invoice);
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        BenchCommand::Projections { events } => {
+            if !database.is_postgres() {
+                bail!("bench projections runs on PostgreSQL: pass --database-url postgres://…");
+            }
+            let report = bling_ledger::bench::projections::run(&database.database_url, events).await?;
+            print!("{}", report.text());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        BenchCommand::Queries { events, samples } => {
+            if !database.is_postgres() {
+                bail!("bench queries runs on PostgreSQL: pass --database-url postgres://…");
+            }
+            let report = bling_ledger::bench::queries::run(&database.database_url, events, samples).await?;
+            print!("{}", report.text());
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         BenchCommand::Ingest { clients, seconds } => {
             if !database.is_postgres() {
                 bail!("bench ingest runs on PostgreSQL: pass --database-url postgres://…");

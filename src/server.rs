@@ -68,6 +68,8 @@ pub struct Server {
     pub ledger: Arc<Ledger>,
     pub auth: Option<Arc<BlingAuth>>,
     pub sync: Option<Arc<SyncWorker>>,
+    /// The read models' runner (support views), always running.
+    pub projections: Arc<crate::projections::Projections>,
     stop: watch::Sender<bool>,
     http: JoinHandle<Result<(), std::io::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -109,6 +111,8 @@ impl Server {
             }
             None => None,
         };
+        let projections = crate::projections::Projections::new(db.clone(), Default::default());
+        background.push(Arc::clone(&projections).spawn(stop.subscribe()));
         let state = AppState {
             db: db.clone(),
             ledger: Arc::clone(&ledger),
@@ -133,6 +137,7 @@ impl Server {
             ledger,
             auth,
             sync,
+            projections,
             stop,
             http,
             background,

@@ -1,14 +1,18 @@
 //! The HTTP API (axum). Routes:
 //! - `/v1/tenants/{tenant}/customers/{id}` and `/v1/tenants/{tenant}/invoices/{id}…`: ingest;
-//! - `/health`, `/metrics`.
+//! - `/health`, `/metrics`;
+//! - `/`, `/console.js`, `/console.css`: the support console's static page (see [`console`]).
 //!
-//! Every route but `/health` and `/metrics` needs a bearer token (see [`crate::auth`]).
+//! Every route but `/health`, `/metrics` and the console's static files needs a bearer token
+//! (see [`crate::auth`]).
 
 mod audit;
 pub mod body;
 mod connection;
+mod console;
 pub mod error;
 mod ingest;
+mod support;
 mod replay;
 
 use std::sync::Arc;
@@ -100,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::routes())
         .merge(audit::routes())
         .merge(connection::routes())
+        .merge(console::routes())
+        .merge(support::routes())
         .merge(replay::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))

@@ -2,6 +2,9 @@
 //! so the ratio means something on any machine.
 
 pub mod ingest;
+pub mod projections;
+pub mod queries;
+pub mod sync;
 
 use std::time::Duration;
 

@@ -60,7 +60,7 @@ impl TokenBudget {
                 Ok(verdict)
             }
             Db::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
                     "SELECT count(*), min(at_ms) FROM token_endpoint_calls WHERE at_ms > ?1",
                 )

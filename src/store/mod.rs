@@ -144,7 +144,10 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            // IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            // then writes fails with SQLITE_BUSY_SNAPSHOT if another connection wrote meanwhile,
+            // and no busy timeout can save it.
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
         })
     }
 }

@@ -1,0 +1,238 @@
+//! Draining a revocation's backlog: invoices parked while the shop's authorization was
+//! revoked, then a reconnection. Measures how close the replay runs to Bling's request
+//! ceiling, that it never meets a 429, and how many calls each invoice costs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ScratchDb;
+use crate::auth::{Role, TenantScope, TokenRegistry};
+use crate::oauth::crypto::{EncryptionKey, KeyRing, Secret};
+use crate::oauth::endpoint::OAuthSettings;
+use crate::oauth::tokens::RenewalPolicy;
+use crate::oauth::AuthSettings;
+use crate::sandbox::{ClientApp, Sandbox, SandboxConfig};
+use crate::server::{Server, Settings, SyncConfig};
+use crate::store::{Db, StoreError};
+use crate::{on_db, sync::SyncSettings};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub database: String,
+    pub invoices: usize,
+    pub ceiling_per_sec: u32,
+    pub park_seconds: f64,
+    pub drain_seconds: f64,
+    pub bling_calls: usize,
+    pub achieved_per_sec: f64,
+    pub ratio_of_ceiling: f64,
+    pub too_many_requests: usize,
+    pub calls_per_invoice: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncBenchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("server: {0}")]
+    Server(#[from] crate::server::ServeError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+const TOKEN: &str = "bench-admin-token";
+const TENANT: &str = "bench-shop";
+
+/// Runs the benchmark on `database_url` (a scratch database is created on PostgreSQL; SQLite
+/// uses a temporary file).
+pub async fn run(database_url: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+    if database_url.starts_with("postgres") {
+        let scratch = ScratchDb::create(database_url).await?;
+        let outcome = measure(&scratch.url, "postgres", invoices, ceiling).await;
+        scratch.drop_database().await?;
+        outcome
+    } else {
+        let dir = std::env::temp_dir().join(format!("bling-ledger-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        let url = format!("sqlite://{}", dir.join("bench.db").display());
+        let outcome = measure(&url, "sqlite", invoices, ceiling).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome
+    }
+}
+
+async fn count(db: &Db, sql: &str) -> Result<i64, StoreError> {
+    let (n,): (i64,) = on_db!(db, as (i64,), sql, [], fetch_one)?;
+    Ok(n)
+}
+
+async fn wait_for(db: &Db, sql: &str, want: i64, limit: Duration) -> Result<(), SyncBenchError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if count(db, sql).await? >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(SyncBenchError::Setup(format!("timed out waiting for {want} rows: {sql}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn invoice_body(number: usize) -> serde_json::Value {
+    serde_json::json!({
+        "customer_id": "c1", "number": format!("NF-{number}"), "issue_date": "2026-11-25",
+        "items": [{"sku": "BANHO", "description": "Banho e tosa", "quantity": 1, "unit_price": 8000}],
+        "installments": [{"due_date": "2026-11-25", "amount": 8000, "payment_method": "pix"}],
+        "total": 8000
+    })
+}
+
+async fn measure(url: &str, backend: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+    let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ledger_addr = ledger_listener.local_addr()?;
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            clients: vec![ClientApp {
+                client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
+                client_secret: SandboxConfig::DEMO_CLIENT_SECRET.into(),
+                redirect_uri: format!("http://{ledger_addr}/oauth/callback"),
+            }],
+            rate_limit_per_sec: ceiling,
+            daily_quota: 0,
+            ..SandboxConfig::default()
+        },
+        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    )
+    .await?;
+    let auth = AuthSettings {
+        oauth: OAuthSettings {
+            client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
+            client_secret: Secret::new(SandboxConfig::DEMO_CLIENT_SECRET),
+            authorize_url: sandbox.authorize_url(),
+            token_url: sandbox.token_url(),
+            timeout: Duration::from_secs(10),
+        },
+        keys: KeyRing::new(EncryptionKey::from_base64(&EncryptionKey::generate_base64()).map_err(|e| SyncBenchError::Setup(e.to_string()))?),
+        renewal: RenewalPolicy::default(),
+        token_calls_per_minute: 15,
+        state_ttl: Duration::from_secs(60),
+        renewal_interval: Duration::from_secs(30),
+    };
+    let sync = SyncConfig {
+        run_worker: true,
+        bling_api_url: sandbox.base_url(),
+        client: crate::bling::client::ClientConfig {
+            rate_limit_per_sec: ceiling,
+            daily_quota: 0,
+            ..Default::default()
+        },
+        settings: SyncSettings {
+            poll_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+    };
+    let server = Server::start(
+        Settings {
+            database_url: url.to_string(),
+            max_connections: 12,
+            tokens: TokenRegistry::default().with_token(TOKEN, "bench", Role::Admin, TenantScope::All),
+            auth: Some(auth),
+            sync,
+        },
+        ledger_listener,
+    )
+    .await?;
+    let outcome = drive(&server, &sandbox, backend, invoices, ceiling).await;
+    server.stop().await?;
+    sandbox.shutdown().await;
+    outcome
+}
+
+async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+    let http = reqwest::Client::new();
+    let base = server.base_url();
+    let connect = || async {
+        let answer: serde_json::Value = http
+            .post(format!("{base}/v1/tenants/{TENANT}/connection/authorize"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let url = answer["authorize_url"].as_str().unwrap_or_default().to_string();
+        let page = http.get(format!("{url}&account={TENANT}&auto_approve=1")).send().await?;
+        if !page.status().is_success() {
+            return Err(SyncBenchError::Setup(format!("connect answered {}", page.status())));
+        }
+        Ok::<(), SyncBenchError>(())
+    };
+    connect().await?;
+    let customer = serde_json::json!({
+        "name": "Tutor do Rex", "tax_id": "529.982.247-25",
+        "address": {"street": "Rua A", "number": "1", "district": "Centro", "city": "São Paulo", "state": "SP", "cep": "01001-000"}
+    });
+    http.put(format!("{base}/v1/tenants/{TENANT}/customers/c1")).bearer_auth(TOKEN).json(&customer).send().await?;
+    http.post(format!("{base}/v1/tenants/{TENANT}/invoices/warmup/bill")).bearer_auth(TOKEN).json(&invoice_body(0)).send().await?;
+    let db = &server.db;
+    wait_for(db, "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'", 1, Duration::from_secs(60)).await?;
+
+    // The shop changes its password; the day's invoices keep coming and park.
+    sandbox.revoke_account(TENANT);
+    let started = Instant::now();
+    let clients = 16;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, base, next) = (http.clone(), base.clone(), Arc::clone(&next));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i > invoices {
+                    return Ok::<(), reqwest::Error>(());
+                }
+                http.post(format!("{base}/v1/tenants/{TENANT}/invoices/inv-{i:06}/bill"))
+                    .bearer_auth(TOKEN)
+                    .json(&invoice_body(i))
+                    .send()
+                    .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| SyncBenchError::Setup(e.to_string()))??;
+    }
+    let parked_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'parked'";
+    wait_for(db, parked_sql, invoices as i64, Duration::from_secs(1800)).await?;
+    let park_seconds = started.elapsed().as_secs_f64();
+
+    // Support reconnects: the backlog drains by itself.
+    sandbox.clear_call_log();
+    let started = Instant::now();
+    connect().await?;
+    let done_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'";
+    wait_for(db, done_sql, invoices as i64 + 1, Duration::from_secs(3600)).await?;
+    let drain = started.elapsed().as_secs_f64();
+    let log = sandbox.call_log();
+    let api: Vec<_> = log.iter().filter(|c| !c.path.contains("/oauth/")).collect();
+    let too_many = api.iter().filter(|c| c.status == Some(429)).count();
+    let achieved = api.len() as f64 / drain.max(1e-9);
+    Ok(SyncReport {
+        database: backend.to_string(),
+        invoices,
+        ceiling_per_sec: ceiling,
+        park_seconds,
+        drain_seconds: drain,
+        bling_calls: api.len(),
+        achieved_per_sec: achieved,
+        ratio_of_ceiling: achieved / f64::from(ceiling.max(1)),
+        too_many_requests: too_many,
+        calls_per_invoice: api.len() as f64 / invoices.max(1) as f64,
+    })
+}

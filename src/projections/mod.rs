@@ -1,0 +1,556 @@
+//! The projection runner: feeds the read models of the `projections` crate from the global
+//! log, and the queries support reads them with (HTTP, CLI, benchmarks).
+//!
+//! # Exactly once
+//! One batch = one transaction: the runner locks the projections' checkpoints
+//! (`checkpoints.name = 'projection:<name>'`, `FOR UPDATE` on PostgreSQL, the write lock on
+//! SQLite), reads the events after the lowest one, loads the rows those events touch, applies
+//! the pure reducers, writes the rows and every checkpoint, and commits. A crash before the
+//! commit loses the whole batch, rows and checkpoints alike, so it is simply done again; after
+//! it, nothing is repeated. Two runners (two replicas) serialize on the checkpoint rows.
+//!
+//! # Rebuild
+//! [`Projections::rebuild`] empties a projection's tables and sets its checkpoint to 0 in one
+//! transaction, then replays the log, reporting progress. The reducers depend only on the
+//! events (never on the clock), so the rows after a rebuild equal the live ones.
+
+pub mod cli;
+pub mod queries;
+pub mod rows;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::{decode, Domain, LogEvent};
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::store::log::{LogFilter, RecordedEvent};
+use crate::store::{now_ms, Db, StoreError, Tx};
+use rows::{load, write, Stored};
+
+pub use projections::NAMES;
+
+/// The checkpoint row of a projection.
+pub fn checkpoint_name(projection: &str) -> String {
+    format!("projection:{projection}")
+}
+
+/// Checks a projection name given by a person.
+pub fn parse_name(raw: &str) -> Result<&'static str, String> {
+    NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == raw)
+        .ok_or_else(|| format!("unknown projection {raw:?} (one of: {})", NAMES.join(", ")))
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// How often to look for new events when nothing wakes the runner.
+    pub poll_interval: Duration,
+    /// Events per transaction.
+    pub batch: i64,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(200),
+            batch: 2_000,
+        }
+    }
+}
+
+/// Where a projection stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub checkpoint: i64,
+    pub head: i64,
+    pub lag: i64,
+    pub updated_at_ms: Option<i64>,
+}
+
+/// Progress of a rebuild: events replayed so far and the head it runs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub done: i64,
+    pub total: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildReport {
+    pub projections: Vec<String>,
+    pub events: i64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+}
+
+/// The runner. Cheap to share; [`Projections::spawn`] runs it in the background.
+pub struct Projections {
+    db: Db,
+    settings: RunnerSettings,
+    wake: Notify,
+}
+
+impl Projections {
+    pub fn new(db: Db, settings: RunnerSettings) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            settings,
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Asks the runner to look now rather than at its next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One batch for `names` (each at its own checkpoint): returns how many events were read.
+    pub async fn run_batch(&self, names: &[&str], batch: i64) -> Result<usize, StoreError> {
+        run_batch(&self.db, names, batch).await
+    }
+
+    /// Runs batches until every projection is at the head; returns the events read.
+    pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.run_batch(&NAMES, self.settings.batch).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Empties `names` (all when empty) and replays the log into them, calling `progress`
+    /// after each batch.
+    pub async fn rebuild(
+        &self,
+        names: &[&'static str],
+        batch: i64,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<RebuildReport, StoreError> {
+        let names: Vec<&'static str> = if names.is_empty() { NAMES.to_vec() } else { names.to_vec() };
+        let started = std::time::Instant::now();
+        reset(&self.db, &names).await?;
+        let total = self.db.head_position().await?;
+        let mut done = 0i64;
+        progress(Progress { done, total });
+        loop {
+            let n = run_batch(&self.db, &names, batch).await?;
+            if n == 0 {
+                break;
+            }
+            done += n as i64;
+            progress(Progress {
+                done: done.min(total.max(done)),
+                total: total.max(done),
+            });
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(RebuildReport {
+            projections: names.iter().map(|n| n.to_string()).collect(),
+            events: done,
+            seconds,
+            events_per_sec: done as f64 / seconds.max(1e-9),
+        })
+    }
+
+    /// Checkpoint, head and lag of every projection.
+    pub async fn status(&self) -> Result<Vec<Status>, StoreError> {
+        status(&self.db).await
+    }
+
+    /// Runs until `stop` turns true: catches up, then waits for a wake-up or the poll interval.
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = self.catch_up().await {
+                    tracing::error!(%error, "projection batch failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = self.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+}
+
+/// Checkpoint, head and lag of every projection.
+pub async fn status(db: &Db) -> Result<Vec<Status>, StoreError> {
+    let head = db.head_position().await?;
+    let mut out = Vec::new();
+    for name in NAMES {
+        let row = crate::on_db!(
+            db,
+            as (i64, i64),
+            "SELECT position, updated_at_ms FROM checkpoints WHERE name = $1",
+            [checkpoint_name(name)],
+            fetch_optional
+        )?;
+        let checkpoint = row.map(|r| r.0).unwrap_or(0);
+        out.push(Status {
+            name: name.to_string(),
+            checkpoint,
+            head,
+            lag: (head - checkpoint).max(0),
+            updated_at_ms: row.map(|r| r.1),
+        });
+    }
+    Ok(out)
+}
+
+/// Empties the projections' tables and sets their checkpoints to 0, in one transaction.
+pub async fn reset(db: &Db, names: &[&str]) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    lock_checkpoints(&mut tx, names).await?;
+    for name in names {
+        for table in rows::tables_of(name) {
+            match &mut tx {
+                // TRUNCATE is transactional on PostgreSQL and frees the space at once.
+                Tx::Postgres(t) => {
+                    sqlx::query(&format!("TRUNCATE {table}")).execute(&mut **t).await?;
+                }
+                Tx::Sqlite(t) => {
+                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut **t).await?;
+                }
+            }
+        }
+        save_checkpoint(&mut tx, name, 0).await?;
+    }
+    tx.commit().await
+}
+
+/// Creates missing checkpoint rows and locks them; returns each projection's position.
+async fn lock_checkpoints(tx: &mut Tx, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
+    let now = now_ms();
+    // A write first: on SQLite it takes the database's write lock for the whole batch.
+    for name in names {
+        crate::on_tx!(
+            tx,
+            "INSERT INTO checkpoints (name, position, updated_at_ms) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING",
+            [checkpoint_name(name), now]
+        )?;
+    }
+    let mut out = HashMap::new();
+    for name in names {
+        let row: (i64,) = match tx {
+            Tx::Postgres(t) => {
+                sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE")
+                    .bind(checkpoint_name(name))
+                    .fetch_one(&mut **t)
+                    .await?
+            }
+            Tx::Sqlite(t) => {
+                sqlx::query_as("SELECT position FROM checkpoints WHERE name = ?1")
+                    .bind(checkpoint_name(name))
+                    .fetch_one(&mut **t)
+                    .await?
+            }
+        };
+        out.insert(name.to_string(), row.0);
+    }
+    Ok(out)
+}
+
+async fn save_checkpoint(tx: &mut Tx, name: &str, position: i64) -> Result<(), StoreError> {
+    crate::on_tx!(
+        tx,
+        "UPDATE checkpoints SET position = $2, updated_at_ms = $3 WHERE name = $1",
+        [checkpoint_name(name), position, now_ms()]
+    )?;
+    Ok(())
+}
+
+/// A log event as the projections take it.
+pub fn log_event(event: RecordedEvent) -> LogEvent {
+    let tenant = event
+        .tenant()
+        .map(str::to_string)
+        .unwrap_or_else(|| event.aggregate_id.split('/').next().unwrap_or_default().to_string());
+    LogEvent {
+        position: event.position,
+        tenant,
+        aggregate_type: event.aggregate_type,
+        aggregate_id: event.aggregate_id,
+        event_type: event.event_type,
+        payload: event.payload,
+        metadata: event.metadata,
+        recorded_at: event.recorded_at,
+    }
+}
+
+/// Up to `limit` events after `after`, all tenants. The same rows as [`Db::read_from`] with no
+/// filter, by a plain range scan of the position index (the filtered query's generic plan can
+/// be far slower on a large log).
+pub async fn read(db: &Db, after: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    match db {
+        Db::Postgres(pool) => {
+            db.sequence_pending().await?;
+            let rows: Vec<PgEventRow> = sqlx::query_as(
+                "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type, event_version,
+                        payload, metadata, recorded_at
+                 FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| RecordedEvent {
+                    position: r.0,
+                    aggregate_type: r.1,
+                    aggregate_id: r.2,
+                    sequence: r.3,
+                    event_type: r.4,
+                    event_version: r.5,
+                    payload: r.6,
+                    metadata: r.7,
+                    recorded_at: r.8,
+                })
+                .collect())
+        }
+        Db::Sqlite(_) => db.read_from(after, limit, &LogFilter::default()).await,
+    }
+}
+
+type PgEventRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    serde_json::Value,
+    serde_json::Value,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// A decoded event of the batch.
+struct Item {
+    log: LogEvent,
+    domain: Domain,
+}
+
+async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreError> {
+    let t0 = std::time::Instant::now();
+    let mut tx = db.begin().await?;
+    let checkpoints = lock_checkpoints(&mut tx, names).await?;
+    let from = checkpoints.values().copied().min().unwrap_or(0);
+    let t1 = std::time::Instant::now();
+    let events = read(db, from, batch).await?;
+    let t2 = std::time::Instant::now();
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(0);
+    };
+    let count = events.len();
+    let items: Vec<Item> = events
+        .into_iter()
+        .map(|e| {
+            let log = log_event(e);
+            let domain = decode(&log).unwrap_or_else(|error| {
+                tracing::warn!(%error, "projections skip an event they cannot decode");
+                Domain::Other
+            });
+            Item { log, domain }
+        })
+        .collect();
+    let t3 = std::time::Instant::now();
+    let mut spent = Vec::new();
+    for name in names {
+        let tn = std::time::Instant::now();
+        let after = checkpoints.get(*name).copied().unwrap_or(0);
+        if after >= last {
+            continue;
+        }
+        let slice: Vec<&Item> = items.iter().filter(|i| i.log.position > after).collect();
+        match *name {
+            projections::invoices::NAME => apply_invoices(&mut tx, &slice).await?,
+            projections::timeline::NAME => apply_timeline(&mut tx, &slice).await?,
+            projections::failures::NAME => apply_failures(&mut tx, &slice).await?,
+            projections::connections::NAME => apply_connections(&mut tx, &slice).await?,
+            projections::customers::NAME => apply_customers(&mut tx, &slice).await?,
+            other => return Err(StoreError::Corrupt(format!("unknown projection {other}"))),
+        }
+        save_checkpoint(&mut tx, name, last).await?;
+        spent.push((name.to_string(), tn.elapsed().as_millis()));
+    }
+    let t4 = std::time::Instant::now();
+    tx.commit().await?;
+    if std::env::var("PROJ_PROFILE").is_ok() {
+        eprintln!("lock {:?} read {:?} decode {:?} apply {:?} commit {:?}", t1 - t0, t2 - t1, t3 - t2, spent, t4.elapsed());
+    }
+    Ok(count)
+}
+
+/// Rows of one keyed view, loaded for a batch and written back once each.
+struct Working<R> {
+    rows: HashMap<Vec<String>, R>,
+    touched: Vec<Vec<String>>,
+    seen: HashSet<Vec<String>>,
+}
+
+impl<R: Stored> Working<R> {
+    async fn load(tx: &mut Tx, keys: Vec<Vec<String>>) -> Result<Self, StoreError> {
+        let mut unique = Vec::new();
+        let mut seen = HashSet::new();
+        for k in keys {
+            if seen.insert(k.clone()) {
+                unique.push(k);
+            }
+        }
+        let rows = load::<R>(tx, &unique).await?.into_iter().map(|r| (r.key(), r)).collect();
+        Ok(Self {
+            rows,
+            touched: Vec::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    fn take(&mut self, key: &[String]) -> Option<R> {
+        self.rows.remove(key)
+    }
+
+    fn put(&mut self, row: R) {
+        let key = row.key();
+        if self.seen.insert(key.clone()) {
+            self.touched.push(key.clone());
+        }
+        self.rows.insert(key, row);
+    }
+
+    async fn flush(self, tx: &mut Tx) -> Result<(), StoreError> {
+        let rows: Vec<&R> = self.touched.iter().filter_map(|k| self.rows.get(k)).collect();
+        write(tx, &rows).await
+    }
+}
+
+fn key2(a: &str, b: &str) -> Vec<String> {
+    vec![a.to_string(), b.to_string()]
+}
+
+async fn apply_invoices(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    let keys = items
+        .iter()
+        .filter_map(|i| match &i.domain {
+            Domain::Invoice { invoice_id, .. } => Some(key2(&i.log.tenant, invoice_id)),
+            _ => None,
+        })
+        .collect();
+    let mut work = Working::<projections::invoices::InvoiceSync>::load(tx, keys).await?;
+    for item in items {
+        if let Domain::Invoice { invoice_id, event } = &item.domain {
+            let current = work.take(&key2(&item.log.tenant, invoice_id));
+            if let Some(row) = projections::invoices::apply(current, &item.log, invoice_id, event) {
+                work.put(row);
+            }
+        }
+    }
+    work.flush(tx).await
+}
+
+async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    let keys = items
+        .iter()
+        .filter_map(|i| match &i.domain {
+            Domain::Customer { customer_id, .. } => Some(key2(&i.log.tenant, customer_id)),
+            _ => None,
+        })
+        .collect();
+    let mut work = Working::<projections::customers::CustomerSync>::load(tx, keys).await?;
+    for item in items {
+        if let Domain::Customer { customer_id, event } = &item.domain {
+            let current = work.take(&key2(&item.log.tenant, customer_id));
+            if let Some(row) = projections::customers::apply(current, &item.log, customer_id, event) {
+                work.put(row);
+            }
+        }
+    }
+    work.flush(tx).await
+}
+
+async fn apply_connections(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    let keys = items
+        .iter()
+        .filter(|i| matches!(i.domain, Domain::Connection { .. }))
+        .map(|i| vec![i.log.tenant.clone()])
+        .collect();
+    let mut work = Working::<projections::connections::ConnectionStatus>::load(tx, keys).await?;
+    for item in items {
+        if let Domain::Connection { event } = &item.domain {
+            let current = work.take(std::slice::from_ref(&item.log.tenant));
+            work.put(projections::connections::apply(current, &item.log, event));
+        }
+    }
+    work.flush(tx).await
+}
+
+async fn apply_timeline(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    use projections::timeline::{apply, TenantConnection};
+    let keys = items
+        .iter()
+        .filter(|i| !matches!(i.domain, Domain::Other))
+        .map(|i| vec![i.log.tenant.clone()])
+        .collect();
+    let mut tenants = Working::<TenantConnection>::load(tx, keys).await?;
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        if matches!(item.domain, Domain::Other) {
+            continue;
+        }
+        let key = std::slice::from_ref(&item.log.tenant);
+        let mut connection = tenants
+            .take(key)
+            .unwrap_or_else(|| TenantConnection::new(&item.log.tenant));
+        let before = connection.state.clone();
+        if let Some(entry) = apply(&mut connection, &item.log, &item.domain) {
+            entries.push(entry);
+        }
+        // Only a changed state is written: a missing row means "never connected".
+        if connection.state != before {
+            tenants.put(connection);
+        } else {
+            tenants.rows.insert(key.to_vec(), connection);
+        }
+    }
+    tenants.flush(tx).await?;
+    let refs: Vec<&projections::timeline::Entry> = entries.iter().collect();
+    write(tx, &refs).await
+}
+
+async fn apply_failures(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    use projections::failures::{apply, needs_invoice, Change, InvoiceRef};
+    let keys = items
+        .iter()
+        .filter_map(|i| needs_invoice(&i.domain).map(|id| key2(&i.log.tenant, id)))
+        .collect();
+    let mut known = Working::<InvoiceRef>::load(tx, keys).await?;
+    let mut failures = Vec::new();
+    for item in items {
+        let key = match &item.domain {
+            Domain::Invoice { invoice_id, .. } => Some(key2(&item.log.tenant, invoice_id)),
+            _ => None,
+        };
+        let current = key.as_ref().and_then(|k| known.rows.get(k));
+        match apply(current, &item.log, &item.domain) {
+            Some(Change::Invoice(r)) => known.put(r),
+            Some(Change::Failure(f)) => failures.push(f),
+            None => {}
+        }
+    }
+    known.flush(tx).await?;
+    let refs: Vec<&projections::failures::Failure> = failures.iter().collect();
+    write(tx, &refs).await
+}

@@ -1,0 +1,679 @@
+//! The views' rows as SQL: column lists, loading by key and batched writes on both backends.
+//!
+//! PostgreSQL writes a batch with one statement per table (`INSERT … SELECT FROM UNNEST(arrays)
+//! ON CONFLICT … DO UPDATE`); SQLite runs one prepared statement per row inside the batch's
+//! transaction (it is in-process, so that is already fast).
+
+use projections::connections::ConnectionStatus;
+use projections::customers::CustomerSync;
+use projections::failures::{Failure, InvoiceRef};
+use projections::invoices::{InvoiceSync, Outcome, SyncState};
+use projections::timeline::{Entry, TenantConnection};
+use sqlx::Row;
+
+use crate::store::{StoreError, Tx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Text,
+    Int,
+}
+
+/// One value of a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum V {
+    T(Option<String>),
+    I(Option<i64>),
+}
+
+/// A view table: its columns (the key columns first, all text) and how it is written.
+pub struct Table {
+    pub name: &'static str,
+    pub cols: &'static [(&'static str, Ty)],
+    /// How many leading columns form the primary key.
+    pub key: usize,
+    /// Rows are replaced (upsert) rather than only inserted.
+    pub upsert: bool,
+}
+
+impl Table {
+    pub fn select_list(&self) -> String {
+        self.cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A row type stored in a [`Table`].
+pub trait Stored: Sized {
+    const TABLE: Table;
+    fn key(&self) -> Vec<String>;
+    fn to_vals(&self) -> Vec<V>;
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError>;
+}
+
+/// Reads a row's values in column order.
+pub struct Vals(std::vec::IntoIter<V>);
+
+impl Vals {
+    fn next(&mut self) -> Result<V, StoreError> {
+        self.0.next().ok_or_else(|| StoreError::Corrupt("view row is short of columns".into()))
+    }
+    pub fn ot(&mut self) -> Result<Option<String>, StoreError> {
+        match self.next()? {
+            V::T(t) => Ok(t),
+            V::I(_) => Err(StoreError::Corrupt("expected a text column".into())),
+        }
+    }
+    pub fn t(&mut self) -> Result<String, StoreError> {
+        self.ot()?.ok_or_else(|| StoreError::Corrupt("unexpected NULL text".into()))
+    }
+    pub fn oi(&mut self) -> Result<Option<i64>, StoreError> {
+        match self.next()? {
+            V::I(i) => Ok(i),
+            V::T(_) => Err(StoreError::Corrupt("expected an integer column".into())),
+        }
+    }
+    pub fn i(&mut self) -> Result<i64, StoreError> {
+        self.oi()?.ok_or_else(|| StoreError::Corrupt("unexpected NULL integer".into()))
+    }
+}
+
+fn t(s: &str) -> V {
+    V::T(Some(s.to_string()))
+}
+fn ot(s: &Option<String>) -> V {
+    V::T(s.clone())
+}
+fn i(n: i64) -> V {
+    V::I(Some(n))
+}
+fn oi(n: Option<i64>) -> V {
+    V::I(n)
+}
+
+/// Decodes the columns of `table` from a PostgreSQL row.
+pub fn pg_vals(row: &sqlx::postgres::PgRow, cols: &[(&str, Ty)]) -> Result<Vals, StoreError> {
+    let mut out = Vec::with_capacity(cols.len());
+    for (idx, (_, ty)) in cols.iter().enumerate() {
+        out.push(match ty {
+            Ty::Text => V::T(row.try_get(idx)?),
+            Ty::Int => V::I(row.try_get(idx)?),
+        });
+    }
+    Ok(Vals(out.into_iter()))
+}
+
+pub fn sqlite_vals(row: &sqlx::sqlite::SqliteRow, cols: &[(&str, Ty)]) -> Result<Vals, StoreError> {
+    let mut out = Vec::with_capacity(cols.len());
+    for (idx, (_, ty)) in cols.iter().enumerate() {
+        out.push(match ty {
+            Ty::Text => V::T(row.try_get(idx)?),
+            Ty::Int => V::I(row.try_get(idx)?),
+        });
+    }
+    Ok(Vals(out.into_iter()))
+}
+
+/// Loads the rows of `R` with these keys (missing keys are simply absent).
+pub async fn load<R: Stored>(tx: &mut Tx, keys: &[Vec<String>]) -> Result<Vec<R>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = &R::TABLE;
+    let key_cols: Vec<&str> = table.cols[..table.key].iter().map(|(c, _)| *c).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    match tx {
+        Tx::Postgres(t) => {
+            let arrays: Vec<String> = (1..=table.key).map(|n| format!("${n}::text[]")).collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE ({}) IN (SELECT * FROM UNNEST({}))",
+                table.select_list(),
+                table.name,
+                key_cols.join(", "),
+                arrays.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for k in 0..table.key {
+                let column: Vec<String> = keys.iter().map(|key| key[k].clone()).collect();
+                query = query.bind(column);
+            }
+            for row in query.fetch_all(&mut **t).await? {
+                out.push(R::from_vals(&mut pg_vals(&row, table.cols)?)?);
+            }
+        }
+        Tx::Sqlite(t) => {
+            let cond: Vec<String> = key_cols.iter().enumerate().map(|(n, c)| format!("{c} = ?{}", n + 1)).collect();
+            let sql = format!("SELECT {} FROM {} WHERE {}", table.select_list(), table.name, cond.join(" AND "));
+            for key in keys {
+                let mut query = sqlx::query(&sql);
+                for part in key {
+                    query = query.bind(part);
+                }
+                if let Some(row) = query.fetch_optional(&mut **t).await? {
+                    out.push(R::from_vals(&mut sqlite_vals(&row, table.cols)?)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn conflict_clause(table: &Table) -> String {
+    if !table.upsert {
+        return String::new();
+    }
+    let keys: Vec<&str> = table.cols[..table.key].iter().map(|(c, _)| *c).collect();
+    let sets: Vec<String> = table.cols[table.key..]
+        .iter()
+        .map(|(c, _)| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(" ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), sets.join(", "))
+}
+
+/// Writes `rows` (each key at most once per call).
+pub async fn write<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let table = &R::TABLE;
+    let conflict = conflict_clause(table);
+    match tx {
+        Tx::Postgres(t) => {
+            let arrays: Vec<String> = table
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(n, (_, ty))| match ty {
+                    Ty::Text => format!("${}::text[]", n + 1),
+                    Ty::Int => format!("${}::bigint[]", n + 1),
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) SELECT * FROM UNNEST({}){conflict}",
+                table.name,
+                table.select_list(),
+                arrays.join(", ")
+            );
+            let mut texts: Vec<Vec<Option<String>>> = Vec::new();
+            let mut ints: Vec<Vec<Option<i64>>> = Vec::new();
+            let slots: Vec<(Ty, usize)> = table
+                .cols
+                .iter()
+                .map(|(_, ty)| match ty {
+                    Ty::Text => {
+                        texts.push(Vec::with_capacity(rows.len()));
+                        (Ty::Text, texts.len() - 1)
+                    }
+                    Ty::Int => {
+                        ints.push(Vec::with_capacity(rows.len()));
+                        (Ty::Int, ints.len() - 1)
+                    }
+                })
+                .collect();
+            for row in rows {
+                for (v, (_, slot)) in row.to_vals().into_iter().zip(&slots) {
+                    match v {
+                        V::T(x) => texts[*slot].push(x),
+                        V::I(x) => ints[*slot].push(x),
+                    }
+                }
+            }
+            let mut texts = texts.into_iter();
+            let mut ints = ints.into_iter();
+            let mut query = sqlx::query(&sql);
+            for (ty, _) in &slots {
+                query = match ty {
+                    Ty::Text => query.bind(texts.next().unwrap_or_default()),
+                    Ty::Int => query.bind(ints.next().unwrap_or_default()),
+                };
+            }
+            query.execute(&mut **t).await?;
+        }
+        Tx::Sqlite(t) => {
+            let params: Vec<String> = (1..=table.cols.len()).map(|n| format!("?{n}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({}){conflict}",
+                table.name,
+                table.select_list(),
+                params.join(", ")
+            );
+            for row in rows {
+                let mut query = sqlx::query(&sql);
+                for v in row.to_vals() {
+                    query = match v {
+                        V::T(x) => query.bind(x),
+                        V::I(x) => query.bind(x),
+                    };
+                }
+                query.execute(&mut **t).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+use Ty::{Int as I, Text as T};
+
+impl Stored for InvoiceSync {
+    const TABLE: Table = Table {
+        name: "proj_invoices",
+        cols: &[
+            ("tenant", T),
+            ("invoice_id", T),
+            ("customer_id", T),
+            ("number", T),
+            ("total_centavos", I),
+            ("issue_date", T),
+            ("billed_at_ms", I),
+            ("billed_position", I),
+            ("content_version", I),
+            ("synced_version", I),
+            ("bling_order_id", I),
+            ("bling_number", I),
+            ("situacao_id", I),
+            ("situacao_name", T),
+            ("situacao_position", I),
+            ("nfe_id", I),
+            ("cancelled", I),
+            ("cancelled_position", I),
+            ("cancel_reason", T),
+            ("last_outcome", T),
+            ("state", T),
+            ("last_cause_kind", T),
+            ("last_cause_message", T),
+            ("last_failure_at_ms", I),
+            ("retry_at_ms", I),
+            ("attempts", I),
+            ("failures_total", I),
+            ("updated_at_ms", I),
+            ("last_position", I),
+        ],
+        key: 2,
+        upsert: true,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone(), self.invoice_id.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![
+            t(&self.tenant),
+            t(&self.invoice_id),
+            t(&self.customer_id),
+            t(&self.number),
+            i(self.total_centavos),
+            t(&self.issue_date),
+            i(self.billed_at_ms),
+            i(self.billed_position),
+            i(self.content_version),
+            oi(self.synced_version),
+            oi(self.bling_order_id),
+            oi(self.bling_number),
+            oi(self.situacao_id),
+            ot(&self.situacao_name),
+            oi(self.situacao_position),
+            oi(self.nfe_id),
+            i(self.cancelled as i64),
+            oi(self.cancelled_position),
+            ot(&self.cancel_reason),
+            t(self.last_outcome.as_str()),
+            t(self.state.as_str()),
+            ot(&self.last_cause_kind),
+            ot(&self.last_cause_message),
+            oi(self.last_failure_at_ms),
+            oi(self.retry_at_ms),
+            i(self.attempts),
+            i(self.failures_total),
+            i(self.updated_at_ms),
+            i(self.last_position),
+        ]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(InvoiceSync {
+            tenant: v.t()?,
+            invoice_id: v.t()?,
+            customer_id: v.t()?,
+            number: v.t()?,
+            total_centavos: v.i()?,
+            issue_date: v.t()?,
+            billed_at_ms: v.i()?,
+            billed_position: v.i()?,
+            content_version: v.i()?,
+            synced_version: v.oi()?,
+            bling_order_id: v.oi()?,
+            bling_number: v.oi()?,
+            situacao_id: v.oi()?,
+            situacao_name: v.ot()?,
+            situacao_position: v.oi()?,
+            nfe_id: v.oi()?,
+            cancelled: v.i()? != 0,
+            cancelled_position: v.oi()?,
+            cancel_reason: v.ot()?,
+            last_outcome: Outcome::parse(&v.t()?),
+            state: {
+                let raw = v.t()?;
+                SyncState::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("invoice state {raw:?}")))?
+            },
+            last_cause_kind: v.ot()?,
+            last_cause_message: v.ot()?,
+            last_failure_at_ms: v.oi()?,
+            retry_at_ms: v.oi()?,
+            attempts: v.i()?,
+            failures_total: v.i()?,
+            updated_at_ms: v.i()?,
+            last_position: v.i()?,
+        })
+    }
+}
+
+impl Stored for Entry {
+    const TABLE: Table = Table {
+        name: "proj_timeline",
+        cols: &[
+            ("tenant", T),
+            ("subject", T),
+            ("subject_id", T),
+            ("position", I),
+            ("recorded_at_ms", I),
+            ("event_type", T),
+            ("actor", T),
+            ("correlation_id", T),
+            ("summary", T),
+            ("calls", T),
+            ("connection_state", T),
+            ("cause_kind", T),
+            ("cause_message", T),
+            ("detail", T),
+        ],
+        key: 3,
+        upsert: false,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone(), self.subject.clone(), self.subject_id.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![
+            t(&self.tenant),
+            t(&self.subject),
+            t(&self.subject_id),
+            i(self.position),
+            i(self.recorded_at_ms),
+            t(&self.event_type),
+            ot(&self.actor),
+            ot(&self.correlation_id),
+            t(&self.summary),
+            t(&self.calls),
+            t(&self.connection_state),
+            ot(&self.cause_kind),
+            ot(&self.cause_message),
+            t(&self.detail),
+        ]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(Entry {
+            tenant: v.t()?,
+            subject: v.t()?,
+            subject_id: v.t()?,
+            position: v.i()?,
+            recorded_at_ms: v.i()?,
+            event_type: v.t()?,
+            actor: v.ot()?,
+            correlation_id: v.ot()?,
+            summary: v.t()?,
+            calls: v.t()?,
+            connection_state: v.t()?,
+            cause_kind: v.ot()?,
+            cause_message: v.ot()?,
+            detail: v.t()?,
+        })
+    }
+}
+
+impl Stored for TenantConnection {
+    const TABLE: Table = Table {
+        name: "proj_timeline_tenants",
+        cols: &[("tenant", T), ("state", T)],
+        key: 1,
+        upsert: true,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![t(&self.tenant), t(&self.state)]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(TenantConnection {
+            tenant: v.t()?,
+            state: v.t()?,
+        })
+    }
+}
+
+impl Stored for Failure {
+    const TABLE: Table = Table {
+        name: "proj_failures",
+        cols: &[
+            ("tenant", T),
+            ("position", I),
+            ("subject", T),
+            ("invoice_id", T),
+            ("invoice_number", T),
+            ("customer_id", T),
+            ("recorded_at_ms", I),
+            ("outcome", T),
+            ("cause_kind", T),
+            ("message", T),
+            ("evidence", T),
+            ("attempt", I),
+            ("retry_at_ms", I),
+        ],
+        key: 1,
+        upsert: false,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![
+            t(&self.tenant),
+            i(self.position),
+            t(&self.subject),
+            ot(&self.invoice_id),
+            ot(&self.invoice_number),
+            ot(&self.customer_id),
+            i(self.recorded_at_ms),
+            t(&self.outcome),
+            t(&self.cause_kind),
+            t(&self.message),
+            t(&self.evidence),
+            oi(self.attempt),
+            oi(self.retry_at_ms),
+        ]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(Failure {
+            tenant: v.t()?,
+            position: v.i()?,
+            subject: v.t()?,
+            invoice_id: v.ot()?,
+            invoice_number: v.ot()?,
+            customer_id: v.ot()?,
+            recorded_at_ms: v.i()?,
+            outcome: v.t()?,
+            cause_kind: v.t()?,
+            message: v.t()?,
+            evidence: v.t()?,
+            attempt: v.oi()?,
+            retry_at_ms: v.oi()?,
+        })
+    }
+}
+
+impl Stored for InvoiceRef {
+    const TABLE: Table = Table {
+        name: "proj_failure_invoices",
+        cols: &[("tenant", T), ("invoice_id", T), ("customer_id", T), ("number", T)],
+        key: 2,
+        upsert: true,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone(), self.invoice_id.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![t(&self.tenant), t(&self.invoice_id), t(&self.customer_id), t(&self.number)]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(InvoiceRef {
+            tenant: v.t()?,
+            invoice_id: v.t()?,
+            customer_id: v.t()?,
+            number: v.t()?,
+        })
+    }
+}
+
+impl Stored for ConnectionStatus {
+    const TABLE: Table = Table {
+        name: "proj_connections",
+        cols: &[
+            ("tenant", T),
+            ("state", T),
+            ("scopes", T),
+            ("connected_at_ms", I),
+            ("access_expires_at_ms", I),
+            ("token_fingerprint", T),
+            ("last_refresh_at_ms", I),
+            ("last_error", T),
+            ("last_error_at_ms", I),
+            ("revoked_since_ms", I),
+            ("revoked_evidence", T),
+            ("disconnected_at_ms", I),
+            ("disconnected_by", T),
+            ("updated_at_ms", I),
+            ("last_position", I),
+        ],
+        key: 1,
+        upsert: true,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![
+            t(&self.tenant),
+            t(&self.state),
+            ot(&self.scopes),
+            oi(self.connected_at_ms),
+            oi(self.access_expires_at_ms),
+            ot(&self.token_fingerprint),
+            oi(self.last_refresh_at_ms),
+            ot(&self.last_error),
+            oi(self.last_error_at_ms),
+            oi(self.revoked_since_ms),
+            ot(&self.revoked_evidence),
+            oi(self.disconnected_at_ms),
+            ot(&self.disconnected_by),
+            i(self.updated_at_ms),
+            i(self.last_position),
+        ]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(ConnectionStatus {
+            tenant: v.t()?,
+            state: v.t()?,
+            scopes: v.ot()?,
+            connected_at_ms: v.oi()?,
+            access_expires_at_ms: v.oi()?,
+            token_fingerprint: v.ot()?,
+            last_refresh_at_ms: v.oi()?,
+            last_error: v.ot()?,
+            last_error_at_ms: v.oi()?,
+            revoked_since_ms: v.oi()?,
+            revoked_evidence: v.ot()?,
+            disconnected_at_ms: v.oi()?,
+            disconnected_by: v.ot()?,
+            updated_at_ms: v.i()?,
+            last_position: v.i()?,
+        })
+    }
+}
+
+impl Stored for CustomerSync {
+    const TABLE: Table = Table {
+        name: "proj_customers",
+        cols: &[
+            ("tenant", T),
+            ("customer_id", T),
+            ("name", T),
+            ("tax_id", T),
+            ("person_type", T),
+            ("profile_version", I),
+            ("synced_version", I),
+            ("bling_contact_id", I),
+            ("state", T),
+            ("failed_version", I),
+            ("last_cause_kind", T),
+            ("last_cause_message", T),
+            ("last_failure_at_ms", I),
+            ("registered_at_ms", I),
+            ("updated_at_ms", I),
+            ("last_position", I),
+        ],
+        key: 2,
+        upsert: true,
+    };
+    fn key(&self) -> Vec<String> {
+        vec![self.tenant.clone(), self.customer_id.clone()]
+    }
+    fn to_vals(&self) -> Vec<V> {
+        vec![
+            t(&self.tenant),
+            t(&self.customer_id),
+            t(&self.name),
+            t(&self.tax_id),
+            t(&self.person_type),
+            i(self.profile_version),
+            oi(self.synced_version),
+            oi(self.bling_contact_id),
+            t(&self.state),
+            oi(self.failed_version),
+            ot(&self.last_cause_kind),
+            ot(&self.last_cause_message),
+            oi(self.last_failure_at_ms),
+            i(self.registered_at_ms),
+            i(self.updated_at_ms),
+            i(self.last_position),
+        ]
+    }
+    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(CustomerSync {
+            tenant: v.t()?,
+            customer_id: v.t()?,
+            name: v.t()?,
+            tax_id: v.t()?,
+            person_type: v.t()?,
+            profile_version: v.i()?,
+            synced_version: v.oi()?,
+            bling_contact_id: v.oi()?,
+            state: v.t()?,
+            failed_version: v.oi()?,
+            last_cause_kind: v.ot()?,
+            last_cause_message: v.ot()?,
+            last_failure_at_ms: v.oi()?,
+            registered_at_ms: v.i()?,
+            updated_at_ms: v.i()?,
+            last_position: v.i()?,
+        })
+    }
+}
+
+/// Every table of each projection, for a rebuild.
+pub fn tables_of(name: &str) -> &'static [&'static str] {
+    match name {
+        projections::invoices::NAME => &["proj_invoices"],
+        projections::timeline::NAME => &["proj_timeline", "proj_timeline_tenants"],
+        projections::failures::NAME => &["proj_failures", "proj_failure_invoices"],
+        projections::connections::NAME => &["proj_connections"],
+        projections::customers::NAME => &["proj_customers"],
+        _ => &[],
+    }
+}
