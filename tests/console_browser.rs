@@ -1,9 +1,11 @@
 //! The support console: served without a token under a strict Content-Security-Policy, and
 //! used in a real headless Chromium (Debian's `chromium`, driven by `playwright-core` from
 //! tests/console_browser/drive.js) to find a failed invoice, read its cause and what to do,
-//! reprocess it once Bling is fixed, and see it synced.
+//! reprocess it once Bling is fixed, and see it synced; then to see a revocation read as a
+//! connection problem (failures grouped by cause, the connection's evidence) and reconnect.
 //!
-//! Screenshots go to a temporary directory, or to `CONSOLE_SCREENSHOTS` when set.
+//! Screenshots go to a temporary directory removed after the test, or to the directory
+//! `CONSOLE_SCREENSHOTS` names. Without /usr/bin/chromium the test fails, saying to install it.
 
 mod support;
 
@@ -257,12 +259,11 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
         bling_fields: vec![],
     }
     .advice();
-    let shots = match std::env::var_os("CONSOLE_SCREENSHOTS") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            std::env::temp_dir().join(format!("console-shots-{}", uuid::Uuid::new_v4().simple()))
-        }
-    };
+    // Kept where CONSOLE_SCREENSHOTS says; otherwise in a temporary directory removed after.
+    let temp_shots = tempfile::tempdir().expect("screenshot dir");
+    let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp_shots.path().to_path_buf());
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let profile = tempfile::tempdir().expect("user data dir");
 
@@ -279,6 +280,7 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
         .env("EXPECTED_CAUSE", "bling_rejected")
         .env("EXPECTED_ADVICE", advice)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("AUDITOR_TOKEN", AUDITOR_TOKEN)
         .env("AUTHORIZE_URL", stack.sandbox.authorize_url())
         .env("SCREENSHOT_DIR", &shots)
         .env("USER_DATA_DIR", profile.path())
@@ -379,9 +381,14 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
         );
     }
     println!(
-        "support console driven in Chromium in {:.1} s; screenshots in {}",
+        "support console driven in Chromium in {:.1} s; screenshots in {}{}",
         started.elapsed().as_secs_f64(),
-        shots.display()
+        shots.display(),
+        if std::env::var_os("CONSOLE_SCREENSHOTS").is_some() {
+            ""
+        } else {
+            " (removed; set CONSOLE_SCREENSHOTS=DIR to keep them)"
+        }
     );
     stack.stop().await;
 }

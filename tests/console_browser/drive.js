@@ -2,7 +2,7 @@
 // (tests/console_browser.rs starts the ledger, the sandbox and the worker, then runs this).
 //
 // Environment: CONSOLE_URL, SUPPORT_TOKEN, TENANT, INVOICE_ID, INVOICE_NUMBER, OTHER_INVOICE_ID,
-// EXPECTED_CAUSE, EXPECTED_ADVICE, ADMIN_TOKEN, AUTHORIZE_URL, SCREENSHOT_DIR, USER_DATA_DIR, CHROMIUM.
+// EXPECTED_CAUSE, EXPECTED_ADVICE, ADMIN_TOKEN, AUDITOR_TOKEN, AUTHORIZE_URL, SCREENSHOT_DIR, USER_DATA_DIR, CHROMIUM.
 //
 // Protocol: a line `ACTION <name>` on stdout asks the test to change the world (`fix_bling`:
 // add the missing situação to the shop's Bling account; `revoke`: the shop revokes access and
@@ -30,6 +30,7 @@ const CAUSE = env('EXPECTED_CAUSE');
 const ADVICE = env('EXPECTED_ADVICE');
 const AUTHORIZE_URL = env('AUTHORIZE_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
+const AUDITOR_TOKEN = env('AUDITOR_TOKEN');
 const SHOTS = env('SCREENSHOT_DIR');
 const USER_DATA_DIR = env('USER_DATA_DIR');
 const CHROMIUM = env('CHROMIUM');
@@ -97,7 +98,13 @@ async function main() {
   await page.locator('#login-error').waitFor({ state: 'visible' });
   const refused = await text(page, '#login-error');
   check(refused.includes('401') && refused.includes('not accepted'), 'the wrong token is refused: ' + refused);
-  step('wrong token refused');
+  // A real token without the support role (an auditor's) is told so.
+  await page.getByLabel('Support token').fill(AUDITOR_TOKEN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#login-error', { hasText: '403' }).waitFor();
+  check((await text(page, '#login-error')).includes('may not use the support console'), 'the auditor is refused');
+  check(await page.locator('#app').isHidden(), 'nothing is shown without a support token');
+  step('wrong token and wrong role refused');
 
   // 2. The right token: a token scoped to one shop goes straight to that shop.
   await page.getByLabel('Support token').fill(TOKEN);
