@@ -22,7 +22,9 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
             other => static_state(other),
         },
         ConnectionEvent::Connected { .. } | ConnectionEvent::Reconnected { .. } => "connected",
-        ConnectionEvent::TokenRefreshed { .. } | ConnectionEvent::RefreshDeferred { .. } => static_state(current),
+        ConnectionEvent::TokenRefreshed { .. } | ConnectionEvent::RefreshDeferred { .. } => {
+            static_state(current)
+        }
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
         ConnectionEvent::Disconnected { .. } => "disconnected",
     }
@@ -58,7 +60,11 @@ pub struct ConnectionStatus {
     pub last_position: i64,
 }
 
-pub fn apply(row: Option<ConnectionStatus>, log: &LogEvent, event: &ConnectionEvent) -> ConnectionStatus {
+pub fn apply(
+    row: Option<ConnectionStatus>,
+    log: &LogEvent,
+    event: &ConnectionEvent,
+) -> ConnectionStatus {
     let at = log.recorded_at_ms();
     let mut row = row.unwrap_or_else(|| ConnectionStatus {
         tenant: log.tenant.clone(),
@@ -148,21 +154,44 @@ mod tests {
         let mut states = Vec::new();
         let mut rows = Vec::new();
         for e in &events {
-            let Ok(Domain::Connection { event }) = decode(e) else { panic!() };
+            let Ok(Domain::Connection { event }) = decode(e) else {
+                panic!()
+            };
             let r = apply(row, e, &event);
             states.push(r.state.clone());
             rows.push(r.clone());
             row = Some(r);
         }
-        assert_eq!(states, ["awaiting_authorization", "connected", "connected", "connected", "revoked", "connected"]);
+        assert_eq!(
+            states,
+            [
+                "awaiting_authorization",
+                "connected",
+                "connected",
+                "connected",
+                "revoked",
+                "connected"
+            ]
+        );
         let revoked = &rows[4];
         assert_eq!(revoked.revoked_since_ms, Some(events[4].recorded_at_ms()));
-        assert!(revoked.revoked_evidence.as_deref().unwrap().contains("invalid_grant"));
+        assert!(revoked
+            .revoked_evidence
+            .as_deref()
+            .unwrap()
+            .contains("invalid_grant"));
         assert_eq!(revoked.last_error.as_deref(), Some("token budget spent"));
         assert_eq!(revoked.last_refresh_at_ms, Some(events[2].recorded_at_ms()));
         let back = &rows[5];
         assert_eq!(back.revoked_since_ms, None);
         assert_eq!(back.token_fingerprint.as_deref(), Some("cd34"));
-        assert_eq!(back.access_expires_at_ms, Some(chrono::DateTime::parse_from_rfc3339("2026-11-26T18:00:00Z").unwrap().timestamp_millis()));
+        assert_eq!(
+            back.access_expires_at_ms,
+            Some(
+                chrono::DateTime::parse_from_rfc3339("2026-11-26T18:00:00Z")
+                    .unwrap()
+                    .timestamp_millis()
+            )
+        );
     }
 }

@@ -41,7 +41,12 @@ fn person_type(profile: &CustomerProfile) -> String {
         .unwrap_or_default()
 }
 
-pub fn apply(row: Option<CustomerSync>, log: &LogEvent, customer_id: &str, event: &CustomerEvent) -> Option<CustomerSync> {
+pub fn apply(
+    row: Option<CustomerSync>,
+    log: &LogEvent,
+    customer_id: &str,
+    event: &CustomerEvent,
+) -> Option<CustomerSync> {
     let at = log.recorded_at_ms();
     let mut row = match (row, event) {
         (None, CustomerEvent::CustomerRegistered { profile, .. }) => CustomerSync {
@@ -66,7 +71,8 @@ pub fn apply(row: Option<CustomerSync>, log: &LogEvent, customer_id: &str, event
         (Some(row), _) => row,
     };
     match event {
-        CustomerEvent::CustomerRegistered { profile, .. } | CustomerEvent::CustomerUpdated { profile, .. } => {
+        CustomerEvent::CustomerRegistered { profile, .. }
+        | CustomerEvent::CustomerUpdated { profile, .. } => {
             row.name = profile.name.clone();
             row.tax_id = profile.tax_id.as_str().to_string();
             row.person_type = person_type(profile);
@@ -97,14 +103,15 @@ pub fn apply(row: Option<CustomerSync>, log: &LogEvent, customer_id: &str, event
             row.last_failure_at_ms = Some(at);
         }
     }
-    row.state = if row.bling_contact_id.is_some() && row.synced_version == Some(row.profile_version) {
-        "synced"
-    } else if row.failed_version == Some(row.profile_version) {
-        "failed"
-    } else {
-        "pending"
-    }
-    .to_string();
+    row.state =
+        if row.bling_contact_id.is_some() && row.synced_version == Some(row.profile_version) {
+            "synced"
+        } else if row.failed_version == Some(row.profile_version) {
+            "failed"
+        } else {
+            "pending"
+        }
+        .to_string();
     row.updated_at_ms = at;
     row.last_position = log.position;
     Some(row)
@@ -133,7 +140,9 @@ mod tests {
         let mut row = None;
         let mut states = Vec::new();
         for e in &events {
-            let Ok(Domain::Customer { customer_id, event }) = decode(e) else { panic!() };
+            let Ok(Domain::Customer { customer_id, event }) = decode(e) else {
+                panic!()
+            };
             row = apply(row, e, &customer_id, &event);
             states.push(row.as_ref().unwrap().state.clone());
         }
@@ -142,7 +151,17 @@ mod tests {
         assert_eq!(row.name, "Joana Silva");
         assert_eq!(row.tax_id, "52998224725");
         assert_eq!(row.person_type, "individual");
-        assert_eq!((row.profile_version, row.synced_version, row.bling_contact_id), (2, Some(2), Some(77)));
-        assert_eq!(row.last_cause_kind.as_deref(), Some("divergent_customer_record"));
+        assert_eq!(
+            (
+                row.profile_version,
+                row.synced_version,
+                row.bling_contact_id
+            ),
+            (2, Some(2), Some(77))
+        );
+        assert_eq!(
+            row.last_cause_kind.as_deref(),
+            Some("divergent_customer_record")
+        );
     }
 }

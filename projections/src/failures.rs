@@ -57,33 +57,41 @@ pub fn needs_invoice(domain: &Domain) -> Option<&str> {
     match domain {
         Domain::Invoice {
             invoice_id,
-            event: InvoiceEvent::SyncFailed { .. } | InvoiceEvent::SyncParked { .. } | InvoiceEvent::InvoiceUpdated { .. },
+            event:
+                InvoiceEvent::SyncFailed { .. }
+                | InvoiceEvent::SyncParked { .. }
+                | InvoiceEvent::InvoiceUpdated { .. },
         } => Some(invoice_id),
         _ => None,
     }
 }
 
 pub fn apply(invoice: Option<&InvoiceRef>, log: &LogEvent, domain: &Domain) -> Option<Change> {
-    let base = |subject: &str, outcome: &str, kind: &str, message: String, evidence: serde_json::Value| Failure {
-        position: log.position,
-        tenant: log.tenant.clone(),
-        subject: subject.to_string(),
-        invoice_id: None,
-        invoice_number: None,
-        customer_id: None,
-        recorded_at_ms: log.recorded_at_ms(),
-        outcome: outcome.to_string(),
-        cause_kind: kind.to_string(),
-        message,
-        evidence: evidence.to_string(),
-        attempt: None,
-        retry_at_ms: None,
-    };
+    let base =
+        |subject: &str, outcome: &str, kind: &str, message: String, evidence: serde_json::Value| {
+            Failure {
+                position: log.position,
+                tenant: log.tenant.clone(),
+                subject: subject.to_string(),
+                invoice_id: None,
+                invoice_number: None,
+                customer_id: None,
+                recorded_at_ms: log.recorded_at_ms(),
+                outcome: outcome.to_string(),
+                cause_kind: kind.to_string(),
+                message,
+                evidence: evidence.to_string(),
+                attempt: None,
+                retry_at_ms: None,
+            }
+        };
     match domain {
         Domain::Invoice { invoice_id, event } => {
             let mut failure = match event {
                 InvoiceEvent::InvoiceBilled {
-                    customer_id, content, ..
+                    customer_id,
+                    content,
+                    ..
                 } => {
                     return Some(Change::Invoice(InvoiceRef {
                         tenant: log.tenant.clone(),
@@ -164,33 +172,57 @@ mod tests {
     fn failures_carry_their_evidence_and_invoice() {
         let mut s = Script::new("shop-a");
         let billed = s.invoice("i1", billed("shop-a", "i1", "c1"));
-        let Some(Change::Invoice(known)) = apply(None, &billed, &decode(&billed).unwrap()) else { panic!() };
+        let Some(Change::Invoice(known)) = apply(None, &billed, &decode(&billed).unwrap()) else {
+            panic!()
+        };
         assert_eq!(known.number, "NF-1");
         let failed = s.invoice("i1", divergent_failure(1));
         let domain = decode(&failed).unwrap();
         assert_eq!(needs_invoice(&domain), Some("i1"));
-        let Some(Change::Failure(f)) = apply(Some(&known), &failed, &domain) else { panic!() };
-        assert_eq!((f.subject.as_str(), f.outcome.as_str()), ("invoice", "failed"));
+        let Some(Change::Failure(f)) = apply(Some(&known), &failed, &domain) else {
+            panic!()
+        };
+        assert_eq!(
+            (f.subject.as_str(), f.outcome.as_str()),
+            ("invoice", "failed")
+        );
         assert_eq!(f.cause_kind, "divergent_customer_record");
         assert_eq!(f.customer_id.as_deref(), Some("c1"));
         assert_eq!(f.invoice_number.as_deref(), Some("NF-1"));
         assert_eq!(f.attempt, Some(1));
         let evidence: Value = serde_json::from_str(&f.evidence).unwrap();
-        assert_eq!(evidence["cause"]["bling_fields"][0]["element"], "endereco.geral.cep");
+        assert_eq!(
+            evidence["cause"]["bling_fields"][0]["element"],
+            "endereco.geral.cep"
+        );
         assert_eq!(evidence["calls"][0]["status"], 400);
         assert_eq!(evidence["calls"][0]["error_type"], "VALIDATION_ERROR");
 
         let parked = s.invoice("i1", json!({"SyncParked": {"reason": "revoked"}}));
-        let Some(Change::Failure(p)) = apply(Some(&known), &parked, &decode(&parked).unwrap()) else { panic!() };
-        assert_eq!((p.outcome.as_str(), p.cause_kind.as_str()), ("parked", "authorization_revoked"));
+        let Some(Change::Failure(p)) = apply(Some(&known), &parked, &decode(&parked).unwrap())
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (p.outcome.as_str(), p.cause_kind.as_str()),
+            ("parked", "authorization_revoked")
+        );
 
         let ok = s.invoice("i1", order_created(1));
         assert_eq!(apply(Some(&known), &ok, &decode(&ok).unwrap()), None);
 
-        let contact = s.customer("c1", json!({"ContactSyncFailed": {"cause": {"kind": "rate_limited", "message": "429"},
-            "profile_version": 1, "calls": [call(429, Some("TOO_MANY_REQUESTS"))]}}));
-        let Some(Change::Failure(c)) = apply(None, &contact, &decode(&contact).unwrap()) else { panic!() };
-        assert_eq!((c.subject.as_str(), c.cause_kind.as_str()), ("customer", "rate_limited"));
+        let contact = s.customer(
+            "c1",
+            json!({"ContactSyncFailed": {"cause": {"kind": "rate_limited", "message": "429"},
+            "profile_version": 1, "calls": [call(429, Some("TOO_MANY_REQUESTS"))]}}),
+        );
+        let Some(Change::Failure(c)) = apply(None, &contact, &decode(&contact).unwrap()) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.subject.as_str(), c.cause_kind.as_str()),
+            ("customer", "rate_limited")
+        );
         assert_eq!(c.customer_id.as_deref(), Some("c1"));
     }
 }

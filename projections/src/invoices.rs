@@ -125,8 +125,7 @@ pub struct InvoiceSync {
 impl InvoiceSync {
     fn evaluate(&self) -> SyncState {
         let cancel_done = self.cancelled
-            && (self.bling_order_id.is_none()
-                || self.situacao_position > self.cancelled_position);
+            && (self.bling_order_id.is_none() || self.situacao_position > self.cancelled_position);
         if cancel_done {
             SyncState::Cancelled
         } else if self.last_outcome == Outcome::Parked {
@@ -153,7 +152,12 @@ impl InvoiceSync {
 
 /// Applies one event of the invoice to its row (`None` before `InvoiceBilled`). Events of an
 /// invoice never billed leave no row.
-pub fn apply(row: Option<InvoiceSync>, log: &LogEvent, invoice_id: &str, event: &InvoiceEvent) -> Option<InvoiceSync> {
+pub fn apply(
+    row: Option<InvoiceSync>,
+    log: &LogEvent,
+    invoice_id: &str,
+    event: &InvoiceEvent,
+) -> Option<InvoiceSync> {
     let mut row = match (row, event) {
         (
             None,
@@ -298,7 +302,9 @@ mod tests {
     }
 
     fn states(rows: &[Option<InvoiceSync>]) -> Vec<&'static str> {
-        rows.iter().map(|r| r.as_ref().map(|r| r.state.as_str()).unwrap_or("-")).collect()
+        rows.iter()
+            .map(|r| r.as_ref().map(|r| r.state.as_str()).unwrap_or("-"))
+            .collect()
     }
 
     #[test]
@@ -330,20 +336,33 @@ mod tests {
             s.invoice("i1", billed("shop-a", "i1", "c1")),
             s.invoice("i1", divergent_failure(1)),
             s.invoice("i1", divergent_failure(2)),
-            s.invoice("i1", json!({"SyncResumed": {"reason": "customer record updated"}})),
+            s.invoice(
+                "i1",
+                json!({"SyncResumed": {"reason": "customer record updated"}}),
+            ),
             s.invoice("i1", order_created(1)),
             s.invoice("i1", situacao()),
         ];
         let rows = run(&events);
-        assert_eq!(states(&rows), ["pending", "failed", "failed", "pending", "pending", "synced"]);
+        assert_eq!(
+            states(&rows),
+            ["pending", "failed", "failed", "pending", "pending", "synced"]
+        );
         let failed = rows[2].clone().unwrap();
         assert_eq!(failed.attempts, 2);
-        assert_eq!(failed.last_cause_kind.as_deref(), Some("divergent_customer_record"));
+        assert_eq!(
+            failed.last_cause_kind.as_deref(),
+            Some("divergent_customer_record")
+        );
         assert!(failed.last_cause_message.unwrap().contains("CEP"));
         let done = rows[5].clone().unwrap();
         assert_eq!(done.attempts, 0, "reset by the success");
         assert_eq!(done.failures_total, 2);
-        assert_eq!(done.last_cause_kind.as_deref(), Some("divergent_customer_record"), "kept as history");
+        assert_eq!(
+            done.last_cause_kind.as_deref(),
+            Some("divergent_customer_record"),
+            "kept as history"
+        );
     }
 
     #[test]
@@ -352,11 +371,17 @@ mod tests {
         let events = [
             s.invoice("i1", billed("shop-a", "i1", "c1")),
             s.invoice("i1", json!({"SyncParked": {"reason": "access revoked"}})),
-            s.invoice("i1", json!({"SyncResumed": {"reason": "reconnected to Bling"}})),
+            s.invoice(
+                "i1",
+                json!({"SyncResumed": {"reason": "reconnected to Bling"}}),
+            ),
             s.invoice("i1", order_created(1)),
             s.invoice("i1", situacao()),
         ];
-        assert_eq!(states(&run(&events)), ["pending", "parked", "pending", "pending", "synced"]);
+        assert_eq!(
+            states(&run(&events)),
+            ["pending", "parked", "pending", "pending", "synced"]
+        );
     }
 
     #[test]
@@ -370,7 +395,10 @@ mod tests {
             s.invoice("i1", json!({"SalesOrderUpdated": {"content_version": 2, "calls": []}})),
         ];
         let rows = run(&events);
-        assert_eq!(states(&rows), ["pending", "pending", "synced", "pending", "synced"]);
+        assert_eq!(
+            states(&rows),
+            ["pending", "pending", "synced", "pending", "synced"]
+        );
         assert_eq!(rows[4].clone().unwrap().number, "NF-1b");
         assert_eq!(rows[4].clone().unwrap().total_centavos, 26000);
     }
@@ -384,9 +412,15 @@ mod tests {
             s.invoice("i1", billed("shop-a", "i1", "c1")),
             s.invoice("i1", adopted),
             s.invoice("i1", situacao()),
-            s.invoice("i1", json!({"SalesOrderUpdated": {"content_version": 1, "calls": []}})),
+            s.invoice(
+                "i1",
+                json!({"SalesOrderUpdated": {"content_version": 1, "calls": []}}),
+            ),
         ];
-        assert_eq!(states(&run(&events)), ["pending", "pending", "pending", "synced"]);
+        assert_eq!(
+            states(&run(&events)),
+            ["pending", "pending", "pending", "synced"]
+        );
     }
 
     #[test]
@@ -405,15 +439,23 @@ mod tests {
             s.invoice("i2", json!({"SituacaoChanged": {"situacao_id": 12, "situacao_name": "Cancelado", "calls": []}})),
         ];
         let rows = run(&late);
-        assert_eq!(states(&rows), ["pending", "pending", "synced", "pending", "cancelled"]);
-        assert_eq!(rows[4].clone().unwrap().situacao_name.as_deref(), Some("Cancelado"));
+        assert_eq!(
+            states(&rows),
+            ["pending", "pending", "synced", "pending", "cancelled"]
+        );
+        assert_eq!(
+            rows[4].clone().unwrap().situacao_name.as_deref(),
+            Some("Cancelado")
+        );
     }
 
     #[test]
     fn events_before_billing_leave_no_row() {
         let mut s = Script::new("shop-a");
         let e = s.invoice("i1", json!({"SyncResumed": {"reason": "x"}}));
-        let Ok(Domain::Invoice { event, .. }) = decode(&e) else { panic!() };
+        let Ok(Domain::Invoice { event, .. }) = decode(&e) else {
+            panic!()
+        };
         assert_eq!(apply(None, &e, "i1", &event), None);
     }
 }

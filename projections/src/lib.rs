@@ -68,9 +68,17 @@ impl LogEvent {
 /// A log event decoded into the domain's types.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Domain {
-    Customer { customer_id: String, event: CustomerEvent },
-    Invoice { invoice_id: String, event: InvoiceEvent },
-    Connection { event: ConnectionEvent },
+    Customer {
+        customer_id: String,
+        event: CustomerEvent,
+    },
+    Invoice {
+        invoice_id: String,
+        event: InvoiceEvent,
+    },
+    Connection {
+        event: ConnectionEvent,
+    },
     /// An aggregate or event this version does not project.
     Other,
 }
@@ -78,7 +86,9 @@ pub enum Domain {
 /// An event whose payload does not match its type: projections skip it (deterministically)
 /// and the runner logs it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("event at position {position} ({aggregate_type}/{event_type}) cannot be decoded: {problem}")]
+#[error(
+    "event at position {position} ({aggregate_type}/{event_type}) cannot be decoded: {problem}"
+)]
 pub struct DecodeError {
     pub position: i64,
     pub aggregate_type: String,
@@ -177,8 +187,12 @@ pub fn advice_for(kind: &str) -> Option<&'static str> {
             bling_fields: vec![],
             message: String::new(),
         },
-        "authorization_expired" => FailureCause::AuthorizationExpired { message: String::new() },
-        "authorization_revoked" => FailureCause::AuthorizationRevoked { message: String::new() },
+        "authorization_expired" => FailureCause::AuthorizationExpired {
+            message: String::new(),
+        },
+        "authorization_revoked" => FailureCause::AuthorizationRevoked {
+            message: String::new(),
+        },
         "bling_rejected" => FailureCause::BlingRejected {
             status: 0,
             error_type: String::new(),
@@ -186,8 +200,12 @@ pub fn advice_for(kind: &str) -> Option<&'static str> {
             description: String::new(),
             bling_fields: vec![],
         },
-        "bling_unavailable" => FailureCause::BlingUnavailable { message: String::new() },
-        "rate_limited" => FailureCause::RateLimited { message: String::new() },
+        "bling_unavailable" => FailureCause::BlingUnavailable {
+            message: String::new(),
+        },
+        "rate_limited" => FailureCause::RateLimited {
+            message: String::new(),
+        },
         _ => return None,
     };
     Some(cause.advice())
@@ -225,7 +243,12 @@ pub(crate) mod testing {
             }
         }
 
-        pub fn event(&mut self, aggregate_type: &str, local: Option<&str>, payload: Value) -> LogEvent {
+        pub fn event(
+            &mut self,
+            aggregate_type: &str,
+            local: Option<&str>,
+            payload: Value,
+        ) -> LogEvent {
             self.position += 1;
             let event_type = payload.as_object().unwrap().keys().next().unwrap().clone();
             LogEvent {
@@ -320,7 +343,9 @@ mod tests {
     fn decodes_known_events_and_skips_unknown_ones() {
         let mut s = Script::new("shop-a");
         let e = s.invoice("i1", billed("shop-a", "i1", "c1"));
-        assert!(matches!(decode(&e), Ok(Domain::Invoice { ref invoice_id, .. }) if invoice_id == "i1"));
+        assert!(
+            matches!(decode(&e), Ok(Domain::Invoice { ref invoice_id, .. }) if invoice_id == "i1")
+        );
         let other = s.event("Something", Some("x"), json!({"Happened": {}}));
         assert_eq!(decode(&other), Ok(Domain::Other));
         let bad = s.invoice("i1", json!({"InvoiceBilled": {"tenant": 5}}));

@@ -85,7 +85,10 @@ fn call_summary(calls: &[BlingCall]) -> String {
     match calls.last() {
         None => String::new(),
         Some(c) => {
-            let status = c.status.map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+            let status = c
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no answer".into());
             format!(" [{} {} → {}]", c.method, c.path, status)
         }
     }
@@ -99,13 +102,22 @@ fn failure_text(cause: &FailureCause) -> (Option<String>, Option<String>) {
 /// the entry to store, if the event belongs in timelines.
 pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain) -> Option<Entry> {
     let no_calls: &[BlingCall] = &[];
-    let (subject, subject_id, summary, calls, cause, detail): (&str, String, String, &[BlingCall], _, Value) = match domain {
+    let (subject, subject_id, summary, calls, cause, detail): (
+        &str,
+        String,
+        String,
+        &[BlingCall],
+        _,
+        Value,
+    ) = match domain {
         Domain::Invoice { invoice_id, event } => {
             let id = invoice_id.clone();
             let none = (None, None);
             match event {
                 InvoiceEvent::InvoiceBilled {
-                    customer_id, content, ..
+                    customer_id,
+                    content,
+                    ..
                 } => (
                     "invoice",
                     id,
@@ -151,8 +163,14 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     id,
                     format!(
                         "{} Bling order {bling_order_id}{}{}",
-                        if *created { "created" } else { "adopted existing" },
-                        bling_number.map(|n| format!(" (nº {n})")).unwrap_or_default(),
+                        if *created {
+                            "created"
+                        } else {
+                            "adopted existing"
+                        },
+                        bling_number
+                            .map(|n| format!(" (nº {n})"))
+                            .unwrap_or_default(),
                         call_summary(calls)
                     ),
                     calls.as_slice(),
@@ -166,7 +184,10 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                 } => (
                     "invoice",
                     id,
-                    format!("Bling order updated to content version {content_version}{}", call_summary(calls)),
+                    format!(
+                        "Bling order updated to content version {content_version}{}",
+                        call_summary(calls)
+                    ),
                     calls.as_slice(),
                     none,
                     json!({"content_version": content_version}),
@@ -178,7 +199,10 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                 } => (
                     "invoice",
                     id,
-                    format!("situação set to {situacao_name} ({situacao_id}){}", call_summary(calls)),
+                    format!(
+                        "situação set to {situacao_name} ({situacao_id}){}",
+                        call_summary(calls)
+                    ),
                     calls.as_slice(),
                     none,
                     json!({"situacao_id": situacao_id, "situacao_name": situacao_name}),
@@ -204,7 +228,10 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                         cause.code(),
                         cause_message(cause),
                         match retry_at {
-                            Some(t) => format!("retried at {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                            Some(t) => format!(
+                                "retried at {}",
+                                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            ),
                             None => "waits for a person".to_string(),
                         }
                     ),
@@ -217,7 +244,10 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     id,
                     format!("parked until Bling is reconnected: {reason}"),
                     no_calls,
-                    (Some("authorization_revoked".to_string()), Some(reason.clone())),
+                    (
+                        Some("authorization_revoked".to_string()),
+                        Some(reason.clone()),
+                    ),
                     json!({"reason": reason}),
                 ),
                 InvoiceEvent::SyncResumed { reason } => (
@@ -304,20 +334,35 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
         }
         Domain::Connection { event } => {
             connection.state = next_state(&connection.state, event).to_string();
-            let at = |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let at = |t: &chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
             let (summary, cause) = match event {
-                ConnectionEvent::AuthorizationRequested { requested_by, .. } => {
-                    (format!("Bling authorization requested by {requested_by}"), (None, None))
-                }
-                ConnectionEvent::Connected { access_expires_at, .. } => (
-                    format!("connected to Bling (access until {})", at(access_expires_at)),
+                ConnectionEvent::AuthorizationRequested { requested_by, .. } => (
+                    format!("Bling authorization requested by {requested_by}"),
                     (None, None),
                 ),
-                ConnectionEvent::Reconnected { access_expires_at, .. } => (
-                    format!("reconnected to Bling (access until {})", at(access_expires_at)),
+                ConnectionEvent::Connected {
+                    access_expires_at, ..
+                } => (
+                    format!(
+                        "connected to Bling (access until {})",
+                        at(access_expires_at)
+                    ),
                     (None, None),
                 ),
-                ConnectionEvent::TokenRefreshed { access_expires_at, .. } => (
+                ConnectionEvent::Reconnected {
+                    access_expires_at, ..
+                } => (
+                    format!(
+                        "reconnected to Bling (access until {})",
+                        at(access_expires_at)
+                    ),
+                    (None, None),
+                ),
+                ConnectionEvent::TokenRefreshed {
+                    access_expires_at, ..
+                } => (
                     format!("access token renewed (until {})", at(access_expires_at)),
                     (None, None),
                 ),
@@ -329,12 +374,18 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                         "access revoked by the shop: {} answered {} {} ({})",
                         evidence.call, evidence.status, evidence.error_type, evidence.message
                     ),
-                    (Some("authorization_revoked".to_string()), Some(evidence.message.clone())),
+                    (
+                        Some("authorization_revoked".to_string()),
+                        Some(evidence.message.clone()),
+                    ),
                 ),
                 ConnectionEvent::Disconnected { by, reason } => (
                     format!(
                         "disconnected by {by}{}",
-                        reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                        reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
                     ),
                     (None, None),
                 ),
@@ -344,7 +395,14 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                 .get(&log.event_type)
                 .cloned()
                 .unwrap_or(Value::Null);
-            ("connection", log.tenant.clone(), summary, no_calls, cause, detail)
+            (
+                "connection",
+                log.tenant.clone(),
+                summary,
+                no_calls,
+                cause,
+                detail,
+            )
         }
         Domain::Other => return None,
     };
@@ -367,7 +425,12 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
 }
 
 /// Connection events that change the state: the ones an invoice's history shows.
-pub const STATE_CHANGES: [&str; 4] = ["Connected", "Reconnected", "AuthorizationRevoked", "Disconnected"];
+pub const STATE_CHANGES: [&str; 4] = [
+    "Connected",
+    "Reconnected",
+    "AuthorizationRevoked",
+    "Disconnected",
+];
 
 #[cfg(test)]
 mod tests {
@@ -396,12 +459,34 @@ mod tests {
             .iter()
             .map(|e| apply(&mut conn, e, &decode(e).unwrap()))
             .collect();
-        let stamp: Vec<&str> = entries.iter().flatten().map(|e| e.connection_state.as_str()).collect();
-        assert_eq!(stamp, ["connected", "connected", "revoked", "revoked", "connected", "connected", "connected", "connected"]);
+        let stamp: Vec<&str> = entries
+            .iter()
+            .flatten()
+            .map(|e| e.connection_state.as_str())
+            .collect();
+        assert_eq!(
+            stamp,
+            [
+                "connected",
+                "connected",
+                "revoked",
+                "revoked",
+                "connected",
+                "connected",
+                "connected",
+                "connected"
+            ]
+        );
         assert!(entries[8].is_none());
         let billed = entries[1].clone().unwrap();
-        assert_eq!((billed.subject.as_str(), billed.subject_id.as_str()), ("invoice", "i1"));
-        assert_eq!(billed.summary, "billed NF-1 for customer c1, total R$ 170,00");
+        assert_eq!(
+            (billed.subject.as_str(), billed.subject_id.as_str()),
+            ("invoice", "i1")
+        );
+        assert_eq!(
+            billed.summary,
+            "billed NF-1 for customer c1, total R$ 170,00"
+        );
         let parked = entries[3].clone().unwrap();
         assert_eq!(parked.cause_kind.as_deref(), Some("authorization_revoked"));
         let created = entries[6].clone().unwrap();
@@ -411,7 +496,10 @@ mod tests {
         assert_eq!(calls[0]["latency_ms"], 12);
         assert!(created.summary.contains("created Bling order 900 (nº 17)"));
         let contact = entries[7].clone().unwrap();
-        assert_eq!((contact.subject.as_str(), contact.subject_id.as_str()), ("customer", "c1"));
+        assert_eq!(
+            (contact.subject.as_str(), contact.subject_id.as_str()),
+            ("customer", "c1")
+        );
         assert_eq!(contact.cause_kind.as_deref(), Some("bling_unavailable"));
         let calls: Value = serde_json::from_str(&contact.calls).unwrap();
         assert_eq!(calls[0]["error_type"], "SERVICE_UNAVAILABLE");

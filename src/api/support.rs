@@ -30,9 +30,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tenants", get(tenants))
         .route("/v1/tenants/{tenant}/invoices", get(list_invoices))
         .route("/v1/tenants/{tenant}/invoices/{invoice_id}", get(invoice))
-        .route("/v1/tenants/{tenant}/invoices/{invoice_id}/history", get(history))
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice_id}/history",
+            get(history),
+        )
         .route("/v1/tenants/{tenant}/failures", get(failures))
-        .route("/v1/tenants/{tenant}/customers/{customer_id}", get(customer))
+        .route(
+            "/v1/tenants/{tenant}/customers/{customer_id}",
+            get(customer),
+        )
 }
 
 fn bad(field: &str, problem: impl Into<String>) -> ApiError {
@@ -45,9 +51,15 @@ type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 fn params(raw: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let Query(map) = raw.map_err(|e| bad("query", e.body_text()))?;
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(bad(unknown, format!("unknown parameter (allowed: {})", allowed.join(", "))));
+        return Err(bad(
+            unknown,
+            format!("unknown parameter (allowed: {})", allowed.join(", ")),
+        ));
     }
-    Ok(map.into_iter().filter(|(_, v)| !v.trim().is_empty()).collect())
+    Ok(map
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect())
 }
 
 fn limit(map: &HashMap<String, String>) -> Result<i64, ApiError> {
@@ -58,7 +70,12 @@ fn limit(map: &HashMap<String, String>) -> Result<i64, ApiError> {
             .parse::<i64>()
             .ok()
             .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+            .ok_or_else(|| {
+                bad(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
     }
 }
 
@@ -73,19 +90,33 @@ fn cause(map: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
         .map(|raw| {
             projections::parse_cause_kind(raw.trim())
                 .map(str::to_string)
-                .ok_or_else(|| bad("cause", format!("unknown cause (one of: {})", aggregates::sync::FailureCause::CODES.join(", "))))
+                .ok_or_else(|| {
+                    bad(
+                        "cause",
+                        format!(
+                            "unknown cause (one of: {})",
+                            aggregates::sync::FailureCause::CODES.join(", ")
+                        ),
+                    )
+                })
         })
         .transpose()
 }
 
-async fn tenants(State(state): State<AppState>, principal: Principal) -> Result<Json<Value>, ApiError> {
+async fn tenants(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
     principal.require(&[Role::Support], None)?;
     let only = match &principal.scope {
         TenantScope::All => None,
         TenantScope::One(t) => Some(t.as_str().to_string()),
     };
     let list = queries::tenants(&state.db, only.as_deref()).await?;
-    let tenants: Vec<Value> = list.iter().map(|(t, s)| queries::tenant_json(t, s)).collect();
+    let tenants: Vec<Value> = list
+        .iter()
+        .map(|(t, s)| queries::tenant_json(t, s))
+        .collect();
     Ok(Json(json!({ "tenants": tenants })))
 }
 
@@ -99,7 +130,9 @@ async fn invoice(
     let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
     match queries::invoice(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
         Some(row) => Ok(Json(queries::invoice_json(&row))),
-        None => Err(ApiError::not_found(format!("no invoice {invoice_id} in tenant {tenant}"))),
+        None => Err(ApiError::not_found(format!(
+            "no invoice {invoice_id} in tenant {tenant}"
+        ))),
     }
 }
 
@@ -113,7 +146,9 @@ async fn history(
     let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
     match queries::history(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
         Some(h) => Ok(Json(queries::history_json(&h))),
-        None => Err(ApiError::not_found(format!("no invoice {invoice_id} in tenant {tenant}"))),
+        None => Err(ApiError::not_found(format!(
+            "no invoice {invoice_id} in tenant {tenant}"
+        ))),
     }
 }
 
@@ -127,7 +162,9 @@ async fn customer(
     let customer_id = path_id(&customer_id, "customer_id", CustomerId::parse)?;
     match queries::customer(&state.db, tenant.as_str(), customer_id.as_str()).await? {
         Some(row) => Ok(Json(queries::customer_json(&row))),
-        None => Err(ApiError::not_found(format!("no customer {customer_id} in tenant {tenant}"))),
+        None => Err(ApiError::not_found(format!(
+            "no customer {customer_id} in tenant {tenant}"
+        ))),
     }
 }
 
@@ -182,8 +219,12 @@ async fn list_invoices(
         state: map
             .get("state")
             .map(|raw| {
-                projections::invoices::SyncState::parse(raw.trim())
-                    .ok_or_else(|| bad("state", "must be one of pending, synced, failed, parked, cancelled"))
+                projections::invoices::SyncState::parse(raw.trim()).ok_or_else(|| {
+                    bad(
+                        "state",
+                        "must be one of pending, synced, failed, parked, cancelled",
+                    )
+                })
             })
             .transpose()?,
         cause: cause(&map)?,

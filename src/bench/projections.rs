@@ -48,7 +48,10 @@ fn cpf(n: u64) -> String {
         let r = sum % 11;
         digits.push(if r < 2 { 0 } else { 11 - r });
     }
-    digits.iter().filter_map(|d| char::from_digit(*d, 10)).collect()
+    digits
+        .iter()
+        .filter_map(|d| char::from_digit(*d, 10))
+        .collect()
 }
 
 struct Row {
@@ -68,13 +71,24 @@ struct Generator {
 }
 
 impl Generator {
-    fn push(&mut self, tenant: &str, aggregate_type: &'static str, id: String, sequence: i64, payload: Value) {
+    fn push(
+        &mut self,
+        tenant: &str,
+        aggregate_type: &'static str,
+        id: String,
+        sequence: i64,
+        payload: Value,
+    ) {
         let event_type = payload
             .as_object()
             .and_then(|o| o.keys().next().cloned())
             .unwrap_or_default();
         self.clock += chrono::Duration::milliseconds(37);
-        let actor = if aggregate_type == "Invoice" && event_type == "InvoiceBilled" { "ingest:petshop" } else { "worker" };
+        let actor = if aggregate_type == "Invoice" && event_type == "InvoiceBilled" {
+            "ingest:petshop"
+        } else {
+            "worker"
+        };
         self.rows.push(Row {
             aggregate_type,
             aggregate_id: id,
@@ -113,7 +127,9 @@ fn profile(name: &str, tax_id: &str, cep: &str) -> Value {
 /// Seeds about `target` events into `db` (PostgreSQL) and numbers them.
 pub async fn seed(db: &Db, target: usize) -> Result<Seeded, StoreError> {
     let Db::Postgres(pool) = db else {
-        return Err(StoreError::UnsupportedUrl("the benchmark seeds PostgreSQL only".into()));
+        return Err(StoreError::UnsupportedUrl(
+            "the benchmark seeds PostgreSQL only".into(),
+        ));
     };
     let started = Instant::now();
     let tenants: Vec<String> = (0..20).map(|t| format!("shop-{t:02}")).collect();
@@ -127,14 +143,21 @@ pub async fn seed(db: &Db, target: usize) -> Result<Seeded, StoreError> {
     let mut seeded = Seeded::default();
     let mut conn_seq = vec![0i64; tenants.len()];
     for (t, tenant) in tenants.iter().enumerate() {
-        g.push(tenant, "BlingConnection", tenant.clone(), 1, json!({"Connected": {"tenant": tenant, "scopes": "all",
-            "access_expires_at": "2026-01-01T14:00:00Z", "token_fingerprint": "ab12cd34"}}));
+        g.push(
+            tenant,
+            "BlingConnection",
+            tenant.clone(),
+            1,
+            json!({"Connected": {"tenant": tenant, "scopes": "all",
+            "access_expires_at": "2026-01-01T14:00:00Z", "token_fingerprint": "ab12cd34"}}),
+        );
         conn_seq[t] = 1;
     }
     // Invoices in flight: billed, their sync completes a few steps later.
     let mut in_flight: VecDeque<(usize, String, String, u64, i64)> = VecDeque::new();
     let customers_per_tenant = 500u64;
-    let mut customer_seq: Vec<Vec<i64>> = vec![vec![0; customers_per_tenant as usize]; tenants.len()];
+    let mut customer_seq: Vec<Vec<i64>> =
+        vec![vec![0; customers_per_tenant as usize]; tenants.len()];
     let mut n = 0u64;
     let mut written = 0u64;
     while (g.count as usize) < target {
@@ -186,39 +209,71 @@ pub async fn seed(db: &Db, target: usize) -> Result<Seeded, StoreError> {
                 "scopes": "all", "access_expires_at": "2026-01-03T14:00:00Z", "token_fingerprint": format!("r{n}")}}));
         }
         while in_flight.len() > 12 {
-            let Some((_, tenant, invoice, k, mut seq)) = in_flight.pop_front() else { break };
+            let Some((_, tenant, invoice, k, mut seq)) = in_flight.pop_front() else {
+                break;
+            };
             let id = format!("{tenant}/{invoice}");
             let mut next = |g: &mut Generator, payload: Value| {
                 seq += 1;
                 g.push(&tenant, "Invoice", id.clone(), seq, payload);
             };
             if k % 23 == 0 {
-                next(&mut g, json!({"SyncFailed": {"cause": {"kind": "bling_unavailable", "message": "Bling answered 503"},
+                next(
+                    &mut g,
+                    json!({"SyncFailed": {"cause": {"kind": "bling_unavailable", "message": "Bling answered 503"},
                     "attempt": 1, "retry_at": "2026-01-01T09:00:00Z",
-                    "calls": [call("POST", "/pedidos/vendas", 503, Some(("SERVICE_UNAVAILABLE", "tente novamente")))]}}));
+                    "calls": [call("POST", "/pedidos/vendas", 503, Some(("SERVICE_UNAVAILABLE", "tente novamente")))]}}),
+                );
             }
             if k % 61 == 0 {
-                next(&mut g, json!({"SyncFailed": {"cause": {"kind": "divergent_customer_record", "problems": [],
+                next(
+                    &mut g,
+                    json!({"SyncFailed": {"cause": {"kind": "divergent_customer_record", "problems": [],
                     "bling_fields": [{"code": 3, "element": "endereco.geral.cep", "msg": "O CEP não pertence à UF"}],
                     "message": "endereco.geral.cep: O CEP não pertence à UF"}, "attempt": 2, "retry_at": null,
-                    "calls": [call("POST", "/contatos", 400, Some(("VALIDATION_ERROR", "dados inválidos")))]}}));
-                next(&mut g, json!({"SyncResumed": {"reason": "customer record updated"}}));
+                    "calls": [call("POST", "/contatos", 400, Some(("VALIDATION_ERROR", "dados inválidos")))]}}),
+                );
+                next(
+                    &mut g,
+                    json!({"SyncResumed": {"reason": "customer record updated"}}),
+                );
             }
             if k % 89 == 0 {
-                next(&mut g, json!({"SyncParked": {"reason": "the shop revoked access to Bling"}}));
-                next(&mut g, json!({"SyncResumed": {"reason": "reconnected to Bling"}}));
+                next(
+                    &mut g,
+                    json!({"SyncParked": {"reason": "the shop revoked access to Bling"}}),
+                );
+                next(
+                    &mut g,
+                    json!({"SyncResumed": {"reason": "reconnected to Bling"}}),
+                );
             }
-            next(&mut g, json!({"SalesOrderCreated": {"bling_order_id": 500_000 + k, "bling_number": k, "created": true,
-                "content_version": 1, "calls": [call("POST", "/pedidos/vendas", 201, None)]}}));
-            next(&mut g, json!({"SituacaoChanged": {"situacao_id": 9, "situacao_name": "Atendido",
-                "calls": [call("GET", "/situacoes/modulos", 200, None), call("PATCH", &format!("/pedidos/vendas/{}/situacoes/9", 500_000 + k), 204, None)]}}));
+            next(
+                &mut g,
+                json!({"SalesOrderCreated": {"bling_order_id": 500_000 + k, "bling_number": k, "created": true,
+                "content_version": 1, "calls": [call("POST", "/pedidos/vendas", 201, None)]}}),
+            );
+            next(
+                &mut g,
+                json!({"SituacaoChanged": {"situacao_id": 9, "situacao_name": "Atendido",
+                "calls": [call("GET", "/situacoes/modulos", 200, None), call("PATCH", &format!("/pedidos/vendas/{}/situacoes/9", 500_000 + k), 204, None)]}}),
+            );
             if k % 17 == 0 {
-                next(&mut g, json!({"InvoiceUpdated": {"changed_fields": ["notes"], "content": content(&format!("NF-{k}"), 5_000 + (k * 37) % 50_000)}}));
-                next(&mut g, json!({"SalesOrderUpdated": {"content_version": 2, "calls": [call("PUT", "/pedidos/vendas/1", 200, None)]}}));
+                next(
+                    &mut g,
+                    json!({"InvoiceUpdated": {"changed_fields": ["notes"], "content": content(&format!("NF-{k}"), 5_000 + (k * 37) % 50_000)}}),
+                );
+                next(
+                    &mut g,
+                    json!({"SalesOrderUpdated": {"content_version": 2, "calls": [call("PUT", "/pedidos/vendas/1", 200, None)]}}),
+                );
             }
             if k % 41 == 0 {
                 next(&mut g, json!({"InvoiceCancelled": {"reason": "desistiu"}}));
-                next(&mut g, json!({"SituacaoChanged": {"situacao_id": 12, "situacao_name": "Cancelado", "calls": [call("PATCH", "/pedidos/vendas/1/situacoes/12", 204, None)]}}));
+                next(
+                    &mut g,
+                    json!({"SituacaoChanged": {"situacao_id": 12, "situacao_name": "Cancelado", "calls": [call("PATCH", "/pedidos/vendas/1/situacoes/12", 204, None)]}}),
+                );
             }
         }
         if g.rows.len() >= 5_000 {
@@ -344,12 +399,18 @@ async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchErr
     eprintln!("seeding {events} events…");
     let seeded = seed(&db, events).await?;
     if let Db::Postgres(pool) = &db {
-        sqlx::query("VACUUM ANALYZE events").execute(pool).await.map_err(StoreError::from)?;
+        sqlx::query("VACUUM ANALYZE events")
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)?;
     }
     // Warm the cache the same way for both: one raw read first.
     raw_copy(&db).await?;
     let (bytes, raw_seconds) = raw_copy(&db).await?;
-    let raw_rate = per_second(seeded.events, std::time::Duration::from_secs_f64(raw_seconds));
+    let raw_rate = per_second(
+        seeded.events,
+        std::time::Duration::from_secs_f64(raw_seconds),
+    );
     eprintln!("rebuilding all projections…");
     let runner = Projections::new(db.clone(), RunnerSettings::default());
     let all = runner.rebuild(&[], 5_000, |_| {}).await?;
@@ -369,6 +430,8 @@ async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchErr
         rebuild_all_seconds: all.seconds,
         ratio: all.events_per_sec / raw_rate.max(1e-9),
         per_projection,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     })
 }

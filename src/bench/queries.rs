@@ -51,7 +51,11 @@ impl QueriesReport {
     }
 }
 
-pub async fn run(admin_url: &str, events: usize, samples: usize) -> Result<QueriesReport, BenchError> {
+pub async fn run(
+    admin_url: &str,
+    events: usize,
+    samples: usize,
+) -> Result<QueriesReport, BenchError> {
     let scratch = ScratchDb::create(admin_url).await?;
     let outcome = measure(&scratch.url, events, samples.max(1)).await;
     scratch.drop_database().await?;
@@ -83,7 +87,10 @@ async fn measure(url: &str, events: usize, samples: usize) -> Result<QueriesRepo
         .await?;
     let projection_seconds = started.elapsed().as_secs_f64();
     if let Db::Postgres(pool) = &db {
-        sqlx::query("ANALYZE").execute(pool).await.map_err(StoreError::from)?;
+        sqlx::query("ANALYZE")
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)?;
     }
     eprintln!("timing {samples} history queries…");
     let mut rng = rand::rng();
@@ -120,6 +127,8 @@ async fn measure(url: &str, events: usize, samples: usize) -> Result<QueriesRepo
         mean_entries: entries as f64 / samples as f64,
         export_mb_per_sec: counter.0 as f64 / 1e6 / export_seconds,
         export_events_per_sec: exported as f64 / export_seconds,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
     })
 }

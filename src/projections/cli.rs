@@ -18,7 +18,9 @@ fn tenant(raw: &str) -> Result<TenantId> {
 }
 
 async fn caught_up(db: &Db) -> Result<()> {
-    Projections::new(db.clone(), RunnerSettings::default()).catch_up().await?;
+    Projections::new(db.clone(), RunnerSettings::default())
+        .catch_up()
+        .await?;
     Ok(())
 }
 
@@ -55,18 +57,28 @@ pub async fn history(db: &Db, tenant_raw: &str, invoice_raw: &str, json: bool) -
         writeln!(
             out,
             "Bling order {order}{}, situação {}",
-            i.bling_number.map(|n| format!(" (nº {n})")).unwrap_or_default(),
+            i.bling_number
+                .map(|n| format!(" (nº {n})"))
+                .unwrap_or_default(),
             i.situacao_name.as_deref().unwrap_or("-")
         )?;
     }
     if let Some(kind) = &i.last_cause_kind {
-        writeln!(out, "Last cause: {kind}: {}", i.last_cause_message.as_deref().unwrap_or(""))?;
+        writeln!(
+            out,
+            "Last cause: {kind}: {}",
+            i.last_cause_message.as_deref().unwrap_or("")
+        )?;
         if let Some(advice) = projections::advice_for(kind) {
             writeln!(out, "Advice: {advice}")?;
         }
     }
     writeln!(out)?;
-    writeln!(out, "{:<23}  {:<20}  {:<14}  WHAT", "TIME (UTC)", "EVENT", "CONNECTION")?;
+    writeln!(
+        out,
+        "{:<23}  {:<20}  {:<14}  WHAT",
+        "TIME (UTC)", "EVENT", "CONNECTION"
+    )?;
     for e in &h.entries {
         let event = if e.subject == "invoice" {
             e.event_type.clone()
@@ -83,7 +95,10 @@ pub async fn history(db: &Db, tenant_raw: &str, invoice_raw: &str, json: bool) -
         )?;
         let calls: Value = serde_json::from_str(&e.calls).unwrap_or(Value::Null);
         for c in calls.as_array().into_iter().flatten() {
-            let status = c["status"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "no answer".into());
+            let status = c["status"]
+                .as_u64()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no answer".into());
             let error = match (c["error_type"].as_str(), c["error_message"].as_str()) {
                 (Some(t), Some(m)) => format!("  {t}: {m}"),
                 (Some(t), None) => format!("  {t}"),
@@ -100,14 +115,23 @@ pub async fn history(db: &Db, tenant_raw: &str, invoice_raw: &str, json: bool) -
             )?;
         }
         if let Some(kind) = &e.cause_kind {
-            writeln!(out, "{:<47}  cause: {kind}: {}", "", e.cause_message.as_deref().unwrap_or(""))?;
+            writeln!(
+                out,
+                "{:<47}  cause: {kind}: {}",
+                "",
+                e.cause_message.as_deref().unwrap_or("")
+            )?;
             if let Some(advice) = projections::advice_for(kind) {
                 writeln!(out, "{:<47}  advice: {advice}", "")?;
             }
         }
     }
     if h.truncated {
-        writeln!(out, "(only the first {} entries; use --json for the API's shape)", queries::HISTORY_LIMIT)?;
+        writeln!(
+            out,
+            "(only the first {} entries; use --json for the API's shape)",
+            queries::HISTORY_LIMIT
+        )?;
     }
     Ok(out)
 }
@@ -125,12 +149,14 @@ pub async fn failures(
     let tenant = tenant(tenant_raw)?;
     let cause = cause
         .map(|c| {
-            projections::parse_cause_kind(c.trim()).map(str::to_string).ok_or_else(|| {
-                anyhow!(
-                    "--cause: unknown cause {c:?} (one of: {})",
-                    aggregates::sync::FailureCause::CODES.join(", ")
-                )
-            })
+            projections::parse_cause_kind(c.trim())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--cause: unknown cause {c:?} (one of: {})",
+                        aggregates::sync::FailureCause::CODES.join(", ")
+                    )
+                })
         })
         .transpose()?;
     let bound = |raw: Option<&str>, flag: &str, upper: bool| -> Result<Option<i64>> {
@@ -218,7 +244,11 @@ pub async fn status(db: &Db, json: bool) -> Result<String> {
         }
         return Ok(out);
     }
-    writeln!(out, "{:<14}  {:>12}  {:>12}  {:>10}  UPDATED", "PROJECTION", "CHECKPOINT", "HEAD", "LAG")?;
+    writeln!(
+        out,
+        "{:<14}  {:>12}  {:>12}  {:>10}  UPDATED",
+        "PROJECTION", "CHECKPOINT", "HEAD", "LAG"
+    )?;
     for r in &rows {
         writeln!(
             out,
@@ -227,7 +257,9 @@ pub async fn status(db: &Db, json: bool) -> Result<String> {
             r.checkpoint,
             r.head,
             r.lag,
-            r.updated_at_ms.map(short_time).unwrap_or_else(|| "never".into())
+            r.updated_at_ms
+                .map(short_time)
+                .unwrap_or_else(|| "never".into())
         )?;
     }
     Ok(out)
@@ -241,9 +273,11 @@ pub async fn rebuild(db: &Db, name: Option<&str>) -> Result<String> {
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
-            .map_err(|e| anyhow!("{e}"))?
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )
+        .map_err(|e| anyhow!("{e}"))?
+        .progress_chars("=> "),
     );
     bar.set_message(format!("rebuilding {}", name.unwrap_or("all projections")));
     let runner = Projections::new(db.clone(), RunnerSettings::default());

@@ -139,7 +139,11 @@ impl Projections {
         batch: i64,
         mut progress: impl FnMut(Progress),
     ) -> Result<RebuildReport, StoreError> {
-        let names: Vec<&'static str> = if names.is_empty() { NAMES.to_vec() } else { names.to_vec() };
+        let names: Vec<&'static str> = if names.is_empty() {
+            NAMES.to_vec()
+        } else {
+            names.to_vec()
+        };
         let started = std::time::Instant::now();
         reset(&self.db, &names).await?;
         let total = self.db.head_position().await?;
@@ -220,10 +224,14 @@ pub async fn reset(db: &Db, names: &[&str]) -> Result<(), StoreError> {
             match &mut tx {
                 // TRUNCATE is transactional on PostgreSQL and frees the space at once.
                 Tx::Postgres(t) => {
-                    sqlx::query(&format!("TRUNCATE {table}")).execute(&mut **t).await?;
+                    sqlx::query(&format!("TRUNCATE {table}"))
+                        .execute(&mut **t)
+                        .await?;
                 }
                 Tx::Sqlite(t) => {
-                    sqlx::query(&format!("DELETE FROM {table}")).execute(&mut **t).await?;
+                    sqlx::query(&format!("DELETE FROM {table}"))
+                        .execute(&mut **t)
+                        .await?;
                 }
             }
         }
@@ -275,10 +283,14 @@ async fn save_checkpoint(tx: &mut Tx, name: &str, position: i64) -> Result<(), S
 
 /// A log event as the projections take it.
 pub fn log_event(event: RecordedEvent) -> LogEvent {
-    let tenant = event
-        .tenant()
-        .map(str::to_string)
-        .unwrap_or_else(|| event.aggregate_id.split('/').next().unwrap_or_default().to_string());
+    let tenant = event.tenant().map(str::to_string).unwrap_or_else(|| {
+        event
+            .aggregate_id
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
     LogEvent {
         position: event.position,
         tenant,
@@ -389,9 +401,16 @@ async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreEr
     }
     let t4 = std::time::Instant::now();
     tx.commit().await?;
-    if std::env::var("PROJ_PROFILE").is_ok() {
-        eprintln!("lock {:?} read {:?} decode {:?} apply {:?} commit {:?}", t1 - t0, t2 - t1, t3 - t2, spent, t4.elapsed());
-    }
+    // Where a batch's time goes (RUST_LOG=bling_ledger::projections=debug).
+    tracing::debug!(
+        events = count,
+        lock_ms = (t1 - t0).as_millis() as u64,
+        read_ms = (t2 - t1).as_millis() as u64,
+        decode_ms = (t3 - t2).as_millis() as u64,
+        apply_ms = ?spent,
+        commit_ms = t4.elapsed().as_millis() as u64,
+        "projection batch"
+    );
     Ok(count)
 }
 
@@ -411,7 +430,11 @@ impl<R: Stored> Working<R> {
                 unique.push(k);
             }
         }
-        let rows = load::<R>(tx, &unique).await?.into_iter().map(|r| (r.key(), r)).collect();
+        let rows = load::<R>(tx, &unique)
+            .await?
+            .into_iter()
+            .map(|r| (r.key(), r))
+            .collect();
         Ok(Self {
             rows,
             touched: Vec::new(),
@@ -432,7 +455,11 @@ impl<R: Stored> Working<R> {
     }
 
     async fn flush(self, tx: &mut Tx) -> Result<(), StoreError> {
-        let rows: Vec<&R> = self.touched.iter().filter_map(|k| self.rows.get(k)).collect();
+        let rows: Vec<&R> = self
+            .touched
+            .iter()
+            .filter_map(|k| self.rows.get(k))
+            .collect();
         write(tx, &rows).await
     }
 }
@@ -473,7 +500,8 @@ async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError>
     for item in items {
         if let Domain::Customer { customer_id, event } = &item.domain {
             let current = work.take(&key2(&item.log.tenant, customer_id));
-            if let Some(row) = projections::customers::apply(current, &item.log, customer_id, event) {
+            if let Some(row) = projections::customers::apply(current, &item.log, customer_id, event)
+            {
                 work.put(row);
             }
         }

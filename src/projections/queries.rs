@@ -60,18 +60,47 @@ fn cols<R: Stored>() -> String {
     R::TABLE.select_list()
 }
 
-pub async fn invoice(db: &Db, tenant: &str, invoice_id: &str) -> Result<Option<InvoiceSync>, StoreError> {
-    let sql = format!("SELECT {} FROM proj_invoices WHERE tenant = $1 AND invoice_id = $2", cols::<InvoiceSync>());
-    Ok(fetch(db, &sql, &[Arg::Text(tenant.into()), Arg::Text(invoice_id.into())]).await?.pop())
+pub async fn invoice(
+    db: &Db,
+    tenant: &str,
+    invoice_id: &str,
+) -> Result<Option<InvoiceSync>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM proj_invoices WHERE tenant = $1 AND invoice_id = $2",
+        cols::<InvoiceSync>()
+    );
+    Ok(fetch(
+        db,
+        &sql,
+        &[Arg::Text(tenant.into()), Arg::Text(invoice_id.into())],
+    )
+    .await?
+    .pop())
 }
 
-pub async fn customer(db: &Db, tenant: &str, customer_id: &str) -> Result<Option<CustomerSync>, StoreError> {
-    let sql = format!("SELECT {} FROM proj_customers WHERE tenant = $1 AND customer_id = $2", cols::<CustomerSync>());
-    Ok(fetch(db, &sql, &[Arg::Text(tenant.into()), Arg::Text(customer_id.into())]).await?.pop())
+pub async fn customer(
+    db: &Db,
+    tenant: &str,
+    customer_id: &str,
+) -> Result<Option<CustomerSync>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM proj_customers WHERE tenant = $1 AND customer_id = $2",
+        cols::<CustomerSync>()
+    );
+    Ok(fetch(
+        db,
+        &sql,
+        &[Arg::Text(tenant.into()), Arg::Text(customer_id.into())],
+    )
+    .await?
+    .pop())
 }
 
 pub async fn connection(db: &Db, tenant: &str) -> Result<Option<ConnectionStatus>, StoreError> {
-    let sql = format!("SELECT {} FROM proj_connections WHERE tenant = $1", cols::<ConnectionStatus>());
+    let sql = format!(
+        "SELECT {} FROM proj_connections WHERE tenant = $1",
+        cols::<ConnectionStatus>()
+    );
     Ok(fetch(db, &sql, &[Arg::Text(tenant.into())]).await?.pop())
 }
 
@@ -90,7 +119,11 @@ pub const HISTORY_LIMIT: i64 = 2_000;
 /// The invoice's timeline: its own entries, its customer's from its billing on, and the
 /// connection's state changes over the same window. The window closes at the invoice's last
 /// event once it is synced or cancelled (later customer events do not concern it).
-pub async fn history(db: &Db, tenant: &str, invoice_id: &str) -> Result<Option<History>, StoreError> {
+pub async fn history(
+    db: &Db,
+    tenant: &str,
+    invoice_id: &str,
+) -> Result<Option<History>, StoreError> {
     let Some(invoice) = invoice(db, tenant, invoice_id).await? else {
         return Ok(None);
     };
@@ -99,7 +132,11 @@ pub async fn history(db: &Db, tenant: &str, invoice_id: &str) -> Result<Option<H
         _ => i64::MAX,
     };
     let c = cols::<Entry>();
-    let changes = STATE_CHANGES.iter().map(|e| format!("'{e}'")).collect::<Vec<_>>().join(", ");
+    let changes = STATE_CHANGES
+        .iter()
+        .map(|e| format!("'{e}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT {c} FROM (
              SELECT {c} FROM proj_timeline
@@ -158,8 +195,15 @@ pub struct FailureFilter {
     pub before: Option<i64>,
 }
 
-pub async fn failures(db: &Db, tenant: &str, filter: &FailureFilter) -> Result<Page<Failure>, StoreError> {
-    let mut sql = format!("SELECT {} FROM proj_failures WHERE tenant = $1", cols::<Failure>());
+pub async fn failures(
+    db: &Db,
+    tenant: &str,
+    filter: &FailureFilter,
+) -> Result<Page<Failure>, StoreError> {
+    let mut sql = format!(
+        "SELECT {} FROM proj_failures WHERE tenant = $1",
+        cols::<Failure>()
+    );
     let mut args = vec![Arg::Text(tenant.into())];
     let mut add = |cond: &str, arg: Arg, sql: &mut String| {
         args.push(arg);
@@ -203,8 +247,15 @@ pub struct InvoiceFilter {
 
 /// Invoices newest first (by billing), filtered by state and last cause, searched by number
 /// or the customer's tax id.
-pub async fn list_invoices(db: &Db, tenant: &str, filter: &InvoiceFilter) -> Result<Page<InvoiceSync>, StoreError> {
-    let mut sql = format!("SELECT {} FROM proj_invoices WHERE tenant = $1", cols::<InvoiceSync>());
+pub async fn list_invoices(
+    db: &Db,
+    tenant: &str,
+    filter: &InvoiceFilter,
+) -> Result<Page<InvoiceSync>, StoreError> {
+    let mut sql = format!(
+        "SELECT {} FROM proj_invoices WHERE tenant = $1",
+        cols::<InvoiceSync>()
+    );
     let mut args = vec![Arg::Text(tenant.into())];
     if let Some(s) = filter.state {
         args.push(Arg::Text(s.as_str().into()));
@@ -235,7 +286,10 @@ pub async fn list_invoices(db: &Db, tenant: &str, filter: &InvoiceFilter) -> Res
     }
     let limit = filter.limit.clamp(1, MAX_LIMIT);
     args.push(Arg::Int(limit + 1));
-    sql.push_str(&format!(" ORDER BY billed_position DESC LIMIT ${}", args.len()));
+    sql.push_str(&format!(
+        " ORDER BY billed_position DESC LIMIT ${}",
+        args.len()
+    ));
     let mut items = fetch::<InvoiceSync>(db, &sql, &args).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
@@ -247,7 +301,10 @@ pub async fn list_invoices(db: &Db, tenant: &str, filter: &InvoiceFilter) -> Res
 }
 
 /// Every tenant with customers or a connection (or just `only`), with its connection status.
-pub async fn tenants(db: &Db, only: Option<&str>) -> Result<Vec<(String, Option<ConnectionStatus>)>, StoreError> {
+pub async fn tenants(
+    db: &Db,
+    only: Option<&str>,
+) -> Result<Vec<(String, Option<ConnectionStatus>)>, StoreError> {
     let names: Vec<(String,)> = match only {
         Some(t) => crate::on_db!(
             db,
@@ -444,7 +501,11 @@ pub struct Dump {
 pub async fn dump_all(db: &Db) -> Result<Vec<Dump>, StoreError> {
     use super::rows::V;
     async fn one<R: Stored>(db: &Db, order: &str) -> Result<Dump, StoreError> {
-        let sql = format!("SELECT {} FROM {} ORDER BY {order}", cols::<R>(), R::TABLE.name);
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {order}",
+            cols::<R>(),
+            R::TABLE.name
+        );
         let rows = fetch::<R>(db, &sql, &[]).await?;
         Ok(Dump {
             table: R::TABLE.name.to_string(),

@@ -38,7 +38,11 @@ pub struct Table {
 
 impl Table {
     pub fn select_list(&self) -> String {
-        self.cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+        self.cols
+            .iter()
+            .map(|(c, _)| *c)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -55,7 +59,9 @@ pub struct Vals(std::vec::IntoIter<V>);
 
 impl Vals {
     fn next(&mut self) -> Result<V, StoreError> {
-        self.0.next().ok_or_else(|| StoreError::Corrupt("view row is short of columns".into()))
+        self.0
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("view row is short of columns".into()))
     }
     pub fn ot(&mut self) -> Result<Option<String>, StoreError> {
         match self.next()? {
@@ -64,7 +70,8 @@ impl Vals {
         }
     }
     pub fn t(&mut self) -> Result<String, StoreError> {
-        self.ot()?.ok_or_else(|| StoreError::Corrupt("unexpected NULL text".into()))
+        self.ot()?
+            .ok_or_else(|| StoreError::Corrupt("unexpected NULL text".into()))
     }
     pub fn oi(&mut self) -> Result<Option<i64>, StoreError> {
         match self.next()? {
@@ -73,7 +80,8 @@ impl Vals {
         }
     }
     pub fn i(&mut self) -> Result<i64, StoreError> {
-        self.oi()?.ok_or_else(|| StoreError::Corrupt("unexpected NULL integer".into()))
+        self.oi()?
+            .ok_or_else(|| StoreError::Corrupt("unexpected NULL integer".into()))
     }
 }
 
@@ -141,8 +149,17 @@ pub async fn load<R: Stored>(tx: &mut Tx, keys: &[Vec<String>]) -> Result<Vec<R>
             }
         }
         Tx::Sqlite(t) => {
-            let cond: Vec<String> = key_cols.iter().enumerate().map(|(n, c)| format!("{c} = ?{}", n + 1)).collect();
-            let sql = format!("SELECT {} FROM {} WHERE {}", table.select_list(), table.name, cond.join(" AND "));
+            let cond: Vec<String> = key_cols
+                .iter()
+                .enumerate()
+                .map(|(n, c)| format!("{c} = ?{}", n + 1))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {}",
+                table.select_list(),
+                table.name,
+                cond.join(" AND ")
+            );
             for key in keys {
                 let mut query = sqlx::query(&sql);
                 for part in key {
@@ -166,7 +183,11 @@ fn conflict_clause(table: &Table) -> String {
         .iter()
         .map(|(c, _)| format!("{c} = excluded.{c}"))
         .collect();
-    format!(" ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), sets.join(", "))
+    format!(
+        " ON CONFLICT ({}) DO UPDATE SET {}",
+        keys.join(", "),
+        sets.join(", ")
+    )
 }
 
 /// Writes `rows` (each key at most once per call).
@@ -350,7 +371,8 @@ impl Stored for InvoiceSync {
             last_outcome: Outcome::parse(&v.t()?),
             state: {
                 let raw = v.t()?;
-                SyncState::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("invoice state {raw:?}")))?
+                SyncState::parse(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("invoice state {raw:?}")))?
             },
             last_cause_kind: v.ot()?,
             last_cause_message: v.ot()?,
@@ -387,7 +409,11 @@ impl Stored for Entry {
         upsert: false,
     };
     fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone(), self.subject.clone(), self.subject_id.clone()]
+        vec![
+            self.tenant.clone(),
+            self.subject.clone(),
+            self.subject_id.clone(),
+        ]
     }
     fn to_vals(&self) -> Vec<V> {
         vec![
@@ -511,7 +537,12 @@ impl Stored for Failure {
 impl Stored for InvoiceRef {
     const TABLE: Table = Table {
         name: "proj_failure_invoices",
-        cols: &[("tenant", T), ("invoice_id", T), ("customer_id", T), ("number", T)],
+        cols: &[
+            ("tenant", T),
+            ("invoice_id", T),
+            ("customer_id", T),
+            ("number", T),
+        ],
         key: 2,
         upsert: true,
     };
@@ -519,7 +550,12 @@ impl Stored for InvoiceRef {
         vec![self.tenant.clone(), self.invoice_id.clone()]
     }
     fn to_vals(&self) -> Vec<V> {
-        vec![t(&self.tenant), t(&self.invoice_id), t(&self.customer_id), t(&self.number)]
+        vec![
+            t(&self.tenant),
+            t(&self.invoice_id),
+            t(&self.customer_id),
+            t(&self.number),
+        ]
     }
     fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
         Ok(InvoiceRef {
