@@ -205,7 +205,10 @@ impl TokenRegistry {
 pub fn new_token(name: &str, role: Role, tenant: &str) -> (String, TokenEntry) {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
-    let token = format!("blt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!(
+        "blt_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let entry = TokenEntry {
         name: name.to_string(),
         sha256: hex::encode(digest(&token)),
@@ -223,13 +226,24 @@ mod tests {
     fn generated_tokens_authenticate_by_digest() {
         let (token, entry) = new_token("petshop", Role::Ingest, "shop-1");
         let json = serde_json::to_string(&vec![entry]).unwrap();
-        assert!(!json.contains(&token), "the configuration never holds the token");
+        assert!(
+            !json.contains(&token),
+            "the configuration never holds the token"
+        );
         let registry = TokenRegistry::from_json(&json).unwrap();
-        let principal = registry.authenticate(Some(&format!("Bearer {token}"))).unwrap();
+        let principal = registry
+            .authenticate(Some(&format!("Bearer {token}")))
+            .unwrap();
         assert_eq!(principal.role, Role::Ingest);
-        assert_eq!(registry.authenticate(Some("Bearer nope")), Err(Denied::Unauthenticated));
+        assert_eq!(
+            registry.authenticate(Some("Bearer nope")),
+            Err(Denied::Unauthenticated)
+        );
         assert_eq!(registry.authenticate(None), Err(Denied::Unauthenticated));
-        assert_eq!(registry.authenticate(Some(&token)), Err(Denied::Unauthenticated));
+        assert_eq!(
+            registry.authenticate(Some(&token)),
+            Err(Denied::Unauthenticated)
+        );
     }
 
     #[test]
@@ -259,6 +273,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("token 'x'"));
-        assert!(TokenRegistry::from_json(r#"[{"name":"x","sha256":"00","role":"boss","tenant":"*"}]"#).is_err());
+        assert!(TokenRegistry::from_json(
+            r#"[{"name":"x","sha256":"00","role":"boss","tenant":"*"}]"#
+        )
+        .is_err());
     }
 }

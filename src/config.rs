@@ -16,7 +16,12 @@ pub struct DatabaseArgs {
     pub database_url: String,
 
     /// Connection pool size.
-    #[arg(long, env = "BLING_LEDGER_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "BLING_LEDGER_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
     pub max_connections: u32,
 }
 
@@ -72,7 +77,9 @@ fn merge(into: &mut TokenRegistry, from: TokenRegistry) {
 
 impl TokenRegistry {
     fn merged(self, other: TokenRegistry) -> TokenRegistry {
-        other.entries().fold(self, |acc, (digest, principal)| acc.with_digest(digest, principal))
+        other.entries().fold(self, |acc, (digest, principal)| {
+            acc.with_digest(digest, principal)
+        })
     }
 }
 
@@ -87,7 +94,11 @@ pub fn ephemeral_admin(registry: TokenRegistry) -> (String, TokenRegistry) {
 #[derive(Debug, Clone, Args)]
 pub struct BlingArgs {
     /// Bling API v3 base URL (the sandbox's URL in tests and the demo).
-    #[arg(long, env = "BLING_API_URL", default_value = "https://api.bling.com.br/Api/v3")]
+    #[arg(
+        long,
+        env = "BLING_API_URL",
+        default_value = "https://api.bling.com.br/Api/v3"
+    )]
     pub bling_api_url: String,
     /// Bling's OAuth consent page.
     #[arg(
@@ -112,7 +123,11 @@ pub struct BlingArgs {
     #[arg(long, env = "BLING_LEDGER_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<PathBuf>,
     /// The key being rotated away from, still accepted for decryption.
-    #[arg(long, env = "BLING_LEDGER_PREVIOUS_ENCRYPTION_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BLING_LEDGER_PREVIOUS_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
     pub previous_encryption_key: Option<String>,
     /// Renew access tokens this many seconds before they expire.
     #[arg(long, env = "BLING_REFRESH_AHEAD_SECS", default_value_t = 1800)]
@@ -157,7 +172,10 @@ pub enum BlingConfigError {
 
 impl BlingArgs {
     /// The key ring: the configured key, or on SQLite a key file beside the database.
-    pub fn key_ring(&self, database_url: &str) -> Result<crate::oauth::crypto::KeyRing, BlingConfigError> {
+    pub fn key_ring(
+        &self,
+        database_url: &str,
+    ) -> Result<crate::oauth::crypto::KeyRing, BlingConfigError> {
         use crate::oauth::crypto::{EncryptionKey, KeyRing};
         let current = if let Some(key) = &self.encryption_key {
             EncryptionKey::from_base64(key)?
@@ -176,11 +194,17 @@ impl BlingArgs {
     }
 
     /// The connection settings, or `None` when no Bling app is configured.
-    pub fn auth_settings(&self, database_url: &str) -> Result<Option<crate::oauth::AuthSettings>, BlingConfigError> {
+    pub fn auth_settings(
+        &self,
+        database_url: &str,
+    ) -> Result<Option<crate::oauth::AuthSettings>, BlingConfigError> {
         let Some(client_id) = &self.bling_client_id else {
             return Ok(None);
         };
-        let secret = self.bling_client_secret.as_ref().ok_or(BlingConfigError::MissingSecret)?;
+        let secret = self
+            .bling_client_secret
+            .as_ref()
+            .ok_or(BlingConfigError::MissingSecret)?;
         let token_url = self
             .bling_token_url
             .clone()
@@ -236,7 +260,9 @@ impl BlingArgs {
 
 /// `sqlite://path/to/db` → `path/to/db.key`; `None` for PostgreSQL and in-memory databases.
 pub fn sqlite_key_path(database_url: &str) -> Option<PathBuf> {
-    let path = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() || path.contains(":memory:") {
         return None;

@@ -197,7 +197,12 @@ impl Ledger {
         let directory = Arc::new(LogCustomerDirectory { db: db.clone() });
         Arc::new(Ledger {
             customers: Framework::new(&db, ()),
-            invoices: Framework::new(&db, InvoiceServices { customers: directory }),
+            invoices: Framework::new(
+                &db,
+                InvoiceServices {
+                    customers: directory,
+                },
+            ),
             connections: Framework::new(&db, ()),
             db,
             appended_commands: AtomicU64::new(0),
@@ -231,8 +236,14 @@ impl Ledger {
         id: &str,
         command: <Customer as Aggregate>::Command,
     ) -> Result<(), LedgerError<<Customer as Aggregate>::Error>> {
-        self.run(&self.customers, "customer", &stream_id(&ctx.tenant, id), command, ctx)
-            .await
+        self.run(
+            &self.customers,
+            "customer",
+            &stream_id(&ctx.tenant, id),
+            command,
+            ctx,
+        )
+        .await
     }
 
     pub async fn execute_invoice(
@@ -241,8 +252,14 @@ impl Ledger {
         id: &str,
         command: <Invoice as Aggregate>::Command,
     ) -> Result<(), LedgerError<<Invoice as Aggregate>::Error>> {
-        self.run(&self.invoices, "invoice", &stream_id(&ctx.tenant, id), command, ctx)
-            .await
+        self.run(
+            &self.invoices,
+            "invoice",
+            &stream_id(&ctx.tenant, id),
+            command,
+            ctx,
+        )
+        .await
     }
 
     /// The connection's stream id is the tenant itself: one connection per tenant.

@@ -12,15 +12,15 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod bling;
 pub mod bench;
+pub mod bling;
 pub mod config;
 pub mod demo;
 pub mod ledger;
 pub mod metrics;
 pub mod oauth;
+pub mod projections;
 pub mod sandbox;
 pub mod server;
 pub mod store;
-pub mod projections;
 pub mod sync;

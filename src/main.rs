@@ -284,7 +284,7 @@ enum KeyCommand {
     /// run this, then remove the previous key.
     Rotate {
         #[command(flatten)]
-        bling: BlingArgs,
+        bling: Box<BlingArgs>,
     },
 }
 
@@ -307,7 +307,9 @@ enum TokenCommand {
 fn init_tracing(format: LogFormat, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -369,22 +371,37 @@ async fn run(cli: Cli) -> Result<()> {
             bling,
         } => serve(&cli.database, listen, &tokens, &bling).await,
         Command::Connect { tenant, bling } => connect_tenant(&cli.database, &tenant, &bling).await,
-        Command::Status { tenant, json, bling } => status(&cli.database, tenant, json, &bling).await,
+        Command::Status {
+            tenant,
+            json,
+            bling,
+        } => status(&cli.database, tenant, json, &bling).await,
         Command::Replay { tenant, invoice } => {
-            let tenant = aggregates::ids::TenantId::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let tenant = aggregates::ids::TenantId::parse(&tenant)
+                .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
             if let Some(i) = &invoice {
-                aggregates::ids::InvoiceId::parse(i).map_err(|e| anyhow::anyhow!("--invoice: {e}"))?;
+                aggregates::ids::InvoiceId::parse(i)
+                    .map_err(|e| anyhow::anyhow!("--invoice: {e}"))?;
             }
             let db = connect(&cli.database).await?;
             db.migrate().await.context("migrating")?;
-            let n = bling_ledger::sync::queue::replay(&db, tenant.as_str(), invoice.as_deref(), "replay requested from the CLI").await?;
+            let n = bling_ledger::sync::queue::replay(
+                &db,
+                tenant.as_str(),
+                invoice.as_deref(),
+                "replay requested from the CLI",
+            )
+            .await?;
             println!("{n} job(s) queued again for {tenant}; a running `serve` picks them up within a second");
             Ok(())
         }
         Command::Key {
             command: KeyCommand::New,
         } => {
-            println!("{}", bling_ledger::oauth::crypto::EncryptionKey::generate_base64());
+            println!(
+                "{}",
+                bling_ledger::oauth::crypto::EncryptionKey::generate_base64()
+            );
             Ok(())
         }
         Command::Key {
@@ -395,7 +412,10 @@ async fn run(cli: Cli) -> Result<()> {
             let ring = bling.key_ring(&cli.database.database_url)?;
             let store = bling_ledger::oauth::credentials::CredentialStore::new(db, ring.clone());
             let changed = store.reencrypt_all().await?;
-            println!("re-encrypted the tokens of {changed} tenant(s) under key {}", ring.current_id());
+            println!(
+                "re-encrypted the tokens of {changed} tenant(s) under key {}",
+                ring.current_id()
+            );
             Ok(())
         }
         Command::Migrate => {
@@ -461,10 +481,17 @@ async fn run(cli: Cli) -> Result<()> {
             bling_ledger::sandbox::serve_cli(listen, config).await
         }
         Command::Bench { which } => bench(&cli.database, which).await,
-        Command::History { tenant, invoice, json } => {
+        Command::History {
+            tenant,
+            invoice,
+            json,
+        } => {
             let db = connect(&cli.database).await?;
             db.migrate().await.context("migrating")?;
-            print!("{}", bling_ledger::projections::cli::history(&db, &tenant, &invoice, json).await?);
+            print!(
+                "{}",
+                bling_ledger::projections::cli::history(&db, &tenant, &invoice, json).await?
+            );
             Ok(())
         }
         Command::Failures {
@@ -494,7 +521,9 @@ async fn run(cli: Cli) -> Result<()> {
             let db = connect(&cli.database).await?;
             db.migrate().await.context("migrating")?;
             let out = match command {
-                ProjectionsCommand::Status { json } => bling_ledger::projections::cli::status(&db, json).await?,
+                ProjectionsCommand::Status { json } => {
+                    bling_ledger::projections::cli::status(&db, json).await?
+                }
                 ProjectionsCommand::Rebuild { name } => {
                     bling_ledger::projections::cli::rebuild(&db, name.as_deref()).await?
                 }
@@ -525,15 +554,24 @@ async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
             if invoices == 0 || ceiling == 0 {
                 bail!("--invoices and --ceiling must be at least 1");
             }
-            eprintln!("bench sync: {invoices} invoices parked, then drained at up to {ceiling} req/s…");
-            let r = bling_ledger::bench::sync::run(&database.database_url, invoices, ceiling).await?;
+            eprintln!(
+                "bench sync: {invoices} invoices parked, then drained at up to {ceiling} req/s…"
+            );
+            let r =
+                bling_ledger::bench::sync::run(&database.database_url, invoices, ceiling).await?;
             println!("database              : {}", r.database);
             println!("parked in             : {:>10.1} s", r.park_seconds);
             println!("drained in            : {:>10.1} s", r.drain_seconds);
             println!("Bling calls           : {:>10}", r.bling_calls);
             println!("achieved rate         : {:>10.1} req/s of {} ({:.1}% of the ceiling; target >= 95%)", r.achieved_per_sec, r.ceiling_per_sec, r.ratio_of_ceiling * 100.0);
-            println!("429 answers           : {:>10}  (target 0)", r.too_many_requests);
-            println!("calls per invoice     : {:>10.2}  (target <= 2)", r.calls_per_invoice);
+            println!(
+                "429 answers           : {:>10}  (target 0)",
+                r.too_many_requests
+            );
+            println!(
+                "calls per invoice     : {:>10.2}  (target <= 2)",
+                r.calls_per_invoice
+            );
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
@@ -541,7 +579,8 @@ async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
             if !database.is_postgres() {
                 bail!("bench projections runs on PostgreSQL: pass --database-url postgres://…");
             }
-            let report = bling_ledger::bench::projections::run(&database.database_url, events).await?;
+            let report =
+                bling_ledger::bench::projections::run(&database.database_url, events).await?;
             print!("{}", report.text());
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -550,7 +589,8 @@ async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
             if !database.is_postgres() {
                 bail!("bench queries runs on PostgreSQL: pass --database-url postgres://…");
             }
-            let report = bling_ledger::bench::queries::run(&database.database_url, events, samples).await?;
+            let report =
+                bling_ledger::bench::queries::run(&database.database_url, events, samples).await?;
             print!("{}", report.text());
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -569,9 +609,18 @@ async fn bench(database: &DatabaseArgs, which: BenchCommand) -> Result<()> {
                 std::time::Duration::from_secs(seconds),
             )
             .await?;
-            println!("raw single-row INSERT : {:>10.0} rows/s", report.raw_inserts_per_sec);
-            println!("HTTP ingest (PUT)     : {:>10.0} requests/s", report.ingest_requests_per_sec);
-            println!("ratio ingest/raw      : {:>10.1}%  (target >= 35%)", report.ratio * 100.0);
+            println!(
+                "raw single-row INSERT : {:>10.0} rows/s",
+                report.raw_inserts_per_sec
+            );
+            println!(
+                "HTTP ingest (PUT)     : {:>10.0} requests/s",
+                report.ingest_requests_per_sec
+            );
+            println!(
+                "ratio ingest/raw      : {:>10.1}%  (target >= 35%)",
+                report.ratio * 100.0
+            );
             println!("ingest errors         : {:>10}", report.ingest_errors);
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
@@ -600,8 +649,8 @@ fn redact_url(url: &str) -> String {
 }
 
 async fn connect_tenant(database: &DatabaseArgs, tenant: &str, bling: &BlingArgs) -> Result<()> {
-    let tenant = aggregates::ids::TenantId::parse(tenant)
-        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+    let tenant =
+        aggregates::ids::TenantId::parse(tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
     let Some(settings) = bling.auth_settings(&database.database_url)? else {
         bail!("no Bling app configured: set BLING_CLIENT_ID and BLING_CLIENT_SECRET");
     };
@@ -613,12 +662,20 @@ async fn connect_tenant(database: &DatabaseArgs, tenant: &str, bling: &BlingArgs
         .connector
         .start(&tenant, bling_ledger::ledger::Actor::Support("cli".into()))
         .await?;
-    println!("Open this URL in the shop's browser (valid {} minutes, once):", auth.settings.state_ttl.as_secs() / 60);
+    println!(
+        "Open this URL in the shop's browser (valid {} minutes, once):",
+        auth.settings.state_ttl.as_secs() / 60
+    );
     println!("{url}");
     Ok(())
 }
 
-async fn status(database: &DatabaseArgs, tenant: Option<String>, json: bool, bling: &BlingArgs) -> Result<()> {
+async fn status(
+    database: &DatabaseArgs,
+    tenant: Option<String>,
+    json: bool,
+    bling: &BlingArgs,
+) -> Result<()> {
     let db = connect(database).await?;
     db.migrate().await.context("migrating")?;
     let ledger = bling_ledger::ledger::Ledger::new(db.clone());
@@ -643,7 +700,8 @@ async fn status(database: &DatabaseArgs, tenant: Option<String>, json: bool, bli
         println!("no tenant has a Bling connection yet (bling-ledger connect --tenant T)");
     }
     for raw in tenants {
-        let tenant = aggregates::ids::TenantId::parse(&raw).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+        let tenant =
+            aggregates::ids::TenantId::parse(&raw).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
         let s = bling_ledger::oauth::connection_status(&ledger, creds.as_ref(), &tenant).await?;
         if json {
             println!("{}", serde_json::to_string(&s)?);
@@ -661,14 +719,22 @@ async fn status(database: &DatabaseArgs, tenant: Option<String>, json: bool, bli
                 println!("{:<16} last error: {e}", "");
             }
             if let Some(r) = &s.revoked {
-                println!("{:<16} revoked: {} answered {} {} ({})", "", r.call, r.status, r.error_type, r.message);
+                println!(
+                    "{:<16} revoked: {} answered {} {} ({})",
+                    "", r.call, r.status, r.error_type, r.message
+                );
             }
         }
     }
     Ok(())
 }
 
-async fn serve(database: &DatabaseArgs, listen: SocketAddr, tokens: &TokenArgs, bling: &BlingArgs) -> Result<()> {
+async fn serve(
+    database: &DatabaseArgs,
+    listen: SocketAddr,
+    tokens: &TokenArgs,
+    bling: &BlingArgs,
+) -> Result<()> {
     let mut registry = tokens.load()?;
     if registry.is_empty() {
         if database.is_postgres() {
@@ -735,14 +801,23 @@ async fn print_events(
             if json {
                 writeln!(out, "{}", serde_json::to_string(&event)?)?;
             } else {
-                let actor = event.metadata.get("actor").and_then(|a| a.as_str()).unwrap_or("");
+                let actor = event
+                    .metadata
+                    .get("actor")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or("");
                 writeln!(
                     out,
                     "{:>8}  {:<27}  {:<12}  {:<40}  {:<22}  {}",
                     event.position,
-                    event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    event
+                        .recorded_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     event.tenant().unwrap_or("-"),
-                    format!("{}/{}#{}", event.aggregate_type, event.aggregate_id, event.sequence),
+                    format!(
+                        "{}/{}#{}",
+                        event.aggregate_type, event.aggregate_id, event.sequence
+                    ),
                     event.event_type,
                     actor
                 )?;

@@ -5,10 +5,12 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// (method, route, status) → (requests, seconds spent).
+type RequestTotals = BTreeMap<(String, String, u16), (u64, f64)>;
+
 #[derive(Default)]
 pub struct Metrics {
-    // (method, route, status) -> (count, total seconds)
-    http: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    http: Mutex<RequestTotals>,
     counters: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -33,7 +35,10 @@ impl Metrics {
     /// Renders every metric, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP bling_ledger_http_requests_total HTTP requests served.");
+        let _ = writeln!(
+            out,
+            "# HELP bling_ledger_http_requests_total HTTP requests served."
+        );
         let _ = writeln!(out, "# TYPE bling_ledger_http_requests_total counter");
         let http = self.http.lock().map(|h| h.clone()).unwrap_or_default();
         for ((method, route, status), (count, _)) in &http {
@@ -42,7 +47,10 @@ impl Metrics {
                 "bling_ledger_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
             );
         }
-        let _ = writeln!(out, "# HELP bling_ledger_http_request_seconds_sum Time spent serving requests.");
+        let _ = writeln!(
+            out,
+            "# HELP bling_ledger_http_request_seconds_sum Time spent serving requests."
+        );
         let _ = writeln!(out, "# TYPE bling_ledger_http_request_seconds_sum counter");
         for ((method, route, status), (_, seconds)) in &http {
             let _ = writeln!(

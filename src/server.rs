@@ -86,7 +86,11 @@ impl Server {
         let auth = match settings.auth {
             Some(auth_settings) => {
                 let interval = auth_settings.renewal_interval;
-                let auth = Arc::new(BlingAuth::new(db.clone(), Arc::clone(&ledger), auth_settings)?);
+                let auth = Arc::new(BlingAuth::new(
+                    db.clone(),
+                    Arc::clone(&ledger),
+                    auth_settings,
+                )?);
                 background.push(Arc::clone(&auth.tokens).spawn_renewal(interval, stop.subscribe()));
                 Some(auth)
             }

@@ -47,12 +47,20 @@ async fn connect_through_the_consent_page(t: TestDb) {
     let stack = Stack::start(&t.url, |_| {}, |_| {}).await;
     let url = stack.authorize_url("shop-a").await;
     // The shop's user sees Bling's consent page and presses "Authorize".
-    let page = stack.http.get(format!("{url}&account=shop-a")).send().await.unwrap();
+    let page = stack
+        .http
+        .get(format!("{url}&account=shop-a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     let field = |name: &str| -> String {
         let marker = format!("name=\"{name}\" value=\"");
-        let start = html.find(&marker).unwrap_or_else(|| panic!("{name} in {html}")) + marker.len();
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("{name} in {html}"))
+            + marker.len();
         html[start..start + html[start..].find('"').unwrap()].to_string()
     };
     let action = {
@@ -95,13 +103,19 @@ async fn connect_through_the_consent_page(t: TestDb) {
     let log = serde_json::to_string(&events).unwrap();
     assert!(!log.contains(token.expose()));
     assert!(log.contains(&token.fingerprint()));
-    assert_eq!(connection_events(&t.db, "shop-a").await, ["AuthorizationRequested", "Connected"]);
+    assert_eq!(
+        connection_events(&t.db, "shop-a").await,
+        ["AuthorizationRequested", "Connected"]
+    );
     assert!(!format!("{token:?}").contains(token.expose()));
 
     // The state was single use: replaying the callback stores nothing.
     let status = stack
         .http
-        .get(format!("{}/v1/tenants/shop-a/connection", stack.server.base_url()))
+        .get(format!(
+            "{}/v1/tenants/shop-a/connection",
+            stack.server.base_url()
+        ))
         .bearer_auth(SUPPORT_TOKEN)
         .send()
         .await
@@ -129,7 +143,12 @@ async fn bad_reused_or_missing_state_is_refused_and_stores_nothing() {
         .unwrap();
     assert_eq!(bogus.status(), 400);
     assert!(bogus.text().await.unwrap().contains("not one we issued"));
-    let missing = stack.http.get(format!("{base}/oauth/callback?code=abc")).send().await.unwrap();
+    let missing = stack
+        .http
+        .get(format!("{base}/oauth/callback?code=abc"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 400);
 
     // A real flow, then the same redirect again.
@@ -144,11 +163,17 @@ async fn bad_reused_or_missing_state_is_refused_and_stores_nothing() {
         .await
         .unwrap();
     let callback = redirect.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(stack.http.get(&callback).send().await.unwrap().status(), 200);
+    assert_eq!(
+        stack.http.get(&callback).send().await.unwrap().status(),
+        200
+    );
     let replay = stack.http.get(&callback).send().await.unwrap();
     assert_eq!(replay.status(), 400);
     assert!(replay.text().await.unwrap().contains("already used"));
-    assert_eq!(connection_events(&t.db, "shop-a").await, ["AuthorizationRequested", "Connected"]);
+    assert_eq!(
+        connection_events(&t.db, "shop-a").await,
+        ["AuthorizationRequested", "Connected"]
+    );
 
     // Support of shop-a cannot start a flow for shop-b.
     let forbidden = stack
@@ -230,14 +255,23 @@ async fn eight_workers_single_flight_postgres() {
                 ..RenewalPolicy::default()
             },
         ));
-        workers.push(tokio::spawn(async move { manager.access_token(&tenant("shop-a")).await }));
+        workers.push(tokio::spawn(async move {
+            manager.access_token(&tenant("shop-a")).await
+        }));
     }
     let mut tokens = Vec::new();
     for w in workers {
         tokens.push(w.await.unwrap().unwrap());
     }
-    assert_eq!(token_calls(&stack).await - before, 1, "exactly one refresh call");
-    assert!(tokens.windows(2).all(|w| w[0] == w[1]), "all end with the same token");
+    assert_eq!(
+        token_calls(&stack).await - before,
+        1,
+        "exactly one refresh call"
+    );
+    assert!(
+        tokens.windows(2).all(|w| w[0] == w[1]),
+        "all end with the same token"
+    );
     let events = connection_events(&t.db, "shop-a").await;
     assert_eq!(events.iter().filter(|e| *e == "TokenRefreshed").count(), 1);
     assert!(!events.contains(&"AuthorizationRevoked".to_string()));
@@ -263,19 +297,33 @@ async fn revocation_is_recorded_and_reconnecting_restores(t: TestDb) {
 
     // The shop changes its Bling password.
     stack.sandbox.revoke_account("shop-a");
-    let renewed = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await;
+    let renewed = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await;
     assert_eq!(renewed, Err(TokenError::Revoked));
     let calls = token_calls(&stack).await;
     // From now on no call leaves for that tenant.
-    assert_eq!(auth.tokens.access_token(&shop).await, Err(TokenError::Revoked));
-    assert_eq!(auth.tokens.renew_after_unauthorized(&shop, token.expose()).await, Err(TokenError::Revoked));
+    assert_eq!(
+        auth.tokens.access_token(&shop).await,
+        Err(TokenError::Revoked)
+    );
+    assert_eq!(
+        auth.tokens
+            .renew_after_unauthorized(&shop, token.expose())
+            .await,
+        Err(TokenError::Revoked)
+    );
     assert_eq!(token_calls(&stack).await, calls);
     let events = connection_events(&t.db, "shop-a").await;
     assert_eq!(events.last().unwrap(), "AuthorizationRevoked");
 
     let status: serde_json::Value = stack
         .http
-        .get(format!("{}/v1/tenants/shop-a/connection", stack.server.base_url()))
+        .get(format!(
+            "{}/v1/tenants/shop-a/connection",
+            stack.server.base_url()
+        ))
         .bearer_auth(SUPPORT_TOKEN)
         .send()
         .await
@@ -307,22 +355,42 @@ async fn an_unavailable_token_endpoint_is_not_a_revocation() {
         None,
         FaultConfig::none().with_rule(FaultRule::route("POST", "/oauth/token").error_rate(1.0)),
     );
-    let outcome = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await;
-    assert!(matches!(outcome, Err(TokenError::Transient(_))), "{outcome:?}");
+    let outcome = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await;
+    assert!(
+        matches!(outcome, Err(TokenError::Transient(_))),
+        "{outcome:?}"
+    );
     stack.sandbox.set_faults(
         None,
         FaultConfig::none().with_rule(FaultRule::route("POST", "/oauth/token").drop_rate(1.0)),
     );
-    let outcome = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await;
-    assert!(matches!(outcome, Err(TokenError::Transient(_))), "{outcome:?}");
+    let outcome = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await;
+    assert!(
+        matches!(outcome, Err(TokenError::Transient(_))),
+        "{outcome:?}"
+    );
 
     let events = connection_events(&t.db, "shop-a").await;
-    assert_eq!(events.iter().filter(|e| *e == "RefreshDeferred").count(), 2, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "RefreshDeferred").count(),
+        2,
+        "{events:?}"
+    );
     assert!(!events.contains(&"AuthorizationRevoked".to_string()));
 
     // Bling recovers: the next renewal succeeds with the same refresh token.
     stack.sandbox.set_faults(None, FaultConfig::none());
-    let renewed = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await.unwrap();
+    let renewed = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await
+        .unwrap();
     assert_ne!(renewed, token);
     stack.stop().await;
 }
@@ -337,11 +405,25 @@ async fn the_token_budget_holds_renewals_back() {
     // The code exchange is not budgeted by the manager; renewals are: two more fit.
     let mut token = auth.tokens.access_token(&shop).await.unwrap();
     for _ in 0..3 {
-        token = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await.unwrap();
+        token = auth
+            .tokens
+            .renew_after_unauthorized(&shop, token.expose())
+            .await
+            .unwrap();
     }
     let before = token_calls(&stack).await;
-    let outcome = auth.tokens.renew_after_unauthorized(&shop, token.expose()).await;
-    assert!(matches!(outcome, Err(TokenError::Transient(ref m)) if m.contains("budget")), "{outcome:?}");
-    assert_eq!(token_calls(&stack).await, before, "no call beyond the budget");
+    let outcome = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await;
+    assert!(
+        matches!(outcome, Err(TokenError::Transient(ref m)) if m.contains("budget")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        token_calls(&stack).await,
+        before,
+        "no call beyond the budget"
+    );
     stack.stop().await;
 }

@@ -36,15 +36,27 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
     let ledger = Ledger::new(t.db.clone());
     let tenant = TenantId::parse("shop-a").unwrap();
     let ctx = CommandContext::new(tenant.clone(), "req-1", Actor::Ingest("petshop".into()));
-    ledger.execute_customer(&ctx, "c1", save(&tenant, "c1", "Ana")).await.unwrap();
+    ledger
+        .execute_customer(&ctx, "c1", save(&tenant, "c1", "Ana"))
+        .await
+        .unwrap();
     let ctx2 = ctx.clone().caused_by("Customer/shop-a/c1#1");
-    ledger.execute_customer(&ctx2, "c1", save(&tenant, "c1", "Ana Maria")).await.unwrap();
+    ledger
+        .execute_customer(&ctx2, "c1", save(&tenant, "c1", "Ana Maria"))
+        .await
+        .unwrap();
     let other = TenantId::parse("shop-b").unwrap();
     let ctx_b = CommandContext::new(other.clone(), "req-2", Actor::Worker);
-    ledger.execute_customer(&ctx_b, "c1", save(&other, "c1", "Bia")).await.unwrap();
+    ledger
+        .execute_customer(&ctx_b, "c1", save(&other, "c1", "Bia"))
+        .await
+        .unwrap();
 
     let all = support::read_eventually(&t.db, 0, 3, &LogFilter::default()).await;
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     assert_eq!(all[0].event_type, "CustomerRegistered");
     assert_eq!(all[0].aggregate_id, "shop-a/c1");
     assert_eq!(all[0].metadata["tenant"], "shop-a");
@@ -53,7 +65,10 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
     assert!(all[0].metadata["recorded_at"].as_str().is_some());
     assert_eq!(all[1].event_type, "CustomerUpdated");
     assert_eq!(all[1].metadata["causation_id"], "Customer/shop-a/c1#1");
-    assert_eq!(all[1].payload["CustomerUpdated"]["changed_fields"][0], "name");
+    assert_eq!(
+        all[1].payload["CustomerUpdated"]["changed_fields"][0],
+        "name"
+    );
     assert_eq!(all[2].metadata["actor"], "worker");
 
     let only_b = LogFilter {
@@ -63,16 +78,31 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
     let b = t.db.read_from(0, 100, &only_b).await.unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].position, 3);
-    assert_eq!(t.db.read_from(2, 100, &LogFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        t.db.read_from(2, 100, &LogFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(t.db.head_position().await.unwrap(), 3);
 
     // Unchanged profile: nothing appended.
-    ledger.execute_customer(&ctx, "c1", save(&tenant, "c1", "Ana Maria")).await.unwrap();
+    ledger
+        .execute_customer(&ctx, "c1", save(&tenant, "c1", "Ana Maria"))
+        .await
+        .unwrap();
     // Every earlier event was positioned, so a new one could only have come after 3.
     assert_eq!(t.db.head_position().await.unwrap(), 3);
     let events: i64 = match &t.db {
-        Db::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap(),
-        Db::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.unwrap(),
+        Db::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        Db::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
     };
     assert_eq!(events, 3);
 }
@@ -101,27 +131,38 @@ async fn raw_insert(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_commit_is_never_skipped_postgres() {
     let t = TestDb::postgres().await;
-    let Db::Postgres(pool) = &t.db else { unreachable!() };
+    let Db::Postgres(pool) = &t.db else {
+        unreachable!()
+    };
     let mut a = pool.begin().await.unwrap();
     raw_insert(&mut a, "a", 1).await;
     let mut b = pool.begin().await.unwrap();
     raw_insert(&mut b, "b", 1).await;
     b.commit().await.unwrap();
 
-    let naive: Vec<String> = sqlx::query_scalar(
-        "SELECT aggregate_id FROM events ORDER BY insert_id",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert_eq!(naive, ["b"], "B is visible while A is in flight: the trap is set");
+    let naive: Vec<String> =
+        sqlx::query_scalar("SELECT aggregate_id FROM events ORDER BY insert_id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        naive,
+        ["b"],
+        "B is visible while A is in flight: the trap is set"
+    );
 
     let seen = t.db.read_from(0, 10, &LogFilter::default()).await.unwrap();
-    assert!(seen.is_empty(), "nothing may be read while an older transaction is open");
+    assert!(
+        seen.is_empty(),
+        "nothing may be read while an older transaction is open"
+    );
 
     a.commit().await.unwrap();
     let seen = support::read_eventually(&t.db, 0, 2, &LogFilter::default()).await;
-    let order: Vec<_> = seen.iter().map(|e| (e.position, e.aggregate_id.as_str())).collect();
+    let order: Vec<_> = seen
+        .iter()
+        .map(|e| (e.position, e.aggregate_id.as_str()))
+        .collect();
     assert_eq!(order, [(1, "a"), (2, "b")]);
 }
 
@@ -129,7 +170,9 @@ async fn a_late_commit_is_never_skipped_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_append_leaves_no_gap_postgres() {
     let t = TestDb::postgres().await;
-    let Db::Postgres(pool) = &t.db else { unreachable!() };
+    let Db::Postgres(pool) = &t.db else {
+        unreachable!()
+    };
     let mut a = pool.begin().await.unwrap();
     raw_insert(&mut a, "a", 1).await;
     let mut b = pool.begin().await.unwrap();
@@ -137,7 +180,10 @@ async fn a_rolled_back_append_leaves_no_gap_postgres() {
     a.rollback().await.unwrap();
     b.commit().await.unwrap();
     let seen = support::read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
-    let order: Vec<_> = seen.iter().map(|e| (e.position, e.aggregate_id.as_str())).collect();
+    let order: Vec<_> = seen
+        .iter()
+        .map(|e| (e.position, e.aggregate_id.as_str()))
+        .collect();
     assert_eq!(order, [(1, "b")]);
 }
 
@@ -184,19 +230,37 @@ async fn concurrent_writers_one_reader(t: TestDb, per_writer: usize) {
     let mut checkpoint = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while seen.len() < total {
-        assert!(tokio::time::Instant::now() < deadline, "reader stalled at {}", seen.len());
-        let batch = t.db.read_from(checkpoint, 1000, &LogFilter::default()).await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reader stalled at {}",
+            seen.len()
+        );
+        let batch =
+            t.db.read_from(checkpoint, 1000, &LogFilter::default())
+                .await
+                .unwrap();
         if batch.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         }
         for e in batch {
-            assert!(e.position > checkpoint, "went backwards: {} after {checkpoint}", e.position);
+            assert!(
+                e.position > checkpoint,
+                "went backwards: {} after {checkpoint}",
+                e.position
+            );
             assert_eq!(e.position, checkpoint + 1, "positions are dense");
             checkpoint = e.position;
             let key = format!("{}/{}#{}", e.aggregate_type, e.aggregate_id, e.sequence);
-            let previous = last_sequence.insert(format!("{}/{}", e.aggregate_type, e.aggregate_id), e.sequence);
-            assert_eq!(previous.unwrap_or(0) + 1, e.sequence, "stream order broken at {key}");
+            let previous = last_sequence.insert(
+                format!("{}/{}", e.aggregate_type, e.aggregate_id),
+                e.sequence,
+            );
+            assert_eq!(
+                previous.unwrap_or(0) + 1,
+                e.sequence,
+                "stream order broken at {key}"
+            );
             assert!(seen.insert(key.clone()), "delivered twice: {key}");
         }
     }
@@ -204,7 +268,12 @@ async fn concurrent_writers_one_reader(t: TestDb, per_writer: usize) {
         w.await.unwrap();
     }
     // Nothing more arrives, and the table holds exactly what was delivered.
-    assert!(t.db.read_from(checkpoint, 10, &LogFilter::default()).await.unwrap().is_empty());
+    assert!(t
+        .db
+        .read_from(checkpoint, 10, &LogFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(seen.len(), total);
     assert_eq!(t.db.head_position().await.unwrap(), total as i64);
 }

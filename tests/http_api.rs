@@ -21,7 +21,13 @@ impl Api {
         }
     }
 
-    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
@@ -33,14 +39,21 @@ impl Api {
         let response = request.send().await.expect("request");
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
 fn fields(body: &Value) -> Vec<String> {
     body["error"]["fields"]
         .as_array()
-        .map(|f| f.iter().map(|p| p["field"].as_str().unwrap_or("").to_string()).collect())
+        .map(|f| {
+            f.iter()
+                .map(|p| p["field"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -49,38 +62,129 @@ async fn ingest_lifecycle(t: TestDb) {
     let api = Api::new(&server);
     let tok = Some(INGEST_TOKEN);
 
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&customer_body("Maria"))).await;
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            tok,
+            Some(&customer_body("Maria")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["result"], "registered");
     assert_eq!(b["tax_id"], "52998224725");
     assert_eq!(b["person_type"], "individual");
 
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&customer_body("Maria"))).await;
-    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!("unchanged")));
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&customer_body("Maria Souza"))).await;
-    assert_eq!((s, b["changed_fields"].clone()), (StatusCode::OK, json!(["name"])));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            tok,
+            Some(&customer_body("Maria")),
+        )
+        .await;
+    assert_eq!(
+        (s, b["result"].clone()),
+        (StatusCode::OK, json!("unchanged"))
+    );
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            tok,
+            Some(&customer_body("Maria Souza")),
+        )
+        .await;
+    assert_eq!(
+        (s, b["changed_fields"].clone()),
+        (StatusCode::OK, json!(["name"]))
+    );
 
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/bill", tok, Some(&invoice_body("c1", "1001"))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-1/bill",
+            tok,
+            Some(&invoice_body("c1", "1001")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["total"], 17000);
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/bill", tok, Some(&invoice_body("c1", "1001"))).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::CONFLICT, json!("already_billed")));
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-1/bill",
+            tok,
+            Some(&invoice_body("c1", "1001")),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("already_billed"))
+    );
 
     let mut changed = invoice_body("c1", "1001");
     changed["notes"] = json!("Cliente pediu laço rosa");
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/invoices/inv-1", tok, Some(&changed)).await;
-    assert_eq!((s, b["changed_fields"].clone()), (StatusCode::OK, json!(["notes"])));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/invoices/inv-1",
+            tok,
+            Some(&changed),
+        )
+        .await;
+    assert_eq!(
+        (s, b["changed_fields"].clone()),
+        (StatusCode::OK, json!(["notes"]))
+    );
 
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/cancel", tok, Some(&json!({"reason": "desistiu"}))).await;
-    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!("cancelled")));
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/invoices/inv-1", tok, Some(&changed)).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::CONFLICT, json!("invoice_cancelled")));
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-1/cancel",
+            tok,
+            Some(&json!({"reason": "desistiu"})),
+        )
+        .await;
+    assert_eq!(
+        (s, b["result"].clone()),
+        (StatusCode::OK, json!("cancelled"))
+    );
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/invoices/inv-1",
+            tok,
+            Some(&changed),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("invoice_cancelled"))
+    );
 
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/invoices/never-billed", tok, Some(&changed)).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::NOT_FOUND, json!("not_billed")));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/invoices/never-billed",
+            tok,
+            Some(&changed),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_billed"))
+    );
 
     // Billing for a customer of another tenant (or nobody) is refused, naming the field.
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-2/bill", tok, Some(&invoice_body("ghost", "1002"))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-2/bill",
+            tok,
+            Some(&invoice_body("ghost", "1002")),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["customer_id"]);
 
@@ -88,7 +192,13 @@ async fn ingest_lifecycle(t: TestDb) {
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
-        ["CustomerRegistered", "CustomerUpdated", "InvoiceBilled", "InvoiceUpdated", "InvoiceCancelled"]
+        [
+            "CustomerRegistered",
+            "CustomerUpdated",
+            "InvoiceBilled",
+            "InvoiceUpdated",
+            "InvoiceCancelled"
+        ]
     );
     assert_eq!(events[0].metadata["actor"], "ingest:petshop-a");
     server.stop().await.unwrap();
@@ -105,39 +215,92 @@ async fn bad_input_is_named_and_stores_nothing(t: TestDb) {
     bad["email"] = json!("maria@");
     bad["address"]["state"] = json!("XX");
     bad["address"]["cep"] = json!("123");
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&bad)).await;
+    let (s, b) = api
+        .send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&bad))
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(b["error"]["code"], "validation_failed");
-    assert_eq!(fields(&b), ["tax_id", "email", "address.state", "address.cep"]);
+    assert_eq!(
+        fields(&b),
+        ["tax_id", "email", "address.state", "address.cep"]
+    );
 
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&json!({"name": "x", "tax_id": "52998224725", "nickname": "y"}))).await;
-    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["nickname".to_string()]));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            tok,
+            Some(&json!({"name": "x", "tax_id": "52998224725", "nickname": "y"})),
+        )
+        .await;
+    assert_eq!(
+        (s, fields(&b)),
+        (StatusCode::BAD_REQUEST, vec!["nickname".to_string()])
+    );
 
     let mut wrong_type = invoice_body("c1", "1");
     wrong_type["items"][0]["quantity"] = json!("two");
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/i1/bill", tok, Some(&wrong_type)).await;
-    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["items[0].quantity".to_string()]));
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/i1/bill",
+            tok,
+            Some(&wrong_type),
+        )
+        .await;
+    assert_eq!(
+        (s, fields(&b)),
+        (
+            StatusCode::BAD_REQUEST,
+            vec!["items[0].quantity".to_string()]
+        )
+    );
 
-    let response = api.http
+    let response = api
+        .http
         .put(format!("{}/v1/tenants/shop-a/customers/c1", api.base))
         .bearer_auth(INGEST_TOKEN)
         .header("content-type", "application/json")
         .body("{not json")
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let b: Value = response.json().await.unwrap();
     assert_eq!(b["error"]["code"], "malformed_json");
 
     let huge = json!({"name": "x".repeat(1024 * 1024 + 10)});
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&huge)).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::PAYLOAD_TOO_LARGE, json!("payload_too_large")));
+    let (s, b) = api
+        .send("PUT", "/v1/tenants/shop-a/customers/c1", tok, Some(&huge))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("payload_too_large"))
+    );
 
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/bad%20id", tok, Some(&customer_body("M"))).await;
-    assert_eq!((s, fields(&b)), (StatusCode::BAD_REQUEST, vec!["customer_id".to_string()]));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/bad%20id",
+            tok,
+            Some(&customer_body("M")),
+        )
+        .await;
+    assert_eq!(
+        (s, fields(&b)),
+        (StatusCode::BAD_REQUEST, vec!["customer_id".to_string()])
+    );
 
     let mut sums_wrong = invoice_body("c1", "1");
     sums_wrong["total"] = json!(16999);
-    let (s, b) = api.send("POST", "/v1/tenants/shop-a/invoices/i1/bill", tok, Some(&sums_wrong)).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/i1/bill",
+            tok,
+            Some(&sums_wrong),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["total", "installments"]);
 
@@ -153,31 +316,85 @@ async fn auth_roles_and_tenants(t: TestDb) {
     let path = "/v1/tenants/shop-a/customers/c1";
 
     let (s, b) = api.send("PUT", path, None, Some(&body)).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::UNAUTHORIZED, json!("unauthenticated")));
-    let (s, _) = api.send("PUT", path, Some("not-a-token"), Some(&body)).await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("unauthenticated"))
+    );
+    let (s, _) = api
+        .send("PUT", path, Some("not-a-token"), Some(&body))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Right role, wrong tenant.
-    let (s, b) = api.send("PUT", path, Some(INGEST_B_TOKEN), Some(&body)).await;
-    assert_eq!((s, b["error"]["code"].clone()), (StatusCode::FORBIDDEN, json!("forbidden")));
+    let (s, b) = api
+        .send("PUT", path, Some(INGEST_B_TOKEN), Some(&body))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden"))
+    );
     // Right tenant, wrong role.
-    let (s, _) = api.send("PUT", path, Some(SUPPORT_TOKEN), Some(&body)).await;
+    let (s, _) = api
+        .send("PUT", path, Some(SUPPORT_TOKEN), Some(&body))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = api.send("PUT", path, Some(AUDITOR_TOKEN), Some(&body)).await;
+    let (s, _) = api
+        .send("PUT", path, Some(AUDITOR_TOKEN), Some(&body))
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Admin may do anything, anywhere.
-    let (s, _) = api.send("PUT", "/v1/tenants/shop-z/customers/c1", Some(ADMIN_TOKEN), Some(&body)).await;
+    let (s, _) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-z/customers/c1",
+            Some(ADMIN_TOKEN),
+            Some(&body),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     // Tenants are isolated: the same customer id in two shops is two customers.
-    let (s, _) = api.send("PUT", "/v1/tenants/shop-b/customers/c1", Some(INGEST_B_TOKEN), Some(&body)).await;
+    let (s, _) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-b/customers/c1",
+            Some(INGEST_B_TOKEN),
+            Some(&body),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, b) = api.send("POST", "/v1/tenants/shop-b/invoices/i1/bill", Some(INGEST_B_TOKEN), Some(&invoice_body("c1", "1"))).await;
+    let (s, b) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-b/invoices/i1/bill",
+            Some(INGEST_B_TOKEN),
+            Some(&invoice_body("c1", "1")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    let (s, _) = api.send("POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(INGEST_TOKEN), Some(&invoice_body("c1", "1"))).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "c1 exists in shop-b only");
+    let (s, _) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/i1/bill",
+            Some(INGEST_TOKEN),
+            Some(&invoice_body("c1", "1")),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "c1 exists in shop-b only"
+    );
 
     let (s, b) = api.send("GET", "/health", None, None).await;
     assert_eq!((s, b["status"].clone()), (StatusCode::OK, json!("ok")));
-    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("bling_ledger_http_requests_total{method=\"PUT\",route=\"/v1/tenants/{tenant}/customers/{customer_id}\",status=\"403\"} 3"), "{metrics}");
     assert!(metrics.contains("bling_ledger_log_head_position"));
     server.stop().await.unwrap();
@@ -207,11 +424,20 @@ async fn idempotency_keys(t: TestDb) {
     // Another body with the same key.
     let other = put("k-1", &customer_body("Joana")).await.unwrap();
     assert_eq!(other.status(), StatusCode::CONFLICT);
-    assert_eq!(other.json::<Value>().await.unwrap()["error"]["code"], "idempotency_key_reused");
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["code"],
+        "idempotency_key_reused"
+    );
     // A failed validation is an answer too, replayed as such.
     let bad = json!({"name": "x"});
-    assert_eq!(put("k-2", &bad).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(put("k-2", &bad).await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        put("k-2", &bad).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        put("k-2", &bad).await.unwrap().status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     let events = read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
     assert_eq!(events.len(), 1);
@@ -223,7 +449,14 @@ both_backends!(idempotency, idempotency_keys);
 async fn concurrent_commands_lose_nothing(t: TestDb) {
     let server = start_server(&t.url).await;
     let api = std::sync::Arc::new(Api::new(&server));
-    let (s, _) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", Some(INGEST_TOKEN), Some(&customer_body("Maria"))).await;
+    let (s, _) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            Some(INGEST_TOKEN),
+            Some(&customer_body("Maria")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
 
     // Ten clients bill the same invoice at once: exactly one wins.
@@ -231,35 +464,70 @@ async fn concurrent_commands_lose_nothing(t: TestDb) {
     for _ in 0..10 {
         let api = std::sync::Arc::clone(&api);
         bills.push(tokio::spawn(async move {
-            api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/bill", Some(INGEST_TOKEN), Some(&invoice_body("c1", "1"))).await.0
+            api.send(
+                "POST",
+                "/v1/tenants/shop-a/invoices/inv-1/bill",
+                Some(INGEST_TOKEN),
+                Some(&invoice_body("c1", "1")),
+            )
+            .await
+            .0
         }));
     }
     let mut statuses = Vec::new();
     for b in bills {
         statuses.push(b.await.unwrap());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT));
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT));
 
     // Twelve clients rename the customer at once: every change is an event, none lost.
     let mut renames = Vec::new();
     for i in 0..12 {
         let api = std::sync::Arc::clone(&api);
         renames.push(tokio::spawn(async move {
-            api.send("PUT", "/v1/tenants/shop-a/customers/c1", Some(INGEST_TOKEN), Some(&customer_body(&format!("Maria {i}")))).await.0
+            api.send(
+                "PUT",
+                "/v1/tenants/shop-a/customers/c1",
+                Some(INGEST_TOKEN),
+                Some(&customer_body(&format!("Maria {i}"))),
+            )
+            .await
+            .0
         }));
     }
     let mut ok = 0;
     for r in renames {
         let status = r.await.unwrap();
-        assert!(status == StatusCode::OK || status == StatusCode::CONFLICT, "{status}");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::CONFLICT,
+            "{status}"
+        );
         ok += usize::from(status == StatusCode::OK);
     }
     let events = read_eventually(&t.db, 0, 2 + ok, &LogFilter::default()).await;
-    let updates = events.iter().filter(|e| e.event_type == "CustomerUpdated").count();
-    let bills = events.iter().filter(|e| e.event_type == "InvoiceBilled").count();
+    let updates = events
+        .iter()
+        .filter(|e| e.event_type == "CustomerUpdated")
+        .count();
+    let bills = events
+        .iter()
+        .filter(|e| e.event_type == "InvoiceBilled")
+        .count();
     assert_eq!(bills, 1);
-    assert_eq!(updates, ok, "each accepted rename appended exactly one event");
+    assert_eq!(
+        updates, ok,
+        "each accepted rename appended exactly one event"
+    );
     server.stop().await.unwrap();
 }
 both_backends!(concurrency, concurrent_commands_lose_nothing);
@@ -267,17 +535,47 @@ both_backends!(concurrency, concurrent_commands_lose_nothing);
 async fn a_restart_keeps_everything(t: TestDb) {
     let server = start_server(&t.url).await;
     let api = Api::new(&server);
-    api.send("PUT", "/v1/tenants/shop-a/customers/c1", Some(INGEST_TOKEN), Some(&customer_body("Maria"))).await;
-    let (s, _) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/bill", Some(INGEST_TOKEN), Some(&invoice_body("c1", "1"))).await;
+    api.send(
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(INGEST_TOKEN),
+        Some(&customer_body("Maria")),
+    )
+    .await;
+    let (s, _) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-1/bill",
+            Some(INGEST_TOKEN),
+            Some(&invoice_body("c1", "1")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     server.stop().await.unwrap();
 
     let server = start_server(&t.url).await;
     let api = Api::new(&server);
-    let (s, _) = api.send("POST", "/v1/tenants/shop-a/invoices/inv-1/bill", Some(INGEST_TOKEN), Some(&invoice_body("c1", "1"))).await;
+    let (s, _) = api
+        .send(
+            "POST",
+            "/v1/tenants/shop-a/invoices/inv-1/bill",
+            Some(INGEST_TOKEN),
+            Some(&invoice_body("c1", "1")),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "the billing survived the restart");
-    let (s, b) = api.send("PUT", "/v1/tenants/shop-a/customers/c1", Some(INGEST_TOKEN), Some(&customer_body("Maria"))).await;
-    assert_eq!((s, b["result"].clone()), (StatusCode::OK, json!("unchanged")));
+    let (s, b) = api
+        .send(
+            "PUT",
+            "/v1/tenants/shop-a/customers/c1",
+            Some(INGEST_TOKEN),
+            Some(&customer_body("Maria")),
+        )
+        .await;
+    assert_eq!(
+        (s, b["result"].clone()),
+        (StatusCode::OK, json!("unchanged"))
+    );
     let events = read_eventually(&server.db, 0, 2, &LogFilter::default()).await;
     assert_eq!(events.len(), 2);
     server.stop().await.unwrap();

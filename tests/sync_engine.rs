@@ -40,7 +40,10 @@ async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let page = db.read_from(after, 5_000, &LogFilter::default()).await.unwrap();
+        let page = db
+            .read_from(after, 5_000, &LogFilter::default())
+            .await
+            .unwrap();
         let Some(last) = page.last() else { return out };
         after = last.position;
         out.extend(page.into_iter().filter(|e| e.event_type == event_type));
@@ -52,7 +55,12 @@ fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
         .sandbox
         .call_log()
         .iter()
-        .filter(|c| c.method == method && c.path.trim_start_matches("/Api/v3").starts_with(path_prefix))
+        .filter(|c| {
+            c.method == method
+                && c.path
+                    .trim_start_matches("/Api/v3")
+                    .starts_with(path_prefix)
+        })
         .count()
 }
 
@@ -78,18 +86,36 @@ async fn two_hundred_invoices_end_to_end(t: TestDb) {
     let stack = fast_stack(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
     for c in 0..10 {
-        let (s, b) = call(&stack, "PUT", &format!("/v1/tenants/shop-a/customers/c{c}"), Some(&customer(&format!("Cliente {c}"), c))).await;
+        let (s, b) = call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/shop-a/customers/c{c}"),
+            Some(&customer(&format!("Cliente {c}"), c)),
+        )
+        .await;
         assert_eq!(s, 201, "{b}");
     }
     for i in 0..200 {
-        let (s, b) = call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"), Some(&invoice(&format!("c{}", i % 10), i))).await;
+        let (s, b) = call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"),
+            Some(&invoice(&format!("c{}", i % 10), i)),
+        )
+        .await;
         assert_eq!(s, 201, "{b}");
     }
-    assert!(eventually(120, || all_synced(&stack, &t.db, 200)).await, "all 200 invoices synced");
+    assert!(
+        eventually(120, || all_synced(&stack, &t.db, 200)).await,
+        "all 200 invoices synced"
+    );
 
     let pedidos = stack.sandbox.pedidos("shop-a");
     assert_eq!(pedidos.len(), 200, "exactly one order per invoice");
-    let keys: HashSet<_> = pedidos.iter().map(|p| p["numeroLoja"].as_str().unwrap().to_string()).collect();
+    let keys: HashSet<_> = pedidos
+        .iter()
+        .map(|p| p["numeroLoja"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(keys.len(), 200);
     let atendido = 9; // the sandbox account's default id for "Atendido"
     for p in &pedidos {
@@ -107,13 +133,23 @@ async fn two_hundred_invoices_end_to_end(t: TestDb) {
     assert_eq!(calls(&stack, "POST", "/contatos"), 10);
     assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 200);
     assert_eq!(calls(&stack, "PATCH", "/pedidos/vendas/"), 200);
-    assert_eq!(calls(&stack, "GET", "/pedidos/vendas"), 0, "no lookups were needed");
+    assert_eq!(
+        calls(&stack, "GET", "/pedidos/vendas"),
+        0,
+        "no lookups were needed"
+    );
     assert_eq!(calls(&stack, "PUT", "/"), 0);
     let events = invoice_events(&t.db, "shop-a", "inv-7").await;
     let types: Vec<_> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["InvoiceBilled", "SalesOrderCreated", "SituacaoChanged"]);
+    assert_eq!(
+        types,
+        ["InvoiceBilled", "SalesOrderCreated", "SituacaoChanged"]
+    );
     assert_eq!(events[1].metadata["actor"], "worker");
-    assert_eq!(events[1].payload["SalesOrderCreated"]["calls"][0]["status"], 201);
+    assert_eq!(
+        events[1].payload["SalesOrderCreated"]["calls"][0]["status"],
+        201
+    );
     stack.stop().await;
 }
 both_backends!(end_to_end, two_hundred_invoices_end_to_end);
@@ -121,35 +157,84 @@ both_backends!(end_to_end, two_hundred_invoices_end_to_end);
 async fn updates_and_cancellations_reach_bling(t: TestDb) {
     let stack = fast_stack(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
-    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(&invoice("c1", 1))).await;
-    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i2/bill", Some(&invoice("c1", 2))).await;
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i2/bill",
+        Some(&invoice("c1", 2)),
+    )
+    .await;
     assert!(eventually(20, || all_synced(&stack, &t.db, 2)).await);
 
     let mut changed = invoice("c1", 1);
     changed["items"][1]["quantity"] = json!(2);
     changed["total"] = json!(26000);
     changed["installments"][1]["amount"] = json!(18000);
-    let (s, b) = call(&stack, "PUT", "/v1/tenants/shop-a/invoices/i1", Some(&changed)).await;
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/invoices/i1",
+        Some(&changed),
+    )
+    .await;
     assert_eq!(s, 200, "{b}");
-    let (s, _) = call(&stack, "POST", "/v1/tenants/shop-a/invoices/i2/cancel", Some(&json!({"reason": "desistiu"}))).await;
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i2/cancel",
+        Some(&json!({"reason": "desistiu"})),
+    )
+    .await;
     assert_eq!(s, 200);
     let mut renamed = customer("Maria da Silva", 1);
     renamed["address"]["number"] = json!("43");
-    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&renamed)).await;
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&renamed),
+    )
+    .await;
 
     let db = t.db.clone();
     assert!(
         eventually(20, || async {
             let i1 = invoice_events(&db, "shop-a", "i1").await;
             let i2 = invoice_events(&db, "shop-a", "i2").await;
-            i1.iter().any(|e| e.event_type == "SalesOrderUpdated") && i2.iter().filter(|e| e.event_type == "SituacaoChanged").count() == 2
+            i1.iter().any(|e| e.event_type == "SalesOrderUpdated")
+                && i2
+                    .iter()
+                    .filter(|e| e.event_type == "SituacaoChanged")
+                    .count()
+                    == 2
         })
         .await
     );
-    assert!(eventually(20, || async { events_of_type(&db, "ContactUpdated").await.len() == 1 }).await);
+    assert!(
+        eventually(20, || async {
+            events_of_type(&db, "ContactUpdated").await.len() == 1
+        })
+        .await
+    );
     let pedidos = stack.sandbox.pedidos("shop-a");
-    let by_key: HashMap<_, _> = pedidos.iter().map(|p| (p["numeroLoja"].as_str().unwrap().to_string(), p.clone())).collect();
+    let by_key: HashMap<_, _> = pedidos
+        .iter()
+        .map(|p| (p["numeroLoja"].as_str().unwrap().to_string(), p.clone()))
+        .collect();
     assert_eq!(by_key["i1"]["total"], 260.0);
     assert_eq!(by_key["i2"]["situacao"]["id"], 12, "cancelled in Bling");
     let contato = &stack.sandbox.contatos("shop-a")[0];
@@ -157,7 +242,10 @@ async fn updates_and_cancellations_reach_bling(t: TestDb) {
     assert_eq!(contato["endereco"]["geral"]["numero"], "43");
     stack.stop().await;
 }
-both_backends!(updates_and_cancellations, updates_and_cancellations_reach_bling);
+both_backends!(
+    updates_and_cancellations,
+    updates_and_cancellations_reach_bling
+);
 
 async fn a_divergent_record_fails_then_heals(t: TestDb) {
     let stack = fast_stack(&t).await;
@@ -165,27 +253,72 @@ async fn a_divergent_record_fails_then_heals(t: TestDb) {
     // Our validation passes (a well-formed CEP), Bling's does not (a Rio CEP in São Paulo).
     let mut wrong = customer("Joana", 3);
     wrong["address"]["cep"] = json!("20040-002");
-    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c3", Some(&wrong)).await.0, 201);
+    assert_eq!(
+        call(
+            &stack,
+            "PUT",
+            "/v1/tenants/shop-a/customers/c3",
+            Some(&wrong)
+        )
+        .await
+        .0,
+        201
+    );
     // And one with no address at all: refused by our own readiness check, no Bling call.
     let mut bare = customer("Pedro", 4);
     bare.as_object_mut().unwrap().remove("address");
-    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c4", Some(&bare)).await.0, 201);
-    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i3/bill", Some(&invoice("c3", 3))).await;
-    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i4/bill", Some(&invoice("c4", 4))).await;
+    assert_eq!(
+        call(
+            &stack,
+            "PUT",
+            "/v1/tenants/shop-a/customers/c4",
+            Some(&bare)
+        )
+        .await
+        .0,
+        201
+    );
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i3/bill",
+        Some(&invoice("c3", 3)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i4/bill",
+        Some(&invoice("c4", 4)),
+    )
+    .await;
 
     let db = t.db.clone();
     let failed = |inv: &'static str| {
         let db = db.clone();
-        async move { invoice_events(&db, "shop-a", inv).await.iter().any(|e| e.event_type == "SyncFailed") }
+        async move {
+            invoice_events(&db, "shop-a", inv)
+                .await
+                .iter()
+                .any(|e| e.event_type == "SyncFailed")
+        }
     };
     assert!(eventually(20, || failed("i3")).await);
     assert!(eventually(20, || failed("i4")).await);
     let i3 = invoice_events(&t.db, "shop-a", "i3").await;
-    let cause = &i3.iter().find(|e| e.event_type == "SyncFailed").unwrap().payload["SyncFailed"]["cause"];
+    let cause = &i3
+        .iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .unwrap()
+        .payload["SyncFailed"]["cause"];
     assert_eq!(cause["kind"], "divergent_customer_record");
     assert_eq!(cause["bling_fields"][0]["element"], "endereco.geral.cep");
     let i4 = invoice_events(&t.db, "shop-a", "i4").await;
-    let cause = &i4.iter().find(|e| e.event_type == "SyncFailed").unwrap().payload["SyncFailed"]["cause"];
+    let cause = &i4
+        .iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .unwrap()
+        .payload["SyncFailed"]["cause"];
     assert_eq!(cause["kind"], "divergent_customer_record");
     assert_eq!(cause["problems"][0]["field"], "address");
     assert_eq!(stack.sandbox.contatos("shop-a").len(), 0);
@@ -194,9 +327,32 @@ async fn a_divergent_record_fails_then_heals(t: TestDb) {
     // The shop fixes both records: the invoices go through by themselves.
     let mut fixed = customer("Joana", 3);
     fixed["address"]["cep"] = json!("01001-000");
-    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c3", Some(&fixed)).await.0, 200);
-    assert_eq!(call(&stack, "PUT", "/v1/tenants/shop-a/customers/c4", Some(&customer("Pedro", 4))).await.0, 200);
-    assert!(eventually(20, || all_synced(&stack, &t.db, 2)).await, "healed after the fix");
+    assert_eq!(
+        call(
+            &stack,
+            "PUT",
+            "/v1/tenants/shop-a/customers/c3",
+            Some(&fixed)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &stack,
+            "PUT",
+            "/v1/tenants/shop-a/customers/c4",
+            Some(&customer("Pedro", 4))
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(
+        eventually(20, || all_synced(&stack, &t.db, 2)).await,
+        "healed after the fix"
+    );
     assert_eq!(stack.sandbox.pedidos("shop-a").len(), 2);
     stack.stop().await;
 }
@@ -204,17 +360,45 @@ both_backends!(divergent_record, a_divergent_record_fails_then_heals);
 
 async fn revocation_parks_and_reconnection_replays(t: TestDb) {
     // Slow enough that the revocation lands mid-run.
-    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| sync.client.rate_limit_per_sec = 20).await;
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| sync.client.rate_limit_per_sec = 20,
+    )
+    .await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
     for i in 0..40 {
-        call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i:02}/bill"), Some(&invoice("c1", i))).await;
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/inv-{i:02}/bill"),
+            Some(&invoice("c1", i)),
+        )
+        .await;
     }
     let db = t.db.clone();
-    assert!(eventually(20, || async { events_of_type(&db, "SalesOrderCreated").await.len() >= 5 }).await);
+    assert!(
+        eventually(20, || async {
+            events_of_type(&db, "SalesOrderCreated").await.len() >= 5
+        })
+        .await
+    );
     // The shop changes its Bling password.
     stack.sandbox.revoke_account("shop-a");
-    assert!(eventually(20, || async { !events_of_type(&db, "AuthorizationRevoked").await.is_empty() }).await);
+    assert!(
+        eventually(20, || async {
+            !events_of_type(&db, "AuthorizationRevoked").await.is_empty()
+        })
+        .await
+    );
     // Everything left parks, and no call reaches Bling while revoked.
     assert!(
         eventually(20, || async {
@@ -226,8 +410,14 @@ async fn revocation_parks_and_reconnection_replays(t: TestDb) {
     );
     let log_before = stack.sandbox.call_log().len();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stack.sandbox.call_log().len(), log_before, "zero calls while revoked");
-    let status: Value = call(&stack, "GET", "/v1/tenants/shop-a/connection", None).await.1;
+    assert_eq!(
+        stack.sandbox.call_log().len(),
+        log_before,
+        "zero calls while revoked"
+    );
+    let status: Value = call(&stack, "GET", "/v1/tenants/shop-a/connection", None)
+        .await
+        .1;
     assert_eq!(status["state"], "revoked");
 
     // Support reconnects; the parked invoices replay by themselves, exactly once, in order.
@@ -235,7 +425,15 @@ async fn revocation_parks_and_reconnection_replays(t: TestDb) {
     assert!(eventually(60, || all_synced(&stack, &t.db, 40)).await);
     let pedidos = stack.sandbox.pedidos("shop-a");
     assert_eq!(pedidos.len(), 40, "no duplicate after the replay");
-    let mut by_id: Vec<_> = pedidos.iter().map(|p| (p["id"].as_i64().unwrap(), p["numeroLoja"].as_str().unwrap().to_string())).collect();
+    let mut by_id: Vec<_> = pedidos
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_i64().unwrap(),
+                p["numeroLoja"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     by_id.sort();
     let keys: Vec<_> = by_id.into_iter().map(|(_, k)| k).collect();
     let mut sorted = keys.clone();
@@ -243,7 +441,10 @@ async fn revocation_parks_and_reconnection_replays(t: TestDb) {
     assert_eq!(keys, sorted, "orders were created in billing order");
     let resumed = events_of_type(&t.db, "SyncResumed").await;
     assert!(!resumed.is_empty());
-    assert_eq!(resumed[0].payload["SyncResumed"]["reason"], "reconnected to Bling");
+    assert_eq!(
+        resumed[0].payload["SyncResumed"]["reason"],
+        "reconnected to Bling"
+    );
     stack.stop().await;
 }
 both_backends!(revocation, revocation_parks_and_reconnection_replays);
@@ -269,25 +470,58 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
     stack.sandbox.set_faults(
         None,
         FaultConfig::none()
-            .with_rule(FaultRule::route("POST", "/pedidos/vendas").exact().apply_then_drop_rate(0.3))
-            .with_rule(FaultRule::route("POST", "/contatos").exact().apply_then_drop_rate(0.5))
+            .with_rule(
+                FaultRule::route("POST", "/pedidos/vendas")
+                    .exact()
+                    .apply_then_drop_rate(0.3),
+            )
+            .with_rule(
+                FaultRule::route("POST", "/contatos")
+                    .exact()
+                    .apply_then_drop_rate(0.5),
+            )
             .with_rule(FaultRule::any().latency(Duration::ZERO, Duration::from_millis(5))),
     );
     for c in 0..5 {
-        call(&stack, "PUT", &format!("/v1/tenants/shop-a/customers/c{c}"), Some(&customer("Cliente", c))).await;
+        call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/shop-a/customers/c{c}"),
+            Some(&customer("Cliente", c)),
+        )
+        .await;
     }
     for i in 0..40 {
-        call(&stack, "POST", &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"), Some(&invoice(&format!("c{}", i % 5), i))).await;
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"),
+            Some(&invoice(&format!("c{}", i % 5), i)),
+        )
+        .await;
     }
     let auth: &Arc<BlingAuth> = stack.server.auth.as_ref().unwrap();
     let worker = |db: Db| {
         let tokens: Arc<dyn bling_ledger::bling::AccessTokens> = auth.tokens.clone();
-        let client = BlingClient::new(&stack.sandbox.base_url(), tokens, ClientConfig { rate_limit_per_sec: 0, ..Default::default() }).unwrap();
-        SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings {
-            retry_schedule: vec![Duration::from_millis(10)],
-            lease_ttl: Duration::from_millis(300),
-            ..SyncSettings::default()
-        })
+        let client = BlingClient::new(
+            &stack.sandbox.base_url(),
+            tokens,
+            ClientConfig {
+                rate_limit_per_sec: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        SyncWorker::new(
+            db.clone(),
+            Ledger::new(db),
+            client,
+            SyncSettings {
+                retry_schedule: vec![Duration::from_millis(10)],
+                lease_ttl: Duration::from_millis(300),
+                ..SyncSettings::default()
+            },
+        )
     };
     // Kill workers at random points, over and over.
     for round in 0..25u64 {
@@ -310,31 +544,70 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
         .await
     );
     let pedidos = stack.sandbox.pedidos("shop-a");
-    let keys: HashSet<_> = pedidos.iter().map(|p| p["numeroLoja"].as_str().unwrap().to_string()).collect();
-    assert_eq!((pedidos.len(), keys.len()), (40, 40), "one pedido per invoice");
+    let keys: HashSet<_> = pedidos
+        .iter()
+        .map(|p| p["numeroLoja"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        (pedidos.len(), keys.len()),
+        (40, 40),
+        "one pedido per invoice"
+    );
     let contatos = stack.sandbox.contatos("shop-a");
-    let docs: HashSet<_> = contatos.iter().map(|c| c["numeroDocumento"].as_str().unwrap().to_string()).collect();
-    assert_eq!((contatos.len(), docs.len()), (5, 5), "one contato per document");
-    let dropped = stack.sandbox.call_log().iter().filter(|c| c.fault.is_some()).count();
+    let docs: HashSet<_> = contatos
+        .iter()
+        .map(|c| c["numeroDocumento"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        (contatos.len(), docs.len()),
+        (5, 5),
+        "one contato per document"
+    );
+    let dropped = stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.fault.is_some())
+        .count();
     assert!(dropped > 0, "faults were injected");
     stack.stop().await;
 }
-both_backends!(no_duplicates, lost_answers_and_killed_workers_never_duplicate);
+both_backends!(
+    no_duplicates,
+    lost_answers_and_killed_workers_never_duplicate
+);
 
 /// Two workers with their own pools on one database: no invoice handled twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_share_the_work_postgres() {
     let t = TestDb::postgres().await;
-    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| {
-        sync.run_worker = false;
-        sync.client.rate_limit_per_sec = 0;
-    })
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.run_worker = false;
+            sync.client.rate_limit_per_sec = 0;
+        },
+    )
     .await;
     for shop in ["shop-a", "shop-b", "shop-c"] {
         assert_eq!(stack.connect(shop).await.0, 200);
-        call(&stack, "PUT", &format!("/v1/tenants/{shop}/customers/c1"), Some(&customer("Maria", 1))).await;
+        call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/{shop}/customers/c1"),
+            Some(&customer("Maria", 1)),
+        )
+        .await;
         for i in 0..20 {
-            call(&stack, "POST", &format!("/v1/tenants/{shop}/invoices/inv-{i}/bill"), Some(&invoice("c1", i))).await;
+            call(
+                &stack,
+                "POST",
+                &format!("/v1/tenants/{shop}/invoices/inv-{i}/bill"),
+                Some(&invoice("c1", i)),
+            )
+            .await;
         }
     }
     let auth = stack.server.auth.as_ref().unwrap();
@@ -342,9 +615,19 @@ async fn two_workers_share_the_work_postgres() {
     for _ in 0..2 {
         let db = Db::connect(&t.url, 4).await.unwrap();
         let tokens: Arc<dyn bling_ledger::bling::AccessTokens> = auth.tokens.clone();
-        let client = BlingClient::new(&stack.sandbox.base_url(), tokens, ClientConfig { rate_limit_per_sec: 0, ..Default::default() }).unwrap();
+        let client = BlingClient::new(
+            &stack.sandbox.base_url(),
+            tokens,
+            ClientConfig {
+                rate_limit_per_sec: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let worker = SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings::default());
-        tasks.push(tokio::spawn(async move { worker.run_until_idle(Duration::from_secs(60)).await }));
+        tasks.push(tokio::spawn(async move {
+            worker.run_until_idle(Duration::from_secs(60)).await
+        }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -352,7 +635,11 @@ async fn two_workers_share_the_work_postgres() {
     assert!(eventually(30, || all_synced(&stack, &t.db, 60)).await);
     let created = events_of_type(&t.db, "SalesOrderCreated").await;
     let per_invoice: HashSet<_> = created.iter().map(|e| e.aggregate_id.clone()).collect();
-    assert_eq!((created.len(), per_invoice.len()), (60, 60), "each invoice handled once");
+    assert_eq!(
+        (created.len(), per_invoice.len()),
+        (60, 60),
+        "each invoice handled once"
+    );
     assert_eq!(calls(&stack, "POST", "/pedidos/vendas"), 60);
     stack.stop().await;
 }
@@ -363,42 +650,102 @@ async fn two_workers_share_the_work_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_replays_a_rejected_invoice() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(&t.url, |s| s.rate_limit_per_sec = 0, |_| {}, |sync| {
-        sync.client.rate_limit_per_sec = 0;
-        sync.settings.situacao_billed = "Aguardando NF-e".into();
-    })
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.client.rate_limit_per_sec = 0;
+            sync.settings.situacao_billed = "Aguardando NF-e".into();
+        },
+    )
     .await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(&stack, "PUT", "/v1/tenants/shop-a/customers/c1", Some(&customer("Maria", 1))).await;
-    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(&invoice("c1", 1))).await;
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
     let db = t.db.clone();
-    assert!(eventually(20, || async { invoice_events(&db, "shop-a", "i1").await.iter().any(|e| e.event_type == "SyncFailed") }).await);
+    assert!(
+        eventually(20, || async {
+            invoice_events(&db, "shop-a", "i1")
+                .await
+                .iter()
+                .any(|e| e.event_type == "SyncFailed")
+        })
+        .await
+    );
     let events = invoice_events(&t.db, "shop-a", "i1").await;
-    let failed = events.iter().find(|e| e.event_type == "SyncFailed").unwrap();
-    assert_eq!(failed.payload["SyncFailed"]["cause"]["kind"], "bling_rejected");
-    assert!(failed.payload["SyncFailed"]["retry_at"].is_null(), "waits for support");
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .unwrap();
+    assert_eq!(
+        failed.payload["SyncFailed"]["cause"]["kind"],
+        "bling_rejected"
+    );
+    assert!(
+        failed.payload["SyncFailed"]["retry_at"].is_null(),
+        "waits for support"
+    );
 
     let custom = stack.sandbox.add_situacao("shop-a", "Aguardando NF-e");
     // Only support of the tenant may replay.
     let forbidden = stack
         .http
-        .post(format!("{}/v1/tenants/shop-a/replay", stack.server.base_url()))
+        .post(format!(
+            "{}/v1/tenants/shop-a/replay",
+            stack.server.base_url()
+        ))
         .bearer_auth(INGEST_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(forbidden.status(), 403);
-    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/replay", Some(&json!({"invoice_id": "i1"}))).await;
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/replay",
+        Some(&json!({"invoice_id": "i1"})),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
     assert!(b["requeued"].as_u64().unwrap() >= 1);
-    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/replay", Some(&json!({"invoice_id": "nope"}))).await;
-    assert_eq!((s, b["error"]["fields"][0]["field"].clone()), (404, json!("invoice_id")));
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/replay",
+        Some(&json!({"invoice_id": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["fields"][0]["field"].clone()),
+        (404, json!("invoice_id"))
+    );
 
     assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
     let pedido = &stack.sandbox.pedidos("shop-a")[0];
     assert_eq!(pedido["situacao"]["id"], custom);
-    let types: Vec<_> = invoice_events(&t.db, "shop-a", "i1").await.into_iter().map(|e| e.event_type).collect();
+    let types: Vec<_> = invoice_events(&t.db, "shop-a", "i1")
+        .await
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
     assert!(types.contains(&"SyncResumed".to_string()), "{types:?}");
-    assert_eq!(stack.sandbox.pedidos("shop-a").len(), 1, "the order created before the failure was kept");
+    assert_eq!(
+        stack.sandbox.pedidos("shop-a").len(),
+        1,
+        "the order created before the failure was kept"
+    );
     stack.stop().await;
 }

@@ -26,7 +26,10 @@ pub struct Cep(String);
 
 impl Cep {
     pub fn parse(raw: &str) -> Result<Cep, AddressError> {
-        let digits: String = raw.chars().filter(|c| !matches!(c, '-' | '.' | ' ')).collect();
+        let digits: String = raw
+            .chars()
+            .filter(|c| !matches!(c, '-' | '.' | ' '))
+            .collect();
         if digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Cep(digits))
         } else {
@@ -115,7 +118,10 @@ impl AddressInput {
                     None
                 }
                 Some(v) if v.chars().count() > max => {
-                    problems.add(format!("{prefix}.{name}"), format!("longer than {max} characters"));
+                    problems.add(
+                        format!("{prefix}.{name}"),
+                        format!("longer than {max} characters"),
+                    );
                     None
                 }
                 Some(v) => Some(v.to_string()),
@@ -189,7 +195,13 @@ mod tests {
         let fields: Vec<_> = problems.0.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["address.number", "address.district", "address.city", "address.state", "address.cep"]
+            [
+                "address.number",
+                "address.district",
+                "address.city",
+                "address.state",
+                "address.cep"
+            ]
         );
     }
 }

@@ -135,7 +135,10 @@ fn phone(raw: &Option<String>, field: &str, problems: &mut Problems) -> Option<S
     if only_phone_chars && (10..=13).contains(&digits.len()) {
         Some(digits)
     } else {
-        problems.add(field, "must be a phone number with area code (10 to 13 digits)");
+        problems.add(
+            field,
+            "must be a phone number with area code (10 to 13 digits)",
+        );
         None
     }
 }
@@ -516,7 +519,14 @@ mod tests {
     #[test]
     fn emails() {
         assert!(Email::parse("a.b+tag@pet-shop.com.br").is_ok());
-        for bad in ["a@b", "a b@c.com", "@c.com", "a@@c.com", "a@c..com", "a.@c.com"] {
+        for bad in [
+            "a@b",
+            "a b@c.com",
+            "@c.com",
+            "a@@c.com",
+            "a@c..com",
+            "a.@c.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

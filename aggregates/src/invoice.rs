@@ -124,7 +124,12 @@ pub struct InstallmentInput {
     pub payment_method: Option<String>,
 }
 
-fn text(value: &Option<String>, field: &str, max: usize, problems: &mut Problems) -> Option<String> {
+fn text(
+    value: &Option<String>,
+    field: &str,
+    max: usize,
+    problems: &mut Problems,
+) -> Option<String> {
     match value.as_deref().map(str::trim) {
         None | Some("") => {
             problems.add(field, "is required");
@@ -201,8 +206,13 @@ impl InvoiceInput {
             };
             let unit_price = centavos(item.unit_price, &at("unit_price"), &mut problems);
             let discount = centavos(Some(item.discount), &at("discount"), &mut problems);
-            if let (Some(sku), Some(description), Some(quantity), Some(unit_price), Some(discount)) =
-                (sku, description, quantity, unit_price, discount)
+            if let (
+                Some(sku),
+                Some(description),
+                Some(quantity),
+                Some(unit_price),
+                Some(discount),
+            ) = (sku, description, quantity, unit_price, discount)
             {
                 let line = LineItem {
                     sku,
@@ -225,8 +235,15 @@ impl InvoiceInput {
             let at = |name: &str| format!("installments[{i}].{name}");
             let due_date = date(&inst.due_date, &at("due_date"), &mut problems);
             let amount = centavos(inst.amount, &at("amount"), &mut problems);
-            let payment_method = text(&inst.payment_method, &at("payment_method"), 60, &mut problems);
-            if let (Some(due_date), Some(amount), Some(payment_method)) = (due_date, amount, payment_method) {
+            let payment_method = text(
+                &inst.payment_method,
+                &at("payment_method"),
+                60,
+                &mut problems,
+            );
+            if let (Some(due_date), Some(amount), Some(payment_method)) =
+                (due_date, amount, payment_method)
+            {
                 installments.push(Installment {
                     due_date,
                     amount,
@@ -501,7 +518,11 @@ impl Aggregate for Invoice {
                 if self.is_billed() {
                     return Err(InvoiceError::AlreadyBilled);
                 }
-                if !services.customers.is_registered(&tenant, &customer_id).await {
+                if !services
+                    .customers
+                    .is_registered(&tenant, &customer_id)
+                    .await
+                {
                     return Err(InvoiceError::UnknownCustomer(customer_id.to_string()));
                 }
                 let event = InvoiceEvent::InvoiceBilled {
@@ -542,7 +563,8 @@ impl Aggregate for Invoice {
                 if self.cancelled {
                     return Err(InvoiceError::Cancelled);
                 }
-                sink.write(InvoiceEvent::InvoiceCancelled { reason }, self).await;
+                sink.write(InvoiceEvent::InvoiceCancelled { reason }, self)
+                    .await;
             }
             InvoiceCommand::RecordOrderCreated {
                 bling_order_id,
@@ -813,7 +835,13 @@ mod tests {
         bad.items.clear();
         bad.installments.clear();
         bad.total = Some(0);
-        let fields: Vec<_> = bad.validate().unwrap_err().0.into_iter().map(|p| p.field).collect();
+        let fields: Vec<_> = bad
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
         assert_eq!(fields, ["items", "installments"]);
     }
 
@@ -927,7 +955,9 @@ mod tests {
         let mut invoice = Invoice::default();
         invoice.apply(billed(content));
         invoice.apply(InvoiceEvent::SyncFailed {
-            cause: FailureCause::BlingUnavailable { message: "503".into() },
+            cause: FailureCause::BlingUnavailable {
+                message: "503".into(),
+            },
             attempt: 2,
             retry_at: None,
             calls: vec![],

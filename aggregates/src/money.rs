@@ -6,7 +6,9 @@ use std::fmt;
 use std::iter::Sum;
 
 /// A non-negative amount of Brazilian centavos (R$ 0,01).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Centavos(pub u64);
 

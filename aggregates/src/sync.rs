@@ -133,8 +133,12 @@ mod tests {
                 bling_fields: vec![],
                 message: String::new(),
             },
-            FailureCause::AuthorizationExpired { message: String::new() },
-            FailureCause::AuthorizationRevoked { message: String::new() },
+            FailureCause::AuthorizationExpired {
+                message: String::new(),
+            },
+            FailureCause::AuthorizationRevoked {
+                message: String::new(),
+            },
             FailureCause::BlingRejected {
                 status: 403,
                 error_type: "FORBIDDEN".into(),
@@ -142,8 +146,12 @@ mod tests {
                 description: String::new(),
                 bling_fields: vec![],
             },
-            FailureCause::BlingUnavailable { message: String::new() },
-            FailureCause::RateLimited { message: String::new() },
+            FailureCause::BlingUnavailable {
+                message: String::new(),
+            },
+            FailureCause::RateLimited {
+                message: String::new(),
+            },
         ];
         for cause in &causes {
             assert!(FailureCause::CODES.contains(&cause.code()));
@@ -153,7 +161,10 @@ mod tests {
 
     #[test]
     fn cause_serializes_with_its_kind() {
-        let json = serde_json::to_value(FailureCause::RateLimited { message: "429".into() }).unwrap();
+        let json = serde_json::to_value(FailureCause::RateLimited {
+            message: "429".into(),
+        })
+        .unwrap();
         assert_eq!(json["kind"], "rate_limited");
     }
 }

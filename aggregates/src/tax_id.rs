@@ -205,11 +205,19 @@ mod tests {
     // alfanumérico" manual.
     #[test]
     fn valid_cpfs_parse_to_digits() {
-        for raw in ["529.982.247-25", "52998224725", "111.444.777-35", " 255.248.930-33 "] {
+        for raw in [
+            "529.982.247-25",
+            "52998224725",
+            "111.444.777-35",
+            " 255.248.930-33 ",
+        ] {
             let cpf = Cpf::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(cpf.as_str().len(), 11);
         }
-        assert_eq!(Cpf::parse("529.982.247-25").unwrap().as_str(), "52998224725");
+        assert_eq!(
+            Cpf::parse("529.982.247-25").unwrap().as_str(),
+            "52998224725"
+        );
     }
 
     #[test]
@@ -236,9 +244,15 @@ mod tests {
 
     #[test]
     fn numeric_cnpjs() {
-        assert_eq!(Cnpj::parse("11.222.333/0001-81").unwrap().as_str(), "11222333000181");
+        assert_eq!(
+            Cnpj::parse("11.222.333/0001-81").unwrap().as_str(),
+            "11222333000181"
+        );
         assert!(Cnpj::parse("36.002.518/0001-01").is_ok());
-        assert_eq!(Cnpj::parse("11.222.333/0001-82"), Err(TaxIdError::CheckDigits));
+        assert_eq!(
+            Cnpj::parse("11.222.333/0001-82"),
+            Err(TaxIdError::CheckDigits)
+        );
         assert_eq!(Cnpj::parse("00000000000000"), Err(TaxIdError::AllEqual));
         assert!(!Cnpj::parse("11222333000181").unwrap().is_alphanumeric());
     }
@@ -251,8 +265,14 @@ mod tests {
         // Lower case is the same document.
         assert_eq!(Cnpj::parse("12abc34501de35").unwrap(), cnpj);
         // A wrong check digit, and letters where check digits must be.
-        assert_eq!(Cnpj::parse("12.ABC.345/01DE-36"), Err(TaxIdError::CheckDigits));
-        assert_eq!(Cnpj::parse("12.ABC.345/01DE-3A"), Err(TaxIdError::CheckDigits));
+        assert_eq!(
+            Cnpj::parse("12.ABC.345/01DE-36"),
+            Err(TaxIdError::CheckDigits)
+        );
+        assert_eq!(
+            Cnpj::parse("12.ABC.345/01DE-3A"),
+            Err(TaxIdError::CheckDigits)
+        );
     }
 
     #[test]

@@ -27,14 +27,22 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
                 format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
             )
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                rejection.body_text(),
+            )
         }
     })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let field = if path == "." { "body".to_string() } else { path };
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
         let problem = inner.to_string();
         // serde names unknown fields in the message, not the path.
         let field = match problem.strip_prefix("unknown field `") {
@@ -88,15 +96,12 @@ where
         .into_response(),
         Ok(Claim::Replay { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (
-                status,
-                [("content-type", "application/json")],
-                body,
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            let mut response =
+                (status, [("content-type", "application/json")], body).into_response();
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
             response
         }
         Ok(Claim::Fresh) => {

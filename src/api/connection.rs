@@ -24,7 +24,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{tenant}/connection", get(status))
         .route("/v1/tenants/{tenant}/connection/authorize", post(authorize))
-        .route("/v1/tenants/{tenant}/connection/disconnect", post(disconnect))
+        .route(
+            "/v1/tenants/{tenant}/connection/disconnect",
+            post(disconnect),
+        )
         .route("/oauth/callback", get(callback))
 }
 
@@ -55,7 +58,13 @@ async fn status(
     let creds = state.auth.as_ref().map(|a| a.tokens.credentials());
     let status = connection_status(&state.ledger, creds, &tenant)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?;
     Ok(Json(status).into_response())
 }
 
@@ -71,7 +80,13 @@ async fn authorize(
         .connector
         .start(&tenant, actor_of(&principal))
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?;
     Ok(Json(json!({
         "tenant": tenant,
         "authorize_url": url,
@@ -101,9 +116,19 @@ async fn disconnect(
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
     auth.tokens
         .credentials()
-        .set_status(tenant.as_str(), CredentialStatus::Disconnected, Some("disconnected by support"))
+        .set_status(
+            tenant.as_str(),
+            CredentialStatus::Disconnected,
+            Some("disconnected by support"),
+        )
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            )
+        })?;
     Ok(Json(json!({"tenant": tenant, "state": "disconnected"})).into_response())
 }
 
@@ -126,9 +151,16 @@ fn html_escape(s: &str) -> String {
 }
 
 /// Where Bling sends the shop's browser back. No token: the `state` is the credential.
-async fn callback(State(state): State<AppState>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn callback(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let Ok(auth) = bling(&state) else {
-        return page(StatusCode::SERVICE_UNAVAILABLE, "Bling is not configured", "This service has no Bling app configured.");
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Bling is not configured",
+            "This service has no Bling app configured.",
+        );
     };
     if let Some(error) = query.get("error") {
         return page(
@@ -138,7 +170,11 @@ async fn callback(State(state): State<AppState>, Query(query): Query<HashMap<Str
         );
     }
     let (Some(code), Some(oauth_state)) = (query.get("code"), query.get("state")) else {
-        return page(StatusCode::BAD_REQUEST, "Invalid authorization link", "The link lacks its code or state. Nothing was stored.");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization link",
+            "The link lacks its code or state. Nothing was stored.",
+        );
     };
     match auth.connector.complete(code, oauth_state).await {
         Ok(done) => page(

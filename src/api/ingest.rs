@@ -22,15 +22,29 @@ use crate::ledger::{Actor, CommandContext, LedgerError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/tenants/{tenant}/customers/{customer_id}", put(save_customer))
-        .route("/v1/tenants/{tenant}/invoices/{invoice_id}/bill", post(bill_invoice))
-        .route("/v1/tenants/{tenant}/invoices/{invoice_id}", put(update_invoice))
-        .route("/v1/tenants/{tenant}/invoices/{invoice_id}/cancel", post(cancel_invoice))
+        .route(
+            "/v1/tenants/{tenant}/customers/{customer_id}",
+            put(save_customer),
+        )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice_id}/bill",
+            post(bill_invoice),
+        )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice_id}",
+            put(update_invoice),
+        )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice_id}/cancel",
+            post(cancel_invoice),
+        )
 }
 
 fn customer_error(error: LedgerError<CustomerError>) -> ApiError {
     match error {
-        LedgerError::Domain(e) => ApiError::new(StatusCode::CONFLICT, "customer_conflict", e.to_string()),
+        LedgerError::Domain(e) => {
+            ApiError::new(StatusCode::CONFLICT, "customer_conflict", e.to_string())
+        }
         LedgerError::Conflict(_) => concurrency(),
         LedgerError::Storage(e) => storage(e),
     }
@@ -39,16 +53,24 @@ fn customer_error(error: LedgerError<CustomerError>) -> ApiError {
 fn invoice_error(error: LedgerError<InvoiceError>) -> ApiError {
     match error {
         LedgerError::Domain(e) => match e {
-            InvoiceError::AlreadyBilled => ApiError::new(StatusCode::CONFLICT, "already_billed", e.to_string()),
-            InvoiceError::NotBilled => ApiError::new(StatusCode::NOT_FOUND, "not_billed", e.to_string()),
-            InvoiceError::Cancelled => ApiError::new(StatusCode::CONFLICT, "invoice_cancelled", e.to_string()),
+            InvoiceError::AlreadyBilled => {
+                ApiError::new(StatusCode::CONFLICT, "already_billed", e.to_string())
+            }
+            InvoiceError::NotBilled => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_billed", e.to_string())
+            }
+            InvoiceError::Cancelled => {
+                ApiError::new(StatusCode::CONFLICT, "invoice_cancelled", e.to_string())
+            }
             InvoiceError::UnknownCustomer(_) | InvoiceError::CustomerChanged(_) => ApiError::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
                 "customer_id",
                 e.to_string(),
             ),
-            InvoiceError::WrongTenant(_) => ApiError::new(StatusCode::CONFLICT, "wrong_tenant", e.to_string()),
+            InvoiceError::WrongTenant(_) => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_tenant", e.to_string())
+            }
         },
         LedgerError::Conflict(_) => concurrency(),
         LedgerError::Storage(e) => storage(e),
@@ -85,41 +107,55 @@ async fn save_customer(
     let customer_id = path_id(&customer_id, "customer_id", CustomerId::parse)?;
     let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
     let path = format!("/customers/{customer_id}");
-    Ok(idempotent(&state.db, tenant.as_str(), &headers, ("PUT", &path, &raw), || async {
-        let input: CustomerInput = parse_json(body)?;
-        let profile = input.validate().map_err(ApiError::validation)?;
-        let before = state.ledger.customer(&tenant, customer_id.as_str()).await?;
-        let ctx = CommandContext::new(tenant.clone(), request_id, Actor::Ingest(principal.name.clone()));
-        let (status, result, changed) = match &before.profile {
-            None => (StatusCode::CREATED, "registered", vec![]),
-            Some(current) => {
-                let changed = current.changed_fields(&profile);
-                let result = if changed.is_empty() { "unchanged" } else { "updated" };
-                (StatusCode::OK, result, changed)
-            }
-        };
-        let body = json!({
-            "tenant": tenant,
-            "customer_id": customer_id,
-            "result": result,
-            "changed_fields": changed,
-            "person_type": profile.person_type(),
-            "tax_id": profile.tax_id,
-            "ready_for_bling": profile.readiness_for_bling().is_empty(),
-        });
-        let command = CustomerCommand::Save {
-            tenant: tenant.clone(),
-            customer_id: customer_id.clone(),
-            profile,
-        };
-        state
-            .ledger
-            .execute_customer(&ctx, customer_id.as_str(), command)
-            .await
-            .map_err(customer_error)?;
-        state.wake_sync();
-        Ok((status, body))
-    })
+    Ok(idempotent(
+        &state.db,
+        tenant.as_str(),
+        &headers,
+        ("PUT", &path, &raw),
+        || async {
+            let input: CustomerInput = parse_json(body)?;
+            let profile = input.validate().map_err(ApiError::validation)?;
+            let before = state.ledger.customer(&tenant, customer_id.as_str()).await?;
+            let ctx = CommandContext::new(
+                tenant.clone(),
+                request_id,
+                Actor::Ingest(principal.name.clone()),
+            );
+            let (status, result, changed) = match &before.profile {
+                None => (StatusCode::CREATED, "registered", vec![]),
+                Some(current) => {
+                    let changed = current.changed_fields(&profile);
+                    let result = if changed.is_empty() {
+                        "unchanged"
+                    } else {
+                        "updated"
+                    };
+                    (StatusCode::OK, result, changed)
+                }
+            };
+            let body = json!({
+                "tenant": tenant,
+                "customer_id": customer_id,
+                "result": result,
+                "changed_fields": changed,
+                "person_type": profile.person_type(),
+                "tax_id": profile.tax_id,
+                "ready_for_bling": profile.readiness_for_bling().is_empty(),
+            });
+            let command = CustomerCommand::Save {
+                tenant: tenant.clone(),
+                customer_id: customer_id.clone(),
+                profile,
+            };
+            state
+                .ledger
+                .execute_customer(&ctx, customer_id.as_str(), command)
+                .await
+                .map_err(customer_error)?;
+            state.wake_sync();
+            Ok((status, body))
+        },
+    )
     .await)
 }
 
@@ -223,33 +259,46 @@ async fn cancel_invoice(
     let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
     let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
     let path = format!("/invoices/{invoice_id}/cancel");
-    Ok(idempotent(&state.db, tenant.as_str(), &headers, ("POST", &path, &raw), || async {
-        // An empty body means "no reason given".
-        let input: CancelInput = match &body {
-            Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => CancelInput::default(),
-            _ => parse_json(body)?,
-        };
-        let reason = input.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-            let mut problems = Problems::new();
-            problems.add("reason", "longer than 500 characters");
-            return Err(ApiError::validation(problems));
-        }
-        let ctx = CommandContext::new(tenant.clone(), request_id, Actor::Ingest(principal.name.clone()));
-        let command = InvoiceCommand::Cancel {
-            tenant: tenant.clone(),
-            reason,
-        };
-        state
-            .ledger
-            .execute_invoice(&ctx, invoice_id.as_str(), command)
-            .await
-            .map_err(invoice_error)?;
-        state.wake_sync();
-        Ok((
-            StatusCode::OK,
-            json!({"tenant": tenant, "invoice_id": invoice_id, "result": "cancelled"}),
-        ))
-    })
+    Ok(idempotent(
+        &state.db,
+        tenant.as_str(),
+        &headers,
+        ("POST", &path, &raw),
+        || async {
+            // An empty body means "no reason given".
+            let input: CancelInput = match &body {
+                Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => CancelInput::default(),
+                _ => parse_json(body)?,
+            };
+            let reason = input
+                .reason
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty());
+            if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+                let mut problems = Problems::new();
+                problems.add("reason", "longer than 500 characters");
+                return Err(ApiError::validation(problems));
+            }
+            let ctx = CommandContext::new(
+                tenant.clone(),
+                request_id,
+                Actor::Ingest(principal.name.clone()),
+            );
+            let command = InvoiceCommand::Cancel {
+                tenant: tenant.clone(),
+                reason,
+            };
+            state
+                .ledger
+                .execute_invoice(&ctx, invoice_id.as_str(), command)
+                .await
+                .map_err(invoice_error)?;
+            state.wake_sync();
+            Ok((
+                StatusCode::OK,
+                json!({"tenant": tenant, "invoice_id": invoice_id, "result": "cancelled"}),
+            ))
+        },
+    )
     .await)
 }

@@ -12,8 +12,8 @@ mod connection;
 mod console;
 pub mod error;
 mod ingest;
-mod support;
 mod replay;
+mod support;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +92,14 @@ pub fn path_id<T>(
     field: &str,
     parse: fn(&str) -> Result<T, aggregates::ids::InvalidId>,
 ) -> Result<T, ApiError> {
-    parse(raw).map_err(|e| ApiError::field(StatusCode::BAD_REQUEST, "invalid_path", field, e.to_string()))
+    parse(raw).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            field,
+            e.to_string(),
+        )
+    })
 }
 
 pub fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
@@ -111,7 +118,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
         .with_state(state)
 }
 
@@ -135,8 +145,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let head = state.db.head_position().await.unwrap_or(-1) as f64;
     let commands = state.ledger.commands_executed() as f64;
     let body = state.metrics.render(&[
-        ("bling_ledger_log_head_position", "Highest global position readable.", head),
-        ("bling_ledger_commands_executed", "Commands that completed since start.", commands),
+        (
+            "bling_ledger_log_head_position",
+            "Highest global position readable.",
+            head,
+        ),
+        (
+            "bling_ledger_commands_executed",
+            "Commands that completed since start.",
+            commands,
+        ),
     ]);
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }

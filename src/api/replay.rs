@@ -56,7 +56,13 @@ async fn replay(
         }
     }
     let reason = format!("replay requested by {}", principal.name);
-    let requeued = queue::replay(&state.db, tenant.as_str(), invoice.as_ref().map(|i| i.as_str()), &reason).await?;
+    let requeued = queue::replay(
+        &state.db,
+        tenant.as_str(),
+        invoice.as_ref().map(|i| i.as_str()),
+        &reason,
+    )
+    .await?;
     state.wake_sync();
     Ok((
         StatusCode::ACCEPTED,

@@ -34,14 +34,22 @@ pub enum BenchError {
 
 const TOKEN: &str = "bench-ingest-token";
 
-pub async fn run(admin_url: &str, clients: usize, duration: Duration) -> Result<IngestReport, BenchError> {
+pub async fn run(
+    admin_url: &str,
+    clients: usize,
+    duration: Duration,
+) -> Result<IngestReport, BenchError> {
     let scratch = ScratchDb::create(admin_url).await?;
     let outcome = measure(&scratch.url, clients, duration).await;
     scratch.drop_database().await?;
     outcome
 }
 
-async fn measure(url: &str, clients: usize, duration: Duration) -> Result<IngestReport, BenchError> {
+async fn measure(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> Result<IngestReport, BenchError> {
     // Baseline: what the database does with a single-row insert of an event-sized row.
     let db = Db::connect(url, clients as u32 + 2).await?;
     db.migrate().await?;
@@ -55,7 +63,8 @@ async fn measure(url: &str, clients: usize, duration: Duration) -> Result<Ingest
     .execute(pool)
     .await
     .map_err(StoreError::from)?;
-    let payload = serde_json::json!({"CustomerRegistered": {"name": "Cliente", "tax_id": "52998224725"}});
+    let payload =
+        serde_json::json!({"CustomerRegistered": {"name": "Cliente", "tax_id": "52998224725"}});
     let inserted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -67,11 +76,13 @@ async fn measure(url: &str, clients: usize, duration: Duration) -> Result<Ingest
             let mut i = 0u64;
             while started.elapsed() < duration {
                 i += 1;
-                let result = sqlx::query("INSERT INTO raw_baseline VALUES ($1, 1, $2, '{\"tenant\":\"bench\"}')")
-                    .bind(format!("c{c}-{i}"))
-                    .bind(&payload)
-                    .execute(&pool)
-                    .await;
+                let result = sqlx::query(
+                    "INSERT INTO raw_baseline VALUES ($1, 1, $2, '{\"tenant\":\"bench\"}')",
+                )
+                .bind(format!("c{c}-{i}"))
+                .bind(&payload)
+                .execute(&pool)
+                .await;
                 if result.is_ok() {
                     inserted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -86,7 +97,8 @@ async fn measure(url: &str, clients: usize, duration: Duration) -> Result<Ingest
 
     // The product: HTTP requests that each register a new customer (one event each).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let tokens = TokenRegistry::default().with_token(TOKEN, "bench", Role::Ingest, TenantScope::All);
+    let tokens =
+        TokenRegistry::default().with_token(TOKEN, "bench", Role::Ingest, TenantScope::All);
     let server = Server::start(
         Settings {
             database_url: url.to_string(),

@@ -22,7 +22,9 @@ impl ScratchDb {
         let admin = Db::connect(admin_url, 1).await?;
         let name = format!("bl_bench_{}", uuid::Uuid::new_v4().simple());
         if let Db::Postgres(pool) = &admin {
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(pool).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(pool)
+                .await?;
         } else {
             return Err(StoreError::UnsupportedUrl(format!(
                 "benchmarks need a postgres:// URL (got {admin_url})"
@@ -30,7 +32,9 @@ impl ScratchDb {
         }
         admin.close().await;
         let url = match admin_url.rfind('/') {
-            Some(i) if admin_url[..i].contains("//") && i > admin_url.find("//").unwrap_or(0) + 1 => {
+            Some(i)
+                if admin_url[..i].contains("//") && i > admin_url.find("//").unwrap_or(0) + 1 =>
+            {
                 format!("{}/{name}", &admin_url[..i])
             }
             _ => format!("{}/{name}", admin_url.trim_end_matches('/')),
@@ -45,9 +49,12 @@ impl ScratchDb {
     pub async fn drop_database(self) -> Result<(), StoreError> {
         let admin = Db::connect(&self.admin_url, 1).await?;
         if let Db::Postgres(pool) = &admin {
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(pool)
-                .await?;
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(pool)
+            .await?;
         }
         admin.close().await;
         Ok(())

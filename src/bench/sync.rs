@@ -26,6 +26,7 @@ pub struct SyncReport {
     pub park_seconds: f64,
     pub drain_seconds: f64,
     pub bling_calls: usize,
+    /// Calls per second from the first call of the drain to its last.
     pub achieved_per_sec: f64,
     pub ratio_of_ceiling: f64,
     pub too_many_requests: usize,
@@ -51,14 +52,21 @@ const TENANT: &str = "bench-shop";
 
 /// Runs the benchmark on `database_url` (a scratch database is created on PostgreSQL; SQLite
 /// uses a temporary file).
-pub async fn run(database_url: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+pub async fn run(
+    database_url: &str,
+    invoices: usize,
+    ceiling: u32,
+) -> Result<SyncReport, SyncBenchError> {
     if database_url.starts_with("postgres") {
         let scratch = ScratchDb::create(database_url).await?;
         let outcome = measure(&scratch.url, "postgres", invoices, ceiling).await;
         scratch.drop_database().await?;
         outcome
     } else {
-        let dir = std::env::temp_dir().join(format!("bling-ledger-bench-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "bling-ledger-bench-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir)?;
         let url = format!("sqlite://{}", dir.join("bench.db").display());
         let outcome = measure(&url, "sqlite", invoices, ceiling).await;
@@ -79,22 +87,32 @@ async fn wait_for(db: &Db, sql: &str, want: i64, limit: Duration) -> Result<(), 
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(SyncBenchError::Setup(format!("timed out waiting for {want} rows: {sql}")));
+            return Err(SyncBenchError::Setup(format!(
+                "timed out waiting for {want} rows: {sql}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
+/// A shop's regular customers; the backlog spreads over them as a day's invoices would.
+const CUSTOMERS: usize = 200;
+
 fn invoice_body(number: usize) -> serde_json::Value {
     serde_json::json!({
-        "customer_id": "c1", "number": format!("NF-{number}"), "issue_date": "2026-11-25",
+        "customer_id": format!("c{}", number % CUSTOMERS), "number": format!("NF-{number}"), "issue_date": "2026-11-25",
         "items": [{"sku": "BANHO", "description": "Banho e tosa", "quantity": 1, "unit_price": 8000}],
         "installments": [{"due_date": "2026-11-25", "amount": 8000, "payment_method": "pix"}],
         "total": 8000
     })
 }
 
-async fn measure(url: &str, backend: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+async fn measure(
+    url: &str,
+    backend: &str,
+    invoices: usize,
+    ceiling: u32,
+) -> Result<SyncReport, SyncBenchError> {
     let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ledger_addr = ledger_listener.local_addr()?;
     let sandbox = Sandbox::start(
@@ -119,7 +137,10 @@ async fn measure(url: &str, backend: &str, invoices: usize, ceiling: u32) -> Res
             token_url: sandbox.token_url(),
             timeout: Duration::from_secs(10),
         },
-        keys: KeyRing::new(EncryptionKey::from_base64(&EncryptionKey::generate_base64()).map_err(|e| SyncBenchError::Setup(e.to_string()))?),
+        keys: KeyRing::new(
+            EncryptionKey::from_base64(&EncryptionKey::generate_base64())
+                .map_err(|e| SyncBenchError::Setup(e.to_string()))?,
+        ),
         renewal: RenewalPolicy::default(),
         token_calls_per_minute: 15,
         state_ttl: Duration::from_secs(60),
@@ -142,7 +163,12 @@ async fn measure(url: &str, backend: &str, invoices: usize, ceiling: u32) -> Res
         Settings {
             database_url: url.to_string(),
             max_connections: 12,
-            tokens: TokenRegistry::default().with_token(TOKEN, "bench", Role::Admin, TenantScope::All),
+            tokens: TokenRegistry::default().with_token(
+                TOKEN,
+                "bench",
+                Role::Admin,
+                TenantScope::All,
+            ),
             auth: Some(auth),
             sync,
         },
@@ -155,7 +181,13 @@ async fn measure(url: &str, backend: &str, invoices: usize, ceiling: u32) -> Res
     outcome
 }
 
-async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usize, ceiling: u32) -> Result<SyncReport, SyncBenchError> {
+async fn drive(
+    server: &Server,
+    sandbox: &Sandbox,
+    backend: &str,
+    invoices: usize,
+    ceiling: u32,
+) -> Result<SyncReport, SyncBenchError> {
     let http = reqwest::Client::new();
     let base = server.base_url();
     let connect = || async {
@@ -166,22 +198,51 @@ async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usiz
             .await?
             .json()
             .await?;
-        let url = answer["authorize_url"].as_str().unwrap_or_default().to_string();
-        let page = http.get(format!("{url}&account={TENANT}&auto_approve=1")).send().await?;
+        let url = answer["authorize_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let page = http
+            .get(format!("{url}&account={TENANT}&auto_approve=1"))
+            .send()
+            .await?;
         if !page.status().is_success() {
-            return Err(SyncBenchError::Setup(format!("connect answered {}", page.status())));
+            return Err(SyncBenchError::Setup(format!(
+                "connect answered {}",
+                page.status()
+            )));
         }
         Ok::<(), SyncBenchError>(())
     };
     connect().await?;
-    let customer = serde_json::json!({
-        "name": "Tutor do Rex", "tax_id": "529.982.247-25",
-        "address": {"street": "Rua A", "number": "1", "district": "Centro", "city": "São Paulo", "state": "SP", "cep": "01001-000"}
-    });
-    http.put(format!("{base}/v1/tenants/{TENANT}/customers/c1")).bearer_auth(TOKEN).json(&customer).send().await?;
-    http.post(format!("{base}/v1/tenants/{TENANT}/invoices/warmup/bill")).bearer_auth(TOKEN).json(&invoice_body(0)).send().await?;
+    // Warm-up: every customer's contato is in Bling before the revocation (the benchmark
+    // measures invoices "whose contact is already synced").
+    for c in 0..CUSTOMERS {
+        let customer = serde_json::json!({
+            "name": format!("Tutor {c}"), "tax_id": cpf(c as u32),
+            "address": {"street": "Rua A", "number": "1", "district": "Centro", "city": "São Paulo", "state": "SP", "cep": "01001-000"}
+        });
+        http.put(format!("{base}/v1/tenants/{TENANT}/customers/c{c}"))
+            .bearer_auth(TOKEN)
+            .json(&customer)
+            .send()
+            .await?;
+        http.post(format!(
+            "{base}/v1/tenants/{TENANT}/invoices/warmup-{c}/bill"
+        ))
+        .bearer_auth(TOKEN)
+        .json(&invoice_body(c))
+        .send()
+        .await?;
+    }
     let db = &server.db;
-    wait_for(db, "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'", 1, Duration::from_secs(60)).await?;
+    wait_for(
+        db,
+        "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'",
+        CUSTOMERS as i64,
+        Duration::from_secs(600),
+    )
+    .await?;
 
     // The shop changes its password; the day's invoices keep coming and park.
     sandbox.revoke_account(TENANT);
@@ -197,16 +258,19 @@ async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usiz
                 if i > invoices {
                     return Ok::<(), reqwest::Error>(());
                 }
-                http.post(format!("{base}/v1/tenants/{TENANT}/invoices/inv-{i:06}/bill"))
-                    .bearer_auth(TOKEN)
-                    .json(&invoice_body(i))
-                    .send()
-                    .await?;
+                http.post(format!(
+                    "{base}/v1/tenants/{TENANT}/invoices/inv-{i:06}/bill"
+                ))
+                .bearer_auth(TOKEN)
+                .json(&invoice_body(i))
+                .send()
+                .await?;
             }
         }));
     }
     for t in tasks {
-        t.await.map_err(|e| SyncBenchError::Setup(e.to_string()))??;
+        t.await
+            .map_err(|e| SyncBenchError::Setup(e.to_string()))??;
     }
     let parked_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'parked'";
     wait_for(db, parked_sql, invoices as i64, Duration::from_secs(1800)).await?;
@@ -217,12 +281,26 @@ async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usiz
     let started = Instant::now();
     connect().await?;
     let done_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'";
-    wait_for(db, done_sql, invoices as i64 + 1, Duration::from_secs(3600)).await?;
+    wait_for(
+        db,
+        done_sql,
+        (invoices + CUSTOMERS) as i64,
+        Duration::from_secs(3600),
+    )
+    .await?;
     let drain = started.elapsed().as_secs_f64();
     let log = sandbox.call_log();
     let api: Vec<_> = log.iter().filter(|c| !c.path.contains("/oauth/")).collect();
     let too_many = api.iter().filter(|c| c.status == Some(429)).count();
-    let achieved = api.len() as f64 / drain.max(1e-9);
+    // The request rate while draining: from the first call to the last. The drain time above
+    // also counts the reconnection and the worker noticing it.
+    let window = match (api.first(), api.last()) {
+        (Some(first), Some(last)) if api.len() > 1 => {
+            (last.at - first.at).num_microseconds().unwrap_or(0) as f64 / 1e6
+        }
+        _ => drain,
+    };
+    let achieved = (api.len().saturating_sub(1)) as f64 / window.max(1e-9);
     Ok(SyncReport {
         database: backend.to_string(),
         invoices,
@@ -235,4 +313,26 @@ async fn drive(server: &Server, sandbox: &Sandbox, backend: &str, invoices: usiz
         too_many_requests: too_many,
         calls_per_invoice: api.len() as f64 / invoices.max(1) as f64,
     })
+}
+
+/// The `n`-th valid CPF (check digits computed), so every benchmark customer is distinct.
+fn cpf(n: u32) -> String {
+    let mut digits: Vec<u32> = format!("{:09}", 100_000_000 + n * 7_919)
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    for len in [9usize, 10] {
+        let sum: u32 = digits
+            .iter()
+            .take(len)
+            .enumerate()
+            .map(|(i, d)| d * (len as u32 + 1 - i as u32))
+            .sum();
+        let r = sum % 11;
+        digits.push(if r < 2 { 0 } else { 11 - r });
+    }
+    digits
+        .iter()
+        .filter_map(|d| char::from_digit(*d, 10))
+        .collect()
 }

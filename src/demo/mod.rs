@@ -75,7 +75,10 @@ pub struct Summary {
 fn random_token(prefix: &str) -> String {
     use base64::Engine;
     let bytes: [u8; 24] = rand::random();
-    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 fn say(line: impl AsRef<str>) {
@@ -89,24 +92,50 @@ struct Shop<'a> {
 }
 
 impl Shop<'_> {
-    async fn send(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> Result<(u16, Value), DemoError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), DemoError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(body);
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
         let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// The shop's user goes through Bling's consent page, as in a browser.
     async fn connect(&self, sandbox: &Sandbox) -> Result<(), DemoError> {
         let (status, answer) = self
-            .send(reqwest::Method::POST, &format!("/v1/tenants/{TENANT}/connection/authorize"), self.support, None)
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{TENANT}/connection/authorize"),
+                self.support,
+                None,
+            )
             .await?;
-        let url = answer["authorize_url"].as_str().filter(|_| status == 200).ok_or_else(|| DemoError::Story(format!("authorize answered {status}: {answer}")))?;
-        let page = self.http.get(format!("{url}&account={TENANT}")).send().await?.text().await?;
+        let url = answer["authorize_url"]
+            .as_str()
+            .filter(|_| status == 200)
+            .ok_or_else(|| DemoError::Story(format!("authorize answered {status}: {answer}")))?;
+        let page = self
+            .http
+            .get(format!("{url}&account={TENANT}"))
+            .send()
+            .await?
+            .text()
+            .await?;
         let field = |name: &str| -> Option<String> {
             let marker = format!("name=\"{name}\" value=\"");
             let start = page.find(&marker)? + marker.len();
@@ -114,16 +143,27 @@ impl Shop<'_> {
         };
         let action = page
             .find("action=\"")
-            .and_then(|i| page[i + 8..].find('"').map(|j| page[i + 8..i + 8 + j].replace("&amp;", "&")))
+            .and_then(|i| {
+                page[i + 8..]
+                    .find('"')
+                    .map(|j| page[i + 8..i + 8 + j].replace("&amp;", "&"))
+            })
             .ok_or_else(|| DemoError::Story("Bling's consent page has no form".into()))?;
-        let action = if action.starts_with("http") { action } else { format!("http://{}{action}", sandbox.local_addr()) };
+        let action = if action.starts_with("http") {
+            action
+        } else {
+            format!("http://{}{action}", sandbox.local_addr())
+        };
         let mut form = vec![("decision".to_string(), "approve".to_string())];
         for name in ["response_type", "client_id", "state", "account"] {
             form.push((name.to_string(), field(name).unwrap_or_default()));
         }
         let done = self.http.post(action).form(&form).send().await?;
         if !done.status().is_success() {
-            return Err(DemoError::Story(format!("the OAuth callback answered {}", done.status())));
+            return Err(DemoError::Story(format!(
+                "the OAuth callback answered {}",
+                done.status()
+            )));
         }
         Ok(())
     }
@@ -135,10 +175,21 @@ async fn count(db: &Db, sql: &str) -> Result<i64, StoreError> {
 }
 
 /// Waits until `sql` (counting with `$1` = tenant) reaches `target`, drawing a bar.
-async fn wait_for(db: &Db, label: &str, sql: &str, target: i64, progress: bool, limit: Duration) -> Result<i64, DemoError> {
+async fn wait_for(
+    db: &Db,
+    label: &str,
+    sql: &str,
+    target: i64,
+    progress: bool,
+    limit: Duration,
+) -> Result<i64, DemoError> {
     let sql = sql.to_string();
     let sql = sql.as_str();
-    let bar = if progress { ProgressBar::new(target.max(0) as u64) } else { ProgressBar::hidden() };
+    let bar = if progress {
+        ProgressBar::new(target.max(0) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("  {msg:<28} [{bar:30}] {pos}/{len} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -157,9 +208,12 @@ async fn wait_for(db: &Db, label: &str, sql: &str, target: i64, progress: bool, 
     }
 }
 
-const DONE_SQL: &str = "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'done'";
-const SETTLED_SQL: &str = "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state <> 'pending'";
-const PARKED_SQL: &str = "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'parked'";
+const DONE_SQL: &str =
+    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'done'";
+const SETTLED_SQL: &str =
+    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state <> 'pending'";
+const PARKED_SQL: &str =
+    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'parked'";
 
 /// Runs the story and returns the services, still serving.
 pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
@@ -186,12 +240,26 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     .await?;
     let support_token = random_token("support");
     let ingest_token = random_token("ingest");
-    let tenant = aggregates::ids::TenantId::parse(TENANT).map_err(|e| DemoError::Story(e.to_string()))?;
+    let tenant =
+        aggregates::ids::TenantId::parse(TENANT).map_err(|e| DemoError::Story(e.to_string()))?;
     let tokens = TokenRegistry::default()
-        .with_token(&ingest_token, "petshop-system", Role::Ingest, TenantScope::One(tenant.clone()))
-        .with_token(&support_token, "support-demo", Role::Support, TenantScope::One(tenant));
-    let key = EncryptionKey::load_or_create_file(&std::path::PathBuf::from(format!("{}.key", options.database_path.display())))
-        .map_err(|e| DemoError::Story(e.to_string()))?;
+        .with_token(
+            &ingest_token,
+            "petshop-system",
+            Role::Ingest,
+            TenantScope::One(tenant.clone()),
+        )
+        .with_token(
+            &support_token,
+            "support-demo",
+            Role::Support,
+            TenantScope::One(tenant),
+        );
+    let key = EncryptionKey::load_or_create_file(&std::path::PathBuf::from(format!(
+        "{}.key",
+        options.database_path.display()
+    )))
+    .map_err(|e| DemoError::Story(e.to_string()))?;
     let server = Server::start(
         Settings {
             database_url: database_url.clone(),
@@ -220,7 +288,11 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
                 },
                 settings: SyncSettings {
                     poll_interval: Duration::from_millis(100),
-                    retry_schedule: vec![Duration::from_secs(2), Duration::from_secs(5), Duration::from_secs(30)],
+                    retry_schedule: vec![
+                        Duration::from_secs(2),
+                        Duration::from_secs(5),
+                        Duration::from_secs(30),
+                    ],
                     ..Default::default()
                 },
             },
@@ -228,9 +300,19 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         ledger_listener,
     )
     .await?;
-    say(format!("bling-ledger demo: a day at the pet shop \"{TENANT}\""));
-    say(format!("  Bling sandbox   {}  ({} req/s, like Bling)", sandbox.base_url(), options.bling_rate_per_sec));
-    say(format!("  ledger          {}  (SQLite: {})", server.base_url(), options.database_path.display()));
+    say(format!(
+        "bling-ledger demo: a day at the pet shop \"{TENANT}\""
+    ));
+    say(format!(
+        "  Bling sandbox   {}  ({} req/s, like Bling)",
+        sandbox.base_url(),
+        options.bling_rate_per_sec
+    ));
+    say(format!(
+        "  ledger          {}  (SQLite: {})",
+        server.base_url(),
+        options.database_path.display()
+    ));
     let shop = Shop {
         http: reqwest::Client::new(),
         base: server.base_url(),
@@ -240,7 +322,14 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
 
     say("\n1. Connecting the shop to Bling (consent page, Authorize, redirect, code exchange)…");
     shop.connect(&sandbox).await?;
-    let (_, status) = shop.send(reqwest::Method::GET, &format!("/v1/tenants/{TENANT}/connection"), &support_token, None).await?;
+    let (_, status) = shop
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{TENANT}/connection"),
+            &support_token,
+            None,
+        )
+        .await?;
     say(format!(
         "   connected: access token {} expires in {} min; tokens stored encrypted, the log keeps only fingerprints",
         status["token_fingerprint"].as_str().unwrap_or("?"),
@@ -249,17 +338,45 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
 
     say("\n2. Morning: the pet-shop system registers its customers…");
     for c in script::customers() {
-        let (code, body) = shop.send(reqwest::Method::PUT, &format!("/v1/tenants/{TENANT}/customers/{}", c.id), &ingest_token, Some(&c.body)).await?;
+        let (code, body) = shop
+            .send(
+                reqwest::Method::PUT,
+                &format!("/v1/tenants/{TENANT}/customers/{}", c.id),
+                &ingest_token,
+                Some(&c.body),
+            )
+            .await?;
         let name = c.body["name"].as_str().unwrap_or("");
         match code {
-            200 | 201 => say(format!("   {:<8} {:<36} registered{}", c.id, name, c.note.map(|n| format!(" — {n}")).unwrap_or_default())),
+            200 | 201 => say(format!(
+                "   {:<8} {:<36} registered{}",
+                c.id,
+                name,
+                c.note.map(|n| format!(" — {n}")).unwrap_or_default()
+            )),
             _ => {
                 summary.rejected_at_ingest += 1;
                 let fields: Vec<String> = body["error"]["fields"]
                     .as_array()
-                    .map(|f| f.iter().map(|p| format!("{}: {}", p["field"].as_str().unwrap_or(""), p["problem"].as_str().unwrap_or(""))).collect())
+                    .map(|f| {
+                        f.iter()
+                            .map(|p| {
+                                format!(
+                                    "{}: {}",
+                                    p["field"].as_str().unwrap_or(""),
+                                    p["problem"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                say(format!("   {:<8} {:<36} REFUSED {code} ({}) — {}", c.id, name, fields.join("; "), c.note.unwrap_or("")));
+                say(format!(
+                    "   {:<8} {:<36} REFUSED {code} ({}) — {}",
+                    c.id,
+                    name,
+                    fields.join("; "),
+                    c.note.unwrap_or("")
+                ));
             }
         }
     }
@@ -267,14 +384,31 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     say("\n   …and bills the morning's baths, grooming, vaccines and food.");
     let morning = script::morning();
     for (id, customer, body) in &morning {
-        let (code, answer) = shop.send(reqwest::Method::POST, &format!("/v1/tenants/{TENANT}/invoices/{id}/bill"), &ingest_token, Some(body)).await?;
+        let (code, answer) = shop
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{TENANT}/invoices/{id}/bill"),
+                &ingest_token,
+                Some(body),
+            )
+            .await?;
         if code != 201 {
-            return Err(DemoError::Story(format!("billing {id} for {customer} answered {code}: {answer}")));
+            return Err(DemoError::Story(format!(
+                "billing {id} for {customer} answered {code}: {answer}"
+            )));
         }
     }
     summary.invoices += morning.len();
     say("   the worker creates contatos and pedidos in Bling, 3 requests per second:");
-    wait_for(&server.db, "morning invoices settled", SETTLED_SQL, morning.len() as i64, options.progress, Duration::from_secs(300)).await?;
+    wait_for(
+        &server.db,
+        "morning invoices settled",
+        SETTLED_SQL,
+        morning.len() as i64,
+        options.progress,
+        Duration::from_secs(300),
+    )
+    .await?;
     let stuck: Vec<(String, String, String)> = on_db!(
         &server.db,
         as (String, String, String),
@@ -285,7 +419,10 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     )
     .map_err(StoreError::from)?;
     let synced = count(&server.db, DONE_SQL).await?;
-    say(format!("   {synced} invoices synced; {} could not be, and the ledger says why:", stuck.len()));
+    say(format!(
+        "   {synced} invoices synced; {} could not be, and the ledger says why:",
+        stuck.len()
+    ));
     for (invoice, customer, error) in &stuck {
         let (cause, message) = error.split_once(": ").unwrap_or((error.as_str(), ""));
         say(format!("   {invoice} ({customer}): {cause} — {message}"));
@@ -294,19 +431,50 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
 
     // Later in the morning one customer adds an item; another returns and cancels.
     let (upd_id, upd_customer, _) = &morning[0];
-    let updated = script::invoice(upd_customer, 1001, &[(0, 1, 0), (2, 1, 0), (7, 1, 0)], false);
-    shop.send(reqwest::Method::PUT, &format!("/v1/tenants/{TENANT}/invoices/{upd_id}"), &ingest_token, Some(&updated)).await?;
+    let updated = script::invoice(
+        upd_customer,
+        1001,
+        &[(0, 1, 0), (2, 1, 0), (7, 1, 0)],
+        false,
+    );
+    shop.send(
+        reqwest::Method::PUT,
+        &format!("/v1/tenants/{TENANT}/invoices/{upd_id}"),
+        &ingest_token,
+        Some(&updated),
+    )
+    .await?;
     let (cancel_id, _, _) = &morning[2];
-    shop.send(reqwest::Method::POST, &format!("/v1/tenants/{TENANT}/invoices/{cancel_id}/cancel"), &ingest_token, Some(&serde_json::json!({"reason": "cliente desistiu da vacina"}))).await?;
+    shop.send(
+        reqwest::Method::POST,
+        &format!("/v1/tenants/{TENANT}/invoices/{cancel_id}/cancel"),
+        &ingest_token,
+        Some(&serde_json::json!({"reason": "cliente desistiu da vacina"})),
+    )
+    .await?;
     say(format!("   {upd_id}: the customer adds a snack (invoice updated); {cancel_id}: cancelled at the counter"));
     let reflected = format!(
         "SELECT count(*) FROM events WHERE aggregate_type = 'Invoice' AND (
              (aggregate_id = $1 || '/{upd_id}' AND event_type = 'SalesOrderUpdated') OR
              (aggregate_id = $1 || '/{cancel_id}' AND event_type = 'SituacaoChanged'))"
     );
-    wait_for(&server.db, "changes reflected in Bling", &reflected, 3, options.progress, Duration::from_secs(120)).await?;
+    wait_for(
+        &server.db,
+        "changes reflected in Bling",
+        &reflected,
+        3,
+        options.progress,
+        Duration::from_secs(120),
+    )
+    .await?;
     let pedidos = sandbox.pedidos(TENANT);
-    let find = |key: &str| pedidos.iter().find(|p| p["numeroLoja"] == key.to_string()).cloned().unwrap_or_default();
+    let find = |key: &str| {
+        pedidos
+            .iter()
+            .find(|p| p["numeroLoja"] == key)
+            .cloned()
+            .unwrap_or_default()
+    };
     say(format!(
         "   in Bling: {upd_id}'s order now totals R$ {:.2}; {cancel_id}'s order is in situação {} (Cancelado)",
         find(upd_id)["total"].as_f64().unwrap_or(0.0),
@@ -317,12 +485,33 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     sandbox.revoke_account(TENANT);
     let afternoon = script::afternoon();
     for (id, _, body) in &afternoon {
-        shop.send(reqwest::Method::POST, &format!("/v1/tenants/{TENANT}/invoices/{id}/bill"), &ingest_token, Some(body)).await?;
+        shop.send(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{TENANT}/invoices/{id}/bill"),
+            &ingest_token,
+            Some(body),
+        )
+        .await?;
     }
     summary.invoices += afternoon.len();
     say(format!("   the afternoon's {} invoices keep coming; the worker finds the authorization revoked and parks them", afternoon.len()));
-    wait_for(&server.db, "afternoon invoices parked", PARKED_SQL, afternoon.len() as i64, options.progress, Duration::from_secs(120)).await?;
-    let (_, status) = shop.send(reqwest::Method::GET, &format!("/v1/tenants/{TENANT}/connection"), &support_token, None).await?;
+    wait_for(
+        &server.db,
+        "afternoon invoices parked",
+        PARKED_SQL,
+        afternoon.len() as i64,
+        options.progress,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let (_, status) = shop
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/tenants/{TENANT}/connection"),
+            &support_token,
+            None,
+        )
+        .await?;
     say(format!(
         "   connection: {} — Bling answered {} {} to {}; no further call is made for this shop",
         status["state"].as_str().unwrap_or("?"),
@@ -337,11 +526,25 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     // The clerk also fixes the two customer records Bling could not take.
     for id in ["cli-008", "cli-009"] {
         if let Some(fixed) = script::corrected(id) {
-            shop.send(reqwest::Method::PUT, &format!("/v1/tenants/{TENANT}/customers/{id}"), &ingest_token, Some(&fixed)).await?;
+            shop.send(
+                reqwest::Method::PUT,
+                &format!("/v1/tenants/{TENANT}/customers/{id}"),
+                &ingest_token,
+                Some(&fixed),
+            )
+            .await?;
         }
     }
     say("   the clerk fixes Fernanda's missing address and Paulo's CEP; their invoices are retried automatically");
-    wait_for(&server.db, "all invoices synced", DONE_SQL, summary.invoices as i64, options.progress, Duration::from_secs(300)).await?;
+    wait_for(
+        &server.db,
+        "all invoices synced",
+        DONE_SQL,
+        summary.invoices as i64,
+        options.progress,
+        Duration::from_secs(300),
+    )
+    .await?;
 
     summary.synced = count(&server.db, DONE_SQL).await? as usize;
     let failures: Vec<(String, String)> = on_db!(
@@ -352,7 +555,10 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         fetch_all
     )
     .map_err(StoreError::from)?;
-    summary.failed = failures.into_iter().map(|(k, e)| (k, e.split(':').next().unwrap_or("").to_string(), e)).collect();
+    summary.failed = failures
+        .into_iter()
+        .map(|(k, e)| (k, e.split(':').next().unwrap_or("").to_string(), e))
+        .collect();
     let log = sandbox.call_log();
     summary.bling_calls = log.iter().filter(|c| !c.path.contains("/oauth/")).count();
     summary.too_many_requests = log.iter().filter(|c| c.status == Some(429)).count();
@@ -364,15 +570,33 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     say(format!(
         "   synced to Bling        {} ({pedidos} pedidos in the Bling account: one per invoice{})",
         summary.synced,
-        if pedidos < summary.synced { ", none for an invoice cancelled before it was sent" } else { "" }
+        if pedidos < summary.synced {
+            ", none for an invoice cancelled before it was sent"
+        } else {
+            ""
+        }
     ));
-    say(format!("   parked, then replayed  {}", summary.parked_and_replayed));
-    say(format!("   refused at ingest      {} customer record(s), named field by field", summary.rejected_at_ingest));
+    say(format!(
+        "   parked, then replayed  {}",
+        summary.parked_and_replayed
+    ));
+    say(format!(
+        "   refused at ingest      {} customer record(s), named field by field",
+        summary.rejected_at_ingest
+    ));
     for (invoice, cause, error) in &summary.failed {
-        say(format!("   not synced             {invoice}: {cause} — {error}"));
+        say(format!(
+            "   not synced             {invoice}: {cause} — {error}"
+        ));
     }
-    say(format!("   Bling calls            {} ({} answered 429)", summary.bling_calls, summary.too_many_requests));
-    let work: Vec<String> = counts.iter().map(|(kind, state, n)| format!("{kind} {state}: {n}")).collect();
+    say(format!(
+        "   Bling calls            {} ({} answered 429)",
+        summary.bling_calls, summary.too_many_requests
+    ));
+    let work: Vec<String> = counts
+        .iter()
+        .map(|(kind, state, n)| format!("{kind} {state}: {n}"))
+        .collect();
     say(format!("   sync work              {}", work.join(", ")));
     Ok(RunningDemo {
         server,
@@ -387,12 +611,22 @@ fn advice(cause: &str) -> &'static str {
     use aggregates::sync::FailureCause as C;
     let m = String::new();
     let cause = match cause {
-        "divergent_customer_record" => C::DivergentCustomerRecord { problems: vec![], bling_fields: vec![], message: m },
+        "divergent_customer_record" => C::DivergentCustomerRecord {
+            problems: vec![],
+            bling_fields: vec![],
+            message: m,
+        },
         "authorization_revoked" => C::AuthorizationRevoked { message: m },
         "authorization_expired" => C::AuthorizationExpired { message: m },
         "bling_unavailable" => C::BlingUnavailable { message: m },
         "rate_limited" => C::RateLimited { message: m },
-        _ => C::BlingRejected { status: 0, error_type: String::new(), message: m, description: String::new(), bling_fields: vec![] },
+        _ => C::BlingRejected {
+            status: 0,
+            error_type: String::new(),
+            message: m,
+            description: String::new(),
+            bling_fields: vec![],
+        },
     };
     cause.advice()
 }
@@ -401,10 +635,16 @@ fn advice(cause: &str) -> &'static str {
 pub fn print_where_to_look(demo: &RunningDemo) {
     let base = demo.server.base_url();
     say("\nWhere to look (the demo keeps serving until Ctrl-C)");
-    say(format!("   support console   {base}/   (log in with the support token below)"));
+    say(format!(
+        "   support console   {base}/   (log in with the support token below)"
+    ));
     say(format!("   support token     {}", demo.support_token));
     say(format!("   an invoice        curl -H 'Authorization: Bearer {}' {base}/v1/tenants/{TENANT}/invoices/NF-1007/history", demo.support_token));
     say(format!("   the connection    curl -H 'Authorization: Bearer {}' {base}/v1/tenants/{TENANT}/connection", demo.support_token));
-    say(format!("   the Bling sandbox {}  (control plane: {})", demo.sandbox.base_url(), demo.sandbox.control_url()));
+    say(format!(
+        "   the Bling sandbox {}  (control plane: {})",
+        demo.sandbox.base_url(),
+        demo.sandbox.control_url()
+    ));
     say(format!("   ingest token      {}", demo.ingest_token));
 }

@@ -73,8 +73,18 @@ pub fn customers() -> Vec<DemoCustomer> {
 /// The fixed version of a customer the clerk corrects later in the day.
 pub fn corrected(id: &str) -> Option<Value> {
     match id {
-        "cli-008" => Some(person("Fernanda Alves", "987.654.321-00", "(11) 98888-1008", address("Rua Frei Caneca", "500", "Consolação", "01307-001"))),
-        "cli-009" => Some(person("Paulo Nunes", "168.995.350-09", "(11) 98888-1009", address("Rua Direita", "50", "Sé", "01002-000"))),
+        "cli-008" => Some(person(
+            "Fernanda Alves",
+            "987.654.321-00",
+            "(11) 98888-1008",
+            address("Rua Frei Caneca", "500", "Consolação", "01307-001"),
+        )),
+        "cli-009" => Some(person(
+            "Paulo Nunes",
+            "168.995.350-09",
+            "(11) 98888-1009",
+            address("Rua Direita", "50", "Sé", "01002-000"),
+        )),
         _ => None,
     }
 }
@@ -124,9 +134,13 @@ pub fn invoice(customer: &str, number: u32, lines: &[(usize, i64, i64)], split: 
     })
 }
 
+/// One planned sale: the customer, catalogue lines (index, quantity, discount) and whether it
+/// is paid in two installments.
+type Sale = (&'static str, &'static [(usize, i64, i64)], bool);
+
 /// The morning's invoices: (invoice id, customer, body).
 pub fn morning() -> Vec<(String, &'static str, Value)> {
-    let plan: [(&str, &[(usize, i64, i64)], bool); 12] = [
+    let plan: [Sale; 12] = [
         ("cli-001", &[(0, 1, 0), (2, 1, 0)], false),
         ("cli-002", &[(1, 1, 0), (3, 1, 1000)], true),
         ("cli-003", &[(4, 1, 0)], false),
@@ -144,14 +158,18 @@ pub fn morning() -> Vec<(String, &'static str, Value)> {
         .enumerate()
         .map(|(i, (customer, lines, split))| {
             let number = 1001 + i as u32;
-            (format!("NF-{number}"), *customer, invoice(customer, number, lines, *split))
+            (
+                format!("NF-{number}"),
+                *customer,
+                invoice(customer, number, lines, *split),
+            )
         })
         .collect()
 }
 
 /// The afternoon's invoices, billed while the authorization is revoked.
 pub fn afternoon() -> Vec<(String, &'static str, Value)> {
-    let plan: [(&str, &[(usize, i64, i64)], bool); 8] = [
+    let plan: [Sale; 8] = [
         ("cli-005", &[(2, 1, 0)], false),
         ("cli-010", &[(0, 1, 0), (7, 1, 0)], false),
         ("cli-004", &[(1, 1, 0), (3, 1, 0)], true),
@@ -165,7 +183,11 @@ pub fn afternoon() -> Vec<(String, &'static str, Value)> {
         .enumerate()
         .map(|(i, (customer, lines, split))| {
             let number = 1101 + i as u32;
-            (format!("NF-{number}"), *customer, invoice(customer, number, lines, *split))
+            (
+                format!("NF-{number}"),
+                *customer,
+                invoice(customer, number, lines, *split),
+            )
         })
         .collect()
 }

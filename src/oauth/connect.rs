@@ -51,7 +51,13 @@ pub struct Connected {
 }
 
 impl Connector {
-    pub fn new(db: Db, endpoint: TokenEndpoint, creds: CredentialStore, ledger: Arc<Ledger>, state_ttl: Duration) -> Self {
+    pub fn new(
+        db: Db,
+        endpoint: TokenEndpoint,
+        creds: CredentialStore,
+        ledger: Arc<Ledger>,
+        state_ttl: Duration,
+    ) -> Self {
         Self {
             db,
             endpoint,
@@ -90,7 +96,9 @@ impl Connector {
             .await
             .map_err(|e| ConnectError::Store(e.to_string()))?;
         let reconnected = before.token_fingerprint.is_some();
-        self.creds.store_authorization(tenant.as_str(), &grant).await?;
+        self.creds
+            .store_authorization(tenant.as_str(), &grant)
+            .await?;
         let command = ConnectionCommand::CompleteAuthorization {
             tenant: tenant.clone(),
             scopes: grant.scope.clone(),
@@ -102,12 +110,19 @@ impl Connector {
         } else {
             Actor::System
         };
-        let ctx = CommandContext::new(tenant.clone(), format!("oauth-callback:{}", &states::digest(state)[..12]), actor);
+        let ctx = CommandContext::new(
+            tenant.clone(),
+            format!("oauth-callback:{}", &states::digest(state)[..12]),
+            actor,
+        );
         self.ledger
             .execute_connection(&ctx, command)
             .await
             .map_err(|e| ConnectError::Store(e.to_string()))?;
         tracing::info!(%tenant, reconnected, "connected to Bling");
-        Ok(Connected { tenant, reconnected })
+        Ok(Connected {
+            tenant,
+            reconnected,
+        })
     }
 }

@@ -65,7 +65,18 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-type Row = (i64, String, String, i64, String, String, i64, Option<i64>, Option<String>, Option<i64>);
+type Row = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+);
 
 const SELECT: &str = "SELECT version, access_token, refresh_token, access_expires_at_ms, scope,
                              status, connected_at_ms, last_refresh_at_ms, last_error,
@@ -90,7 +101,18 @@ impl CredentialStore {
 
     pub async fn load(&self, tenant: &str) -> Result<Option<Credentials>, CredentialError> {
         let row: Option<Row> = on_db!(&self.db, as Row, SELECT, [tenant], fetch_optional)?;
-        let Some((version, access, refresh, expires, scope, status, connected, refreshed, error, error_at)) = row
+        let Some((
+            version,
+            access,
+            refresh,
+            expires,
+            scope,
+            status,
+            connected,
+            refreshed,
+            error,
+            error_at,
+        )) = row
         else {
             return Ok(None);
         };
@@ -109,9 +131,17 @@ impl CredentialStore {
     }
 
     /// Stores the tokens of a new authorization (connect or reconnect), whatever was there.
-    pub async fn store_authorization(&self, tenant: &str, grant: &TokenGrant) -> Result<i64, CredentialError> {
-        let access = self.keys.encrypt(&grant.access, &context(tenant, "access"))?;
-        let refresh = self.keys.encrypt(&grant.refresh, &context(tenant, "refresh"))?;
+    pub async fn store_authorization(
+        &self,
+        tenant: &str,
+        grant: &TokenGrant,
+    ) -> Result<i64, CredentialError> {
+        let access = self
+            .keys
+            .encrypt(&grant.access, &context(tenant, "access"))?;
+        let refresh = self
+            .keys
+            .encrypt(&grant.refresh, &context(tenant, "refresh"))?;
         let now = now_ms();
         let version: (i64,) = on_db!(
             &self.db,
@@ -145,21 +175,37 @@ impl CredentialStore {
         read_version: i64,
         grant: &TokenGrant,
     ) -> Result<bool, CredentialError> {
-        let access = self.keys.encrypt(&grant.access, &context(tenant, "access"))?;
-        let refresh = self.keys.encrypt(&grant.refresh, &context(tenant, "refresh"))?;
+        let access = self
+            .keys
+            .encrypt(&grant.access, &context(tenant, "access"))?;
+        let refresh = self
+            .keys
+            .encrypt(&grant.refresh, &context(tenant, "refresh"))?;
         let updated = on_db!(
             &self.db,
             "UPDATE bling_credentials SET version = version + 1, access_token = $3,
                  refresh_token = $4, access_expires_at_ms = $5, last_refresh_at_ms = $6,
                  last_error = NULL, last_error_at_ms = NULL
              WHERE tenant = $1 AND version = $2 AND status = 'active'",
-            [tenant, read_version, access, refresh, grant.access_expires_at.timestamp_millis(), now_ms()],
+            [
+                tenant,
+                read_version,
+                access,
+                refresh,
+                grant.access_expires_at.timestamp_millis(),
+                now_ms()
+            ],
             execute
         )?;
         Ok(updated == 1)
     }
 
-    pub async fn set_status(&self, tenant: &str, status: CredentialStatus, error: Option<&str>) -> Result<(), CredentialError> {
+    pub async fn set_status(
+        &self,
+        tenant: &str,
+        status: CredentialStatus,
+        error: Option<&str>,
+    ) -> Result<(), CredentialError> {
         on_db!(
             &self.db,
             "UPDATE bling_credentials SET status = $2, last_error = COALESCE($3, last_error),
@@ -182,7 +228,9 @@ impl CredentialStore {
     }
 
     /// Tenants with active credentials and when their access token expires.
-    pub async fn active_tenants(&self) -> Result<Vec<(String, i64, DateTime<Utc>)>, CredentialError> {
+    pub async fn active_tenants(
+        &self,
+    ) -> Result<Vec<(String, i64, DateTime<Utc>)>, CredentialError> {
         let rows: Vec<(String, i64, i64)> = on_db!(
             &self.db,
             as (String, i64, i64),
@@ -191,7 +239,10 @@ impl CredentialStore {
             [],
             fetch_all
         )?;
-        Ok(rows.into_iter().map(|(t, v, e)| (t, v, from_ms(e))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(t, v, e)| (t, v, from_ms(e)))
+            .collect())
     }
 
     /// Re-encrypts every stored token under the ring's current key. Returns how many rows.

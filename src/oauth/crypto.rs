@@ -83,7 +83,9 @@ impl EncryptionKey {
     }
 
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
-        let bytes = B64.decode(text.trim()).map_err(|_| CryptoError::KeyEncoding)?;
+        let bytes = B64
+            .decode(text.trim())
+            .map_err(|_| CryptoError::KeyEncoding)?;
         Self::from_bytes(&bytes)
     }
 
@@ -179,9 +181,13 @@ impl KeyRing {
 
     pub fn decrypt(&self, stored: &str, context: &str) -> Result<Secret, CryptoError> {
         let mut parts = stored.split('.');
-        let (Some("v1"), Some(id), Some(nonce), Some(sealed), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("v1"), Some(id), Some(nonce), Some(sealed), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(CryptoError::Malformed);
         };
         let key = std::iter::once(&self.current)
@@ -232,7 +238,10 @@ mod tests {
         let stored = ring.encrypt(&token, "shop-1/access").unwrap();
         assert!(!stored.contains("very-secret"));
         assert_eq!(ring.decrypt(&stored, "shop-1/access").unwrap(), token);
-        assert!(matches!(ring.decrypt(&stored, "shop-2/access"), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            ring.decrypt(&stored, "shop-2/access"),
+            Err(CryptoError::Authentication)
+        ));
         // Same plaintext, different nonce.
         assert_ne!(stored, ring.encrypt(&token, "shop-1/access").unwrap());
     }
@@ -246,8 +255,14 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(ring.decrypt(&tampered, "c").is_err());
-        assert!(matches!(other().decrypt(&stored, "c"), Err(CryptoError::UnknownKey(_))));
-        assert!(matches!(ring.decrypt("plain", "c"), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            other().decrypt(&stored, "c"),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            ring.decrypt("plain", "c"),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     fn other() -> KeyRing {
@@ -258,7 +273,9 @@ mod tests {
     fn rotation_keeps_old_values_readable() {
         let old = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
         let new = EncryptionKey::from_base64(&EncryptionKey::generate_base64()).unwrap();
-        let stored = KeyRing::new(old.clone()).encrypt(&Secret::new("t"), "c").unwrap();
+        let stored = KeyRing::new(old.clone())
+            .encrypt(&Secret::new("t"), "c")
+            .unwrap();
         let rotated = KeyRing::new(new).with_previous(old);
         assert!(!rotated.is_current(&stored));
         assert_eq!(rotated.decrypt(&stored, "c").unwrap().expose(), "t");
@@ -271,6 +288,9 @@ mod tests {
         let s = Secret::new("super-secret-token");
         assert!(!format!("{s:?}").contains("super-secret"));
         assert_eq!(s.fingerprint().len(), 12);
-        assert!(matches!(EncryptionKey::from_bytes(&[0; 16]), Err(CryptoError::KeyLength(16))));
+        assert!(matches!(
+            EncryptionKey::from_bytes(&[0; 16]),
+            Err(CryptoError::KeyLength(16))
+        ));
     }
 }

@@ -158,16 +158,20 @@ pub enum EndpointConfigError {
 
 impl TokenEndpoint {
     pub fn new(settings: &OAuthSettings) -> Result<Self, EndpointConfigError> {
-        let auth = AuthUrl::new(settings.authorize_url.clone()).map_err(|_| EndpointConfigError::Url {
-            which: "authorize",
-            url: settings.authorize_url.clone(),
-        })?;
-        let token = TokenUrl::new(settings.token_url.clone()).map_err(|_| EndpointConfigError::Url {
-            which: "token",
-            url: settings.token_url.clone(),
-        })?;
+        let auth =
+            AuthUrl::new(settings.authorize_url.clone()).map_err(|_| EndpointConfigError::Url {
+                which: "authorize",
+                url: settings.authorize_url.clone(),
+            })?;
+        let token =
+            TokenUrl::new(settings.token_url.clone()).map_err(|_| EndpointConfigError::Url {
+                which: "token",
+                url: settings.token_url.clone(),
+            })?;
         let client = oauth2::Client::new(ClientId::new(settings.client_id.clone()))
-            .set_client_secret(ClientSecret::new(settings.client_secret.expose().to_string()))
+            .set_client_secret(ClientSecret::new(
+                settings.client_secret.expose().to_string(),
+            ))
             .set_auth_uri(auth)
             .set_token_uri(token)
             .set_auth_type(AuthType::BasicAuth);
@@ -183,7 +187,10 @@ impl TokenEndpoint {
     /// The URL that sends the shop's user to Bling's consent page.
     pub fn authorize_url(&self, state: &str) -> String {
         let state = state.to_string();
-        let (url, _) = self.client.authorize_url(move || CsrfToken::new(state)).url();
+        let (url, _) = self
+            .client
+            .authorize_url(move || CsrfToken::new(state))
+            .url();
         url.to_string()
     }
 
@@ -219,10 +226,16 @@ fn grant<RE: std::error::Error + 'static>(
             };
             // Bling documents 6 h; assume it when the field is missing.
             let expires_in = tokens.expires_in().unwrap_or(Duration::from_secs(21_600));
-            let expires_in = chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::hours(6));
+            let expires_in =
+                chrono::Duration::from_std(expires_in).unwrap_or(chrono::Duration::hours(6));
             let scope = tokens
                 .scopes()
-                .map(|s| s.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" "))
+                .map(|s| {
+                    s.iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .unwrap_or_default();
             Ok(TokenGrant {
                 access: Secret::new(tokens.access_token().secret().clone()),
@@ -267,7 +280,8 @@ mod tests {
         .unwrap();
         assert_eq!(bling.error_type(), "invalid_grant");
         assert_eq!(bling.message(), "Invalid refresh token: used");
-        let standard: BlingTokenError = serde_json::from_str(r#"{"error":"invalid_client"}"#).unwrap();
+        let standard: BlingTokenError =
+            serde_json::from_str(r#"{"error":"invalid_client"}"#).unwrap();
         assert_eq!(standard.error_type(), "invalid_client");
     }
 }

@@ -54,7 +54,11 @@ pub struct BlingAuth {
 }
 
 impl BlingAuth {
-    pub fn new(db: Db, ledger: Arc<Ledger>, settings: AuthSettings) -> Result<Self, EndpointConfigError> {
+    pub fn new(
+        db: Db,
+        ledger: Arc<Ledger>,
+        settings: AuthSettings,
+    ) -> Result<Self, EndpointConfigError> {
         let endpoint = TokenEndpoint::new(&settings.oauth)?;
         let creds = CredentialStore::new(db.clone(), settings.keys.clone());
         let tokens = Arc::new(TokenManager::new(
@@ -99,7 +103,11 @@ pub enum StatusError {
 }
 
 /// Builds a tenant's status from its connection events and its credentials row.
-pub async fn connection_status(ledger: &Ledger, creds: Option<&CredentialStore>, tenant: &TenantId) -> Result<ConnectionStatus, StatusError> {
+pub async fn connection_status(
+    ledger: &Ledger,
+    creds: Option<&CredentialStore>,
+    tenant: &TenantId,
+) -> Result<ConnectionStatus, StatusError> {
     let connection = ledger.connection(tenant).await?;
     let stored = match creds {
         Some(c) => c.load(tenant.as_str()).await?,

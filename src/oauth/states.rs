@@ -23,7 +23,12 @@ pub fn digest(state: &str) -> String {
 }
 
 /// A new state for `tenant`, valid for `ttl`.
-pub async fn issue(db: &Db, tenant: &str, requested_by: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
+pub async fn issue(
+    db: &Db,
+    tenant: &str,
+    requested_by: &str,
+    ttl: std::time::Duration,
+) -> Result<String, StoreError> {
     let bytes: [u8; 32] = rand::random();
     let state = URL_SAFE_NO_PAD.encode(bytes);
     let expires = now_ms() + ttl.as_millis() as i64;
@@ -37,7 +42,10 @@ pub async fn issue(db: &Db, tenant: &str, requested_by: &str, ttl: std::time::Du
 }
 
 /// Uses a state once. Returns the tenant and who asked for the authorization.
-pub async fn consume(db: &Db, state: &str) -> Result<Result<(String, String), StateError>, StoreError> {
+pub async fn consume(
+    db: &Db,
+    state: &str,
+) -> Result<Result<(String, String), StateError>, StoreError> {
     let now = now_ms();
     let d = digest(state);
     let taken: Option<(String, String)> = on_db!(

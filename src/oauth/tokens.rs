@@ -138,7 +138,11 @@ impl TokenManager {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (tenant.as_str(), creds.version).hash(&mut hasher);
         let spread = self.policy.jitter.as_millis() as u64;
-        let jitter = if spread == 0 { 0 } else { hasher.finish() % spread };
+        let jitter = if spread == 0 {
+            0
+        } else {
+            hasher.finish() % spread
+        };
         let window = self.policy.refresh_ahead + Duration::from_millis(jitter);
         let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
         Utc::now() + window >= creds.access_expires_at
@@ -146,7 +150,11 @@ impl TokenManager {
 
     /// A valid access token, renewed first when it is close to expiry.
     pub async fn access_token(&self, tenant: &TenantId) -> Result<Secret, TokenError> {
-        let creds = self.creds.load(tenant.as_str()).await?.ok_or(TokenError::NotConnected)?;
+        let creds = self
+            .creds
+            .load(tenant.as_str())
+            .await?
+            .ok_or(TokenError::NotConnected)?;
         check_status(&creds)?;
         if !self.due(tenant, &creds) {
             return Ok(creds.access);
@@ -154,14 +162,24 @@ impl TokenManager {
         match self.refresh(tenant, creds.version).await {
             Ok(token) => Ok(token),
             // Renewal ahead of time failed transiently: the current token still works.
-            Err(TokenError::Transient(_)) if creds.access_expires_at > Utc::now() => Ok(creds.access),
+            Err(TokenError::Transient(_)) if creds.access_expires_at > Utc::now() => {
+                Ok(creds.access)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// `refused` got a 401. Renew once, unless someone already did: then use theirs.
-    pub async fn renew_after_unauthorized(&self, tenant: &TenantId, refused: &str) -> Result<Secret, TokenError> {
-        let creds = self.creds.load(tenant.as_str()).await?.ok_or(TokenError::NotConnected)?;
+    pub async fn renew_after_unauthorized(
+        &self,
+        tenant: &TenantId,
+        refused: &str,
+    ) -> Result<Secret, TokenError> {
+        let creds = self
+            .creds
+            .load(tenant.as_str())
+            .await?
+            .ok_or(TokenError::NotConnected)?;
         check_status(&creds)?;
         if creds.access.expose() != refused {
             return Ok(creds.access);
@@ -175,7 +193,10 @@ impl TokenManager {
     }
 
     async fn record_revocation(&self, tenant: &TenantId, evidence: RevocationEvidence) {
-        let message = format!("revoked: {} {} {}", evidence.call, evidence.status, evidence.error_type);
+        let message = format!(
+            "revoked: {} {} {}",
+            evidence.call, evidence.status, evidence.error_type
+        );
         if let Err(e) = self
             .creds
             .set_status(tenant.as_str(), CredentialStatus::Revoked, Some(&message))
@@ -184,7 +205,11 @@ impl TokenManager {
             tracing::error!(%tenant, error = %e, "could not mark credentials revoked");
         }
         let command = ConnectionCommand::RecordRevocation { evidence };
-        if let Err(e) = self.ledger.execute_connection(&Self::context(tenant), command).await {
+        if let Err(e) = self
+            .ledger
+            .execute_connection(&Self::context(tenant), command)
+            .await
+        {
             tracing::error!(%tenant, error = %e, "could not record the revocation");
         }
         tracing::warn!(%tenant, "Bling authorization revoked; sync parked until reconnection");
@@ -212,7 +237,11 @@ impl TokenManager {
             }
             Db::Sqlite(_) => None,
         };
-        let creds = self.creds.load(tenant.as_str()).await?.ok_or(TokenError::NotConnected)?;
+        let creds = self
+            .creds
+            .load(tenant.as_str())
+            .await?
+            .ok_or(TokenError::NotConnected)?;
         check_status(&creds)?;
         if creds.version != seen_version {
             return Ok(creds.access);
@@ -221,19 +250,31 @@ impl TokenManager {
         self.token_calls.fetch_add(1, Ordering::Relaxed);
         match self.endpoint.refresh(&creds.refresh).await {
             Ok(grant) => {
-                if self.creds.store_refresh(tenant.as_str(), creds.version, &grant).await? {
+                if self
+                    .creds
+                    .store_refresh(tenant.as_str(), creds.version, &grant)
+                    .await?
+                {
                     let command = ConnectionCommand::RecordRefresh {
                         access_expires_at: grant.access_expires_at,
                         token_fingerprint: grant.access.fingerprint(),
                     };
-                    if let Err(e) = self.ledger.execute_connection(&Self::context(tenant), command).await {
+                    if let Err(e) = self
+                        .ledger
+                        .execute_connection(&Self::context(tenant), command)
+                        .await
+                    {
                         tracing::error!(%tenant, error = %e, "token renewed but not recorded");
                     }
                     tracing::info!(%tenant, expires_at = %grant.access_expires_at, "Bling token renewed");
                     Ok(grant.access)
                 } else {
                     // A reconnection wrote newer credentials while we renewed: theirs win.
-                    let latest = self.creds.load(tenant.as_str()).await?.ok_or(TokenError::NotConnected)?;
+                    let latest = self
+                        .creds
+                        .load(tenant.as_str())
+                        .await?
+                        .ok_or(TokenError::NotConnected)?;
                     check_status(&latest)?;
                     Ok(latest.access)
                 }
@@ -241,7 +282,11 @@ impl TokenManager {
             Err(GrantError::InvalidGrant { message }) => {
                 // A writer outside our lock (a reconnection) may have replaced the token we
                 // sent; then ours was merely stale, not revoked.
-                let latest = self.creds.load(tenant.as_str()).await?.ok_or(TokenError::NotConnected)?;
+                let latest = self
+                    .creds
+                    .load(tenant.as_str())
+                    .await?
+                    .ok_or(TokenError::NotConnected)?;
                 if latest.version != creds.version {
                     check_status(&latest)?;
                     return Ok(latest.access);
@@ -281,7 +326,8 @@ impl TokenManager {
     }
 
     async fn budget_exhausted(&self, tenant: &TenantId) -> TokenError {
-        let message = "token-endpoint budget exhausted (Bling blocks after 20 calls/min)".to_string();
+        let message =
+            "token-endpoint budget exhausted (Bling blocks after 20 calls/min)".to_string();
         self.defer(tenant, &message).await;
         TokenError::Transient(message)
     }
@@ -290,12 +336,17 @@ impl TokenManager {
         tracing::warn!(%tenant, %message, "Bling token renewal deferred");
         let _ = self.creds.record_error(tenant.as_str(), message).await;
         let next = Utc::now()
-            + chrono::Duration::from_std(self.policy.retry_after_failure).unwrap_or(chrono::Duration::minutes(1));
+            + chrono::Duration::from_std(self.policy.retry_after_failure)
+                .unwrap_or(chrono::Duration::minutes(1));
         let command = ConnectionCommand::DeferRefresh {
             reason: message.to_string(),
             next_attempt_at: next,
         };
-        if let Err(e) = self.ledger.execute_connection(&Self::context(tenant), command).await {
+        if let Err(e) = self
+            .ledger
+            .execute_connection(&Self::context(tenant), command)
+            .await
+        {
             tracing::error!(%tenant, error = %e, "could not record the deferred renewal");
         }
     }
@@ -312,8 +363,12 @@ impl TokenManager {
         };
         let mut renewed = 0;
         for (tenant, _, _) in tenants {
-            let Ok(tenant) = TenantId::parse(&tenant) else { continue };
-            let Ok(Some(creds)) = self.creds.load(tenant.as_str()).await else { continue };
+            let Ok(tenant) = TenantId::parse(&tenant) else {
+                continue;
+            };
+            let Ok(Some(creds)) = self.creds.load(tenant.as_str()).await else {
+                continue;
+            };
             if creds.status == CredentialStatus::Active
                 && self.due(&tenant, &creds)
                 && self.refresh(&tenant, creds.version).await.is_ok()
@@ -325,7 +380,11 @@ impl TokenManager {
     }
 
     /// Checks every `every` for tokens to renew, until `stop` turns true.
-    pub fn spawn_renewal(self: Arc<Self>, every: Duration, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn_renewal(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 self.renew_due().await;

@@ -50,7 +50,11 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             // An in-memory database exists per connection: keep exactly one.
-            let max = if url.contains(":memory:") { 1 } else { max_connections.max(1) };
+            let max = if url.contains(":memory:") {
+                1
+            } else {
+                max_connections.max(1)
+            };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .connect_with(options)
@@ -122,17 +126,6 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_are_rewritten_for_sqlite() {
-        assert_eq!(
-            super::sqlite_sql("SELECT $1, '$x', $12 FROM t"),
-            "SELECT ?1, '$x', ?12 FROM t"
-        );
-    }
-}
-
 /// A transaction on either backend, for work that must commit together (a checkpoint and the
 /// rows derived from the events it covers).
 pub enum Tx {
@@ -178,4 +171,15 @@ macro_rules! on_tx {
             $crate::store::Tx::Sqlite(tx) => sqlx::query_as::<_, $t>(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(&mut **tx).await,
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_rewritten_for_sqlite() {
+        assert_eq!(
+            super::sqlite_sql("SELECT $1, '$x', $12 FROM t"),
+            "SELECT ?1, '$x', ?12 FROM t"
+        );
+    }
 }

@@ -402,8 +402,8 @@ impl Executor {
         // 2. The pedido.
         let mut invoice = invoice;
         let pedido = mapping::pedido(&job.key, contact_id, profile.person_type(), &content);
-        match invoice.bling_order_id {
-            None => {
+        if invoice.bling_order_id.is_none() {
+            {
                 let mut calls = Vec::new();
                 let mut existing = None;
                 if job.create_sent || invoice.failed_attempts > 0 {
@@ -472,7 +472,6 @@ impl Executor {
                     invoice.synced_version = Some(invoice.content_version);
                 }
             }
-            Some(_) => {}
         }
         let order_id = invoice.bling_order_id.unwrap_or_default();
         if !invoice.cancelled && invoice.synced_version != Some(invoice.content_version) {

@@ -50,6 +50,9 @@ pub struct SyncSettings {
     /// A worker that stops renewing its lease for this long loses the tenant to another.
     pub lease_ttl: Duration,
     pub max_parallel_tenants: usize,
+    /// Jobs of one tenant run at once, for different customers (the tenant's rate limit is
+    /// shared by them; this hides the database's latency between Bling calls).
+    pub jobs_per_tenant: usize,
     pub dispatch_batch: i64,
 }
 
@@ -65,6 +68,7 @@ impl Default for SyncSettings {
             generate_nfe: NfeTenants::None,
             lease_ttl: Duration::from_secs(60),
             max_parallel_tenants: 8,
+            jobs_per_tenant: 32,
             dispatch_batch: 500,
         }
     }
@@ -137,22 +141,33 @@ impl SyncWorker {
         }
     }
 
-    /// Runs the tenant's due jobs in order while it holds the tenant's lease. Returns how
-    /// many jobs ran.
+    /// Runs the tenant's due jobs while it holds the tenant's lease: each customer's jobs in
+    /// order, up to `jobs_per_tenant` customers at once. Returns how many jobs ran.
     pub async fn run_tenant(&self, tenant: &str) -> Result<usize, StoreError> {
-        let ttl = self.settings.lease_ttl.as_millis() as i64;
+        let ttl = self.settings.lease_ttl;
         let mut ran = 0;
+        let mut renewed_at: Option<tokio::time::Instant> = None;
         loop {
-            // Renewed before each job: a worker that dies loses the tenant after `lease_ttl`.
-            if !queue::lease(&self.db, tenant, &self.holder, ttl).await? {
-                return Ok(ran);
+            // A worker that dies loses the tenant after `lease_ttl`; a live one renews well
+            // before (not before every batch: that would be a write per job).
+            if renewed_at.is_none_or(|at| at.elapsed() > ttl / 3) {
+                if !queue::lease(&self.db, tenant, &self.holder, ttl.as_millis() as i64).await? {
+                    return Ok(ran);
+                }
+                renewed_at = Some(tokio::time::Instant::now());
             }
-            let Some(job) = queue::next_job(&self.db, tenant).await? else {
+            let jobs =
+                queue::next_jobs(&self.db, tenant, self.settings.jobs_per_tenant.max(1)).await?;
+            if jobs.is_empty() {
                 queue::release(&self.db, tenant, &self.holder).await?;
                 return Ok(ran);
-            };
-            self.executor.run(&job).await?;
-            ran += 1;
+            }
+            let results =
+                futures::future::join_all(jobs.iter().map(|job| self.executor.run(job))).await;
+            for result in results {
+                result?;
+                ran += 1;
+            }
         }
     }
 

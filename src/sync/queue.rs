@@ -282,6 +282,29 @@ pub async fn next_job(db: &Db, tenant: &str) -> Result<Option<Job>, StoreError> 
     Ok(row.and_then(job))
 }
 
+/// Up to `max` of the tenant's due jobs that may run at the same time: the oldest due job of
+/// each customer, so one customer's contato and orders still run one after the other, in the
+/// order their events were written, while different customers proceed in parallel.
+pub async fn next_jobs(db: &Db, tenant: &str, max: usize) -> Result<Vec<Job>, StoreError> {
+    let rows: Vec<JobRow> = on_db!(
+        db,
+        as JobRow,
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason
+         FROM sync_work
+         WHERE tenant = $1 AND state = 'pending' AND due_at_ms <= $2
+         ORDER BY first_position, kind LIMIT $3",
+        [tenant, now_ms(), (max * 8) as i64],
+        fetch_all
+    )?;
+    let mut customers = std::collections::HashSet::new();
+    Ok(rows
+        .into_iter()
+        .filter_map(job)
+        .filter(|j| customers.insert(j.customer_id.clone()))
+        .take(max)
+        .collect())
+}
+
 pub async fn get_job(
     db: &Db,
     tenant: &str,

@@ -36,7 +36,11 @@ impl TestDb {
         };
         let db = Db::connect(&url, 12).await.expect("connect test database");
         db.migrate().await.expect("migrate");
-        TestDb { db, url, _dir: None }
+        TestDb {
+            db,
+            url,
+            _dir: None,
+        }
     }
 
     pub async fn sqlite() -> TestDb {
@@ -117,7 +121,9 @@ pub fn test_tokens() -> bling_ledger::auth::TokenRegistry {
 
 /// Starts the whole service on a random port against `url`.
 pub async fn start_server(url: &str) -> bling_ledger::server::Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let settings = bling_ledger::server::Settings {
         database_url: url.to_string(),
         max_connections: 8,
@@ -327,24 +333,43 @@ pub fn cpf(n: u32) -> String {
     let base = format!("{:09}", 100_000_000 + n * 7_919);
     let mut digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
     for len in [9, 10] {
-        let sum: u32 = digits.iter().take(len).enumerate().map(|(i, d)| d * (len as u32 + 1 - i as u32)).sum();
+        let sum: u32 = digits
+            .iter()
+            .take(len)
+            .enumerate()
+            .map(|(i, d)| d * (len as u32 + 1 - i as u32))
+            .sum();
         let r = sum % 11;
         digits.push(if r < 2 { 0 } else { 11 - r });
     }
-    digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect()
+    digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
+        .collect()
 }
 
 /// Sends one request to the ledger as admin; panics on transport errors only.
-pub async fn call(stack: &Stack, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+pub async fn call(
+    stack: &Stack,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = stack.http.request(method, format!("{}{path}", stack.server.base_url())).bearer_auth(ADMIN_TOKEN);
+    let mut request = stack
+        .http
+        .request(method, format!("{}{path}", stack.server.base_url()))
+        .bearer_auth(ADMIN_TOKEN);
     if let Some(body) = body {
         request = request.json(body);
     }
     let response = request.send().await.expect("request");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
 }
 
 /// Polls `check` until it holds or `secs` pass; returns whether it held.
