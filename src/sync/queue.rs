@@ -110,12 +110,18 @@ pub async fn save_checkpoint(tx: &mut Tx, name: &str, position: i64) -> Result<(
 /// Reads up to `batch` events after the dispatcher's checkpoint and derives work from them.
 /// Returns how many events it consumed.
 pub async fn dispatch(db: &Db, batch: i64) -> Result<usize, StoreError> {
-    let mut tx = db.begin().await?;
-    let from = checkpoint(&mut tx, DISPATCHER).await?;
-    let events = db.read_from(from, batch, &LogFilter::default()).await?;
+    // Read the events before opening the transaction: a transaction that waits for a second
+    // pooled connection while holding locks can starve a busy pool.
+    let (seen,): (i64,) = on_db!(db, as (i64,), "SELECT COALESCE(MAX(position), 0) FROM checkpoints WHERE name = $1", [DISPATCHER], fetch_one)?;
+    let events = db.read_from(seen, batch, &LogFilter::default()).await?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(0);
     };
+    let mut tx = db.begin().await?;
+    if checkpoint(&mut tx, DISPATCHER).await? != seen {
+        // Another dispatcher moved the checkpoint meanwhile: its work stands, ours is stale.
+        return Ok(0);
+    }
     for event in &events {
         derive(&mut tx, event).await?;
     }
