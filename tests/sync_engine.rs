@@ -525,11 +525,15 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
     };
     // Kill workers at random points, over and over.
     for round in 0..25u64 {
-        let w = worker(t.db.clone());
+        // Each worker has its own connections, as a separate process would: killing it
+        // closes them, and the database rolls back whatever it had open.
+        let own = Db::connect(&t.url, 2).await.unwrap();
+        let w = worker(own.clone());
         let task = tokio::spawn(async move { w.run_until_idle(Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(15 + (round * 37) % 60)).await;
         task.abort();
         let _ = task.await;
+        own.close().await;
     }
     // Then let one finish (after dead workers' leases expire).
     stack.sandbox.set_faults(None, FaultConfig::none());

@@ -51,7 +51,8 @@ pub struct SyncSettings {
     pub lease_ttl: Duration,
     pub max_parallel_tenants: usize,
     /// Jobs of one tenant run at once, for different customers (the tenant's rate limit is
-    /// shared by them; this hides the database's latency between Bling calls).
+    /// shared by them; this hides the database's latency between Bling calls). Keep it well
+    /// below the connection pool's size; SQLite, with its single writer, always runs one.
     pub jobs_per_tenant: usize,
     pub dispatch_batch: i64,
 }
@@ -68,7 +69,7 @@ impl Default for SyncSettings {
             generate_nfe: NfeTenants::None,
             lease_ttl: Duration::from_secs(60),
             max_parallel_tenants: 8,
-            jobs_per_tenant: 8,
+            jobs_per_tenant: 4,
             dispatch_batch: 500,
         }
     }
@@ -142,50 +143,32 @@ impl SyncWorker {
     }
 
     /// Runs the tenant's due jobs while it holds the tenant's lease: each customer's jobs in
-    /// order, up to `jobs_per_tenant` customers at once. A finished job's slot is refilled at
-    /// once, so the tenant's rate limit never idles behind a batch's slowest job. Returns how
-    /// many jobs ran.
+    /// order, up to `jobs_per_tenant` customers at once. Returns how many jobs ran.
     pub async fn run_tenant(&self, tenant: &str) -> Result<usize, StoreError> {
-        use futures::stream::FuturesUnordered;
         let ttl = self.settings.lease_ttl;
-        let max = self.settings.jobs_per_tenant.max(1);
         let mut ran = 0;
         let mut renewed_at: Option<tokio::time::Instant> = None;
-        let mut busy = std::collections::HashSet::new();
-        let mut running = FuturesUnordered::new();
-        let mut lost_lease = false;
         loop {
             // A worker that dies loses the tenant after `lease_ttl`; a live one renews well
-            // before (not before every job: that would be a write per job).
-            if !lost_lease && renewed_at.is_none_or(|at| at.elapsed() > ttl / 3) {
-                if queue::lease(&self.db, tenant, &self.holder, ttl.as_millis() as i64).await? {
-                    renewed_at = Some(tokio::time::Instant::now());
-                } else {
-                    lost_lease = true;
+            // before (not before every batch: that would be a write per job).
+            if renewed_at.is_none_or(|at| at.elapsed() > ttl / 3) {
+                if !queue::lease(&self.db, tenant, &self.holder, ttl.as_millis() as i64).await? {
+                    return Ok(ran);
                 }
+                renewed_at = Some(tokio::time::Instant::now());
             }
-            if !lost_lease && running.len() < max {
-                for job in queue::next_jobs(&self.db, tenant, max).await? {
-                    if running.len() >= max {
-                        break;
-                    }
-                    if busy.insert(job.customer_id.clone()) {
-                        running.push(async move {
-                            let outcome = self.executor.run(&job).await;
-                            (job.customer_id, outcome)
-                        });
-                    }
-                }
-            }
-            let Some((customer, outcome)) = running.next().await else {
-                if !lost_lease {
-                    queue::release(&self.db, tenant, &self.holder).await?;
-                }
+            let jobs =
+                queue::next_jobs(&self.db, tenant, self.settings.jobs_per_tenant.max(1)).await?;
+            if jobs.is_empty() {
+                queue::release(&self.db, tenant, &self.holder).await?;
                 return Ok(ran);
-            };
-            busy.remove(&customer);
-            outcome?;
-            ran += 1;
+            }
+            let results =
+                futures::future::join_all(jobs.iter().map(|job| self.executor.run(job))).await;
+            for result in results {
+                result?;
+                ran += 1;
+            }
         }
     }
 
