@@ -57,7 +57,8 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
-    /// Run the HTTP API (and, with later releases, the sync worker) until Ctrl-C.
+    /// Run the HTTP API, the support console, the sync worker, the projections and the token
+    /// renewal until Ctrl-C.
     ///
     /// Migrations run first. With no token configured on SQLite, a one-run admin token is
     /// printed; on PostgreSQL tokens are required.

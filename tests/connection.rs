@@ -21,6 +21,7 @@ fn tenant(name: &str) -> TenantId {
 }
 
 async fn connection_events(db: &Db, tenant: &str) -> Vec<String> {
+    settle(db).await;
     let filter = LogFilter {
         aggregate_type: Some("BlingConnection".into()),
         aggregate_id: Some(tenant.into()),

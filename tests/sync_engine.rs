@@ -28,6 +28,7 @@ fn invoice(customer: &str, number: usize) -> Value {
 }
 
 async fn invoice_events(db: &Db, tenant: &str, invoice: &str) -> Vec<RecordedEvent> {
+    settle(db).await;
     let filter = LogFilter {
         aggregate_type: Some("Invoice".into()),
         aggregate_id: Some(format!("{tenant}/{invoice}")),
@@ -37,6 +38,7 @@ async fn invoice_events(db: &Db, tenant: &str, invoice: &str) -> Vec<RecordedEve
 }
 
 async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
+    settle(db).await;
     let mut out = Vec::new();
     let mut after = 0;
     loop {

@@ -387,3 +387,23 @@ where
     }
     check().await
 }
+
+/// Waits until every committed event has its global position (PostgreSQL numbers events once
+/// the older transactions of the whole cluster finish; other tests keep some open).
+pub async fn settle(db: &Db) {
+    if let Db::Postgres(pool) = db {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            let _ = db.sequence_pending().await;
+            let pending: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position IS NULL")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or(0);
+            if pending == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
