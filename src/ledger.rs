@@ -10,8 +10,9 @@ use aggregates::customer::Customer;
 use aggregates::ids::{stream_id, CustomerId, TenantId};
 use aggregates::invoice::{CustomerDirectory, Invoice, InvoiceServices};
 use async_trait::async_trait;
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 
@@ -96,25 +97,31 @@ pub enum LedgerError<E: std::error::Error> {
 /// Commands that lose an optimistic-concurrency race are re-run on fresh state this many times.
 const CONFLICT_RETRIES: usize = 5;
 
-enum Framework<A: Aggregate> {
-    Postgres(CqrsFramework<A, PersistedEventStore<PostgresEventRepository, A>>),
-    Sqlite(CqrsFramework<A, PersistedEventStore<SqliteEventRepository, A>>),
+/// One aggregate type's event store on the configured backend, and the services its commands
+/// need. It does what `cqrs_es::CqrsFramework::execute_with_metadata` does, and also returns the
+/// events it appended, so callers can answer with exactly what happened without loading the
+/// aggregate a second time.
+struct Framework<A: Aggregate> {
+    store: Store<A>,
+    services: A::Services,
+}
+
+enum Store<A: Aggregate> {
+    Postgres(PersistedEventStore<PostgresEventRepository, A>),
+    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
 }
 
 impl<A: Aggregate> Framework<A> {
     fn new(db: &Db, services: A::Services) -> Self {
-        match db {
-            Db::Postgres(pool) => Framework::Postgres(CqrsFramework::new(
-                PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone())),
-                vec![],
-                services,
+        let store = match db {
+            Db::Postgres(pool) => Store::Postgres(PersistedEventStore::new_event_store(
+                PostgresEventRepository::new(pool.clone()),
             )),
-            Db::Sqlite(pool) => Framework::Sqlite(CqrsFramework::new(
-                PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone())),
-                vec![],
-                services,
+            Db::Sqlite(pool) => Store::Sqlite(PersistedEventStore::new_event_store(
+                SqliteEventRepository::new(pool.clone()),
             )),
-        }
+        };
+        Self { store, services }
     }
 
     async fn execute(
@@ -122,12 +129,39 @@ impl<A: Aggregate> Framework<A> {
         id: &str,
         command: A::Command,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<A::Error>> {
-        match self {
-            Framework::Postgres(f) => f.execute_with_metadata(id, command, metadata).await,
-            Framework::Sqlite(f) => f.execute_with_metadata(id, command, metadata).await,
+    ) -> Result<Vec<A::Event>, AggregateError<A::Error>> {
+        match &self.store {
+            Store::Postgres(store) => {
+                execute_on(store, &self.services, id, command, metadata).await
+            }
+            Store::Sqlite(store) => execute_on(store, &self.services, id, command, metadata).await,
         }
     }
+}
+
+async fn execute_on<A: Aggregate, ES: EventStore<A>>(
+    store: &ES,
+    services: &A::Services,
+    id: &str,
+    command: A::Command,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<A::Event>, AggregateError<A::Error>> {
+    let mut context = store.load_aggregate(id).await?;
+    let sink = EventSink::default();
+    context
+        .aggregate()
+        .handle(command, services, &sink)
+        .await
+        .map_err(AggregateError::UserError)?;
+    let events = sink.collect().await;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let committed = store.commit(events, context, metadata).await?;
+    Ok(committed
+        .into_iter()
+        .map(|envelope| envelope.payload)
+        .collect())
 }
 
 async fn load<A: Aggregate>(db: &Db, id: &str) -> Result<A, StoreError> {
@@ -235,7 +269,8 @@ impl Ledger {
         ctx: &CommandContext,
         id: &str,
         command: <Customer as Aggregate>::Command,
-    ) -> Result<(), LedgerError<<Customer as Aggregate>::Error>> {
+    ) -> Result<Vec<<Customer as Aggregate>::Event>, LedgerError<<Customer as Aggregate>::Error>>
+    {
         self.run(
             &self.customers,
             "customer",
@@ -251,7 +286,8 @@ impl Ledger {
         ctx: &CommandContext,
         id: &str,
         command: <Invoice as Aggregate>::Command,
-    ) -> Result<(), LedgerError<<Invoice as Aggregate>::Error>> {
+    ) -> Result<Vec<<Invoice as Aggregate>::Event>, LedgerError<<Invoice as Aggregate>::Error>>
+    {
         self.run(
             &self.invoices,
             "invoice",
@@ -267,7 +303,10 @@ impl Ledger {
         &self,
         ctx: &CommandContext,
         command: <BlingConnection as Aggregate>::Command,
-    ) -> Result<(), LedgerError<<BlingConnection as Aggregate>::Error>> {
+    ) -> Result<
+        Vec<<BlingConnection as Aggregate>::Event>,
+        LedgerError<<BlingConnection as Aggregate>::Error>,
+    > {
         let id = ctx.tenant.to_string();
         self.run(&self.connections, "connection", &id, command, ctx)
             .await
@@ -280,7 +319,7 @@ impl Ledger {
         id: &str,
         command: A::Command,
         ctx: &CommandContext,
-    ) -> Result<(), LedgerError<A::Error>>
+    ) -> Result<Vec<A::Event>, LedgerError<A::Error>>
     where
         A: Aggregate,
         A::Command: Clone,
@@ -289,9 +328,9 @@ impl Ledger {
         loop {
             attempt += 1;
             match framework.execute(id, command.clone(), ctx.metadata()).await {
-                Ok(()) => {
+                Ok(events) => {
                     self.appended_commands.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return Ok(events);
                 }
                 Err(AggregateError::UserError(e)) => return Err(LedgerError::Domain(e)),
                 // Another command on the same aggregate committed first: decide again on the

@@ -1,8 +1,8 @@
 //! Ingest: the pet-shop system registers customers and bills, updates and cancels invoices.
 
-use aggregates::customer::{CustomerCommand, CustomerError, CustomerInput};
+use aggregates::customer::{CustomerCommand, CustomerError, CustomerEvent, CustomerInput};
 use aggregates::ids::{CustomerId, InvoiceId};
-use aggregates::invoice::{InvoiceCommand, InvoiceError, InvoiceInput};
+use aggregates::invoice::{InvoiceCommand, InvoiceError, InvoiceEvent, InvoiceInput};
 use aggregates::Problems;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -115,43 +115,43 @@ async fn save_customer(
         || async {
             let input: CustomerInput = parse_json(body)?;
             let profile = input.validate().map_err(ApiError::validation)?;
-            let before = state.ledger.customer(&tenant, customer_id.as_str()).await?;
             let ctx = CommandContext::new(
                 tenant.clone(),
                 request_id,
                 Actor::Ingest(principal.name.clone()),
             );
-            let (status, result, changed) = match &before.profile {
-                None => (StatusCode::CREATED, "registered", vec![]),
-                Some(current) => {
-                    let changed = current.changed_fields(&profile);
-                    let result = if changed.is_empty() {
-                        "unchanged"
-                    } else {
-                        "updated"
-                    };
-                    (StatusCode::OK, result, changed)
+            let person_type = profile.person_type();
+            let tax_id = profile.tax_id.clone();
+            let ready_for_bling = profile.readiness_for_bling().is_empty();
+            let command = CustomerCommand::Save {
+                tenant: tenant.clone(),
+                customer_id: customer_id.clone(),
+                profile,
+            };
+            // The answer says exactly what was appended: nothing, a registration or an update.
+            let appended = state
+                .ledger
+                .execute_customer(&ctx, customer_id.as_str(), command)
+                .await
+                .map_err(customer_error)?;
+            let (status, result, changed) = match appended.first() {
+                Some(CustomerEvent::CustomerRegistered { .. }) => {
+                    (StatusCode::CREATED, "registered", vec![])
                 }
+                Some(CustomerEvent::CustomerUpdated { changed_fields, .. }) => {
+                    (StatusCode::OK, "updated", changed_fields.clone())
+                }
+                _ => (StatusCode::OK, "unchanged", vec![]),
             };
             let body = json!({
                 "tenant": tenant,
                 "customer_id": customer_id,
                 "result": result,
                 "changed_fields": changed,
-                "person_type": profile.person_type(),
-                "tax_id": profile.tax_id,
-                "ready_for_bling": profile.readiness_for_bling().is_empty(),
+                "person_type": person_type,
+                "tax_id": tax_id,
+                "ready_for_bling": ready_for_bling,
             });
-            let command = CustomerCommand::Save {
-                tenant: tenant.clone(),
-                customer_id: customer_id.clone(),
-                profile,
-            };
-            state
-                .ledger
-                .execute_customer(&ctx, customer_id.as_str(), command)
-                .await
-                .map_err(customer_error)?;
             state.wake_sync();
             Ok((status, body))
         },
@@ -213,23 +213,21 @@ async fn update_invoice(
     Ok(idempotent(&state.db, tenant.as_str(), &headers, ("PUT", &path, &raw), || async {
         let input: InvoiceInput = parse_json(body)?;
         let bill = input.validate().map_err(ApiError::validation)?;
-        let before = state.ledger.invoice(&tenant, invoice_id.as_str()).await?;
-        let changed = before
-            .content
-            .as_ref()
-            .map(|c| c.changed_fields(&bill.content))
-            .unwrap_or_default();
         let ctx = CommandContext::new(tenant.clone(), request_id, Actor::Ingest(principal.name.clone()));
         let command = InvoiceCommand::Update {
             tenant: tenant.clone(),
             customer_id: bill.customer_id,
             content: bill.content,
         };
-        state
+        let appended = state
             .ledger
             .execute_invoice(&ctx, invoice_id.as_str(), command)
             .await
             .map_err(invoice_error)?;
+        let changed = match appended.first() {
+            Some(InvoiceEvent::InvoiceUpdated { changed_fields, .. }) => changed_fields.clone(),
+            _ => Vec::new(),
+        };
         state.wake_sync();
         let result = if changed.is_empty() { "unchanged" } else { "updated" };
         Ok((

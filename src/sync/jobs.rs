@@ -310,6 +310,7 @@ impl Executor {
         self.ledger
             .execute_customer(ctx, customer_id, command)
             .await
+            .map(drop)
             .map_err(|e| StoreError::Corrupt(format!("recording on customer {customer_id}: {e}")))
     }
 
@@ -322,6 +323,7 @@ impl Executor {
         self.ledger
             .execute_invoice(ctx, invoice_id, command)
             .await
+            .map(drop)
             .map_err(|e| StoreError::Corrupt(format!("recording on invoice {invoice_id}: {e}")))
     }
 
