@@ -1,7 +1,7 @@
 //! Ingest: the pet-shop system registers customers and bills, updates and cancels invoices.
 
 use aggregates::customer::{CustomerCommand, CustomerError, CustomerEvent, CustomerInput};
-use aggregates::ids::{CustomerId, InvoiceId};
+use aggregates::ids::{CustomerId, InvoiceId, TenantId};
 use aggregates::invoice::{InvoiceCommand, InvoiceError, InvoiceEvent, InvoiceInput};
 use aggregates::Problems;
 use axum::body::Bytes;
@@ -77,6 +77,47 @@ fn invoice_error(error: LedgerError<InvoiceError>) -> ApiError {
     }
 }
 
+/// What every ingest route checks first: a tenant the token may write to and a valid id.
+fn target<T>(
+    principal: &Principal,
+    tenant: &str,
+    id: &str,
+    field: &str,
+    parse: fn(&str) -> Result<T, aggregates::ids::InvalidId>,
+) -> Result<(TenantId, T), ApiError> {
+    let tenant = tenant_id(tenant)?;
+    principal.require(&[Role::Ingest], Some(&tenant))?;
+    Ok((tenant, path_id(id, field, parse)?))
+}
+
+/// The raw body, for the idempotency fingerprint (empty when it could not be read).
+fn raw(body: &Result<Bytes, BytesRejection>) -> Vec<u8> {
+    body.as_ref().map(|b| b.to_vec()).unwrap_or_default()
+}
+
+/// Appends an invoice command on behalf of the ingest token and wakes the sync worker.
+async fn append_invoice(
+    state: &AppState,
+    principal: &Principal,
+    request_id: String,
+    tenant: &TenantId,
+    invoice_id: &InvoiceId,
+    command: InvoiceCommand,
+) -> Result<Vec<InvoiceEvent>, ApiError> {
+    let ctx = CommandContext::new(
+        tenant.clone(),
+        request_id,
+        Actor::Ingest(principal.name.clone()),
+    );
+    let appended = state
+        .ledger
+        .execute_invoice(&ctx, invoice_id.as_str(), command)
+        .await
+        .map_err(invoice_error)?;
+    state.wake_sync();
+    Ok(appended)
+}
+
 fn concurrency() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -102,10 +143,14 @@ async fn save_customer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Ingest], Some(&tenant))?;
-    let customer_id = path_id(&customer_id, "customer_id", CustomerId::parse)?;
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let (tenant, customer_id) = target(
+        &principal,
+        &tenant,
+        &customer_id,
+        "customer_id",
+        CustomerId::parse,
+    )?;
+    let raw = raw(&body);
     let path = format!("/customers/{customer_id}");
     Ok(idempotent(
         &state.db,
@@ -167,15 +212,18 @@ async fn bill_invoice(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Ingest], Some(&tenant))?;
-    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let (tenant, invoice_id) = target(
+        &principal,
+        &tenant,
+        &invoice_id,
+        "invoice_id",
+        InvoiceId::parse,
+    )?;
+    let raw = raw(&body);
     let path = format!("/invoices/{invoice_id}/bill");
     Ok(idempotent(&state.db, tenant.as_str(), &headers, ("POST", &path, &raw), || async {
         let input: InvoiceInput = parse_json(body)?;
         let bill = input.validate().map_err(ApiError::validation)?;
-        let ctx = CommandContext::new(tenant.clone(), request_id, Actor::Ingest(principal.name.clone()));
         let total = bill.content.total;
         let command = InvoiceCommand::Bill {
             tenant: tenant.clone(),
@@ -183,12 +231,7 @@ async fn bill_invoice(
             customer_id: bill.customer_id,
             content: bill.content,
         };
-        state
-            .ledger
-            .execute_invoice(&ctx, invoice_id.as_str(), command)
-            .await
-            .map_err(invoice_error)?;
-        state.wake_sync();
+        append_invoice(&state, &principal, request_id, &tenant, &invoice_id, command).await?;
         Ok((
             StatusCode::CREATED,
             json!({"tenant": tenant, "invoice_id": invoice_id, "result": "billed", "total": total}),
@@ -205,30 +248,28 @@ async fn update_invoice(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Ingest], Some(&tenant))?;
-    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let (tenant, invoice_id) = target(
+        &principal,
+        &tenant,
+        &invoice_id,
+        "invoice_id",
+        InvoiceId::parse,
+    )?;
+    let raw = raw(&body);
     let path = format!("/invoices/{invoice_id}");
     Ok(idempotent(&state.db, tenant.as_str(), &headers, ("PUT", &path, &raw), || async {
         let input: InvoiceInput = parse_json(body)?;
         let bill = input.validate().map_err(ApiError::validation)?;
-        let ctx = CommandContext::new(tenant.clone(), request_id, Actor::Ingest(principal.name.clone()));
         let command = InvoiceCommand::Update {
             tenant: tenant.clone(),
             customer_id: bill.customer_id,
             content: bill.content,
         };
-        let appended = state
-            .ledger
-            .execute_invoice(&ctx, invoice_id.as_str(), command)
-            .await
-            .map_err(invoice_error)?;
+        let appended = append_invoice(&state, &principal, request_id, &tenant, &invoice_id, command).await?;
         let changed = match appended.first() {
             Some(InvoiceEvent::InvoiceUpdated { changed_fields, .. }) => changed_fields.clone(),
             _ => Vec::new(),
         };
-        state.wake_sync();
         let result = if changed.is_empty() { "unchanged" } else { "updated" };
         Ok((
             StatusCode::OK,
@@ -252,10 +293,14 @@ async fn cancel_invoice(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Ingest], Some(&tenant))?;
-    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let (tenant, invoice_id) = target(
+        &principal,
+        &tenant,
+        &invoice_id,
+        "invoice_id",
+        InvoiceId::parse,
+    )?;
+    let raw = raw(&body);
     let path = format!("/invoices/{invoice_id}/cancel");
     Ok(idempotent(
         &state.db,
@@ -277,21 +322,19 @@ async fn cancel_invoice(
                 problems.add("reason", "longer than 500 characters");
                 return Err(ApiError::validation(problems));
             }
-            let ctx = CommandContext::new(
-                tenant.clone(),
-                request_id,
-                Actor::Ingest(principal.name.clone()),
-            );
             let command = InvoiceCommand::Cancel {
                 tenant: tenant.clone(),
                 reason,
             };
-            state
-                .ledger
-                .execute_invoice(&ctx, invoice_id.as_str(), command)
-                .await
-                .map_err(invoice_error)?;
-            state.wake_sync();
+            append_invoice(
+                &state,
+                &principal,
+                request_id,
+                &tenant,
+                &invoice_id,
+                command,
+            )
+            .await?;
             Ok((
                 StatusCode::OK,
                 json!({"tenant": tenant, "invoice_id": invoice_id, "result": "cancelled"}),
