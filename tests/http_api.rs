@@ -486,9 +486,12 @@ async fn concurrent_commands_lose_nothing(t: TestDb) {
         1,
         "{statuses:?}"
     );
-    assert!(statuses
-        .iter()
-        .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT));
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
 
     // Twelve clients rename the customer at once: every change is an event, none lost.
     let mut renames = Vec::new();

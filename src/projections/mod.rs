@@ -240,6 +240,22 @@ pub async fn reset(db: &Db, names: &[&str]) -> Result<(), StoreError> {
     tx.commit().await
 }
 
+/// The lowest checkpoint among `names`, read without locks (a missing row counts as 0).
+async fn unlocked_min_checkpoint(db: &Db, names: &[&str]) -> Result<i64, StoreError> {
+    let mut lowest = i64::MAX;
+    for name in names {
+        let row = crate::on_db!(
+            db,
+            as (i64,),
+            "SELECT position FROM checkpoints WHERE name = $1",
+            [checkpoint_name(name)],
+            fetch_optional
+        )?;
+        lowest = lowest.min(row.map_or(0, |r| r.0));
+    }
+    Ok(if lowest == i64::MAX { 0 } else { lowest })
+}
+
 /// Creates missing checkpoint rows and locks them; returns each projection's position.
 async fn lock_checkpoints(tx: &mut Tx, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
     let now = now_ms();
@@ -358,11 +374,19 @@ struct Item {
 
 async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreError> {
     let t0 = std::time::Instant::now();
+    // Read the events before opening the transaction: on SQLite the transaction holds the
+    // database's write lock, and waiting for a second pooled connection while writers hold
+    // every connection (waiting for that lock) deadlocks until the busy timeout.
+    let from = unlocked_min_checkpoint(db, names).await?;
+    let events = read(db, from, batch).await?;
+    let t1 = std::time::Instant::now();
     let mut tx = db.begin().await?;
     let checkpoints = lock_checkpoints(&mut tx, names).await?;
-    let from = checkpoints.values().copied().min().unwrap_or(0);
-    let t1 = std::time::Instant::now();
-    let events = read(db, from, batch).await?;
+    if checkpoints.values().any(|&position| position < from) {
+        // A rebuild reset a checkpoint between the read and the lock: what we read starts
+        // too late for it. The next round reads again.
+        return Ok(0);
+    }
     let t2 = std::time::Instant::now();
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(0);
@@ -404,8 +428,8 @@ async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreEr
     // Where a batch's time goes (RUST_LOG=bling_ledger::projections=debug).
     tracing::debug!(
         events = count,
-        lock_ms = (t1 - t0).as_millis() as u64,
-        read_ms = (t2 - t1).as_millis() as u64,
+        read_ms = (t1 - t0).as_millis() as u64,
+        lock_ms = (t2 - t1).as_millis() as u64,
         decode_ms = (t3 - t2).as_millis() as u64,
         apply_ms = ?spent,
         commit_ms = t4.elapsed().as_millis() as u64,
