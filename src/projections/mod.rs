@@ -10,12 +10,13 @@
 //! it, nothing is repeated. Two runners (two replicas) serialize on the checkpoint rows.
 //!
 //! # Rebuild
-//! [`Projections::rebuild`] empties a projection's tables and sets its checkpoint to 0 in one
-//! transaction, then replays the log, reporting progress. The reducers depend only on the
+//! [`Projections::rebuild`] empties a projection's tables and replays the whole log into them
+//! in one transaction, reporting progress (see `rebuild.rs`). The reducers depend only on the
 //! events (never on the clock), so the rows after a rebuild equal the live ones.
 
 pub mod cli;
 pub mod queries;
+mod rebuild;
 pub mod rows;
 
 use std::collections::{HashMap, HashSet};
@@ -131,8 +132,8 @@ impl Projections {
         }
     }
 
-    /// Empties `names` (all when empty) and replays the log into them, calling `progress`
-    /// after each batch.
+    /// Empties `names` (all when empty) and replays the log into them in one transaction,
+    /// reading `batch` events at a time and calling `progress` after each.
     pub async fn rebuild(
         &self,
         names: &[&'static str],
@@ -145,21 +146,7 @@ impl Projections {
             names.to_vec()
         };
         let started = std::time::Instant::now();
-        reset(&self.db, &names).await?;
-        let total = self.db.head_position().await?;
-        let mut done = 0i64;
-        progress(Progress { done, total });
-        loop {
-            let n = run_batch(&self.db, &names, batch).await?;
-            if n == 0 {
-                break;
-            }
-            done += n as i64;
-            progress(Progress {
-                done: done.min(total.max(done)),
-                total: total.max(done),
-            });
-        }
+        let done = rebuild::replay(&self.db, &names, batch, &mut progress).await?;
         let seconds = started.elapsed().as_secs_f64();
         Ok(RebuildReport {
             projections: names.iter().map(|n| n.to_string()).collect(),
@@ -215,13 +202,12 @@ pub async fn status(db: &Db) -> Result<Vec<Status>, StoreError> {
     Ok(out)
 }
 
-/// Empties the projections' tables and sets their checkpoints to 0, in one transaction.
-pub async fn reset(db: &Db, names: &[&str]) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    lock_checkpoints(&mut tx, names).await?;
+/// Empties the projections' tables and sets their checkpoints to 0; the caller holds their
+/// checkpoint locks.
+async fn empty(tx: &mut Tx, names: &[&str]) -> Result<(), StoreError> {
     for name in names {
         for table in rows::tables_of(name) {
-            match &mut tx {
+            match &mut *tx {
                 // TRUNCATE is transactional on PostgreSQL and frees the space at once.
                 Tx::Postgres(t) => {
                     sqlx::query(&format!("TRUNCATE {table}"))
@@ -235,9 +221,9 @@ pub async fn reset(db: &Db, names: &[&str]) -> Result<(), StoreError> {
                 }
             }
         }
-        save_checkpoint(&mut tx, name, 0).await?;
+        save_checkpoint(tx, name, 0).await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// The lowest checkpoint among `names`, read without locks (a missing row counts as 0).
@@ -478,13 +464,25 @@ impl<R: Stored> Working<R> {
         self.rows.insert(key, row);
     }
 
-    async fn flush(self, tx: &mut Tx) -> Result<(), StoreError> {
-        let rows: Vec<&R> = self
-            .touched
+    /// An empty view, for a rebuild: every row comes from the replayed events.
+    fn empty() -> Self {
+        Self {
+            rows: HashMap::new(),
+            touched: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The rows written to, in first-touch order.
+    fn touched(&self) -> Vec<&R> {
+        self.touched
             .iter()
             .filter_map(|k| self.rows.get(k))
-            .collect();
-        write(tx, &rows).await
+            .collect()
+    }
+
+    async fn flush(self, tx: &mut Tx) -> Result<(), StoreError> {
+        write(tx, &self.touched()).await
     }
 }
 
@@ -501,6 +499,11 @@ async fn apply_invoices(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> 
         })
         .collect();
     let mut work = Working::<projections::invoices::InvoiceSync>::load(tx, keys).await?;
+    fold_invoices(&mut work, items);
+    work.flush(tx).await
+}
+
+fn fold_invoices(work: &mut Working<projections::invoices::InvoiceSync>, items: &[&Item]) {
     for item in items {
         if let Domain::Invoice { invoice_id, event } = &item.domain {
             let current = work.take(&key2(&item.log.tenant, invoice_id));
@@ -509,7 +512,6 @@ async fn apply_invoices(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> 
             }
         }
     }
-    work.flush(tx).await
 }
 
 async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
@@ -521,6 +523,11 @@ async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError>
         })
         .collect();
     let mut work = Working::<projections::customers::CustomerSync>::load(tx, keys).await?;
+    fold_customers(&mut work, items);
+    work.flush(tx).await
+}
+
+fn fold_customers(work: &mut Working<projections::customers::CustomerSync>, items: &[&Item]) {
     for item in items {
         if let Domain::Customer { customer_id, event } = &item.domain {
             let current = work.take(&key2(&item.log.tenant, customer_id));
@@ -530,7 +537,6 @@ async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError>
             }
         }
     }
-    work.flush(tx).await
 }
 
 async fn apply_connections(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
@@ -540,23 +546,41 @@ async fn apply_connections(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreErro
         .map(|i| vec![i.log.tenant.clone()])
         .collect();
     let mut work = Working::<projections::connections::ConnectionStatus>::load(tx, keys).await?;
+    fold_connections(&mut work, items);
+    work.flush(tx).await
+}
+
+fn fold_connections(
+    work: &mut Working<projections::connections::ConnectionStatus>,
+    items: &[&Item],
+) {
     for item in items {
         if let Domain::Connection { event } = &item.domain {
             let current = work.take(std::slice::from_ref(&item.log.tenant));
             work.put(projections::connections::apply(current, &item.log, event));
         }
     }
-    work.flush(tx).await
 }
 
 async fn apply_timeline(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    use projections::timeline::{apply, TenantConnection};
     let keys = items
         .iter()
         .filter(|i| !matches!(i.domain, Domain::Other))
         .map(|i| vec![i.log.tenant.clone()])
         .collect();
-    let mut tenants = Working::<TenantConnection>::load(tx, keys).await?;
+    let mut tenants = Working::<projections::timeline::TenantConnection>::load(tx, keys).await?;
+    let entries = fold_timeline(&mut tenants, items);
+    tenants.flush(tx).await?;
+    let refs: Vec<&projections::timeline::Entry> = entries.iter().collect();
+    write(tx, &refs).await
+}
+
+/// Applies `items` to the tenants' connection states; returns the timeline entries to insert.
+fn fold_timeline(
+    tenants: &mut Working<projections::timeline::TenantConnection>,
+    items: &[&Item],
+) -> Vec<projections::timeline::Entry> {
+    use projections::timeline::{apply, TenantConnection};
     let mut entries = Vec::with_capacity(items.len());
     for item in items {
         if matches!(item.domain, Domain::Other) {
@@ -577,18 +601,28 @@ async fn apply_timeline(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> 
             tenants.rows.insert(key.to_vec(), connection);
         }
     }
-    tenants.flush(tx).await?;
-    let refs: Vec<&projections::timeline::Entry> = entries.iter().collect();
-    write(tx, &refs).await
+    entries
 }
 
 async fn apply_failures(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    use projections::failures::{apply, needs_invoice, Change, InvoiceRef};
+    use projections::failures::needs_invoice;
     let keys = items
         .iter()
         .filter_map(|i| needs_invoice(&i.domain).map(|id| key2(&i.log.tenant, id)))
         .collect();
-    let mut known = Working::<InvoiceRef>::load(tx, keys).await?;
+    let mut known = Working::<projections::failures::InvoiceRef>::load(tx, keys).await?;
+    let failures = fold_failures(&mut known, items);
+    known.flush(tx).await?;
+    let refs: Vec<&projections::failures::Failure> = failures.iter().collect();
+    write(tx, &refs).await
+}
+
+/// Applies `items` to the invoices the failure view knows; returns the failures to insert.
+fn fold_failures(
+    known: &mut Working<projections::failures::InvoiceRef>,
+    items: &[&Item],
+) -> Vec<projections::failures::Failure> {
+    use projections::failures::{apply, Change};
     let mut failures = Vec::new();
     for item in items {
         let key = match &item.domain {
@@ -602,7 +636,5 @@ async fn apply_failures(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> 
             None => {}
         }
     }
-    known.flush(tx).await?;
-    let refs: Vec<&projections::failures::Failure> = failures.iter().collect();
-    write(tx, &refs).await
+    failures
 }

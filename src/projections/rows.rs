@@ -9,6 +9,8 @@ use projections::customers::CustomerSync;
 use projections::failures::{Failure, InvoiceRef};
 use projections::invoices::{InvoiceSync, Outcome, SyncState};
 use projections::timeline::{Entry, TenantConnection};
+use std::borrow::Cow;
+
 use sqlx::Row;
 
 use crate::store::{StoreError, Tx};
@@ -19,10 +21,10 @@ pub enum Ty {
     Int,
 }
 
-/// One value of a column.
+/// One value of a column; text borrows from the row when it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum V {
-    T(Option<String>),
+pub enum V<'a> {
+    T(Option<Cow<'a, str>>),
     I(Option<i64>),
 }
 
@@ -50,22 +52,22 @@ impl Table {
 pub trait Stored: Sized {
     const TABLE: Table;
     fn key(&self) -> Vec<String>;
-    fn to_vals(&self) -> Vec<V>;
+    fn to_vals(&self) -> Vec<V<'_>>;
     fn from_vals(v: &mut Vals) -> Result<Self, StoreError>;
 }
 
 /// Reads a row's values in column order.
-pub struct Vals(std::vec::IntoIter<V>);
+pub struct Vals(std::vec::IntoIter<V<'static>>);
 
 impl Vals {
-    fn next(&mut self) -> Result<V, StoreError> {
+    fn next(&mut self) -> Result<V<'static>, StoreError> {
         self.0
             .next()
             .ok_or_else(|| StoreError::Corrupt("view row is short of columns".into()))
     }
     pub fn ot(&mut self) -> Result<Option<String>, StoreError> {
         match self.next()? {
-            V::T(t) => Ok(t),
+            V::T(t) => Ok(t.map(Cow::into_owned)),
             V::I(_) => Err(StoreError::Corrupt("expected a text column".into())),
         }
     }
@@ -85,16 +87,16 @@ impl Vals {
     }
 }
 
-fn t(s: &str) -> V {
-    V::T(Some(s.to_string()))
+fn t(s: &str) -> V<'_> {
+    V::T(Some(Cow::Borrowed(s)))
 }
-fn ot(s: &Option<String>) -> V {
-    V::T(s.clone())
+fn ot(s: &Option<String>) -> V<'_> {
+    V::T(s.as_deref().map(Cow::Borrowed))
 }
-fn i(n: i64) -> V {
+fn i(n: i64) -> V<'static> {
     V::I(Some(n))
 }
-fn oi(n: Option<i64>) -> V {
+fn oi(n: Option<i64>) -> V<'static> {
     V::I(n)
 }
 
@@ -103,7 +105,7 @@ pub fn pg_vals(row: &sqlx::postgres::PgRow, cols: &[(&str, Ty)]) -> Result<Vals,
     let mut out = Vec::with_capacity(cols.len());
     for (idx, (_, ty)) in cols.iter().enumerate() {
         out.push(match ty {
-            Ty::Text => V::T(row.try_get(idx)?),
+            Ty::Text => V::T(row.try_get::<Option<String>, _>(idx)?.map(Cow::Owned)),
             Ty::Int => V::I(row.try_get(idx)?),
         });
     }
@@ -114,7 +116,7 @@ pub fn sqlite_vals(row: &sqlx::sqlite::SqliteRow, cols: &[(&str, Ty)]) -> Result
     let mut out = Vec::with_capacity(cols.len());
     for (idx, (_, ty)) in cols.iter().enumerate() {
         out.push(match ty {
-            Ty::Text => V::T(row.try_get(idx)?),
+            Ty::Text => V::T(row.try_get::<Option<String>, _>(idx)?.map(Cow::Owned)),
             Ty::Int => V::I(row.try_get(idx)?),
         });
     }
@@ -233,7 +235,7 @@ pub async fn write<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError
             for row in rows {
                 for (v, (_, slot)) in row.to_vals().into_iter().zip(&slots) {
                     match v {
-                        V::T(x) => texts[*slot].push(x),
+                        V::T(x) => texts[*slot].push(x.map(Cow::into_owned)),
                         V::I(x) => ints[*slot].push(x),
                     }
                 }
@@ -261,7 +263,7 @@ pub async fn write<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError
                 let mut query = sqlx::query(&sql);
                 for v in row.to_vals() {
                     query = match v {
-                        V::T(x) => query.bind(x),
+                        V::T(x) => query.bind(x.map(Cow::into_owned)),
                         V::I(x) => query.bind(x),
                     };
                 }
@@ -270,6 +272,105 @@ pub async fn write<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError
         }
     }
     Ok(())
+}
+
+/// Inserts `rows` into a table the caller has just emptied: `COPY … FROM STDIN` on PostgreSQL
+/// (several times faster than `INSERT … UNNEST` for a rebuild's millions of rows), the
+/// prepared per-row insert on SQLite.
+pub async fn write_bulk<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let Tx::Postgres(t) = tx else {
+        return write(tx, rows).await;
+    };
+    let mut copy = CopyWriter::open::<R>(t).await?;
+    copy.write(rows.iter().copied()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// A `COPY … FROM STDIN` kept open across many batches of rows, so the server ingests one
+/// batch while the caller prepares the next.
+pub struct CopyWriter<'c> {
+    copy: sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>,
+    buffer: String,
+}
+
+impl<'c> CopyWriter<'c> {
+    pub async fn open<R: Stored>(conn: &'c mut sqlx::PgConnection) -> Result<Self, StoreError> {
+        let table = &R::TABLE;
+        let copy = conn
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN",
+                table.name,
+                table.select_list()
+            ))
+            .await?;
+        Ok(Self {
+            copy,
+            buffer: String::with_capacity(COPY_CHUNK + 4096),
+        })
+    }
+
+    pub async fn write<'r, R: Stored + 'r>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'r R>,
+    ) -> Result<(), StoreError> {
+        for row in rows {
+            copy_line(&mut self.buffer, &row.to_vals());
+            if self.buffer.len() >= COPY_CHUNK {
+                self.copy.send(self.buffer.as_bytes()).await?;
+                self.buffer.clear();
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> Result<u64, StoreError> {
+        if !self.buffer.is_empty() {
+            self.copy.send(self.buffer.as_bytes()).await?;
+        }
+        Ok(self.copy.finish().await?)
+    }
+}
+
+/// Bytes sent to the server per `CopyData` message.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// One row in `COPY`'s text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_line(out: &mut String, values: &[V]) {
+    use std::fmt::Write;
+    for (n, value) in values.iter().enumerate() {
+        if n > 0 {
+            out.push('\t');
+        }
+        match value {
+            V::T(None) | V::I(None) => out.push_str("\\N"),
+            V::I(Some(number)) => {
+                let _ = write!(out, "{number}");
+            }
+            V::T(Some(text))
+                if !text
+                    .bytes()
+                    .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) =>
+            {
+                out.push_str(text)
+            }
+            V::T(Some(text)) => {
+                for c in text.chars() {
+                    match c {
+                        '\\' => out.push_str("\\\\"),
+                        '\t' => out.push_str("\\t"),
+                        '\n' => out.push_str("\\n"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+            }
+        }
+    }
+    out.push('\n');
 }
 
 use Ty::{Int as I, Text as T};
@@ -314,7 +415,7 @@ impl Stored for InvoiceSync {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone(), self.invoice_id.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             t(&self.invoice_id),
@@ -415,7 +516,7 @@ impl Stored for Entry {
             self.subject_id.clone(),
         ]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             t(&self.subject),
@@ -463,7 +564,7 @@ impl Stored for TenantConnection {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![t(&self.tenant), t(&self.state)]
     }
     fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
@@ -498,7 +599,7 @@ impl Stored for Failure {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             i(self.position),
@@ -549,7 +650,7 @@ impl Stored for InvoiceRef {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone(), self.invoice_id.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             t(&self.invoice_id),
@@ -593,7 +694,7 @@ impl Stored for ConnectionStatus {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             t(&self.state),
@@ -660,7 +761,7 @@ impl Stored for CustomerSync {
     fn key(&self) -> Vec<String> {
         vec![self.tenant.clone(), self.customer_id.clone()]
     }
-    fn to_vals(&self) -> Vec<V> {
+    fn to_vals(&self) -> Vec<V<'_>> {
         vec![
             t(&self.tenant),
             t(&self.customer_id),
@@ -711,5 +812,26 @@ pub fn tables_of(name: &str) -> &'static [&'static str] {
         projections::connections::NAME => &["proj_connections"],
         projections::customers::NAME => &["proj_customers"],
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_escape_what_copy_text_format_reserves() {
+        let mut line = String::new();
+        copy_line(
+            &mut line,
+            &[
+                t("a\tb\nc\\d\re"),
+                V::T(None),
+                i(-42),
+                V::I(None),
+                t("João"),
+            ],
+        );
+        assert_eq!(line, "a\\tb\\nc\\\\d\\re\t\\N\t-42\t\\N\tJoão\n");
     }
 }

@@ -1,0 +1,301 @@
+//! Rebuild: replays the whole log into emptied views in one transaction.
+//!
+//! The live runner pays, per batch, for loading the rows its events touch and upserting them.
+//! A rebuild starts from empty tables, so it needs neither: it folds every event into the
+//! views in memory (the same pure reducers, hence the same rows), streams the append-only rows
+//! (timeline entries, failures) out with `COPY` as it goes, and writes the keyed rows
+//! (invoices, customers, connections) once at the end. On PostgreSQL a reader task fetches and
+//! decodes the next chunk while this one is applied, so reading, decoding and writing overlap.
+//!
+//! One transaction means readers see the old views until the new ones are complete (on
+//! PostgreSQL `TRUNCATE` makes them wait instead), a crash leaves the old views in place, and
+//! the live runner, blocked on the checkpoint locks, resumes from the rebuilt position.
+//! Memory grows with the number of invoices and customers, not with the number of events.
+
+use tokio::sync::mpsc;
+
+use super::{
+    decode, empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline,
+    lock_checkpoints, log_event, read, save_checkpoint, Item, Progress, Working,
+};
+use crate::store::log::RecordedEvent;
+use crate::store::{Db, StoreError, Tx};
+use projections::{connections, customers, failures, invoices, timeline, Domain};
+
+use super::rows::{write_bulk, CopyWriter};
+
+/// The views being rebuilt, held in memory until the end.
+struct Views {
+    invoices: Option<Working<invoices::InvoiceSync>>,
+    customers: Option<Working<customers::CustomerSync>>,
+    connections: Option<Working<connections::ConnectionStatus>>,
+    timeline: Option<Working<timeline::TenantConnection>>,
+    failures: Option<Working<failures::InvoiceRef>>,
+    /// Failure rows found so far (few next to the timeline's), written at the end so the
+    /// timeline can keep its `COPY` open meanwhile.
+    found_failures: Vec<failures::Failure>,
+}
+
+impl Views {
+    fn new(names: &[&str]) -> Self {
+        let wanted = |name: &str| names.contains(&name);
+        Self {
+            invoices: wanted(invoices::NAME).then(Working::empty),
+            customers: wanted(customers::NAME).then(Working::empty),
+            connections: wanted(connections::NAME).then(Working::empty),
+            timeline: wanted(timeline::NAME).then(Working::empty),
+            failures: wanted(failures::NAME).then(Working::empty),
+            found_failures: Vec::new(),
+        }
+    }
+
+    /// Folds one chunk in; returns its timeline entries, for the caller to write.
+    fn apply(&mut self, items: &[Item]) -> Vec<timeline::Entry> {
+        let items: Vec<&Item> = items.iter().collect();
+        if let Some(view) = &mut self.invoices {
+            fold_invoices(view, &items);
+        }
+        if let Some(view) = &mut self.customers {
+            fold_customers(view, &items);
+        }
+        if let Some(view) = &mut self.connections {
+            fold_connections(view, &items);
+        }
+        if let Some(view) = &mut self.failures {
+            let found = fold_failures(view, &items);
+            self.found_failures.extend(found);
+        }
+        match &mut self.timeline {
+            Some(view) => fold_timeline(view, &items),
+            None => Vec::new(),
+        }
+    }
+
+    /// Writes the keyed rows.
+    async fn finish(self, tx: &mut Tx) -> Result<(), StoreError> {
+        if let Some(view) = &self.invoices {
+            write_bulk(tx, &view.touched()).await?;
+        }
+        if let Some(view) = &self.customers {
+            write_bulk(tx, &view.touched()).await?;
+        }
+        if let Some(view) = &self.connections {
+            write_bulk(tx, &view.touched()).await?;
+        }
+        if let Some(view) = &self.timeline {
+            write_bulk(tx, &view.touched()).await?;
+        }
+        if let Some(view) = &self.failures {
+            write_bulk(tx, &view.touched()).await?;
+        }
+        write_bulk(tx, &self.found_failures.iter().collect::<Vec<_>>()).await?;
+        Ok(())
+    }
+}
+
+fn items(events: Vec<RecordedEvent>) -> Vec<Item> {
+    events
+        .into_iter()
+        .map(|event| {
+            let log = log_event(event);
+            let domain = decode(&log).unwrap_or_else(|error| {
+                tracing::warn!(%error, "projections skip an event they cannot decode");
+                Domain::Other
+            });
+            Item { log, domain }
+        })
+        .collect()
+}
+
+/// Empties `names` and replays the log up to its current head into them, in `chunk`-sized
+/// reads; returns how many events were replayed.
+pub(super) async fn replay(
+    db: &Db,
+    names: &[&str],
+    chunk: i64,
+    progress: &mut impl FnMut(Progress),
+) -> Result<i64, StoreError> {
+    let chunk = chunk.max(1);
+    let head = db.head_position().await?;
+    let mut tx = db.begin().await?;
+    lock_checkpoints(&mut tx, names).await?;
+    empty(&mut tx, names).await?;
+    let indexes = set_indexes_aside(&mut tx, names).await?;
+    let mut views = Views::new(names);
+    let mut done = 0i64;
+    let mut last = 0i64;
+    progress(Progress { done, total: head });
+    match db {
+        Db::Postgres(_) => {
+            // Two chunks in flight at most: enough to overlap, bounded in memory.
+            let (sender, mut receiver) = mpsc::channel::<Result<Vec<Item>, StoreError>>(2);
+            let reader_db = db.clone();
+            let reader = tokio::spawn(async move {
+                let mut after = 0;
+                while after < head {
+                    let events = match read(&reader_db, after, chunk).await {
+                        Ok(events) => events,
+                        Err(error) => {
+                            let _ = sender.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    let Some(end) = events.last().map(|e| e.position) else {
+                        return;
+                    };
+                    after = end;
+                    if sender.send(Ok(items(events))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let Tx::Postgres(connection) = &mut tx else {
+                return Err(StoreError::Corrupt(
+                    "a PostgreSQL pool gave a SQLite transaction".into(),
+                ));
+            };
+            let mut timeline_copy = match views.timeline {
+                Some(_) => Some(CopyWriter::open::<timeline::Entry>(connection).await?),
+                None => None,
+            };
+            let mut waited = std::time::Duration::ZERO;
+            let mut applied = std::time::Duration::ZERO;
+            loop {
+                let t0 = std::time::Instant::now();
+                let Some(chunk) = receiver.recv().await else {
+                    break;
+                };
+                let t1 = std::time::Instant::now();
+                waited += t1 - t0;
+                let chunk = chunk?;
+                if let Some(item) = chunk.last() {
+                    last = item.log.position;
+                }
+                done += chunk.len() as i64;
+                let entries = views.apply(&chunk);
+                if let Some(copy) = &mut timeline_copy {
+                    copy.write(&entries).await?;
+                }
+                applied += t1.elapsed();
+                // Freeing thousands of decoded events is measurable work: another thread does it.
+                tokio::task::spawn_blocking(move || drop(chunk));
+                progress(Progress {
+                    done,
+                    total: head.max(done),
+                });
+            }
+            // Which side bounds a rebuild (RUST_LOG=bling_ledger::projections=debug).
+            tracing::debug!(
+                waited_for_reader_ms = waited.as_millis() as u64,
+                applied_ms = applied.as_millis() as u64,
+                "rebuild replayed"
+            );
+            let draining = std::time::Instant::now();
+            if let Some(copy) = timeline_copy {
+                copy.finish().await?;
+            }
+            tracing::debug!(
+                drain_ms = draining.elapsed().as_millis() as u64,
+                "rebuild finished the timeline's COPY"
+            );
+            reader
+                .await
+                .map_err(|e| StoreError::Corrupt(format!("rebuild reader stopped: {e}")))?;
+        }
+        Db::Sqlite(_) => {
+            while last < head {
+                let events = tx.read_from(last, chunk).await?;
+                let Some(end) = events.last().map(|e| e.position) else {
+                    break;
+                };
+                last = end;
+                done += events.len() as i64;
+                let entries = views.apply(&items(events));
+                write_bulk(&mut tx, &entries.iter().collect::<Vec<_>>()).await?;
+                progress(Progress {
+                    done,
+                    total: head.max(done),
+                });
+            }
+        }
+    }
+    let finishing = std::time::Instant::now();
+    views.finish(&mut tx).await?;
+    tracing::debug!(
+        finish_ms = finishing.elapsed().as_millis() as u64,
+        "rebuild wrote keyed rows"
+    );
+    let indexing = std::time::Instant::now();
+    restore_indexes(&mut tx, indexes).await?;
+    tracing::debug!(
+        index_ms = indexing.elapsed().as_millis() as u64,
+        "rebuild recreated indexes"
+    );
+    for name in names {
+        save_checkpoint(&mut tx, name, last).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// How to put back what [`set_indexes_aside`] dropped.
+struct SetAside {
+    /// `ALTER TABLE … ADD CONSTRAINT …` for primary keys, then `CREATE INDEX …`.
+    statements: Vec<String>,
+}
+
+/// Drops the indexes and primary keys of the emptied tables (PostgreSQL; nothing on SQLite):
+/// building an index once over the loaded rows costs a fraction of maintaining it row by row.
+/// The definitions come from the catalog, so they stay whatever the migrations made them.
+async fn set_indexes_aside(tx: &mut Tx, names: &[&str]) -> Result<SetAside, StoreError> {
+    let mut statements = Vec::new();
+    let Tx::Postgres(t) = tx else {
+        return Ok(SetAside { statements });
+    };
+    for name in names {
+        for table in super::rows::tables_of(name) {
+            let keys: Vec<(String, String)> = sqlx::query_as(
+                "SELECT conname::text, pg_get_constraintdef(oid)
+                 FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await?;
+            let indexes: Vec<(String, String)> = sqlx::query_as(
+                "SELECT i.relname::text, pg_get_indexdef(i.oid)
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                 WHERE x.indrelid = $1::regclass AND NOT x.indisprimary",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await?;
+            for (index, definition) in indexes {
+                sqlx::query(&format!("DROP INDEX {index}"))
+                    .execute(&mut **t)
+                    .await?;
+                statements.push(definition);
+            }
+            for (constraint, definition) in keys {
+                sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {constraint}"))
+                    .execute(&mut **t)
+                    .await?;
+                // Keys first: they also check the rebuilt rows are unique.
+                statements.insert(
+                    0,
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} {definition}"),
+                );
+            }
+        }
+    }
+    Ok(SetAside { statements })
+}
+
+async fn restore_indexes(tx: &mut Tx, aside: SetAside) -> Result<(), StoreError> {
+    let Tx::Postgres(t) = tx else {
+        return Ok(());
+    };
+    for statement in aside.statements {
+        sqlx::query(&statement).execute(&mut **t).await?;
+    }
+    Ok(())
+}
