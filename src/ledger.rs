@@ -13,9 +13,9 @@ use async_trait::async_trait;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
-use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 
+use crate::store::pg_events::PgEventRepository;
 use crate::store::{Db, StoreError};
 
 /// Who or what caused an event.
@@ -107,7 +107,7 @@ struct Framework<A: Aggregate> {
 }
 
 enum Store<A: Aggregate> {
-    Postgres(PersistedEventStore<PostgresEventRepository, A>),
+    Postgres(PersistedEventStore<PgEventRepository, A>),
     Sqlite(PersistedEventStore<SqliteEventRepository, A>),
 }
 
@@ -115,7 +115,7 @@ impl<A: Aggregate> Framework<A> {
     fn new(db: &Db, services: A::Services) -> Self {
         let store = match db {
             Db::Postgres(pool) => Store::Postgres(PersistedEventStore::new_event_store(
-                PostgresEventRepository::new(pool.clone()),
+                PgEventRepository::new(pool.clone()),
             )),
             Db::Sqlite(pool) => Store::Sqlite(PersistedEventStore::new_event_store(
                 SqliteEventRepository::new(pool.clone()),
@@ -169,7 +169,7 @@ async fn load<A: Aggregate>(db: &Db, id: &str) -> Result<A, StoreError> {
     Ok(match db {
         Db::Postgres(pool) => {
             let store: PersistedEventStore<_, A> =
-                PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()));
+                PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone()));
             let mut context = store.load_aggregate(id).await.map_err(corrupt)?;
             std::mem::take(context.aggregate())
         }

@@ -3,6 +3,7 @@
 
 pub mod idempotency;
 pub mod log;
+pub mod pg_events;
 
 use std::str::FromStr;
 use std::time::Duration;
