@@ -104,12 +104,21 @@ impl Server {
                 let tokens: Arc<dyn crate::bling::AccessTokens> = auth.tokens.clone();
                 let client =
                     BlingClient::new(&settings.sync.bling_api_url, tokens, settings.sync.client)?;
-                let worker = SyncWorker::new(
-                    db.clone(),
-                    Arc::clone(&ledger),
-                    client,
-                    settings.sync.settings.clone(),
-                );
+                let mut sync_settings = settings.sync.settings.clone();
+                // Measured: 32 jobs on a 24-connection pool timed out waiting for a connection
+                // (some step of a job holds one connection while it waits for another), and 24
+                // jobs on 48 connections ran clean. Keep the jobs to half the pool.
+                let most = (settings.max_connections as usize / 2).max(1);
+                if sync_settings.jobs_per_tenant > most {
+                    tracing::warn!(
+                        jobs_per_tenant = sync_settings.jobs_per_tenant,
+                        max_connections = settings.max_connections,
+                        "fewer jobs per tenant than asked: at most half the connection pool"
+                    );
+                    sync_settings.jobs_per_tenant = most;
+                }
+                let worker =
+                    SyncWorker::new(db.clone(), Arc::clone(&ledger), client, sync_settings);
                 background.push(Arc::clone(&worker).spawn(stop.subscribe()));
                 Some(worker)
             }

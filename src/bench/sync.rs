@@ -156,14 +156,14 @@ async fn measure(
         },
         settings: SyncSettings {
             poll_interval: Duration::from_millis(50),
-            jobs_per_tenant: 16,
+            jobs_per_tenant: 24,
             ..Default::default()
         },
     };
     let server = Server::start(
         Settings {
             database_url: url.to_string(),
-            max_connections: 24,
+            max_connections: 48,
             tokens: TokenRegistry::default().with_token(
                 TOKEN,
                 "bench",
