@@ -2,10 +2,11 @@
 //! log, and the queries support reads them with (HTTP, CLI, benchmarks).
 //!
 //! # Exactly once
-//! One batch = one transaction: the runner locks the projections' checkpoints
-//! (`checkpoints.name = 'projection:<name>'`, `FOR UPDATE` on PostgreSQL, the write lock on
-//! SQLite), reads the events after the lowest one, loads the rows those events touch, applies
-//! the pure reducers, writes the rows and every checkpoint, and commits. A crash before the
+//! One batch = one transaction: the runner reads the events after the lowest checkpoint, then
+//! locks the projections' checkpoints (`checkpoints.name = 'projection:<name>'`, `FOR UPDATE`
+//! on PostgreSQL, the write lock on SQLite) and applies to each projection only the events past
+//! its locked checkpoint; it loads the rows those events touch, applies the pure reducers,
+//! writes the rows and every checkpoint, and commits. A crash before the
 //! commit loses the whole batch, rows and checkpoints alike, so it is simply done again; after
 //! it, nothing is repeated. Two runners (two replicas) serialize on the checkpoint rows.
 //!
@@ -358,6 +359,21 @@ struct Item {
     domain: Domain,
 }
 
+/// Decodes events for the reducers; an event that does not decode is skipped, and logged.
+fn items(events: Vec<RecordedEvent>) -> Vec<Item> {
+    events
+        .into_iter()
+        .map(|event| {
+            let log = log_event(event);
+            let domain = decode(&log).unwrap_or_else(|error| {
+                tracing::warn!(%error, "projections skip an event they cannot decode");
+                Domain::Other
+            });
+            Item { log, domain }
+        })
+        .collect()
+}
+
 async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreError> {
     let t0 = std::time::Instant::now();
     // Read the events before opening the transaction: on SQLite the transaction holds the
@@ -378,17 +394,7 @@ async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreEr
         return Ok(0);
     };
     let count = events.len();
-    let items: Vec<Item> = events
-        .into_iter()
-        .map(|e| {
-            let log = log_event(e);
-            let domain = decode(&log).unwrap_or_else(|error| {
-                tracing::warn!(%error, "projections skip an event they cannot decode");
-                Domain::Other
-            });
-            Item { log, domain }
-        })
-        .collect();
+    let items = items(events);
     let t3 = std::time::Instant::now();
     let mut spent = Vec::new();
     for name in names {

@@ -15,12 +15,11 @@
 use tokio::sync::mpsc;
 
 use super::{
-    decode, empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline,
-    lock_checkpoints, log_event, read, save_checkpoint, Item, Progress, Working,
+    empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline, items,
+    lock_checkpoints, read, save_checkpoint, Item, Progress, Working,
 };
-use crate::store::log::RecordedEvent;
 use crate::store::{Db, StoreError, Tx};
-use projections::{connections, customers, failures, invoices, timeline, Domain};
+use projections::{connections, customers, failures, invoices, timeline};
 
 use super::rows::{write_bulk, CopyWriter};
 
@@ -91,20 +90,6 @@ impl Views {
         write_bulk(tx, &self.found_failures.iter().collect::<Vec<_>>()).await?;
         Ok(())
     }
-}
-
-fn items(events: Vec<RecordedEvent>) -> Vec<Item> {
-    events
-        .into_iter()
-        .map(|event| {
-            let log = log_event(event);
-            let domain = decode(&log).unwrap_or_else(|error| {
-                tracing::warn!(%error, "projections skip an event they cannot decode");
-                Domain::Other
-            });
-            Item { log, domain }
-        })
-        .collect()
 }
 
 /// Empties `names` and replays the log up to its current head into them, in `chunk`-sized
