@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use aggregates::ids::{CustomerId, InvoiceId};
+use aggregates::ids::{CustomerId, InvoiceId, TenantId};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -120,14 +120,24 @@ async fn tenants(
     Ok(Json(json!({ "tenants": tenants })))
 }
 
+/// What the invoice routes check first: a tenant this support token may read, a valid id.
+fn support_invoice(
+    principal: &Principal,
+    tenant: &str,
+    invoice_id: &str,
+) -> Result<(TenantId, InvoiceId), ApiError> {
+    let tenant = tenant_id(tenant)?;
+    principal.require(&[Role::Support], Some(&tenant))?;
+    let invoice_id = path_id(invoice_id, "invoice_id", InvoiceId::parse)?;
+    Ok((tenant, invoice_id))
+}
+
 async fn invoice(
     State(state): State<AppState>,
     principal: Principal,
     Path((tenant, invoice_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Support], Some(&tenant))?;
-    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
+    let (tenant, invoice_id) = support_invoice(&principal, &tenant, &invoice_id)?;
     match queries::invoice(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
         Some(row) => Ok(Json(queries::invoice_json(&row))),
         None => Err(ApiError::not_found(format!(
@@ -141,9 +151,7 @@ async fn history(
     principal: Principal,
     Path((tenant, invoice_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_id(&tenant)?;
-    principal.require(&[Role::Support], Some(&tenant))?;
-    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
+    let (tenant, invoice_id) = support_invoice(&principal, &tenant, &invoice_id)?;
     match queries::history(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
         Some(h) => Ok(Json(queries::history_json(&h))),
         None => Err(ApiError::not_found(format!(
