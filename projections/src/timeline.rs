@@ -14,7 +14,7 @@ use aggregates::customer::CustomerEvent;
 use aggregates::invoice::{InvoiceContent, InvoiceEvent};
 use aggregates::sync::{BlingCall, FailureCause};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::connections::{next_state, NEVER_CONNECTED};
 use crate::{cause_message, Domain, LogEvent};
@@ -76,9 +76,46 @@ pub fn brl(centavos: i64) -> String {
     format!("R$ {grouped},{:02}", centavos % 100)
 }
 
-fn content_detail(content: &InvoiceContent) -> Value {
-    json!({"number": content.number, "issue_date": content.issue_date, "total": content.total,
-           "items": content.items.len(), "installments": content.installments.len()})
+/// An entry's detail as JSON text, written directly (`detail!("a": x, "b": y)`): building a
+/// `serde_json::Value` per event and printing it cost a rebuild a tenth of its time. Keys go
+/// in byte order, the order the `Value` map printed them in, so older entries read the same.
+macro_rules! detail {
+    ($($key:literal : $value:expr),* $(,)?) => {{
+        let mut out = Vec::with_capacity(96);
+        out.push(b'{');
+        $(
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice($key.as_bytes());
+            out.extend_from_slice(b"\":");
+            // Plain data with string keys: serializing it into memory cannot fail.
+            let _ = serde_json::to_writer(&mut out, &$value);
+        )*
+        out.push(b'}');
+        String::from_utf8(out).unwrap_or_default()
+    }};
+}
+
+/// What support reads of an invoice's content (fields in byte order, as above).
+#[derive(Serialize)]
+struct ContentDetail<'a> {
+    installments: usize,
+    issue_date: &'a chrono::NaiveDate,
+    items: usize,
+    number: &'a str,
+    total: &'a aggregates::money::Centavos,
+}
+
+fn content_detail(content: &InvoiceContent) -> ContentDetail<'_> {
+    ContentDetail {
+        installments: content.installments.len(),
+        issue_date: &content.issue_date,
+        items: content.items.len(),
+        number: &content.number,
+        total: &content.total,
+    }
 }
 
 fn call_summary(calls: &[BlingCall]) -> String {
@@ -108,7 +145,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
         String,
         &[BlingCall],
         _,
-        Value,
+        String,
     ) = match domain {
         Domain::Invoice { invoice_id, event } => {
             let id = invoice_id.clone();
@@ -128,7 +165,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     no_calls,
                     none,
-                    json!({"customer_id": customer_id, "content": content_detail(content)}),
+                    detail!("content": content_detail(content), "customer_id": customer_id),
                 ),
                 InvoiceEvent::InvoiceUpdated {
                     changed_fields,
@@ -139,7 +176,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("updated by the shop: {}", changed_fields.join(", ")),
                     no_calls,
                     none,
-                    json!({"changed_fields": changed_fields, "content": content_detail(content)}),
+                    detail!("changed_fields": changed_fields, "content": content_detail(content)),
                 ),
                 InvoiceEvent::InvoiceCancelled { reason } => (
                     "invoice",
@@ -150,7 +187,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     },
                     no_calls,
                     none,
-                    json!({"reason": reason}),
+                    detail!("reason": reason),
                 ),
                 InvoiceEvent::SalesOrderCreated {
                     bling_order_id,
@@ -175,8 +212,8 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     none,
-                    json!({"bling_order_id": bling_order_id, "bling_number": bling_number,
-                           "created": created, "content_version": content_version}),
+                    detail!("bling_number": bling_number, "bling_order_id": bling_order_id,
+                            "content_version": content_version, "created": created),
                 ),
                 InvoiceEvent::SalesOrderUpdated {
                     content_version,
@@ -190,7 +227,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     none,
-                    json!({"content_version": content_version}),
+                    detail!("content_version": content_version),
                 ),
                 InvoiceEvent::SituacaoChanged {
                     situacao_id,
@@ -205,7 +242,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     none,
-                    json!({"situacao_id": situacao_id, "situacao_name": situacao_name}),
+                    detail!("situacao_id": situacao_id, "situacao_name": situacao_name),
                 ),
                 InvoiceEvent::NfeGenerated { nfe_id, calls } => (
                     "invoice",
@@ -213,7 +250,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("NF-e {nfe_id} generated{}", call_summary(calls)),
                     calls.as_slice(),
                     none,
-                    json!({"nfe_id": nfe_id}),
+                    detail!("nfe_id": nfe_id),
                 ),
                 InvoiceEvent::SyncFailed {
                     cause,
@@ -237,7 +274,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     failure_text(cause),
-                    json!({"cause": cause, "attempt": attempt, "retry_at": retry_at}),
+                    detail!("attempt": attempt, "cause": cause, "retry_at": retry_at),
                 ),
                 InvoiceEvent::SyncParked { reason } => (
                     "invoice",
@@ -248,7 +285,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                         Some("authorization_revoked".to_string()),
                         Some(reason.clone()),
                     ),
-                    json!({"reason": reason}),
+                    detail!("reason": reason),
                 ),
                 InvoiceEvent::SyncResumed { reason } => (
                     "invoice",
@@ -256,7 +293,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("resumed: {reason}"),
                     no_calls,
                     none,
-                    json!({"reason": reason}),
+                    detail!("reason": reason),
                 ),
             }
         }
@@ -269,7 +306,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("customer {customer_id} registered ({})", profile.name),
                     no_calls,
                     (None, None),
-                    json!({"name": profile.name}),
+                    detail!("name": profile.name),
                 ),
                 CustomerEvent::CustomerUpdated {
                     changed_fields,
@@ -280,7 +317,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("customer {customer_id} record updated: {}", changed_fields.join(", ")),
                     no_calls,
                     (None, None),
-                    json!({"name": profile.name, "changed_fields": changed_fields}),
+                    detail!("changed_fields": changed_fields, "name": profile.name),
                 ),
                 CustomerEvent::ContactLinked {
                     bling_contact_id,
@@ -297,7 +334,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     (None, None),
-                    json!({"bling_contact_id": bling_contact_id, "created": created, "profile_version": profile_version}),
+                    detail!("bling_contact_id": bling_contact_id, "created": created, "profile_version": profile_version),
                 ),
                 CustomerEvent::ContactUpdated {
                     bling_contact_id,
@@ -312,7 +349,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     (None, None),
-                    json!({"bling_contact_id": bling_contact_id, "profile_version": profile_version}),
+                    detail!("bling_contact_id": bling_contact_id, "profile_version": profile_version),
                 ),
                 CustomerEvent::ContactSyncFailed {
                     cause,
@@ -328,7 +365,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     calls.as_slice(),
                     failure_text(cause),
-                    json!({"cause": cause, "profile_version": profile_version}),
+                    detail!("cause": cause, "profile_version": profile_version),
                 ),
             }
         }
@@ -390,11 +427,12 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     (None, None),
                 ),
             };
-            let detail = log
-                .payload
-                .get(&log.event_type)
-                .cloned()
-                .unwrap_or(Value::Null);
+            // Connection events are few: parsing the payload again costs nothing that shows.
+            let detail = serde_json::from_str::<Value>(&log.payload)
+                .ok()
+                .and_then(|mut payload| payload.get_mut(&log.event_type).map(Value::take))
+                .unwrap_or(Value::Null)
+                .to_string();
             (
                 "connection",
                 log.tenant.clone(),
@@ -420,7 +458,7 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
         connection_state: connection.state.clone(),
         cause_kind: cause.0,
         cause_message: cause.1,
-        detail: detail.to_string(),
+        detail,
     })
 }
 
@@ -438,6 +476,17 @@ mod tests {
     use crate::decode;
     use crate::testing::*;
     use serde_json::json;
+
+    #[test]
+    fn details_are_the_json_the_value_tree_printed() {
+        let content: InvoiceContent = serde_json::from_value(content("NF-7", 17050)).unwrap();
+        let written = detail!("content": content_detail(&content), "customer_id": "c1",
+                              "retry_at": None::<String>);
+        let printed = json!({"customer_id": "c1", "retry_at": null, "content": {"number": "NF-7",
+            "issue_date": "2026-11-25", "total": 17050, "items": 1, "installments": 1}})
+        .to_string();
+        assert_eq!(written, printed);
+    }
 
     #[test]
     fn entries_carry_calls_and_the_connection_state_of_their_moment() {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline, items,
-    lock_checkpoints, read, save_checkpoint, Item, Progress, Working,
+    lock_checkpoints, read, read_in, save_checkpoint, Item, Progress, Working,
 };
 use crate::store::{Db, StoreError, Tx};
 use projections::{connections, customers, failures, invoices, timeline};
@@ -162,8 +162,6 @@ pub(super) async fn replay(
                     copy.write(&entries).await?;
                 }
                 applied += t1.elapsed();
-                // Freeing thousands of decoded events is measurable work: another thread does it.
-                tokio::task::spawn_blocking(move || drop(chunk));
                 progress(Progress {
                     done,
                     total: head.max(done),
@@ -189,7 +187,7 @@ pub(super) async fn replay(
         }
         Db::Sqlite(_) => {
             while last < head {
-                let events = tx.read_from(last, chunk).await?;
+                let events = read_in(&mut tx, last, chunk).await?;
                 let Some(end) = events.last().map(|e| e.position) else {
                     break;
                 };

@@ -295,6 +295,7 @@ pub async fn write_bulk<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), Store
 pub struct CopyWriter<'c> {
     copy: sqlx::postgres::PgCopyIn<&'c mut sqlx::PgConnection>,
     buffer: String,
+    sent: usize,
 }
 
 impl<'c> CopyWriter<'c> {
@@ -310,6 +311,7 @@ impl<'c> CopyWriter<'c> {
         Ok(Self {
             copy,
             buffer: String::with_capacity(COPY_CHUNK + 4096),
+            sent: 0,
         })
     }
 
@@ -321,6 +323,7 @@ impl<'c> CopyWriter<'c> {
             copy_line(&mut self.buffer, &row.to_vals());
             if self.buffer.len() >= COPY_CHUNK {
                 self.copy.send(self.buffer.as_bytes()).await?;
+                self.sent += self.buffer.len();
                 self.buffer.clear();
             }
         }
@@ -328,6 +331,7 @@ impl<'c> CopyWriter<'c> {
     }
 
     pub async fn finish(mut self) -> Result<u64, StoreError> {
+        tracing::debug!(bytes = self.sent + self.buffer.len(), "COPY finishing");
         if !self.buffer.is_empty() {
             self.copy.send(self.buffer.as_bytes()).await?;
         }
@@ -339,7 +343,7 @@ impl<'c> CopyWriter<'c> {
 const COPY_CHUNK: usize = 1 << 20;
 
 /// One row in `COPY`'s text format: tab-separated, `\N` for NULL, backslash escapes.
-fn copy_line(out: &mut String, values: &[V]) {
+pub fn copy_line(out: &mut String, values: &[V]) {
     use std::fmt::Write;
     for (n, value) in values.iter().enumerate() {
         if n > 0 {

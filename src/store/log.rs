@@ -208,38 +208,3 @@ fn sqlite_event(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreErr
         recorded_at,
     })
 }
-
-impl super::Tx {
-    /// Up to `limit` numbered events after `after`, every tenant, read inside this transaction.
-    /// A SQLite transaction holds the database's write lock, so it must read on its own
-    /// connection: a second pooled one may be held by a writer waiting for that very lock.
-    pub async fn read_from(
-        &mut self,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        const SQL: &str =
-            "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                                  event_version, payload, metadata, recorded_at
-                           FROM events WHERE global_position > $1
-                           ORDER BY global_position LIMIT $2";
-        match self {
-            super::Tx::Postgres(tx) => {
-                let rows = sqlx::query(SQL)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                rows.iter().map(pg_event).collect()
-            }
-            super::Tx::Sqlite(tx) => {
-                let rows = sqlx::query(&super::sqlite_sql(SQL))
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&mut **tx)
-                    .await?;
-                rows.iter().map(sqlite_event).collect()
-            }
-        }
-    }
-}
