@@ -15,7 +15,7 @@ use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use sqlite_es::SqliteEventRepository;
 
-use crate::store::pg_events::PgEventRepository;
+use crate::store::pg_events::{self, PgEventRepository};
 use crate::store::{Db, StoreError};
 
 /// Who or what caused an event.
@@ -132,7 +132,14 @@ impl<A: Aggregate> Framework<A> {
     ) -> Result<Vec<A::Event>, AggregateError<A::Error>> {
         match &self.store {
             Store::Postgres(store) => {
-                execute_on(store, &self.services, id, command, metadata).await
+                pg_events::on_one_connection(execute_on(
+                    store,
+                    &self.services,
+                    id,
+                    command,
+                    metadata,
+                ))
+                .await
             }
             Store::Sqlite(store) => execute_on(store, &self.services, id, command, metadata).await,
         }
@@ -192,15 +199,21 @@ impl CustomerDirectory for LogCustomerDirectory {
     async fn is_registered(&self, tenant: &TenantId, customer: &CustomerId) -> bool {
         let id = stream_id(tenant, customer.as_str());
         let found: Result<Option<i64>, sqlx::Error> = match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT 1::bigint FROM events
-                     WHERE aggregate_type = 'Customer' AND aggregate_id = $1 LIMIT 1",
-                )
-                .bind(&id)
-                .fetch_optional(pool)
-                .await
-            }
+            // Inside a command: on the command's own connection (see `store::pg_events`).
+            Db::Postgres(pool) => match pg_events::connection(pool).await {
+                Ok(mut conn) => {
+                    let found = sqlx::query_scalar(
+                        "SELECT 1::bigint FROM events
+                         WHERE aggregate_type = 'Customer' AND aggregate_id = $1 LIMIT 1",
+                    )
+                    .bind(&id)
+                    .fetch_optional(&mut *conn)
+                    .await;
+                    pg_events::release(conn);
+                    found
+                }
+                Err(error) => Err(error),
+            },
             Db::Sqlite(pool) => {
                 sqlx::query_scalar(
                     "SELECT 1 FROM events

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rand::Rng;
 use serde::Serialize;
 
-use super::projections::{seed, BenchError};
+use super::projections::{seed, BenchError, Numbering};
 use super::ScratchDb;
 use crate::projections::{queries, Projections, RunnerSettings};
 use crate::store::{Db, StoreError};
@@ -79,7 +79,7 @@ async fn measure(url: &str, events: usize, samples: usize) -> Result<QueriesRepo
     let db = Db::connect(url, 4).await?;
     db.migrate().await?;
     eprintln!("seeding {events} events…");
-    let seeded = seed(&db, events).await?;
+    let seeded = seed(&db, events, Numbering::Direct).await?;
     eprintln!("projecting…");
     let started = Instant::now();
     Projections::new(db.clone(), RunnerSettings::default())

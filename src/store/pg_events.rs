@@ -7,20 +7,55 @@
 //! `(aggregate_type, aggregate_id, sequence)` key still turns a concurrent append into an
 //! optimistic-lock conflict.
 //!
-//! Each call takes its own pooled connection. Holding one connection from load to append would
-//! save a pool checkout, but an invoice's command handler asks the customer directory in
-//! between, on a second connection: under concurrency every connection can end up held by a
-//! command waiting for another (measured: the pool timed out).
+//! A command runs on **one** pooled connection, from the load of its stream to its append
+//! ([`on_one_connection`]): sqlx checks a connection with a round trip when it leaves the pool
+//! and again when it returns, so a checkout per statement doubled a command's round trips.
+//! Whatever else the command reads in between (the invoice handler asks the customer
+//! directory) goes through [`connection`] too and so uses the same connection: a command that
+//! held one connection while waiting for a second could, under concurrency, leave every
+//! connection held by a command waiting for another (measured once: the pool timed out).
 //!
 //! Snapshots and streams, which the ledger does not use, are `postgres-es`'s own.
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
+use std::cell::RefCell;
+use std::future::Future;
+
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Row};
+
+tokio::task_local! {
+    /// The connection the running command holds, between two of its statements.
+    static HELD: RefCell<Option<PoolConnection<Postgres>>>;
+}
+
+/// Runs `command` so that every statement it makes through [`connection`] shares one pooled
+/// connection, given back to the pool when the command ends.
+pub async fn on_one_connection<F: Future>(command: F) -> F::Output {
+    HELD.scope(RefCell::new(None), command).await
+}
+
+/// The running command's connection, or a pooled one outside [`on_one_connection`]. Hand it
+/// back with [`release`] once the statement is done.
+pub async fn connection(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    match HELD.try_with(|held| held.borrow_mut().take()) {
+        Ok(Some(connection)) => Ok(connection),
+        _ => pool.acquire().await,
+    }
+}
+
+/// Keeps `connection` for the running command's next statement; outside a command it goes
+/// back to the pool.
+pub fn release(connection: PoolConnection<Postgres>) {
+    let mut spare = Some(connection);
+    let _ = HELD.try_with(|held| *held.borrow_mut() = spare.take());
+    drop(spare);
+}
 
 pub struct PgEventRepository {
     pool: PgPool,
@@ -53,17 +88,18 @@ impl PgEventRepository {
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
              FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3
              ORDER BY sequence",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .bind(after_sequence)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(persistence)?;
+        .bind(after_sequence);
+        let mut conn = connection(&self.pool).await.map_err(persistence)?;
+        let rows = query.fetch_all(&mut *conn).await;
+        release(conn);
+        let rows = rows.map_err(persistence)?;
         rows.iter()
             .map(|row| {
                 let sequence: i64 = row.try_get("sequence").map_err(persistence)?;
@@ -109,11 +145,10 @@ impl PgEventRepository {
                 .bind(&event.payload)
                 .bind(&event.metadata);
         }
-        query
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(persistence)
+        let mut conn = connection(&self.pool).await.map_err(persistence)?;
+        let done = query.execute(&mut *conn).await;
+        release(conn);
+        done.map(|_| ()).map_err(persistence)
     }
 }
 
