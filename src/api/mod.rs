@@ -167,11 +167,29 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    let elapsed = started.elapsed();
     state
         .metrics
-        .record_request(&method, &route, status, started.elapsed());
-    tracing::info!(%method, %route, status, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        .record_request(&method, &route, status, elapsed);
+    let elapsed_ms = elapsed.as_millis() as u64;
+    // An accepted change is in the ledger already (its events carry the request id as their
+    // correlation id) and every request is counted in /metrics; a line per accepted request
+    // at INFO cost 6 % of the service's CPU at ingest rates (measured). Refused and failed
+    // requests leave no other trace, so they are logged by default.
+    match status {
+        500.. => tracing::warn!(%method, %route, status, elapsed_ms, %request_id, "request failed"),
+        400..=499 => {
+            tracing::info!(%method, %route, status, elapsed_ms, %request_id, "request refused")
+        }
+        _ => tracing::debug!(%method, %route, status, elapsed_ms, %request_id, "request"),
+    }
     response
 }
