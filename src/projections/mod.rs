@@ -161,21 +161,17 @@ impl Projections {
         status(&self.db).await
     }
 
-    /// Runs until `stop` turns true: a batch, and another at once while batches come back
-    /// full; otherwise it waits for a wake-up or the poll interval. Under steady ingest that
-    /// makes a batch of whatever arrived meanwhile: running the next batch as soon as the last
-    /// one ended gave batches of ~100 events whose fixed cost (the sequencer's pass, the
-    /// checkpoint locks, a commit) took a quarter of the ingest throughput, measured.
+    /// Runs until `stop` turns true: catches up, then waits for a wake-up or the poll interval.
+    ///
+    /// Measured and not kept: waiting for the poll interval after every batch that was not
+    /// full made batches ten times larger under steady ingest (ingest throughput up by a
+    /// tenth), but a backlog of 10,000 parked invoices then drained at 85 % of Bling's rate
+    /// instead of 95 %, and parked in 80 s instead of 50 s.
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                if *stop.borrow() {
-                    return;
-                }
-                match self.run_batch(&NAMES, self.settings.batch).await {
-                    Ok(n) if n as i64 >= self.settings.batch => continue,
-                    Ok(_) => {}
-                    Err(error) => tracing::error!(%error, "projection batch failed; retrying"),
+                if let Err(error) = self.catch_up().await {
+                    tracing::error!(%error, "projection batch failed; retrying");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
