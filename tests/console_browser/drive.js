@@ -196,8 +196,12 @@ async function main() {
   await page.locator('#failures-body tr[data-cause="authorization_revoked"]')
     .getByRole('button', { name: /Show invoices/ }).click();
   await page.waitForFunction(() => window.location.hash.includes('cause=authorization_revoked'));
-  await page.locator('#invoices-body tr[data-state="parked"]').first().waitFor();
-  check((await page.locator('#invoices-body tr').count()) === 3, 'the cause filter lists the parked invoices');
+  // The unfiltered list (parked rows included) may still be on the page while the filtered one
+  // loads: wait for the filtered one rather than take the first parked row as its arrival.
+  const filtered = await page
+    .waitForFunction(() => document.querySelectorAll('#invoices-body tr').length === 3, null, { timeout: 10_000 })
+    .then(() => true, () => false);
+  check(filtered, 'the cause filter lists the parked invoices');
   check((await page.locator('#invoices-body tr[data-state="parked"]').count()) === 3, 'all three are parked');
   await page.screenshot({ path: path.join(SHOTS, '4-tenant-revoked.png'), fullPage: true });
   await page.locator('#invoices-body tr a').first().click();
