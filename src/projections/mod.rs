@@ -301,22 +301,8 @@ const READ_SQL: &str = "SELECT global_position, tenant, aggregate_type, aggregat
 pub async fn read(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
     db.sequence_pending().await?;
     match db {
-        Db::Postgres(pool) => {
-            let rows: Vec<PgRow> = sqlx::query_as(READ_SQL)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            rows.into_iter().map(log_event).collect()
-        }
-        Db::Sqlite(pool) => {
-            let rows: Vec<SqliteRow> = sqlx::query_as(&crate::store::sqlite_sql(READ_SQL))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            rows.into_iter().map(sqlite_log_event).collect()
-        }
+        Db::Postgres(pool) => read_pg(pool, after, limit).await,
+        Db::Sqlite(pool) => read_sqlite(pool, after, limit).await,
     }
 }
 
@@ -324,26 +310,39 @@ pub async fn read(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEvent>, Stor
 /// on its own connection: a second pooled one may be held by a writer waiting for that lock.
 async fn read_in(tx: &mut Tx, after: i64, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
     match tx {
-        Tx::Postgres(t) => {
-            let rows: Vec<PgRow> = sqlx::query_as(READ_SQL)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&mut **t)
-                .await?;
-            rows.into_iter().map(log_event).collect()
-        }
-        Tx::Sqlite(t) => {
-            let rows: Vec<SqliteRow> = sqlx::query_as(&crate::store::sqlite_sql(READ_SQL))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&mut **t)
-                .await?;
-            rows.into_iter().map(sqlite_log_event).collect()
-        }
+        Tx::Postgres(t) => read_pg(&mut **t, after, limit).await,
+        Tx::Sqlite(t) => read_sqlite(&mut **t, after, limit).await,
     }
 }
 
-type PgRow = (
+async fn read_pg<'e>(
+    on: impl sqlx::PgExecutor<'e>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogEvent>, StoreError> {
+    let rows: Vec<LogRow> = sqlx::query_as(READ_SQL)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(on)
+        .await?;
+    rows.into_iter().map(log_event).collect()
+}
+
+async fn read_sqlite<'e>(
+    on: impl sqlx::SqliteExecutor<'e>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogEvent>, StoreError> {
+    let rows: Vec<SqliteRow> = sqlx::query_as(&crate::store::sqlite_sql(READ_SQL))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(on)
+        .await?;
+    rows.into_iter().map(sqlite_log_event).collect()
+}
+
+/// A row of [`READ_SQL`].
+type LogRow = (
     i64,
     Option<String>,
     String,
@@ -380,7 +379,7 @@ struct Attribution {
     correlation_id: Option<String>,
 }
 
-fn log_event(row: PgRow) -> Result<LogEvent, StoreError> {
+fn log_event(row: LogRow) -> Result<LogEvent, StoreError> {
     let (position, tenant, aggregate_type, aggregate_id, event_type, payload, metadata, at) = row;
     let attribution: Attribution = serde_json::from_str(&metadata)
         .map_err(|e| StoreError::Corrupt(format!("metadata at {position}: {e}")))?;
