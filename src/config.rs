@@ -155,6 +155,16 @@ pub struct BlingArgs {
     /// commas.
     #[arg(long, env = "BLING_GENERATE_NFE", default_value = "none")]
     pub generate_nfe: String,
+    /// Our installments' payment methods as the account's formas de pagamento, for names the
+    /// defaults by fiscal type do not cover: `ours=<descrição>|tipo:<N>|#<id>` separated by
+    /// commas, `tenant/ours=…` for one shop (see README, "Payment methods").
+    #[arg(
+        long,
+        env = "BLING_PAYMENT_METHODS",
+        default_value = "",
+        value_parser = crate::sync::payment_methods::PaymentMethodMap::parse
+    )]
+    pub payment_methods: crate::sync::payment_methods::PaymentMethodMap,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +262,7 @@ impl BlingArgs {
                 situacao_billed: self.situacao_billed.clone(),
                 situacao_cancelled: self.situacao_cancelled.clone(),
                 generate_nfe,
+                payment_methods: self.payment_methods.clone(),
                 ..Default::default()
             },
         }

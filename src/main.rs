@@ -185,8 +185,9 @@ enum Command {
     Failures {
         #[arg(long)]
         tenant: String,
-        /// Only this cause (divergent_customer_record, authorization_expired,
-        /// authorization_revoked, bling_rejected, bling_unavailable, rate_limited).
+        /// Only this cause (divergent_customer_record, order_refused, account_setup,
+        /// authorization_expired, authorization_revoked, bling_rejected, bling_unavailable,
+        /// rate_limited).
         #[arg(long)]
         cause: Option<String>,
         /// From this time (RFC 3339 or a date, UTC), inclusive.

@@ -13,8 +13,9 @@ use aggregates::money::Centavos;
 use aggregates::sync::{BlingCall, FailureCause};
 use bling_ledger::bling::{
     AccessTokens, AuthFailure, BlingClient, BlingError, CallOutcome, ClientConfig, Contato,
-    DadosAdicionais, Desconto, Endereco, Enderecos, Financeiro, IdRef, ItemPedido, Parcela,
-    PedidoContato, PedidoVenda, RetryPolicy, IE_NAO_CONTRIBUINTE, NFE_PENDENTE, PESSOA_FISICA,
+    DadosAdicionais, Desconto, Endereco, Enderecos, Financeiro, IdRef, ItemPedido, Operation,
+    Parcela, PedidoContato, PedidoVenda, RetryPolicy, IE_NAO_CONTRIBUINTE, NFE_PENDENTE,
+    PESSOA_FISICA,
 };
 use bling_ledger::sandbox::{
     AccountConfig, CallRecord, FaultConfig, FaultRule, Sandbox, SandboxConfig, SituacaoIds,
@@ -245,7 +246,10 @@ fn err<T: std::fmt::Debug>(outcome: &CallOutcome<T>) -> &BlingError {
 fn assert_no_secret<T: std::fmt::Debug>(tokens: &SandboxTokens, outcome: &CallOutcome<T>) {
     let mut text = format!("{:?}", outcome.calls);
     if let Err(e) = &outcome.result {
-        text.push_str(&format!("{e} {e:?} {:?}", e.to_failure_cause()));
+        text.push_str(&format!(
+            "{e} {e:?} {:?}",
+            e.to_failure_cause(Operation::Pedido)
+        ));
     }
     for secret in tokens.secrets() {
         assert!(!text.contains(&secret), "a token leaked into {text}");
@@ -309,7 +313,7 @@ fn pedido(id_contato: i64, numero_loja: &str) -> PedidoVenda {
             codigo: Some("RACAO-15".into()),
             unidade: Some("UN".into()),
             quantidade: 2.0,
-            desconto: Some(Centavos(100)),
+            desconto: Some(10.0),
             valor: Centavos(8050),
             descricao: Some("Ração 15 kg".into()),
             ..ItemPedido::default()
@@ -364,7 +368,7 @@ async fn contatos_round_trip_find_and_full_replacement() {
     let found = c.find_contatos_by_documento(t, "529.982.247-25").await;
     assert_eq!(
         found.calls[0].path,
-        format!("/contatos?numeroDocumento={CPF}&pagina=1&limite=100")
+        format!("/contatos?numeroDocumento={CPF}&criterio=1&pagina=1&limite=100")
     );
     let found = ok(found, "find");
     assert_eq!(found.len(), 1);
@@ -427,7 +431,7 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     assert_eq!(item.unidade.as_deref(), Some("UN"));
     assert_eq!(item.quantidade, 2.0);
     assert_eq!(item.valor, Centavos(8050));
-    assert_eq!(item.desconto, Some(Centavos(100)));
+    assert_eq!(item.desconto, Some(10.0));
     assert_eq!(item.descricao.as_deref(), Some("Ração 15 kg"));
     let parcela = &got.parcelas[0];
     assert_eq!(parcela.valor, Centavos(15950));
@@ -594,7 +598,7 @@ async fn validation_error_is_a_divergent_customer_record() {
     assert_eq!(body.fields[0].element, "numeroDocumento");
     assert_eq!(body.fields[0].code, Some(49));
     assert!(!e.is_transient());
-    match e.to_failure_cause() {
+    match e.to_failure_cause(Operation::Contato) {
         FailureCause::DivergentCustomerRecord { bling_fields, .. } => {
             assert_eq!(bling_fields.len(), 1);
             assert_eq!(bling_fields[0].element, "numeroDocumento");
@@ -616,8 +620,9 @@ async fn validation_error_is_a_divergent_customer_record() {
     let mut bad = pedido(id_contato, "INV-1");
     bad.itens[0].quantidade = 0.0;
     let outcome = s.client.create_pedido(&s.tenant, &bad).await;
-    let FailureCause::DivergentCustomerRecord { bling_fields, .. } =
-        err(&outcome).to_failure_cause()
+    // A refused order is the order's problem, not the customer record's.
+    let FailureCause::OrderRefused { bling_fields, .. } =
+        err(&outcome).to_failure_cause(Operation::Pedido)
     else {
         panic!("wrong cause");
     };
@@ -638,7 +643,7 @@ async fn not_found_is_rejected_without_retry() {
         }
         other => panic!("wrong error {other:?}"),
     }
-    match e.to_failure_cause() {
+    match e.to_failure_cause(Operation::Contato) {
         FailureCause::BlingRejected {
             status, error_type, ..
         } => {
@@ -707,11 +712,12 @@ async fn a_429_is_retried_after_retry_after_even_for_creates() {
     assert!(matches!(
         e,
         BlingError::RateLimited {
-            retry_after: Some(d)
+            retry_after: Some(d),
+            daily: false,
         } if *d == Duration::from_secs(1)
     ));
     assert!(matches!(
-        e.to_failure_cause(),
+        e.to_failure_cause(Operation::Contato),
         FailureCause::RateLimited { .. }
     ));
     assert!(e.is_transient());
@@ -758,7 +764,7 @@ async fn persistent_5xx_gives_unavailable_after_max_attempts_and_creates_are_not
     ));
     assert!(e.is_transient());
     assert!(matches!(
-        e.to_failure_cause(),
+        e.to_failure_cause(Operation::Contato),
         FailureCause::BlingUnavailable { .. }
     ));
     assert_eq!(api_log(&s.sb).len(), 3);
@@ -851,6 +857,7 @@ async fn a_spent_daily_budget_makes_no_call() {
     let e = err(&outcome);
     let BlingError::RateLimited {
         retry_after: Some(until_midnight),
+        daily: true,
     } = e
     else {
         panic!("wrong error {e:?}");
@@ -858,7 +865,7 @@ async fn a_spent_daily_budget_makes_no_call() {
     assert!(*until_midnight > Duration::ZERO);
     assert!(*until_midnight <= Duration::from_secs(24 * 3600));
     assert!(matches!(
-        e.to_failure_cause(),
+        e.to_failure_cause(Operation::Contato),
         FailureCause::RateLimited { .. }
     ));
     // Another tenant has its own budget.
@@ -919,7 +926,7 @@ async fn revocation_is_reported_once_and_then_no_call_is_made() {
     assert_eq!(evidence.error_type, "invalid_token");
     assert!(!e.is_transient());
     assert!(matches!(
-        e.to_failure_cause(),
+        e.to_failure_cause(Operation::Contato),
         FailureCause::AuthorizationRevoked { .. }
     ));
     assert_eq!(s.tokens.renewals.load(Ordering::SeqCst), 1);
@@ -970,7 +977,7 @@ async fn a_tenant_never_connected_makes_no_call() {
     assert!(outcome.calls.is_empty());
     assert_eq!(err(&outcome), &BlingError::NotConnected);
     assert!(matches!(
-        err(&outcome).to_failure_cause(),
+        err(&outcome).to_failure_cause(Operation::Contato),
         FailureCause::AuthorizationRevoked { .. }
     ));
     assert!(s.sb.call_log().is_empty());

@@ -664,10 +664,14 @@ impl Aggregate for Invoice {
             InvoiceEvent::SalesOrderCreated {
                 bling_order_id,
                 content_version,
+                created,
                 ..
             } => {
                 self.bling_order_id = Some(bling_order_id);
-                self.synced_version = Some(content_version);
+                // An adopted order (found by our key after a lost answer) holds content we have
+                // not seen: it is synced only once read back or updated (`SalesOrderUpdated`),
+                // as the invoice projection counts it.
+                self.synced_version = created.then_some(content_version);
                 self.failed_attempts = 0;
                 self.parked = false;
             }

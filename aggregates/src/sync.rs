@@ -31,17 +31,40 @@ pub struct BlingFieldError {
 }
 
 /// The classified cause of a failed sync attempt. Each kind tells support what to do: fix the
-/// customer record, reconnect, or wait for Bling.
+/// customer record, fix the invoice, configure the shop's Bling account, reconnect, or wait for
+/// Bling. Whose problem a refusal is depends on what was refused: Bling's `VALIDATION_ERROR` on
+/// a contato is the customer record's, on a sales order the invoice's (code 3, code 22, an
+/// amount Bling will not take), and a missing payment method, fiscal set-up or situação is the
+/// account's. Advice that sends support to the wrong record cannot help, so each has its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureCause {
-    /// Our own validation or Bling's VALIDATION_ERROR: the customer record must be fixed.
+    /// Our own validation or Bling's VALIDATION_ERROR on the contato: the customer record must
+    /// be fixed.
     DivergentCustomerRecord {
         #[serde(default)]
         problems: Vec<FieldProblem>,
         #[serde(default)]
         bling_fields: Vec<BlingFieldError>,
         message: String,
+    },
+    /// Bling refused the sales order itself (its VALIDATION_ERROR with code and message: the
+    /// parcelas do not add up, an amount out of range, …): the invoice must change.
+    OrderRefused {
+        status: u16,
+        error_type: String,
+        message: String,
+        #[serde(default)]
+        bling_fields: Vec<BlingFieldError>,
+    },
+    /// The shop's Bling account lacks a set-up the sync needs: `setting` names it
+    /// (`payment_method`, `situacao`, `nfe_fiscal_setup`), `configure` says what to do.
+    AccountSetup {
+        setting: String,
+        message: String,
+        configure: String,
+        #[serde(default)]
+        bling_fields: Vec<BlingFieldError>,
     },
     /// The access token expired and could not be renewed yet (transient).
     AuthorizationExpired { message: String },
@@ -58,26 +81,119 @@ pub enum FailureCause {
     },
     /// 5xx, timeouts and dropped connections: retried with backoff.
     BlingUnavailable { message: String },
-    /// 429 from Bling: retried after the delay Bling asks for.
+    /// 429 from Bling, or the account's daily quota: retried after the wait Bling's answer
+    /// implies (its `period`).
     RateLimited { message: String },
 }
 
-impl FailureCause {
+/// The kind of a [`FailureCause`], without its evidence: what filters, metrics, exports, the
+/// console and the CLI name, and the one place its label and advice are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseKind {
+    DivergentCustomerRecord,
+    OrderRefused,
+    AccountSetup,
+    AuthorizationExpired,
+    AuthorizationRevoked,
+    BlingRejected,
+    BlingUnavailable,
+    RateLimited,
+}
+
+impl CauseKind {
+    /// Every kind, in the order support reads them.
+    pub const ALL: [CauseKind; 8] = [
+        CauseKind::DivergentCustomerRecord,
+        CauseKind::OrderRefused,
+        CauseKind::AccountSetup,
+        CauseKind::AuthorizationExpired,
+        CauseKind::AuthorizationRevoked,
+        CauseKind::BlingRejected,
+        CauseKind::BlingUnavailable,
+        CauseKind::RateLimited,
+    ];
+
     /// The stable name used in filters, metrics and exports.
-    pub fn code(&self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
-            FailureCause::DivergentCustomerRecord { .. } => "divergent_customer_record",
-            FailureCause::AuthorizationExpired { .. } => "authorization_expired",
-            FailureCause::AuthorizationRevoked { .. } => "authorization_revoked",
-            FailureCause::BlingRejected { .. } => "bling_rejected",
-            FailureCause::BlingUnavailable { .. } => "bling_unavailable",
-            FailureCause::RateLimited { .. } => "rate_limited",
+            CauseKind::DivergentCustomerRecord => "divergent_customer_record",
+            CauseKind::OrderRefused => "order_refused",
+            CauseKind::AccountSetup => "account_setup",
+            CauseKind::AuthorizationExpired => "authorization_expired",
+            CauseKind::AuthorizationRevoked => "authorization_revoked",
+            CauseKind::BlingRejected => "bling_rejected",
+            CauseKind::BlingUnavailable => "bling_unavailable",
+            CauseKind::RateLimited => "rate_limited",
         }
     }
 
+    /// The kind named `code`, if it is one.
+    pub fn parse(code: &str) -> Option<CauseKind> {
+        CauseKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// A short label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            CauseKind::DivergentCustomerRecord => "Customer record Bling cannot take",
+            CauseKind::OrderRefused => "Bling refused the sales order",
+            CauseKind::AccountSetup => "Bling account set-up missing",
+            CauseKind::AuthorizationExpired => "Bling authorization expired",
+            CauseKind::AuthorizationRevoked => "Bling access revoked",
+            CauseKind::BlingRejected => "Bling refused the request",
+            CauseKind::BlingUnavailable => "Bling unavailable",
+            CauseKind::RateLimited => "Bling request limit reached",
+        }
+    }
+
+    /// What support should do about it, in one sentence.
+    pub fn advice(self) -> &'static str {
+        match self {
+            CauseKind::DivergentCustomerRecord => {
+                "Fix the customer record in the pet-shop system; the invoice is retried when it arrives."
+            }
+            CauseKind::OrderRefused => {
+                "Bling refused the sales order itself, not the customer: read Bling's code and message, correct the invoice in the pet-shop system (an update retries it), or reprocess once the cause is gone."
+            }
+            CauseKind::AccountSetup => {
+                "The shop's Bling account needs a set-up the sync depends on: do what the failure says to configure, then reprocess."
+            }
+            CauseKind::AuthorizationExpired => {
+                "Renewal is retried automatically; if it persists, check the connection."
+            }
+            CauseKind::AuthorizationRevoked => {
+                "The shop revoked access to Bling: reconnect; parked work replays by itself."
+            }
+            CauseKind::BlingRejected => {
+                "Bling refused the request: read Bling's message, correct the data, then reprocess."
+            }
+            CauseKind::BlingUnavailable => {
+                "Bling is unavailable; retried automatically with backoff."
+            }
+            CauseKind::RateLimited => {
+                "The Bling account's request limit was reached; retried automatically when the limit allows (the next day in Brasília for the daily quota)."
+            }
+        }
+    }
+
+    /// Whether the worker retries by itself. Divergent records wait for a customer fix, a
+    /// refused order for an invoice update, a revocation for a reconnection, set-up and other
+    /// rejections for support.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            CauseKind::AuthorizationExpired | CauseKind::BlingUnavailable | CauseKind::RateLimited
+        )
+    }
+}
+
+impl FailureCause {
     /// Every code, for validating filters.
-    pub const CODES: [&'static str; 6] = [
+    pub const CODES: [&'static str; 8] = [
         "divergent_customer_record",
+        "order_refused",
+        "account_setup",
         "authorization_expired",
         "authorization_revoked",
         "bling_rejected",
@@ -85,37 +201,74 @@ impl FailureCause {
         "rate_limited",
     ];
 
-    /// Whether the worker retries by itself. Divergent records wait for a customer fix, a
-    /// revocation waits for a reconnection, a rejection waits for support.
+    pub fn kind(&self) -> CauseKind {
+        match self {
+            FailureCause::DivergentCustomerRecord { .. } => CauseKind::DivergentCustomerRecord,
+            FailureCause::OrderRefused { .. } => CauseKind::OrderRefused,
+            FailureCause::AccountSetup { .. } => CauseKind::AccountSetup,
+            FailureCause::AuthorizationExpired { .. } => CauseKind::AuthorizationExpired,
+            FailureCause::AuthorizationRevoked { .. } => CauseKind::AuthorizationRevoked,
+            FailureCause::BlingRejected { .. } => CauseKind::BlingRejected,
+            FailureCause::BlingUnavailable { .. } => CauseKind::BlingUnavailable,
+            FailureCause::RateLimited { .. } => CauseKind::RateLimited,
+        }
+    }
+
+    /// The stable name used in filters, metrics and exports.
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
+    /// Whether the worker retries by itself (see [`CauseKind::is_transient`]).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            FailureCause::AuthorizationExpired { .. }
-                | FailureCause::BlingUnavailable { .. }
-                | FailureCause::RateLimited { .. }
-        )
+        self.kind().is_transient()
     }
 
     /// What support should do about it, in one sentence.
     pub fn advice(&self) -> &'static str {
+        self.kind().advice()
+    }
+
+    /// The one-line message: Bling's code, type and message for a refusal, what to configure
+    /// for a set-up problem.
+    pub fn message(&self) -> String {
         match self {
-            FailureCause::DivergentCustomerRecord { .. } => {
-                "Fix the customer record in the pet-shop system; the invoice is retried when it arrives."
+            FailureCause::DivergentCustomerRecord { message, .. }
+            | FailureCause::AuthorizationExpired { message }
+            | FailureCause::AuthorizationRevoked { message }
+            | FailureCause::BlingUnavailable { message }
+            | FailureCause::RateLimited { message } => message.clone(),
+            FailureCause::OrderRefused {
+                status,
+                error_type,
+                message,
+                bling_fields,
+            } => {
+                let codes: Vec<String> = bling_fields
+                    .iter()
+                    .filter_map(|f| f.code.map(|c| format!("code {c}: {}", f.msg)))
+                    .collect();
+                if codes.is_empty() {
+                    format!("{status} {error_type}: {message}")
+                } else {
+                    format!("{status} {error_type}: {message} ({})", codes.join("; "))
+                }
             }
-            FailureCause::AuthorizationExpired { .. } => {
-                "Renewal is retried automatically; if it persists, check the connection."
-            }
-            FailureCause::AuthorizationRevoked { .. } => {
-                "The shop revoked access to Bling: reconnect; parked work replays by itself."
-            }
-            FailureCause::BlingRejected { .. } => {
-                "Bling refused the request: read Bling's message, correct the data, then reprocess."
-            }
-            FailureCause::BlingUnavailable { .. } => {
-                "Bling is unavailable; retried automatically with backoff."
-            }
-            FailureCause::RateLimited { .. } => {
-                "The Bling account's request limit was reached; retried automatically."
+            FailureCause::AccountSetup {
+                message, configure, ..
+            } => format!("{message}. To fix: {configure}"),
+            FailureCause::BlingRejected {
+                status,
+                error_type,
+                message,
+                description,
+                ..
+            } => {
+                if description.is_empty() {
+                    format!("{status} {error_type}: {message}")
+                } else {
+                    format!("{status} {error_type}: {message} ({description})")
+                }
             }
         }
     }
@@ -139,6 +292,18 @@ mod tests {
             FailureCause::AuthorizationRevoked {
                 message: String::new(),
             },
+            FailureCause::OrderRefused {
+                status: 400,
+                error_type: "VALIDATION_ERROR".into(),
+                message: String::new(),
+                bling_fields: vec![],
+            },
+            FailureCause::AccountSetup {
+                setting: "payment_method".into(),
+                message: String::new(),
+                configure: String::new(),
+                bling_fields: vec![],
+            },
             FailureCause::BlingRejected {
                 status: 403,
                 error_type: "FORBIDDEN".into(),
@@ -155,8 +320,31 @@ mod tests {
         ];
         for cause in &causes {
             assert!(FailureCause::CODES.contains(&cause.code()));
+            assert_eq!(CauseKind::parse(cause.code()), Some(cause.kind()));
         }
         assert_eq!(causes.iter().filter(|c| c.is_transient()).count(), 3);
+        let codes: Vec<_> = CauseKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(codes, FailureCause::CODES);
+        assert_eq!(CauseKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn a_refused_order_names_bling_codes() {
+        let cause = FailureCause::OrderRefused {
+            status: 400,
+            error_type: "VALIDATION_ERROR".into(),
+            message: "Não foi possível salvar a venda".into(),
+            bling_fields: vec![BlingFieldError {
+                code: Some(22),
+                element: String::new(),
+                msg: "O somatório do valor das parcelas difere do total da venda".into(),
+            }],
+        };
+        assert_eq!(
+            cause.message(),
+            "400 VALIDATION_ERROR: Não foi possível salvar a venda (code 22: O somatório do valor das parcelas difere do total da venda)"
+        );
+        assert!(!cause.is_transient());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod timeline;
 use aggregates::connection::ConnectionEvent;
 use aggregates::customer::CustomerEvent;
 use aggregates::invoice::InvoiceEvent;
-use aggregates::sync::FailureCause;
+use aggregates::sync::{CauseKind, FailureCause};
 use chrono::{DateTime, Utc};
 
 /// One event of the global log, as a projection receives it.
@@ -152,65 +152,19 @@ const CONNECTION_EVENTS: [&str; 7] = [
     "Disconnected",
 ];
 
-/// The one-line message of a failure cause (Bling's type and message for a rejection).
+/// The one-line message of a failure cause (see [`FailureCause::message`]).
 pub fn cause_message(cause: &FailureCause) -> String {
-    match cause {
-        FailureCause::DivergentCustomerRecord { message, .. }
-        | FailureCause::AuthorizationExpired { message }
-        | FailureCause::AuthorizationRevoked { message }
-        | FailureCause::BlingUnavailable { message }
-        | FailureCause::RateLimited { message } => message.clone(),
-        FailureCause::BlingRejected {
-            status,
-            error_type,
-            message,
-            description,
-            ..
-        } => {
-            if description.is_empty() {
-                format!("{status} {error_type}: {message}")
-            } else {
-                format!("{status} {error_type}: {message} ({description})")
-            }
-        }
-    }
+    cause.message()
 }
 
 /// The cause code `kind` as a [`FailureCause`] code, if it is one.
 pub fn parse_cause_kind(kind: &str) -> Option<&'static str> {
-    FailureCause::CODES.iter().copied().find(|c| *c == kind)
+    CauseKind::parse(kind).map(CauseKind::code)
 }
 
-/// Support's advice for a cause code (see [`FailureCause::advice`]).
+/// Support's advice for a cause code (see [`CauseKind::advice`]).
 pub fn advice_for(kind: &str) -> Option<&'static str> {
-    let cause = match kind {
-        "divergent_customer_record" => FailureCause::DivergentCustomerRecord {
-            problems: vec![],
-            bling_fields: vec![],
-            message: String::new(),
-        },
-        "authorization_expired" => FailureCause::AuthorizationExpired {
-            message: String::new(),
-        },
-        "authorization_revoked" => FailureCause::AuthorizationRevoked {
-            message: String::new(),
-        },
-        "bling_rejected" => FailureCause::BlingRejected {
-            status: 0,
-            error_type: String::new(),
-            message: String::new(),
-            description: String::new(),
-            bling_fields: vec![],
-        },
-        "bling_unavailable" => FailureCause::BlingUnavailable {
-            message: String::new(),
-        },
-        "rate_limited" => FailureCause::RateLimited {
-            message: String::new(),
-        },
-        _ => return None,
-    };
-    Some(cause.advice())
+    CauseKind::parse(kind).map(CauseKind::advice)
 }
 
 /// The projections, by the name their checkpoint and the CLI use.

@@ -25,8 +25,8 @@ use serde::Serialize;
 use crate::bling::error::{BlingError, BlingErrorBody};
 use crate::bling::limiter::TenantLimiter;
 use crate::bling::models::{
-    fold, Contato, ContatoListItem, CreatedId, Data, ModuloSistema, Nfe, NfeGerada, PedidoVenda,
-    PedidoVendaListItem, Situacao, SituacoesDeVenda,
+    fold, Contato, ContatoListItem, CreatedId, Data, EmpresaDadosBasicos, FormaPagamento,
+    ModuloSistema, Nfe, NfeGerada, PedidoVenda, PedidoVendaListItem, Situacao, SituacoesDeVenda,
 };
 use crate::bling::retry::{AttemptFacts, RetryPolicy};
 use crate::bling::{AccessTokens, AuthFailure};
@@ -112,6 +112,13 @@ impl Default for Page {
         }
     }
 }
+
+/// The header that asks Bling for JWT access tokens and tells it the client speaks JWT.
+pub const ENABLE_JWT: &str = "enable-jwt";
+
+/// `criterio` of `GET /contatos`: 1 Todos, 2 Excluídos, 3 Últimos incluídos (Bling's
+/// default), 4 Sem movimento ([OAS]).
+pub const CRITERIO_TODOS: u8 = 1;
 
 /// Bling's largest page.
 const MAX_LIMITE: u32 = 100;
@@ -277,16 +284,22 @@ impl BlingClient {
             .await
     }
 
-    /// `GET /contatos?numeroDocumento=…`, every page. The document is sent without
-    /// punctuation, and rows whose document differs are dropped (should Bling ignore the
-    /// filter). Several contatos may share a document.
+    /// `GET /contatos?numeroDocumento=…&criterio=1`, every page. The document is sent without
+    /// punctuation (Bling's filter "desconsidera a pontuação"), and rows whose document differs
+    /// are dropped (should Bling ignore the filter), comparing digits with digits: Bling reads
+    /// documents back punctuated. `criterio=1` ("Todos") because Bling's default, 3 ("Últimos
+    /// incluídos"), lists only recent contatos and would miss an older one, which is how a
+    /// second contato gets created ([OAS] `criterio`). Several contatos may share a document.
     pub async fn find_contatos_by_documento(
         &self,
         tenant: &TenantId,
         numero_documento: &str,
     ) -> CallOutcome<Vec<ContatoListItem>> {
         let wanted = normalize_documento(numero_documento);
-        let filters = vec![("numeroDocumento".to_string(), wanted.clone())];
+        let filters = vec![
+            ("numeroDocumento".to_string(), wanted.clone()),
+            ("criterio".to_string(), CRITERIO_TODOS.to_string()),
+        ];
         self.list_all::<ContatoListItem>(tenant, "/contatos", filters)
             .await
             .map(|rows| {
@@ -323,16 +336,18 @@ impl BlingClient {
         }
     }
 
-    /// `PUT /pedidos/vendas/{id}`: **replaces the whole order** (send the items with their
-    /// `id`s to keep them).
+    /// `PUT /pedidos/vendas/{id}`: **replaces the whole order**. Bling answers `200
+    /// {"data":{"id","alertas"}}` ([OAS]); an empty 2xx is read as no alerts. A `PUT` that
+    /// changes nothing is refused with code 3 ([`BlingError::is_duplicate_sale`]): the order
+    /// already holds this content. Send parcelas without their old ids.
     pub async fn update_pedido(
         &self,
         tenant: &TenantId,
         id: i64,
         pedido: &PedidoVenda,
-    ) -> CallOutcome<()> {
+    ) -> CallOutcome<CreatedId> {
         match Request::new(Method::PUT, format!("/pedidos/vendas/{id}")).json(pedido) {
-            Ok(req) => self.no_content(tenant, req).await,
+            Ok(req) => self.fetch_or_empty(tenant, req).await,
             Err(e) => CallOutcome::failed(e, Vec::new()),
         }
     }
@@ -436,7 +451,7 @@ impl BlingClient {
                     error_type: "SALES_MODULE_NOT_FOUND".into(),
                     message: "No sales-order module in /situacoes/modulos".into(),
                     description: format!("modules: {}", names.join(", ")),
-                    fields: Vec::new(),
+                    ..BlingErrorBody::default()
                 },
             };
             return CallOutcome::failed(error, calls);
@@ -450,6 +465,29 @@ impl BlingClient {
             result: situacoes.map(|situacoes| SituacoesDeVenda { modulo, situacoes }),
             calls,
         }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Formas de pagamento, empresa
+
+    /// `GET /formas-pagamentos`, every page: the account's payment methods. Ids differ per
+    /// account, so a sales order's `parcelas[].formaPagamento.id` must come from here.
+    pub async fn formas_pagamento(&self, tenant: &TenantId) -> CallOutcome<Vec<FormaPagamento>> {
+        self.list_all::<FormaPagamento>(tenant, "/formas-pagamentos", Vec::new())
+            .await
+    }
+
+    /// `GET /empresas/me/dados-basicos`: the Bling account's identity (`id`, a 32-hex string
+    /// equal to the webhooks' `companyId`).
+    pub async fn empresa(&self, tenant: &TenantId) -> CallOutcome<EmpresaDadosBasicos> {
+        self.fetch(tenant, Request::get("/empresas/me/dados-basicos".into()))
+            .await
+    }
+
+    /// When the tenant may call Bling again if its daily quota is spent (Bling said so with a
+    /// 429 `"period":"day"`, or our own count reached it): `None` while calls may leave.
+    pub fn day_spent_until(&self, tenant: &TenantId) -> Option<chrono::DateTime<Utc>> {
+        self.inner.limiter.day_spent_until(tenant)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -502,8 +540,29 @@ impl BlingClient {
 
     /// Sends `req` and reads `{"data": T}` from the answer.
     async fn fetch<T: DeserializeOwned>(&self, tenant: &TenantId, req: Request) -> CallOutcome<T> {
+        self.fetch_with(tenant, req, None).await
+    }
+
+    /// Like [`Self::fetch`], but an empty 2xx body (a `204`) reads as `T::default()`.
+    async fn fetch_or_empty<T: DeserializeOwned + Default>(
+        &self,
+        tenant: &TenantId,
+        req: Request,
+    ) -> CallOutcome<T> {
+        self.fetch_with(tenant, req, Some(T::default)).await
+    }
+
+    async fn fetch_with<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        req: Request,
+        empty: Option<fn() -> T>,
+    ) -> CallOutcome<T> {
         let (answer, mut calls) = self.execute(tenant, &req).await;
         let result = answer.and_then(|a| {
+            if let Some(empty) = empty.filter(|_| a.body.iter().all(u8::is_ascii_whitespace)) {
+                return Ok(empty());
+            }
             let de = &mut serde_json::Deserializer::from_slice(&a.body);
             serde_path_to_error::deserialize::<_, Data<T>>(de)
                 .map(|d| d.data)
@@ -613,6 +672,11 @@ impl BlingClient {
                     Err(other) => return (Err(auth_error(other)), calls),
                 }
             }
+            if let BlingError::RateLimited { daily: true, .. } = &failure.error {
+                // Bling's count covers every integration of the shop: believe it over ours.
+                tracing::warn!(tenant = %tenant, "Bling says the account's daily quota is spent; no calls until midnight in Brasília");
+                inner.limiter.mark_day_spent(tenant);
+            }
             let facts = AttemptFacts {
                 idempotent: req.idempotent,
                 may_have_applied: failure.may_have_applied,
@@ -642,7 +706,10 @@ impl BlingClient {
             .http
             .request(req.method.clone(), url.clone())
             .bearer_auth(token)
-            .header(ACCEPT, "application/json");
+            .header(ACCEPT, "application/json")
+            // Bling is discontinuing opaque tokens; the header must go on every call, not only
+            // on the token grants ([DOC] /migracao-jwt).
+            .header(ENABLE_JWT, "1");
         if let Some(body) = &req.body {
             builder = builder
                 .header(CONTENT_TYPE, "application/json")

@@ -18,6 +18,16 @@ pub struct BlingErrorBody {
     pub message: String,
     pub description: String,
     pub fields: Vec<BlingErrorField>,
+    /// On a 429: the limit reached (3, 120000) …
+    #[serde(
+        deserialize_with = "lenient_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<i64>,
+    /// … and its period (`"second"`, `"day"`). Bling sends no `Retry-After` and no rate
+    /// headers, so this is how a client knows how long to wait ([DOC] /limites, [VCR]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
 }
 
 /// One refused field of a `VALIDATION_ERROR`.
@@ -64,10 +74,120 @@ fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
     })
 }
 
+/// What a call was for; see [`BlingError::to_failure_cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Looking up, creating or updating a contato.
+    Contato,
+    /// Looking up, creating or updating a sales order.
+    Pedido,
+    /// Discovering situações or moving an order to one.
+    Situacao,
+    /// Discovering the account's payment methods.
+    FormasPagamento,
+    /// Generating or following an NF-e.
+    Nfe,
+}
+
+impl Operation {
+    fn what(self) -> &'static str {
+        match self {
+            Operation::Contato => "the contato",
+            Operation::Pedido => "the sales order",
+            Operation::Situacao => "the situação",
+            Operation::FormasPagamento => "the payment methods",
+            Operation::Nfe => "the NF-e",
+        }
+    }
+}
+
+/// Whose problem a `VALIDATION_ERROR` is.
+fn validation_cause(body: &BlingErrorBody, op: Operation) -> FailureCause {
+    let fields = body.field_errors();
+    let names = |wanted: &[&str]| {
+        fields.iter().any(|f| {
+            let leaf = f.element.rsplit(['.', ']']).next().unwrap_or(&f.element);
+            wanted.iter().any(|w| leaf.eq_ignore_ascii_case(w))
+        })
+    };
+    let customer_fields = [
+        "contato",
+        "numeroDocumento",
+        "endereco",
+        "cep",
+        "uf",
+        "municipio",
+        "bairro",
+        "nome",
+        "ie",
+        "indicadorIe",
+        "email",
+    ];
+    match op {
+        Operation::Contato => FailureCause::DivergentCustomerRecord {
+            problems: Vec::new(),
+            bling_fields: fields,
+            message: body.summary(),
+        },
+        Operation::Pedido
+            if names(&["formaPagamento"]) || fields.iter().any(|f| f.code == Some(12)) =>
+        {
+            FailureCause::AccountSetup {
+                setting: "payment_method".into(),
+                message: format!(
+                    "Bling refused the payment method of the order: {}",
+                    body.summary()
+                ),
+                configure: "map the invoice's payment method to one of the account's formas de \
+                            pagamento (BLING_PAYMENT_METHODS; ids differ per account) or create \
+                            it in Bling under Cadastros > Formas de pagamento, then reprocess"
+                    .into(),
+                bling_fields: fields,
+            }
+        }
+        Operation::Pedido | Operation::FormasPagamento => FailureCause::OrderRefused {
+            status: 400,
+            error_type: body.error_type.clone(),
+            message: body.summary(),
+            bling_fields: fields,
+        },
+        Operation::Situacao => FailureCause::AccountSetup {
+            setting: "situacao".into(),
+            message: format!("Bling refused the situação: {}", body.summary()),
+            configure: "check that the account's sales module has the configured situações \
+                        (BLING_SITUACAO_BILLED, BLING_SITUACAO_CANCELLED) and that the \
+                        transition is allowed, then reprocess"
+                .into(),
+            bling_fields: fields,
+        },
+        Operation::Nfe if names(&customer_fields) => FailureCause::DivergentCustomerRecord {
+            problems: Vec::new(),
+            bling_fields: fields,
+            message: format!(
+                "Bling could not issue the NF-e for this customer: {}",
+                body.summary()
+            ),
+        },
+        Operation::Nfe => FailureCause::AccountSetup {
+            setting: "nfe_fiscal_setup".into(),
+            message: format!("Bling could not generate the NF-e: {}", body.summary()),
+            configure: "complete the account's fiscal set-up in Bling (natureza de operação, \
+                        the products' NCM and origin, the payment method's tipo fiscal), then \
+                        reprocess"
+                .into(),
+            bling_fields: fields,
+        },
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     error: BlingErrorBody,
 }
+
+/// How long to wait after a per-second 429: the window is one second; a little more lets it
+/// pass whole.
+pub const PER_SECOND_WAIT: Duration = Duration::from_millis(1100);
 
 /// The longest piece of a non-JSON error body kept as its message.
 const MAX_RAW_MESSAGE: usize = 300;
@@ -92,8 +212,10 @@ impl BlingErrorBody {
         }
     }
 
-    /// Every refused field, flattened: items of a collection are named
-    /// `namespace[index].element` (e.g. `itens[0].quantidade`).
+    /// Every refused field, flattened: items of a collection are named after the array that
+    /// holds them, `element[index].element` (e.g. `parcelas[1].formaPagamento`). Bling's
+    /// `namespace` is the module (`VENDAS`), not a path ([OAS] `ErrorFieldCollection`, [FM]), so
+    /// it names the array only when the parent field has no element.
     pub fn field_errors(&self) -> Vec<BlingFieldError> {
         let mut out = Vec::new();
         for f in &self.fields {
@@ -103,10 +225,10 @@ impl BlingErrorBody {
                 msg: f.msg.clone(),
             });
             for item in &f.collection {
-                let ns = if item.namespace.is_empty() {
-                    f.element.as_str()
-                } else {
+                let ns = if f.element.is_empty() {
                     item.namespace.as_str()
+                } else {
+                    f.element.as_str()
                 };
                 let element = match item.index {
                     Some(i) => format!("{ns}[{i}].{}", item.element),
@@ -153,10 +275,14 @@ pub enum BlingError {
     #[error("Bling rejected the request (HTTP {status} {}): {}", body.error_type, body.summary())]
     Rejected { status: u16, body: BlingErrorBody },
     /// 429 from Bling, or the client's own daily budget for the account is spent (then no
-    /// call was made). `retry_after` is Bling's `Retry-After`, or the time until the budget
-    /// resets.
-    #[error("Bling request limit reached{}", RetryAfter(*retry_after))]
-    RateLimited { retry_after: Option<Duration> },
+    /// call was made). `retry_after` is how long to wait: a `Retry-After` header if one ever
+    /// comes, else what the body's `period` implies (about a second for `"second"`, the next
+    /// midnight in Brasília for `"day"`). `daily` says the account's quota for the day is spent.
+    #[error("Bling request limit reached{}{}", if *daily { " for the day (the account's daily quota)" } else { "" }, RetryAfter(*retry_after))]
+    RateLimited {
+        retry_after: Option<Duration>,
+        daily: bool,
+    },
     /// 5xx, timeouts, connection errors, dropped connections: Bling is struggling. Never a
     /// revocation. `status` is `None` when no answer came.
     #[error("Bling unavailable ({}): {message}", Status(*status))]
@@ -230,7 +356,24 @@ impl BlingError {
                     error_type: body.error_type,
                 }
             }
-            429 => BlingError::RateLimited { retry_after },
+            429 => {
+                let body = BlingErrorBody::parse(status, body);
+                let daily = body
+                    .period
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case("day"))
+                    || body.description.contains("por dia");
+                // "second", or a 429 that names no period: the window is one second.
+                let by_period = if daily {
+                    crate::bling::limiter::bling_day(chrono::Utc::now()).1
+                } else {
+                    PER_SECOND_WAIT
+                };
+                BlingError::RateLimited {
+                    retry_after: Some(retry_after.unwrap_or(by_period)),
+                    daily,
+                }
+            }
             // 408 is the server giving up waiting for us: transient like a timeout.
             408 | 500..=599 => {
                 let body = BlingErrorBody::parse(status, body);
@@ -250,14 +393,26 @@ impl BlingError {
         }
     }
 
-    /// The domain's classification, as the sync engine records it in `SyncFailed`.
-    pub fn to_failure_cause(&self) -> FailureCause {
+    /// The domain's classification, as the sync engine records it in `SyncFailed`. `op` is
+    /// what the call was for: Bling's `VALIDATION_ERROR` means "fix the customer" only on a
+    /// contato; on a sales order it is the order's own refusal (code 3, 22, an amount), or the
+    /// account's set-up when it names the payment method; on `gerar-nfe` the account's fiscal
+    /// set-up unless it names the recipient.
+    pub fn to_failure_cause(&self, op: Operation) -> FailureCause {
         match self {
-            BlingError::Validation { body } => FailureCause::DivergentCustomerRecord {
-                problems: Vec::new(),
-                bling_fields: body.field_errors(),
-                message: body.summary(),
-            },
+            BlingError::Validation { body } => validation_cause(body, op),
+            BlingError::Rejected { status: 403, body }
+                if body.error_type.eq_ignore_ascii_case("insufficient_scope") =>
+            {
+                FailureCause::AccountSetup {
+                    setting: "app_scopes".into(),
+                    message: format!("Bling refused {}: {}", op.what(), body.summary()),
+                    configure: "give the app the scope for this resource in Bling's app settings \
+                                (changing the scopes revokes every shop: each must reconnect)"
+                        .into(),
+                    bling_fields: Vec::new(),
+                }
+            }
             BlingError::Rejected { status, body } => FailureCause::BlingRejected {
                 status: *status,
                 error_type: body.error_type.clone(),
@@ -291,8 +446,23 @@ impl BlingError {
         }
     }
 
+    /// Bling's duplicate-sale guard: `VALIDATION_ERROR` code 3 in namespace `VENDAS`,
+    /// "Informações idênticas a última venda salva…" ([FM], [LC]). Bling answers it to a `POST`
+    /// identical to the last sale saved and to a `PUT` that changes nothing: after a create that
+    /// may have reached Bling it means "already there", on a `PUT` "already applied".
+    pub fn is_duplicate_sale(&self) -> bool {
+        let BlingError::Validation { body } = self else {
+            return false;
+        };
+        body.fields.iter().any(|f| {
+            f.code == Some(3)
+                && (f.namespace.eq_ignore_ascii_case("VENDAS")
+                    || f.msg.contains("idênticas a última venda"))
+        })
+    }
+
     /// Whether waiting and trying again may succeed (same answer as
-    /// `self.to_failure_cause().is_transient()`).
+    /// `self.to_failure_cause(op).is_transient()` for every `op`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -345,7 +515,8 @@ mod tests {
         assert_eq!(body.fields[0].code, Some(49));
         assert_eq!(body.fields[1].code, Some(45));
         assert_eq!(body.fields[1].collection[0].index, Some(1));
-        let FailureCause::DivergentCustomerRecord { bling_fields, .. } = e.to_failure_cause()
+        let FailureCause::DivergentCustomerRecord { bling_fields, .. } =
+            e.to_failure_cause(Operation::Contato)
         else {
             panic!("wrong cause");
         };
@@ -377,7 +548,8 @@ mod tests {
         assert_eq!(
             limited,
             BlingError::RateLimited {
-                retry_after: Some(Duration::from_secs(1))
+                retry_after: Some(Duration::from_secs(1)),
+                daily: false,
             }
         );
         let html = BlingError::from_response(502, b"<html>Bad gateway</html>", None);
@@ -405,7 +577,10 @@ mod tests {
                 status: 403,
                 body: BlingErrorBody::default(),
             },
-            BlingError::RateLimited { retry_after: None },
+            BlingError::RateLimited {
+                retry_after: None,
+                daily: false,
+            },
             BlingError::Unavailable {
                 status: None,
                 message: String::new(),
@@ -416,11 +591,19 @@ mod tests {
             BlingError::Decode(String::new()),
         ];
         for e in &all {
-            assert_eq!(
-                e.is_transient(),
-                e.to_failure_cause().is_transient(),
-                "{e:?}"
-            );
+            for op in [
+                Operation::Contato,
+                Operation::Pedido,
+                Operation::Situacao,
+                Operation::FormasPagamento,
+                Operation::Nfe,
+            ] {
+                assert_eq!(
+                    e.is_transient(),
+                    e.to_failure_cause(op).is_transient(),
+                    "{e:?} {op:?}"
+                );
+            }
         }
     }
 }

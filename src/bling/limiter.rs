@@ -56,11 +56,14 @@ pub fn bling_day(now: DateTime<Utc>) -> (NaiveDate, Duration) {
     (day, left)
 }
 
-/// Requests per day per tenant, reset at midnight Brasília time.
+/// Requests per day per tenant, reset at midnight Brasília time. Besides our own count, a day
+/// Bling itself declared spent (a 429 with `"period":"day"`: other integrations of the shop
+/// share the account's quota) stops the tenant until the next day, whatever our count says.
 #[derive(Debug)]
 pub struct DailyBudget {
     quota: u64,
     used: Mutex<HashMap<TenantId, (NaiveDate, u64)>>,
+    spent_by_bling: Mutex<HashMap<TenantId, NaiveDate>>,
 }
 
 impl DailyBudget {
@@ -69,15 +72,52 @@ impl DailyBudget {
         DailyBudget {
             quota,
             used: Mutex::new(HashMap::new()),
+            spent_by_bling: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Bling answered that the account's quota for the day is spent: no call leaves for the
+    /// tenant until midnight in Brasília.
+    pub fn mark_spent(&self, tenant: &TenantId, now: DateTime<Utc>) {
+        let (today, _) = bling_day(now);
+        let mut spent = self
+            .spent_by_bling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        spent.retain(|_, day| *day >= today);
+        spent.insert(tenant.clone(), today);
+    }
+
+    /// When the tenant may call again, if its day is spent (by our count or Bling's word).
+    pub fn spent_until(&self, tenant: &TenantId, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let (today, left) = bling_day(now);
+        let by_bling = self
+            .spent_by_bling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .is_some_and(|day| *day == today);
+        let by_count = self.quota > 0 && self.used(tenant, now) >= self.quota;
+        (by_bling || by_count).then(|| {
+            now + ChronoDuration::from_std(left).unwrap_or_else(|_| ChronoDuration::hours(24))
+        })
     }
 
     /// Takes one request from the tenant's budget, or tells how long until it resets.
     pub fn try_take(&self, tenant: &TenantId, now: DateTime<Utc>) -> Result<(), Duration> {
+        let (today, left) = bling_day(now);
+        let spent_by_bling = self
+            .spent_by_bling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .is_some_and(|day| *day == today);
+        if spent_by_bling {
+            return Err(left);
+        }
         if self.quota == 0 {
             return Ok(());
         }
-        let (today, left) = bling_day(now);
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         // Forget other tenants' finished days now and then, so the map stays small.
         if used.len() > 1024 {
@@ -152,6 +192,7 @@ impl TenantLimiter {
             .try_take(tenant, Utc::now())
             .map_err(|left| BlingError::RateLimited {
                 retry_after: Some(left),
+                daily: true,
             })?;
         if let Some(rate) = &self.rate {
             rate.until_key_ready_with_jitter(tenant, self.jitter).await;
@@ -162,6 +203,16 @@ impl TenantLimiter {
     /// Requests the tenant has taken from today's budget.
     pub fn used_today(&self, tenant: &TenantId) -> u64 {
         self.daily.used(tenant, Utc::now())
+    }
+
+    /// Bling said the account's daily quota is spent: stop the tenant until the next day.
+    pub fn mark_day_spent(&self, tenant: &TenantId) {
+        self.daily.mark_spent(tenant, Utc::now());
+    }
+
+    /// When the tenant may call Bling again, if its daily quota is spent.
+    pub fn day_spent_until(&self, tenant: &TenantId) -> Option<DateTime<Utc>> {
+        self.daily.spent_until(tenant, Utc::now())
     }
 }
 
@@ -203,6 +254,26 @@ mod tests {
         let next_day = Utc.with_ymd_and_hms(2025, 3, 11, 3, 0, 0).unwrap();
         assert_eq!(budget.used(&a, next_day), 0);
         assert!(budget.try_take(&a, next_day).is_ok());
+    }
+
+    #[test]
+    fn a_day_bling_declared_spent_stops_the_tenant_until_midnight() {
+        let budget = DailyBudget::new(0);
+        let (a, b) = (tenant("a"), tenant("b"));
+        let noon = Utc.with_ymd_and_hms(2025, 3, 10, 15, 0, 0).unwrap();
+        budget.mark_spent(&a, noon);
+        assert_eq!(
+            budget.try_take(&a, noon),
+            Err(Duration::from_secs(12 * 3600))
+        );
+        assert!(budget.try_take(&b, noon).is_ok());
+        assert_eq!(
+            budget.spent_until(&a, noon),
+            Some(Utc.with_ymd_and_hms(2025, 3, 11, 3, 0, 0).unwrap())
+        );
+        let next_day = Utc.with_ymd_and_hms(2025, 3, 11, 3, 0, 0).unwrap();
+        assert!(budget.try_take(&a, next_day).is_ok());
+        assert_eq!(budget.spent_until(&a, next_day), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! // Store `outcome.calls` in the sync event, whatever the result.
 //! match outcome.result {
 //!     Ok(found) => println!("{} contato(s)", found.len()),
-//!     Err(e) => println!("{e}: {:?}", e.to_failure_cause()),
+//!     Err(e) => println!("{e}: {:?}", e.to_failure_cause(bling_ledger::bling::Operation::Contato)),
 //! }
 //! # }
 //! ```
@@ -33,7 +33,7 @@ pub mod models;
 pub mod retry;
 
 pub use client::{BlingClient, CallOutcome, ClientBuildError, ClientConfig, Page};
-pub use error::{BlingError, BlingErrorBody, BlingErrorField, BlingErrorItem};
+pub use error::{BlingError, BlingErrorBody, BlingErrorField, BlingErrorItem, Operation};
 pub use limiter::{DailyBudget, TenantLimiter};
 pub use models::*;
 pub use retry::RetryPolicy;

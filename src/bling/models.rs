@@ -164,7 +164,8 @@ pub struct Contato {
     /// `"A"` ativo, `"E"` excluído, `"I"` inativo, `"S"` sem movimento.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub situacao: Option<String>,
-    /// CPF or CNPJ, digits only.
+    /// CPF or CNPJ: we send digits; Bling reads it back punctuated ("529.982.247-25"), so
+    /// compare it only through a normalisation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub numero_documento: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -433,9 +434,11 @@ pub struct ItemPedido {
     pub unidade: Option<String>,
     /// May be fractional (1.5 kg).
     pub quantidade: f64,
-    /// Discount on the line, in reais.
-    #[serde(with = "opt_reais", skip_serializing_if = "Option::is_none")]
-    pub desconto: Option<Centavos>,
+    /// Discount on the line **as a percentage** of `quantidade × valor` ("Valor percentual",
+    /// [OAS] `itens[].desconto`): `10.0` is 10 %. See `sync::mapping` for how our discounts in
+    /// centavos reach Bling exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desconto: Option<f64>,
     /// Unit price.
     #[serde(with = "reais")]
     pub valor: Centavos,
@@ -515,6 +518,59 @@ pub struct PedidoVendaListItem {
     pub contato: PedidoContato,
     pub situacao: SituacaoRef,
     pub loja: Option<IdRef>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formas de pagamento, empresa
+
+/// A payment method of `GET /formas-pagamentos` ([OAS] `FormasPagamentosDadosBaseDTO`). Ids
+/// differ per account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FormaPagamento {
+    pub id: i64,
+    pub descricao: String,
+    /// The NF-e's fiscal payment type (tPag): 1 dinheiro, 2 cheque, 3 cartão de crédito,
+    /// 4 cartão de débito, 15 boleto, 16 depósito, 17 Pix, 18 transferência, 99 outros, …
+    pub tipo_pagamento: i64,
+    /// 1 ativa, 0 inativa.
+    #[serde(deserialize_with = "lenient_opt_i64")]
+    pub situacao: Option<i64>,
+    pub fixa: Option<bool>,
+    /// 0 não, 1 padrão, 2 padrão devolução.
+    #[serde(deserialize_with = "lenient_opt_i64")]
+    pub padrao: Option<i64>,
+    /// 1 pagamentos, 2 recebimentos, 3 both.
+    #[serde(deserialize_with = "lenient_opt_i64")]
+    pub finalidade: Option<i64>,
+}
+
+impl FormaPagamento {
+    /// Usable for a sale: active (or unstated) and meant for receiving.
+    pub fn usable_for_sales(&self) -> bool {
+        self.situacao.unwrap_or(1) == 1 && self.finalidade.is_none_or(|f| f == 2 || f == 3)
+    }
+}
+
+fn lenient_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        Some(serde_json::Value::Bool(b)) => Some(i64::from(b)),
+        _ => None,
+    })
+}
+
+/// `GET /empresas/me/dados-basicos`: the Bling account ([OAS]; [LC] measured that `id` equals
+/// the webhooks' `companyId`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EmpresaDadosBasicos {
+    /// 32 hex characters.
+    pub id: String,
+    pub nome: String,
+    pub cnpj: String,
+    pub email: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,19 +703,19 @@ mod tests {
         let item = ItemPedido {
             quantidade: 2.0,
             valor: Centavos(8050),
-            desconto: Some(Centavos(29)),
+            desconto: Some(12.5),
             descricao: Some("Ração".into()),
             ..ItemPedido::default()
         };
         let v = serde_json::to_value(&item).unwrap();
         assert_eq!(v["valor"], json!(80.5));
-        assert_eq!(v["desconto"], json!(0.29));
+        assert_eq!(v["desconto"], json!(12.5), "a percentage, not reais");
         assert!(v.get("id").is_none());
-        let back: ItemPedido = serde_json::from_value(json!({"valor": 80.5, "quantidade": 1,
-            "desconto": "0.29"}))
-        .unwrap();
+        let back: ItemPedido =
+            serde_json::from_value(json!({"valor": 80.5, "quantidade": 1, "desconto": 10}))
+                .unwrap();
         assert_eq!(back.valor, Centavos(8050));
-        assert_eq!(back.desconto, Some(Centavos(29)));
+        assert_eq!(back.desconto, Some(10.0));
         assert!(serde_json::from_value::<ItemPedido>(json!({"valor": -1})).is_err());
     }
 
@@ -695,6 +751,23 @@ mod tests {
         assert_eq!(item.data_saida, None);
         assert_eq!(item.data_prevista, None);
         assert_eq!(item.total, Centavos(1000));
+    }
+
+    #[test]
+    fn payment_methods_read_as_the_spec_and_answers_give_them() {
+        let f: FormaPagamento = serde_json::from_value(json!({"id": 1135275, "descricao": "Pix",
+            "tipoPagamento": 17, "situacao": 1, "fixa": false, "padrao": 0, "finalidade": 3}))
+        .unwrap();
+        assert_eq!((f.id, f.tipo_pagamento), (1135275, 17));
+        assert!(f.usable_for_sales());
+        let inactive: FormaPagamento =
+            serde_json::from_value(json!({"id": 2, "descricao": "Cheque", "tipoPagamento": 2,
+                "situacao": "0"}))
+            .unwrap();
+        assert!(!inactive.usable_for_sales());
+        let paying_only: FormaPagamento =
+            serde_json::from_value(json!({"id": 3, "tipoPagamento": 1, "finalidade": 1})).unwrap();
+        assert!(!paying_only.usable_for_sales());
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl RetryPolicy {
             return None;
         }
         match error {
-            BlingError::RateLimited { retry_after } => match retry_after {
+            BlingError::RateLimited { retry_after, .. } => match retry_after {
                 Some(wait) if *wait > self.max_delay => None,
                 Some(wait) => Some(*wait),
                 None => Some(self.backoff(attempts)),
@@ -168,6 +168,7 @@ mod tests {
         assert!(p.next_delay(1, &unavailable(), POST_NOT_SENT).is_some());
         let limited = BlingError::RateLimited {
             retry_after: Some(Duration::from_secs(1)),
+            daily: false,
         };
         assert_eq!(
             p.next_delay(1, &limited, POST_SENT),
@@ -180,6 +181,7 @@ mod tests {
         let p = RetryPolicy::default();
         let tomorrow = BlingError::RateLimited {
             retry_after: Some(Duration::from_secs(3600)),
+            daily: true,
         };
         assert_eq!(p.next_delay(1, &tomorrow, GET), None);
     }

@@ -608,27 +608,9 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
 }
 
 fn advice(cause: &str) -> &'static str {
-    use aggregates::sync::FailureCause as C;
-    let m = String::new();
-    let cause = match cause {
-        "divergent_customer_record" => C::DivergentCustomerRecord {
-            problems: vec![],
-            bling_fields: vec![],
-            message: m,
-        },
-        "authorization_revoked" => C::AuthorizationRevoked { message: m },
-        "authorization_expired" => C::AuthorizationExpired { message: m },
-        "bling_unavailable" => C::BlingUnavailable { message: m },
-        "rate_limited" => C::RateLimited { message: m },
-        _ => C::BlingRejected {
-            status: 0,
-            error_type: String::new(),
-            message: m,
-            description: String::new(),
-            bling_fields: vec![],
-        },
-    };
-    cause.advice()
+    aggregates::sync::CauseKind::parse(cause)
+        .unwrap_or(aggregates::sync::CauseKind::BlingRejected)
+        .advice()
 }
 
 /// Where to look once the story is told.

@@ -2,9 +2,16 @@
 //!
 //! A job reads the aggregate's current state and does only what is missing, so it can run
 //! any number of times. Creates are the dangerous step (Bling has no idempotency key): a
-//! contato is always looked up by document first; a pedido is looked up by our key
-//! (`numeroLoja`) whenever a create may already have reached Bling (a durable mark written
-//! before the create is sent), which keeps the common path to two calls per invoice.
+//! contato is always looked up by document first (`criterio=1`, every contato); a pedido is
+//! looked up by our key (`numeroLoja`) whenever a create may already have reached Bling (a
+//! durable mark written before the create is sent), which keeps the common path to two calls
+//! per invoice.
+//!
+//! Bling's duplicate-sale guard (code 3, "Informações idênticas a última venda salva") is read
+//! as what it is: after a create that may have happened, the order is there (look it up and
+//! adopt it); on a `PUT`, the content is already applied. An adopted order is read back and
+//! compared with the invoice's current content: it is sent again only when it differs, never
+//! as a `PUT` that changes nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +26,8 @@ use super::mapping;
 use super::queue::{self, Job, Kind, Outcome};
 use super::SyncSettings;
 use crate::bling::client::BlingClient;
-use crate::bling::error::BlingError;
-use crate::bling::models::SituacoesDeVenda;
+use crate::bling::error::{BlingError, Operation};
+use crate::bling::models::{FormaPagamento, PedidoVenda, SituacoesDeVenda};
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::{now_ms, Db, StoreError};
 
@@ -29,6 +36,8 @@ struct Failure {
     cause: FailureCause,
     calls: Vec<BlingCall>,
     next: Next,
+    /// How long Bling's answer says to wait (its 429's period), when it says.
+    retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,17 +49,30 @@ enum Next {
 }
 
 impl Failure {
-    fn from_bling(error: &BlingError, calls: Vec<BlingCall>) -> Failure {
-        let next = match error {
-            BlingError::Revoked { .. } | BlingError::NotConnected => Next::Park,
-            BlingError::Validation { .. } => Next::Block,
-            e if e.is_transient() => Next::Retry,
+    /// Classifies a failed call made for `op`. A refusal of the customer's data waits for a
+    /// customer update and a refused order for an invoice update (both are `Block`: the
+    /// dispatcher queues the job again when one arrives); set-up problems and other rejections
+    /// wait for support (`Fail`, then replay).
+    fn from_bling(error: &BlingError, calls: Vec<BlingCall>, op: Operation) -> Failure {
+        let cause = error.to_failure_cause(op);
+        let next = match (error, &cause) {
+            (BlingError::Revoked { .. } | BlingError::NotConnected, _) => Next::Park,
+            (
+                _,
+                FailureCause::DivergentCustomerRecord { .. } | FailureCause::OrderRefused { .. },
+            ) => Next::Block,
+            (e, _) if e.is_transient() => Next::Retry,
             _ => Next::Fail,
         };
+        let retry_after = match error {
+            BlingError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
         Failure {
-            cause: error.to_failure_cause(),
+            cause,
             calls,
             next,
+            retry_after,
         }
     }
 
@@ -63,6 +85,27 @@ impl Failure {
             },
             calls: Vec::new(),
             next: Next::Block,
+            retry_after: None,
+        }
+    }
+
+    /// The shop's Bling account lacks something only a person can set up.
+    fn account_setup(
+        setting: &str,
+        message: String,
+        configure: String,
+        calls: Vec<BlingCall>,
+    ) -> Failure {
+        Failure {
+            cause: FailureCause::AccountSetup {
+                setting: setting.into(),
+                message,
+                configure,
+                bling_fields: Vec::new(),
+            },
+            calls,
+            next: Next::Fail,
+            retry_after: None,
         }
     }
 }
@@ -74,6 +117,7 @@ pub struct Executor {
     client: BlingClient,
     settings: SyncSettings,
     situacoes: Mutex<HashMap<String, SituacoesDeVenda>>,
+    formas: Mutex<HashMap<String, Vec<FormaPagamento>>>,
 }
 
 impl Executor {
@@ -84,6 +128,7 @@ impl Executor {
             client,
             settings,
             situacoes: Mutex::new(HashMap::new()),
+            formas: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,14 +168,13 @@ impl Executor {
     }
 
     fn outcome(&self, job: &Job, failure: &Failure) -> Outcome {
-        let error = format!(
-            "{}: {}",
-            failure.cause.code(),
-            cause_message(&failure.cause)
-        );
+        let error = format!("{}: {}", failure.cause.code(), failure.cause.message());
         match failure.next {
             Next::Retry => {
-                let delay = self.settings.retry_delay(job.attempts as usize);
+                // Bling's 429 says how long (its period): a second, or the next day.
+                let delay = failure
+                    .retry_after
+                    .unwrap_or_else(|| self.settings.retry_delay(job.attempts as usize));
                 Outcome::Retry {
                     at_ms: now_ms() + delay.as_millis() as i64,
                     error,
@@ -274,7 +318,7 @@ impl Executor {
         calls: Vec<BlingCall>,
         version: u64,
     ) -> Result<Result<i64, Failure>, StoreError> {
-        let failure = Failure::from_bling(error, calls);
+        let failure = Failure::from_bling(error, calls, Operation::Contato);
         if failure.next != Next::Park {
             self.record_contact_failure(ctx, customer_id, &failure, version)
                 .await?;
@@ -338,7 +382,7 @@ impl Executor {
         let outcome = self.outcome(job, &failure);
         let command = match failure.next {
             Next::Park => InvoiceCommand::RecordSyncParked {
-                reason: cause_message(&failure.cause),
+                reason: failure.cause.message(),
             },
             _ => InvoiceCommand::RecordSyncFailed {
                 retry_at: match &outcome {
@@ -374,129 +418,122 @@ impl Executor {
                 .await?;
             }
         }
-        // Cancelled before it ever reached Bling: there is nothing to cancel there.
-        if invoice.cancelled && invoice.bling_order_id.is_none() {
-            return Ok(Outcome::Done);
-        }
-        let Some(customer_id) = invoice.customer_id.clone() else {
-            return Ok(Outcome::Done);
-        };
-        let customer = self.ledger.customer(tenant, customer_id.as_str()).await?;
-        let Some(profile) = customer.profile.clone() else {
-            return self
-                .invoice_failure(&ctx, job, &invoice, Failure::divergent(Problems::new()))
-                .await;
-        };
-
-        // 1. The customer's contato first: the order needs its id, and a contato update must
-        //    land before that customer's next order.
-        let contact_id = match (customer.is_synced(), customer.bling_contact_id) {
-            (true, Some(id)) => id,
-            _ => match self
-                .sync_contact(&ctx, customer_id.as_str(), &customer, job)
-                .await?
-            {
-                Ok(id) => id,
-                Err(failure) => return self.invoice_failure(&ctx, job, &invoice, failure).await,
-            },
-        };
-
-        // 2. The pedido.
+        // A create may have reached Bling without our knowing (a lost answer, a crash): the
+        // mark written before every create, or an earlier failed attempt, says so.
+        let create_may_have_happened = job.create_sent || invoice.failed_attempts > 0;
         let mut invoice = invoice;
-        let pedido = mapping::pedido(&job.key, contact_id, profile.person_type(), &content);
-        if invoice.bling_order_id.is_none() {
-            {
-                let mut calls = Vec::new();
-                let mut existing = None;
-                if job.create_sent || invoice.failed_attempts > 0 {
-                    let (found, step) = self
-                        .client
-                        .find_pedidos_by_numero_loja(tenant, &job.key)
-                        .await
-                        .into_parts();
-                    calls.extend(step);
-                    match found {
-                        Ok(orders) => existing = orders.into_iter().min_by_key(|o| o.id),
-                        Err(e) => {
-                            return self
-                                .invoice_failure(
-                                    &ctx,
-                                    job,
-                                    &invoice,
-                                    Failure::from_bling(&e, calls),
-                                )
-                                .await
-                        }
-                    }
+        let mut calls = Vec::new();
+
+        // Cancelled before we know of any order: look for one a lost create left, so that no
+        // open order stays in Bling for a cancelled invoice.
+        if invoice.cancelled && invoice.bling_order_id.is_none() {
+            if !create_may_have_happened {
+                return Ok(Outcome::Done);
+            }
+            match self.find_order(tenant, &job.key, &mut calls).await {
+                Ok(None) => return Ok(Outcome::Done),
+                Ok(Some(order)) => {
+                    self.adopt(&ctx, job, &mut invoice, order, std::mem::take(&mut calls))
+                        .await?
                 }
-                let (order_id, number, created) = match existing {
-                    Some(order) => (order.id, Some(order.numero), false),
-                    None => {
-                        queue::mark_create_sent(&self.db, job).await?;
-                        let (created, step) = self
-                            .client
-                            .create_pedido(tenant, &pedido)
-                            .await
-                            .into_parts();
-                        calls.extend(step);
-                        match created {
-                            Ok(c) => (c.id, None, true),
-                            Err(e) => {
-                                return self
-                                    .invoice_failure(
-                                        &ctx,
-                                        job,
-                                        &invoice,
-                                        Failure::from_bling(&e, calls),
-                                    )
-                                    .await
+                Err(failure) => return self.invoice_failure(&ctx, job, &invoice, failure).await,
+            }
+        }
+        if !invoice.cancelled {
+            let Some(customer_id) = invoice.customer_id.clone() else {
+                return Ok(Outcome::Done);
+            };
+            let customer = self.ledger.customer(tenant, customer_id.as_str()).await?;
+            let Some(profile) = customer.profile.clone() else {
+                return self
+                    .invoice_failure(&ctx, job, &invoice, Failure::divergent(Problems::new()))
+                    .await;
+            };
+
+            // 1. The customer's contato first: the order needs its id, and a contato update
+            //    must land before that customer's next order.
+            let contact_id = match (customer.is_synced(), customer.bling_contact_id) {
+                (true, Some(id)) => id,
+                _ => match self
+                    .sync_contact(&ctx, customer_id.as_str(), &customer, job)
+                    .await?
+                {
+                    Ok(id) => id,
+                    Err(failure) => {
+                        return self.invoice_failure(&ctx, job, &invoice, failure).await
+                    }
+                },
+            };
+
+            // 2. The pedido: found again or created, then brought to the current content.
+            let needs_content = invoice.synced_version != Some(invoice.content_version);
+            if invoice.bling_order_id.is_none() || needs_content {
+                let formas = match self.payment_ids(tenant, &content, &mut calls).await {
+                    Ok(ids) => ids,
+                    Err(failure) => {
+                        return self.invoice_failure(&ctx, job, &invoice, failure).await
+                    }
+                };
+                let pedido = mapping::pedido(
+                    &job.key,
+                    contact_id,
+                    profile.person_type(),
+                    &content,
+                    &formas,
+                );
+                if invoice.bling_order_id.is_none() {
+                    let found = if create_may_have_happened {
+                        match self.find_order(tenant, &job.key, &mut calls).await {
+                            Ok(found) => found,
+                            Err(failure) => {
+                                return self.invoice_failure(&ctx, job, &invoice, failure).await
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    match found {
+                        Some(order) => {
+                            self.adopt(&ctx, job, &mut invoice, order, std::mem::take(&mut calls))
+                                .await?
+                        }
+                        None => {
+                            if let Err(failure) = self
+                                .create_order(&ctx, job, &mut invoice, &pedido, &mut calls)
+                                .await?
+                            {
+                                return self.invoice_failure(&ctx, job, &invoice, failure).await;
                             }
                         }
                     }
-                };
-                self.record_invoice(
-                    &ctx,
-                    &job.key,
-                    InvoiceCommand::RecordOrderCreated {
-                        bling_order_id: order_id,
-                        bling_number: number,
-                        created,
-                        content_version: invoice.content_version,
-                        calls,
-                    },
-                )
-                .await?;
-                invoice.bling_order_id = Some(order_id);
-                if !created {
-                    // An adopted order may predate the latest content: send it whole.
-                    invoice.synced_version = None;
-                } else {
-                    invoice.synced_version = Some(invoice.content_version);
+                }
+                if invoice.synced_version != Some(invoice.content_version) {
+                    let order_id = invoice.bling_order_id.unwrap_or_default();
+                    let read_back = invoice.synced_version.is_none();
+                    match self
+                        .bring_to_content(tenant, order_id, &pedido, read_back, &mut calls)
+                        .await
+                    {
+                        Ok(()) => {
+                            self.record_invoice(
+                                &ctx,
+                                &job.key,
+                                InvoiceCommand::RecordOrderUpdated {
+                                    content_version: invoice.content_version,
+                                    calls: std::mem::take(&mut calls),
+                                },
+                            )
+                            .await?;
+                            invoice.synced_version = Some(invoice.content_version);
+                        }
+                        Err(failure) => {
+                            return self.invoice_failure(&ctx, job, &invoice, failure).await
+                        }
+                    }
                 }
             }
         }
         let order_id = invoice.bling_order_id.unwrap_or_default();
-        if !invoice.cancelled && invoice.synced_version != Some(invoice.content_version) {
-            let (updated, calls) = self
-                .client
-                .update_pedido(tenant, order_id, &pedido)
-                .await
-                .into_parts();
-            if let Err(e) = updated {
-                return self
-                    .invoice_failure(&ctx, job, &invoice, Failure::from_bling(&e, calls))
-                    .await;
-            }
-            self.record_invoice(
-                &ctx,
-                &job.key,
-                InvoiceCommand::RecordOrderUpdated {
-                    content_version: invoice.content_version,
-                    calls,
-                },
-            )
-            .await?;
-        }
 
         // 3. The situação: the one that lets the shop issue the NF-e, or cancelled.
         let wanted = if invoice.cancelled {
@@ -504,7 +541,7 @@ impl Executor {
         } else {
             &self.settings.situacao_billed
         };
-        let (target, mut calls) = match self.situacao_id(tenant, wanted).await {
+        let target = match self.situacao_id(tenant, wanted, &mut calls).await {
             Ok(found) => found,
             Err(failure) => return self.invoice_failure(&ctx, job, &invoice, failure).await,
         };
@@ -516,9 +553,8 @@ impl Executor {
                 .into_parts();
             calls.extend(step);
             if let Err(e) = changed {
-                return self
-                    .invoice_failure(&ctx, job, &invoice, Failure::from_bling(&e, calls))
-                    .await;
+                let failure = Failure::from_bling(&e, calls, Operation::Situacao);
+                return self.invoice_failure(&ctx, job, &invoice, failure).await;
             }
             self.record_invoice(
                 &ctx,
@@ -526,7 +562,7 @@ impl Executor {
                 InvoiceCommand::RecordSituacaoChanged {
                     situacao_id: target,
                     situacao_name: wanted.clone(),
-                    calls,
+                    calls: std::mem::take(&mut calls),
                 },
             )
             .await?;
@@ -534,24 +570,236 @@ impl Executor {
 
         // 4. The NF-e, for shops that want Bling to generate it.
         if !invoice.cancelled && invoice.nfe_id.is_none() && self.settings.generates_nfe(tenant) {
-            let (nfe, calls) = self.client.gerar_nfe(tenant, order_id).await.into_parts();
+            let (nfe, step) = self.client.gerar_nfe(tenant, order_id).await.into_parts();
+            calls.extend(step);
             match nfe {
                 Ok(nfe_id) => {
                     self.record_invoice(
                         &ctx,
                         &job.key,
-                        InvoiceCommand::RecordNfeGenerated { nfe_id, calls },
+                        InvoiceCommand::RecordNfeGenerated {
+                            nfe_id,
+                            calls: std::mem::take(&mut calls),
+                        },
                     )
                     .await?
                 }
                 Err(e) => {
-                    return self
-                        .invoice_failure(&ctx, job, &invoice, Failure::from_bling(&e, calls))
-                        .await
+                    let failure = Failure::from_bling(&e, calls, Operation::Nfe);
+                    return self.invoice_failure(&ctx, job, &invoice, failure).await;
                 }
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// The order carrying our key, if Bling has one (the oldest, should a duplicate exist).
+    async fn find_order(
+        &self,
+        tenant: &TenantId,
+        invoice_id: &str,
+        calls: &mut Vec<BlingCall>,
+    ) -> Result<Option<crate::bling::models::PedidoVendaListItem>, Failure> {
+        let (found, step) = self
+            .client
+            .find_pedidos_by_numero_loja(tenant, invoice_id)
+            .await
+            .into_parts();
+        calls.extend(step);
+        match found {
+            Ok(orders) => Ok(orders.into_iter().min_by_key(|o| o.id)),
+            Err(e) => Err(Failure::from_bling(
+                &e,
+                std::mem::take(calls),
+                Operation::Pedido,
+            )),
+        }
+    }
+
+    /// Records an order found in Bling as the invoice's. Its content is unknown until read
+    /// back, so the invoice is not synced by this (see [`Self::bring_to_content`]).
+    async fn adopt(
+        &self,
+        ctx: &CommandContext,
+        job: &Job,
+        invoice: &mut Invoice,
+        order: crate::bling::models::PedidoVendaListItem,
+        calls: Vec<BlingCall>,
+    ) -> Result<(), StoreError> {
+        self.record_invoice(
+            ctx,
+            &job.key,
+            InvoiceCommand::RecordOrderCreated {
+                bling_order_id: order.id,
+                bling_number: Some(order.numero),
+                created: false,
+                content_version: invoice.content_version,
+                calls,
+            },
+        )
+        .await?;
+        invoice.bling_order_id = Some(order.id);
+        invoice.synced_version = None;
+        Ok(())
+    }
+
+    /// `POST /pedidos/vendas` behind the durable mark. Bling's code 3 here means an identical
+    /// sale is already saved: with our unique `numeroLoja` on every order, that is this
+    /// invoice's own order from a create whose answer was lost, so it is found and adopted.
+    async fn create_order(
+        &self,
+        ctx: &CommandContext,
+        job: &Job,
+        invoice: &mut Invoice,
+        pedido: &PedidoVenda,
+        calls: &mut Vec<BlingCall>,
+    ) -> Result<Result<(), Failure>, StoreError> {
+        let tenant = &ctx.tenant;
+        queue::mark_create_sent(&self.db, job).await?;
+        let (created, step) = self.client.create_pedido(tenant, pedido).await.into_parts();
+        calls.extend(step);
+        match created {
+            Ok(c) => {
+                self.record_invoice(
+                    ctx,
+                    &job.key,
+                    InvoiceCommand::RecordOrderCreated {
+                        bling_order_id: c.id,
+                        bling_number: None,
+                        created: true,
+                        content_version: invoice.content_version,
+                        calls: std::mem::take(calls),
+                    },
+                )
+                .await?;
+                invoice.bling_order_id = Some(c.id);
+                invoice.synced_version = Some(invoice.content_version);
+                Ok(Ok(()))
+            }
+            Err(e) if e.is_duplicate_sale() => {
+                match self.find_order(tenant, &job.key, calls).await {
+                    Ok(Some(order)) => {
+                        self.adopt(ctx, job, invoice, order, std::mem::take(calls))
+                            .await?;
+                        Ok(Ok(()))
+                    }
+                    // Identical to the last sale and yet not ours: Bling's refusal stands.
+                    Ok(None) => Ok(Err(Failure::from_bling(
+                        &e,
+                        std::mem::take(calls),
+                        Operation::Pedido,
+                    ))),
+                    Err(failure) => Ok(Err(failure)),
+                }
+            }
+            Err(e) => Ok(Err(Failure::from_bling(
+                &e,
+                std::mem::take(calls),
+                Operation::Pedido,
+            ))),
+        }
+    }
+
+    /// Makes the order hold `pedido`. An order whose content we do not know (`read_back`: it
+    /// was adopted) is read first, and a `PUT` is sent only when its content differs, since
+    /// Bling refuses a `PUT` that changes nothing (code 3). An order holding an older version
+    /// of ours gets the `PUT` at once; code 3 then means the content is already there.
+    async fn bring_to_content(
+        &self,
+        tenant: &TenantId,
+        order_id: i64,
+        pedido: &PedidoVenda,
+        read_back: bool,
+        calls: &mut Vec<BlingCall>,
+    ) -> Result<(), Failure> {
+        if read_back {
+            let (current, step) = self.client.get_pedido(tenant, order_id).await.into_parts();
+            calls.extend(step);
+            match current {
+                Ok(current) if mapping::same_sale(pedido, &current) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Failure::from_bling(
+                        &e,
+                        std::mem::take(calls),
+                        Operation::Pedido,
+                    ))
+                }
+            }
+        }
+        let (updated, step) = self
+            .client
+            .update_pedido(tenant, order_id, pedido)
+            .await
+            .into_parts();
+        calls.extend(step);
+        match updated {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_duplicate_sale() => Ok(()),
+            Err(e) => Err(Failure::from_bling(
+                &e,
+                std::mem::take(calls),
+                Operation::Pedido,
+            )),
+        }
+    }
+
+    /// The forma de pagamento id of each installment on this tenant's account, from its
+    /// `GET /formas-pagamentos` (read once, then cached; read again when a mapping is missing,
+    /// in case the shop has just created the method).
+    async fn payment_ids(
+        &self,
+        tenant: &TenantId,
+        content: &aggregates::invoice::InvoiceContent,
+        calls: &mut Vec<BlingCall>,
+    ) -> Result<Vec<i64>, Failure> {
+        let resolve = |formas: &[FormaPagamento]| {
+            content
+                .installments
+                .iter()
+                .map(|i| {
+                    self.settings.payment_methods.resolve(
+                        tenant.as_str(),
+                        &i.payment_method,
+                        formas,
+                    )
+                })
+                .collect::<Result<Vec<i64>, _>>()
+        };
+        let cached = self
+            .formas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant.as_str())
+            .map(|formas| resolve(formas));
+        if let Some(Ok(ids)) = cached {
+            return Ok(ids);
+        }
+        let (found, step) = self.client.formas_pagamento(tenant).await.into_parts();
+        calls.extend(step);
+        let formas = match found {
+            Ok(formas) => formas,
+            Err(e) => {
+                return Err(Failure::from_bling(
+                    &e,
+                    std::mem::take(calls),
+                    Operation::FormasPagamento,
+                ))
+            }
+        };
+        let resolved = resolve(&formas);
+        self.formas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), formas);
+        resolved.map_err(|unmapped| {
+            Failure::account_setup(
+                "payment_method",
+                unmapped.message,
+                unmapped.configure,
+                std::mem::take(calls),
+            )
+        })
     }
 
     /// The id of the situação named `name` on this tenant's account, discovered once and
@@ -560,7 +808,8 @@ impl Executor {
         &self,
         tenant: &TenantId,
         name: &str,
-    ) -> Result<(i64, Vec<BlingCall>), Failure> {
+        calls: &mut Vec<BlingCall>,
+    ) -> Result<i64, Failure> {
         let cached = self
             .situacoes
             .lock()
@@ -568,47 +817,38 @@ impl Executor {
             .get(tenant.as_str())
             .and_then(|s| s.id_of(name));
         if let Some(id) = cached {
-            return Ok((id, Vec::new()));
+            return Ok(id);
         }
-        let (found, calls) = self.client.sales_order_situacoes(tenant).await.into_parts();
+        let (found, step) = self.client.sales_order_situacoes(tenant).await.into_parts();
+        calls.extend(step);
         match found {
             Ok(situacoes) => {
                 let id = situacoes.id_of(name);
+                let names: Vec<String> =
+                    situacoes.situacoes.iter().map(|s| s.nome.clone()).collect();
                 self.situacoes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(tenant.to_string(), situacoes);
-                match id {
-                    Some(id) => Ok((id, calls)),
-                    None => Err(Failure {
-                        cause: FailureCause::BlingRejected {
-                            status: 200,
-                            error_type: "SITUACAO_NOT_FOUND".into(),
-                            message: format!("the Bling account has no sales-order situação named {name:?}"),
-                            description: "set BLING_SITUACAO_BILLED / BLING_SITUACAO_CANCELLED to a name the account has".into(),
-                            bling_fields: Vec::new(),
-                        },
-                        calls,
-                        next: Next::Fail,
-                    }),
-                }
+                id.ok_or_else(|| {
+                    Failure::account_setup(
+                        "situacao",
+                        format!("the Bling account has no sales-order situação named {name:?}"),
+                        format!(
+                            "create the situação {name:?} in Bling (Preferências > Vendas > \
+                             Situações) or set BLING_SITUACAO_BILLED / BLING_SITUACAO_CANCELLED \
+                             to one the account has ({}), then reprocess",
+                            names.join(", ")
+                        ),
+                        std::mem::take(calls),
+                    )
+                })
             }
-            Err(e) => Err(Failure::from_bling(&e, calls)),
+            Err(e) => Err(Failure::from_bling(
+                &e,
+                std::mem::take(calls),
+                Operation::Situacao,
+            )),
         }
-    }
-}
-
-fn cause_message(cause: &FailureCause) -> String {
-    match cause {
-        FailureCause::DivergentCustomerRecord { message, .. }
-        | FailureCause::AuthorizationExpired { message }
-        | FailureCause::AuthorizationRevoked { message }
-        | FailureCause::BlingUnavailable { message }
-        | FailureCause::RateLimited { message } => message.clone(),
-        FailureCause::BlingRejected {
-            error_type,
-            message,
-            ..
-        } => format!("{error_type}: {message}"),
     }
 }

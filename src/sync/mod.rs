@@ -2,7 +2,8 @@
 //!
 //! - [`queue`]: the to-do list derived from the log (checkpointed), leases per tenant;
 //! - [`jobs`]: one customer or invoice made to match, every outcome an event;
-//! - [`mapping`]: our records as Bling's.
+//! - [`mapping`]: our records as Bling's (discounts to the centavo);
+//! - [`payment_methods`]: an installment's payment method as the account's forma de pagamento.
 //!
 //! Work for one tenant runs on one worker at a time (a lease in the database), in the order
 //! its events were written; tenants run in parallel. When the tenant's authorization is revoked
@@ -11,6 +12,7 @@
 
 pub mod jobs;
 pub mod mapping;
+pub mod payment_methods;
 pub mod queue;
 
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct SyncSettings {
     /// The situação of a cancelled invoice's order.
     pub situacao_cancelled: String,
     pub generate_nfe: NfeTenants,
+    /// Our installments' `payment_method` → the account's forma de pagamento.
+    pub payment_methods: payment_methods::PaymentMethodMap,
     /// A worker that stops renewing its lease for this long loses the tenant to another.
     pub lease_ttl: Duration,
     pub max_parallel_tenants: usize,
@@ -67,6 +71,7 @@ impl Default for SyncSettings {
             situacao_billed: "Atendido".into(),
             situacao_cancelled: "Cancelado".into(),
             generate_nfe: NfeTenants::None,
+            payment_methods: payment_methods::PaymentMethodMap::default(),
             lease_ttl: Duration::from_secs(60),
             max_parallel_tenants: 8,
             jobs_per_tenant: 4,

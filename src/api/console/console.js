@@ -13,6 +13,14 @@
       label: 'Customer record Bling cannot take',
       advice: 'Fix the customer record in the pet-shop system; the invoice is retried when it arrives.',
     },
+    order_refused: {
+      label: 'Bling refused the sales order',
+      advice: "Bling refused the sales order itself, not the customer: read Bling's code and message, correct the invoice in the pet-shop system (an update retries it), or reprocess once the cause is gone.",
+    },
+    account_setup: {
+      label: 'Bling account set-up missing',
+      advice: 'The shop\'s Bling account needs a set-up the sync depends on: do what the failure says to configure, then reprocess.',
+    },
     authorization_expired: {
       label: 'Bling authorization expired',
       advice: 'Renewal is retried automatically; if it persists, check the connection.',
@@ -33,7 +41,7 @@
     },
     rate_limited: {
       label: 'Bling request limit reached',
-      advice: "The Bling account's request limit was reached; retried automatically.",
+      advice: "The Bling account's request limit was reached; retried automatically when the limit allows (the next day in Brasília for the daily quota).",
     },
   };
 
@@ -681,7 +689,7 @@
       const info = causeInfo(cause.kind);
       setText('cause-label', info.label);
       setText('cause-kind', cause.kind);
-      const fromBling = cause.kind.startsWith('bling_') || cause.kind === 'rate_limited';
+      const fromBling = cause.kind.startsWith('bling_') || cause.kind === 'rate_limited' || cause.kind === 'order_refused';
       setText('cause-message', cause.message ? (fromBling ? 'Bling said: ' : 'Details: ') + cause.message : '');
       setText('cause-advice', cause.advice || info.advice);
       $('invoice-cause').dataset.cause = cause.kind;
