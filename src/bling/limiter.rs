@@ -1,5 +1,5 @@
 //! Bling's limits, kept on our side so we rarely see a 429: **3 requests per second and 120,000
-//! per day per Bling account** (bling-api.md, "Limits"). One tenant is one Bling account, so
+//! per day per Bling account** (`docs/bling-api.md`, "Limits"). One tenant is one Bling account, so
 //! both are keyed by [`TenantId`].
 //!
 //! # Why a per-process limiter is per-account correct

@@ -42,7 +42,7 @@ use aggregates::connection::RevocationEvidence;
 use aggregates::ids::TenantId;
 
 /// Where the client gets access tokens: the OAuth module implements it over the encrypted
-/// credentials table (renewal fenced per tenant, see design.md "OAuth and the connection").
+/// credentials table (renewal fenced per tenant, see `docs/design.md`, "OAuth and the connection").
 ///
 /// The client's flow on every call: [`access_token`](AccessTokens::access_token) → send → on a
 /// 401, [`renew_after_unauthorized`](AccessTokens::renew_after_unauthorized) with the refused

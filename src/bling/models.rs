@@ -1,4 +1,4 @@
-//! Bling API v3 request and response bodies, with Bling's own field names (bling-api.md).
+//! Bling API v3 request and response bodies, with Bling's own field names (`docs/bling-api.md`).
 //!
 //! - Money is [`Centavos`] in Rust and a decimal number of reais on the wire (`80.5`); the
 //!   conversion happens here, in serde, and nowhere else.

@@ -12,7 +12,7 @@
 //!   established. A 5xx, a timeout or a dropped connection after the request was sent leaves
 //!   the outcome unknown, so the error is returned after one attempt and the sync engine
 //!   settles it by looking up (`numeroDocumento`, `numeroLoja`) before creating again
-//!   (design.md, "no duplicates in Bling, ever").
+//!   (`docs/design.md`, "no duplicates in Bling, ever").
 //!
 //! There is deliberately no per-call `retry_writes` switch: the safe rule needs no caller
 //! judgement, and the engine's look-up-before-create already covers the unknown outcomes.
