@@ -79,7 +79,13 @@ fn op(f: &Fixture) -> Operation {
         Some("contato") => Operation::Contato,
         Some("situacao") => Operation::Situacao,
         Some("nfe") => Operation::Nfe,
-        _ if f.json["request"].as_str().unwrap_or("").contains("/contatos") => Operation::Contato,
+        _ if f.json["request"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/contatos") =>
+        {
+            Operation::Contato
+        }
         _ => Operation::Pedido,
     }
 }
@@ -125,10 +131,19 @@ fn the_client_classifies_every_recorded_error() {
                 let wait = retry_after.expect("a wait, though Bling sends no Retry-After");
                 assert_eq!(*daily, f.expect("daily").as_bool().unwrap(), "{name}");
                 if *daily {
-                    assert!(wait > std::time::Duration::from_secs(1), "{name}: until midnight");
+                    assert!(
+                        wait > std::time::Duration::from_secs(1),
+                        "{name}: until midnight"
+                    );
                 } else {
-                    assert!(wait >= std::time::Duration::from_secs(1), "{name}: the window");
-                    assert!(wait < std::time::Duration::from_secs(2), "{name}: not longer");
+                    assert!(
+                        wait >= std::time::Duration::from_secs(1),
+                        "{name}: the window"
+                    );
+                    assert!(
+                        wait < std::time::Duration::from_secs(2),
+                        "{name}: not longer"
+                    );
                 }
                 assert!(e.is_transient());
             }
@@ -136,14 +151,22 @@ fn the_client_classifies_every_recorded_error() {
                 let BlingError::Unauthorized { error_type, .. } = &e else {
                     panic!("{name}: {e:?}");
                 };
-                assert_eq!(error_type, f.expect("error_type").as_str().unwrap(), "{name}");
+                assert_eq!(
+                    error_type,
+                    f.expect("error_type").as_str().unwrap(),
+                    "{name}"
+                );
             }
             "rejected" => {
                 let BlingError::Rejected { status, body } = &e else {
                     panic!("{name}: {e:?}");
                 };
                 assert_eq!(*status, f.status());
-                assert_eq!(body.error_type, f.expect("error_type").as_str().unwrap(), "{name}");
+                assert_eq!(
+                    body.error_type,
+                    f.expect("error_type").as_str().unwrap(),
+                    "{name}"
+                );
                 assert!(!e.is_transient());
             }
             "unavailable" => {
@@ -164,7 +187,12 @@ fn the_client_classifies_every_recorded_error() {
             let got = e.to_failure_cause(op(f));
             assert_eq!(got.code(), cause, "{name}: {got:?}");
             if let Some(setting) = f.expect("setting").as_str() {
-                let FailureCause::AccountSetup { setting: s, configure, .. } = &got else {
+                let FailureCause::AccountSetup {
+                    setting: s,
+                    configure,
+                    ..
+                } = &got
+                else {
                     panic!("{name}: {got:?}");
                 };
                 assert_eq!(s, setting, "{name}");
@@ -215,7 +243,11 @@ fn the_client_reads_every_recorded_answer() {
                     "{name}"
                 );
                 let parcelas: u64 = p.parcelas.iter().map(|x| x.valor.0).sum();
-                assert_eq!(Some(parcelas), f.expect("parcelas_centavos").as_u64(), "{name}");
+                assert_eq!(
+                    Some(parcelas),
+                    f.expect("parcelas_centavos").as_u64(),
+                    "{name}"
+                );
                 assert_eq!(
                     p.contato.numero_documento.as_deref(),
                     f.expect("contato_documento").as_str(),
@@ -236,11 +268,14 @@ fn the_client_reads_every_recorded_answer() {
                     ),
                     "{name}"
                 );
-                assert_eq!(p.categoria.map(|c| c.id), Some(0), "{name}: empty reference");
+                assert_eq!(
+                    p.categoria.map(|c| c.id),
+                    Some(0),
+                    "{name}: empty reference"
+                );
             }
             "pedido_list" => {
-                let p: Data<Vec<PedidoVendaListItem>> =
-                    serde_json::from_str(f.body()).expect(name);
+                let p: Data<Vec<PedidoVendaListItem>> = serde_json::from_str(f.body()).expect(name);
                 let first = &p.data[0];
                 assert_eq!(Some(first.total.0), f.expect("total_centavos").as_u64());
                 assert_eq!(first.numero_loja, f.expect("numero_loja").as_str().unwrap());

@@ -161,6 +161,25 @@ impl Db {
         }
     }
 
+    /// Every aggregate id of one type, sorted (e.g. the tenants with a Bling connection).
+    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 ORDER BY 1";
+        Ok(match self {
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
+    }
+
     /// The highest position readable now (0 for an empty log).
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         self.sequence_pending().await?;
