@@ -14,12 +14,17 @@
 //! ```
 
 mod calllog;
+mod codes;
 mod config;
 mod conn;
 mod contatos;
 mod control;
+mod control_resources;
+mod empresa;
+mod encoding;
 mod error;
 mod faults;
+mod formas;
 mod limits;
 mod money;
 mod nfe;
@@ -42,3 +47,6 @@ pub use server::{serve_cli, Sandbox};
 
 /// Id of the sales-order ("Vendas") module in `/situacoes/modulos`.
 pub const MODULO_VENDAS: i64 = situacoes::MODULO_VENDAS;
+
+/// Id of the purchase-order ("Compras") module, listed before Vendas in `/situacoes/modulos`.
+pub const MODULO_COMPRAS: i64 = situacoes::MODULO_COMPRAS;
