@@ -1,6 +1,7 @@
-//! A local server that behaves like the Bling API v3 (see `docs/sandbox.md` and
-//! `/work/shared/bling-api.md`): OAuth authorization server, contatos, pedidos de venda,
-//! situações and NF-e per Bling account, Bling's limits, seeded fault injection, and a control
+//! A local server that behaves like the Bling API v3 as public evidence shows it (see
+//! `docs/sandbox.md`, which names the source of every behaviour): OAuth authorization server,
+//! contatos, pedidos de venda, formas de pagamento, situações, NF-e and the company per Bling
+//! account, Bling's limits, seeded fault injection, and a control
 //! plane under `/_sandbox` for tests, benchmarks and the demo.
 //!
 //! ```no_run
