@@ -62,7 +62,13 @@ async fn bling_erp_api_npm_client_works_unchanged() {
         String::from_utf8_lossy(&out.stderr)
     );
     let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
-    assert_eq!(seen["validationCode"], 49);
+    // The sandbox's own code for an invalid CPF (no public source gives Bling's).
+    assert_eq!(seen["validationCode"], 951);
+    assert_eq!(seen["duplicateCode"], 3);
+    assert_eq!(
+        sb.empresa("npm-shop").map(|e| e["id"].clone()),
+        Some(seen["empresaId"].clone())
+    );
     assert_eq!(seen["nfeSituacao"], 5);
 
     // What the client did is visible on the sandbox side.
@@ -70,6 +76,13 @@ async fn bling_erp_api_npm_client_works_unchanged() {
     assert_eq!(pedidos.len(), 1);
     assert_eq!(pedidos[0]["numeroLoja"], "PETSHOP-INV-1");
     assert_eq!(pedidos[0]["situacao"]["id"], 9);
+    assert_eq!(pedidos[0]["total"], 161.95);
+    let pix = sb
+        .formas_pagamento("npm-shop")
+        .into_iter()
+        .find(|f| f["tipoPagamento"] == 17)
+        .expect("Pix");
+    assert_eq!(pedidos[0]["parcelas"][0]["formaPagamento"]["id"], pix["id"]);
     assert_eq!(pedidos[0]["notaFiscal"]["id"], seen["idNotaFiscal"]);
     let log = sb.call_log();
     assert!(

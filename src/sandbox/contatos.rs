@@ -1,13 +1,14 @@
 //! `/contatos`: Bling's customers and suppliers, validated as Bling validates them.
 
+use crate::sandbox::codes;
 use crate::sandbox::error::{ApiError, ApiResult, FieldError};
 use crate::sandbox::money::Centavos;
 use crate::sandbox::pipeline::AuthCtx;
 use crate::sandbox::query::{check, parse_body, parse_id, Params};
 use crate::sandbox::state::{Account, Shared};
 use crate::sandbox::validation::{
-    cep_uf, cep_valid, document_kind, document_valid, normalize_cep, normalize_document, now_brt,
-    parse_bound, parse_date, uf_valid, Document,
+    cep_uf, cep_valid, document_kind, document_valid, format_cep, format_document, format_phone,
+    normalize_cep, normalize_document, now_brt, parse_date, uf_valid, Document,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -130,62 +131,87 @@ struct WithId<'a> {
 }
 
 impl Contato {
+    /// The contato as `GET /contatos/{id}` reads it: document, phones and CEPs punctuated
+    /// ([VCR], [OAS], [U1]; the CEP is an assumption from the [OAS] example).
     pub fn json(&self) -> Value {
-        serde_json::to_value(WithId {
+        let mut v = serde_json::to_value(WithId {
             id: self.id,
             body: &self.body,
         })
-        .unwrap_or(Value::Null)
+        .unwrap_or(Value::Null);
+        let b = &self.body;
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "numeroDocumento".into(),
+                json!(format_document(&b.numero_documento)),
+            );
+            m.insert("telefone".into(), json!(format_phone(&b.telefone)));
+            m.insert("celular".into(), json!(format_phone(&b.celular)));
+            for (kind, e) in [
+                ("geral", &b.endereco.geral),
+                ("cobranca", &b.endereco.cobranca),
+            ] {
+                if let Some(Value::Object(addr)) =
+                    m.get_mut("endereco").and_then(|x| x.get_mut(kind))
+                {
+                    addr.insert("cep".into(), json!(format_cep(&e.cep)));
+                }
+            }
+            if b.dados_adicionais.data_nascimento.is_empty() {
+                if let Some(Value::Object(extra)) = m.get_mut("dadosAdicionais") {
+                    extra.insert("dataNascimento".into(), json!("0000-00-00"));
+                }
+            }
+        }
+        v
     }
 
     fn list_item(&self) -> Value {
         let b = &self.body;
         json!({
             "id": self.id, "nome": b.nome, "codigo": b.codigo, "situacao": b.situacao,
-            "numeroDocumento": b.numero_documento, "telefone": b.telefone, "celular": b.celular,
+            "numeroDocumento": format_document(&b.numero_documento),
+            "telefone": format_phone(&b.telefone), "celular": format_phone(&b.celular),
         })
     }
 }
 
-const SAVE_FAILED: &str = "Não foi possível salvar o contato";
+/// Contatos "incluídos" within this many days are the "Últimos incluídos" of `criterio=3`,
+/// Bling's default (assumption: Bling does not define the window publicly).
+pub(crate) const ULTIMOS_INCLUIDOS_DIAS: i64 = 30;
 
-fn check_endereco(e: &mut Endereco, ns: &str, errors: &mut Vec<FieldError>) {
+/// Bling's module name in the `namespace` of contato errors (assumption, like "VENDAS").
+pub(crate) const NS: &str = "CONTATOS";
+
+const SAVE_FAILED: &str = "Não foi possível salvar o contato";
+/// [DOC] /erros-comuns, the generic `VALIDATION_ERROR` description.
+const INVALID: &str = "Ocorreu um erro ao validar os dados recebidos.";
+
+fn err(code: i64, element: &str, msg: &str) -> FieldError {
+    FieldError::in_ns(NS, code, element, msg)
+}
+
+fn check_endereco(e: &mut Endereco, errors: &mut Vec<FieldError>) {
     if e.is_blank() {
         return;
     }
     e.cep = normalize_cep(&e.cep);
     e.uf = e.uf.trim().to_ascii_uppercase();
     if !e.cep.is_empty() && !cep_valid(&e.cep) {
-        errors.push(FieldError::new(
-            55,
-            &format!("{ns}.cep"),
-            "O CEP informado é inválido",
-        ));
+        errors.push(err(codes::CEP, "cep", "O CEP informado é inválido"));
     } else if e.cep.is_empty() && !e.endereco.trim().is_empty() {
-        errors.push(FieldError::new(
-            55,
-            &format!("{ns}.cep"),
-            "O CEP é obrigatório",
-        ));
+        errors.push(err(codes::CEP, "cep", "O CEP é obrigatório"));
     }
     if !e.uf.is_empty() && !uf_valid(&e.uf) {
-        errors.push(FieldError::new(
-            56,
-            &format!("{ns}.uf"),
-            "A UF informada é inválida",
-        ));
+        errors.push(err(codes::UF, "uf", "A UF informada é inválida"));
     } else if cep_valid(&e.cep) && uf_valid(&e.uf) && cep_uf(&e.cep) != Some(e.uf.as_str()) {
-        errors.push(FieldError::new(
-            55,
-            &format!("{ns}.cep"),
+        errors.push(err(
+            codes::CEP,
+            "cep",
             "O CEP informado não pertence à UF do endereço",
         ));
     } else if e.uf.is_empty() && !e.endereco.trim().is_empty() {
-        errors.push(FieldError::new(
-            56,
-            &format!("{ns}.uf"),
-            "A UF é obrigatória",
-        ));
+        errors.push(err(codes::UF, "uf", "A UF é obrigatória"));
     }
 }
 
@@ -194,18 +220,14 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
     let mut errors = Vec::new();
     b.nome = b.nome.trim().to_string();
     if b.nome.is_empty() {
-        errors.push(FieldError::new(
-            10,
-            "nome",
-            "O nome do contato é obrigatório",
-        ));
+        errors.push(err(codes::NOME, "nome", "O nome do contato é obrigatório"));
     }
     b.situacao = b.situacao.trim().to_ascii_uppercase();
     if b.situacao.is_empty() {
         b.situacao = "A".into();
     } else if !matches!(b.situacao.as_str(), "A" | "E" | "I" | "S") {
-        errors.push(FieldError::new(
-            54,
+        errors.push(err(
+            codes::SITUACAO_CONTATO,
             "situacao",
             "A situação deve ser A, E, I ou S",
         ));
@@ -232,27 +254,26 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
                 Document::Cnpj
             };
             match kind {
-                None => errors.push(FieldError::new(
-                    if b.tipo == "F" { 49 } else { 50 },
+                None => errors.push(err(
+                    if b.tipo == "F" { codes::CPF } else { codes::CNPJ },
                     "numeroDocumento",
                     if b.tipo == "F" { "O CPF informado é inválido" } else { "O CNPJ informado é inválido" },
                 )),
-                Some(k) if k != expected => errors.push(FieldError::new(
-                    52,
+                Some(k) if k != expected => errors.push(err(codes::TIPO_DOCUMENTO,
                     "tipo",
                     "O tipo de pessoa não corresponde ao documento informado (F exige CPF, J exige CNPJ)",
                 )),
                 Some(Document::Cpf) if !document_valid(doc) => {
-                    errors.push(FieldError::new(49, "numeroDocumento", "O CPF informado é inválido"))
+                    errors.push(err(codes::CPF, "numeroDocumento", "O CPF informado é inválido"))
                 }
                 Some(Document::Cnpj) if !document_valid(doc) => {
-                    errors.push(FieldError::new(50, "numeroDocumento", "O CNPJ informado é inválido"))
+                    errors.push(err(codes::CNPJ, "numeroDocumento", "O CNPJ informado é inválido"))
                 }
                 Some(_) => {}
             }
         }
-        _ => errors.push(FieldError::new(
-            53,
+        _ => errors.push(err(
+            codes::TIPO,
             "tipo",
             "O tipo de pessoa deve ser F, J ou E",
         )),
@@ -261,41 +282,35 @@ fn validate(b: &mut ContatoBody) -> Vec<FieldError> {
         b.indicador_ie = 9;
     }
     if !matches!(b.indicador_ie, 1 | 2 | 9) {
-        errors.push(FieldError::new(
-            58,
+        errors.push(err(
+            codes::INDICADOR_IE,
             "indicadorIe",
             "O indicador de IE deve ser 1, 2 ou 9",
         ));
     } else if b.indicador_ie == 1 && b.ie.trim().is_empty() {
-        errors.push(FieldError::new(
-            59,
+        errors.push(err(
+            codes::IE,
             "ie",
             "A inscrição estadual é obrigatória para contribuintes do ICMS",
         ));
     }
     b.email = b.email.trim().to_string();
     if !b.email.is_empty() && !email_plausible(&b.email) {
-        errors.push(FieldError::new(
-            57,
-            "email",
-            "O e-mail informado é inválido",
-        ));
+        errors.push(err(codes::EMAIL, "email", "O e-mail informado é inválido"));
     }
-    check_endereco(&mut b.endereco.geral, "endereco.geral", &mut errors);
-    check_endereco(&mut b.endereco.cobranca, "endereco.cobranca", &mut errors);
+    check_endereco(&mut b.endereco.geral, &mut errors);
+    check_endereco(&mut b.endereco.cobranca, &mut errors);
+    b.telefone = b.telefone.trim().to_string();
+    b.celular = b.celular.trim().to_string();
     let extra = &mut b.dados_adicionais;
     extra.sexo = extra.sexo.trim().to_ascii_uppercase();
     if !extra.sexo.is_empty() && !matches!(extra.sexo.as_str(), "M" | "F") {
-        errors.push(FieldError::new(
-            60,
-            "dadosAdicionais.sexo",
-            "O sexo deve ser M ou F",
-        ));
+        errors.push(err(codes::SEXO, "sexo", "O sexo deve ser M ou F"));
     }
     if !extra.data_nascimento.is_empty() && parse_date(&extra.data_nascimento).is_none() {
-        errors.push(FieldError::new(
-            61,
-            "dadosAdicionais.dataNascimento",
+        errors.push(err(
+            codes::DATA_NASCIMENTO,
+            "dataNascimento",
             "A data de nascimento deve estar no formato AAAA-MM-DD",
         ));
     }
@@ -329,7 +344,7 @@ pub(crate) async fn create(
     let mut b: ContatoBody = parse_body(&body, SAVE_FAILED)?;
     let errors = validate(&mut b);
     if !errors.is_empty() {
-        return Err(ApiError::validation(SAVE_FAILED, errors));
+        return Err(ApiError::validation_described(SAVE_FAILED, INVALID, errors));
     }
     let mut store = shared.store();
     let id = store.next_id();
@@ -369,7 +384,7 @@ pub(crate) async fn update(
     let c = contato_mut(store.account_mut(&ctx.account), id)?;
     let errors = validate(&mut b);
     if !errors.is_empty() {
-        return Err(ApiError::validation(SAVE_FAILED, errors));
+        return Err(ApiError::validation_described(SAVE_FAILED, INVALID, errors));
     }
     c.body = b;
     c.updated = now_brt();
@@ -405,10 +420,11 @@ pub(crate) async fn set_situacao(
     let s: SituacaoBody = parse_body(&body, "Não foi possível alterar a situação do contato")?;
     let situacao = s.situacao.trim().to_ascii_uppercase();
     if !matches!(situacao.as_str(), "A" | "E" | "I" | "S") {
-        return Err(ApiError::validation(
+        return Err(ApiError::validation_described(
             "Não foi possível alterar a situação do contato",
-            vec![FieldError::new(
-                54,
+            INVALID,
+            vec![err(
+                codes::SITUACAO_CONTATO,
                 "situacao",
                 "A situação deve ser A, E, I ou S",
             )],
@@ -433,55 +449,63 @@ pub(crate) async fn list(
     let p = Params::parse(q.as_deref());
     let mut errors = Vec::new();
     let (offset, limit) = p.page(&mut errors);
-    let criterio = p.int("criterio", &mut errors).unwrap_or(1);
+    // [OAS]: 1 Todos, 2 Excluídos, 3 Últimos incluídos (the default), 4 Sem movimento.
+    let criterio = p.int("criterio", &mut errors).unwrap_or(3);
     if !(1..=4).contains(&criterio) {
         errors.push(FieldError::new(
-            2,
+            codes::CRITERIO,
             "criterio",
             "O critério deve ser 1, 2, 3 ou 4",
         ));
     }
+    let tipo_pessoa = p.int("tipoPessoa", &mut errors);
+    let tipo_pessoa = match tipo_pessoa {
+        None => None,
+        Some(1) => Some("F"),
+        Some(2) => Some("J"),
+        Some(3) => Some("E"),
+        Some(_) => {
+            errors.push(FieldError::new(
+                codes::TIPO,
+                "tipoPessoa",
+                "O tipo de pessoa deve ser 1, 2 ou 3",
+            ));
+            None
+        }
+    };
     let ids = p.ints("idsContatos", &mut errors);
     let id_tipo = p.int("idTipoContato", &mut errors);
     let id_vendedor = p.int("idVendedor", &mut errors);
-    let mut bound = |key: &str, upper: bool| {
-        let v = p.get(key)?;
-        let parsed = parse_bound(v, upper);
-        if parsed.is_none() {
-            errors.push(FieldError::new(
-                3,
-                key,
-                "Data inválida: use AAAA-MM-DD ou AAAA-MM-DD HH:MM:SS",
-            ));
-        }
-        parsed
-    };
-    let inc_from = bound("dataInclusaoInicial", false);
-    let inc_to = bound("dataInclusaoFinal", true);
-    let alt_from = bound("dataAlteracaoInicial", false);
-    let alt_to = bound("dataAlteracaoFinal", true);
-    check(errors)?;
+    let (inc_from, inc_to) = p.period("dataInclusao", &mut errors);
+    let (alt_from, alt_to) = p.period("dataAlteracao", &mut errors);
+    check(errors, NS)?;
     let pesquisa = p.get("pesquisa").map(str::to_lowercase);
     let documento = p.get("numeroDocumento").map(normalize_document);
     let uf = p.get("uf").map(str::to_ascii_uppercase);
     let telefone = p.get("telefone").map(digits).filter(|t| !t.is_empty());
+    let recent = now_brt() - chrono::Duration::days(ULTIMOS_INCLUIDOS_DIAS);
 
     let mut store = shared.store();
     let acct = store.account_mut(&ctx.account);
+    let com_movimento: std::collections::BTreeSet<i64> =
+        acct.pedidos.values().map(|o| o.body.contato.id).collect();
+    // Newest first, as Bling lists pedidos ([VCR]); for contatos an assumption.
     let data: Vec<Value> = acct
         .contatos
         .values()
+        .rev()
         .filter(|c| {
             let b = &c.body;
-            let situacao_ok = match criterio {
-                2 => b.situacao == "A",
-                3 => b.situacao == "I",
-                4 => b.situacao == "E",
+            let criterio_ok = match criterio {
+                2 => b.situacao == "E",
+                3 => b.situacao != "E" && c.created >= recent,
+                4 => b.situacao != "E" && !com_movimento.contains(&c.id),
                 _ => b.situacao != "E",
             };
-            situacao_ok
+            criterio_ok
                 && (ids.is_empty() || ids.contains(&c.id))
                 && documento.as_ref().is_none_or(|d| &b.numero_documento == d)
+                && tipo_pessoa.is_none_or(|t| b.tipo == t)
                 && uf.as_ref().is_none_or(|u| &b.endereco.geral.uf == u)
                 && telefone.as_ref().is_none_or(|t| {
                     digits(&b.telefone).contains(t.as_str())
@@ -512,4 +536,19 @@ pub(crate) async fn list(
         .map(Contato::list_item)
         .collect();
     Ok(Json(json!({ "data": data })))
+}
+
+impl Account {
+    /// Moves a contato's inclusion (and last change) `days` into the past, as if it had been
+    /// "incluído" long ago; false if the account has no such contato.
+    pub(crate) fn age_contato(&mut self, id: i64, days: i64) -> bool {
+        match self.contatos.get_mut(&id) {
+            Some(c) => {
+                c.created -= chrono::Duration::days(days);
+                c.updated -= chrono::Duration::days(days);
+                true
+            }
+            None => false,
+        }
+    }
 }

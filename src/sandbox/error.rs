@@ -28,10 +28,14 @@ pub(crate) struct FieldError {
     pub msg: String,
     pub element: String,
     pub namespace: String,
+    /// Only wrappers such as Bling's code 49 carry one ([OAS] `ErrorField`); Bling's code-3
+    /// refusal has none ([FM]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub collection: Vec<CollectionError>,
 }
 
-/// An error inside an array such as `itens`; `index` is the array position.
+/// An error inside an array such as `parcelas`; `index` is the array position (from 1, as in
+/// the [OAS] example).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct CollectionError {
     pub index: usize,
@@ -50,6 +54,13 @@ impl FieldError {
             namespace: String::new(),
             collection: Vec::new(),
         }
+    }
+
+    /// A field error of a Bling module (`namespace` in upper case, e.g. "VENDAS").
+    pub fn in_ns(namespace: &str, code: i64, element: &str, msg: &str) -> Self {
+        let mut f = FieldError::new(code, element, msg);
+        f.namespace = namespace.to_string();
+        f
     }
 }
 
@@ -74,6 +85,8 @@ struct Inner<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     message: &'a str,
+    // Bling's code-3 refusal carries no description ([FM]).
+    #[serde(skip_serializing_if = "str::is_empty")]
     description: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a Vec<FieldError>>,
@@ -112,13 +125,22 @@ impl ApiError {
         e
     }
 
-    pub fn not_found(what: &str) -> Self {
+    /// Bling's recorded 404 ([VCR] `spec/vcr/not_found_at_bling.yml`), whatever is missing.
+    pub fn not_found(_what: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "RESOURCE_NOT_FOUND",
-            "O recurso requisitado não foi encontrado",
-            &format!("{what} não encontrado(a)"),
+            "Não encontrado.",
+            "O recurso requisitado não foi encontrado. Verifique se o endpoint solicitado está \
+             correto ou se o ID informado realmente existe no sistema.",
         )
+    }
+
+    /// A `VALIDATION_ERROR` with Bling's own `description` for the module (none when empty).
+    pub fn validation_described(message: &str, description: &str, fields: Vec<FieldError>) -> Self {
+        let mut e = ApiError::validation(message, fields);
+        e.description = description.to_string();
+        e
     }
 
     pub fn invalid_token(description: &str) -> Self {
@@ -150,15 +172,24 @@ impl ApiError {
         e
     }
 
-    /// A body that could not be read as the JSON the route expects.
+    /// A body that could not be read as the JSON the route expects: `INVALID_REQUEST_BODY`, a
+    /// type of Bling's [OAS] enum (the wording is the sandbox's).
     pub fn bad_body(message: &str, detail: &str) -> Self {
-        ApiError::validation(
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST_BODY",
             message,
-            vec![FieldError::new(
-                1,
-                "body",
-                &format!("JSON inválido: {detail}"),
-            )],
+            &format!("O corpo da requisição não é um JSON válido: {detail}"),
+        )
+    }
+
+    /// No body at all: Bling's `MISSING_REQUIRED_FIELD_ERROR` wording ([DOC] /erros-comuns).
+    pub fn empty_body() -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "MISSING_REQUIRED_FIELD_ERROR",
+            "Nenhum dado foi informado na requisição.",
+            "Nenhum dado foi informado na requisição.",
         )
     }
 }

@@ -1,6 +1,7 @@
-//! A local server that behaves like the Bling API v3 (see `docs/sandbox.md` and
-//! `/work/shared/bling-api.md`): OAuth authorization server, contatos, pedidos de venda,
-//! situações and NF-e per Bling account, Bling's limits, seeded fault injection, and a control
+//! A local server that behaves like the Bling API v3 as public evidence shows it (see
+//! `docs/sandbox.md`, which names the source of every behaviour): OAuth authorization server,
+//! contatos, pedidos de venda, formas de pagamento, situações, NF-e and the company per Bling
+//! account, Bling's limits, seeded fault injection, and a control
 //! plane under `/_sandbox` for tests, benchmarks and the demo.
 //!
 //! ```no_run
@@ -14,12 +15,17 @@
 //! ```
 
 mod calllog;
+mod codes;
 mod config;
 mod conn;
 mod contatos;
 mod control;
+mod control_resources;
+mod empresa;
+mod encoding;
 mod error;
 mod faults;
+mod formas;
 mod limits;
 mod money;
 mod nfe;
@@ -42,3 +48,6 @@ pub use server::{serve_cli, Sandbox};
 
 /// Id of the sales-order ("Vendas") module in `/situacoes/modulos`.
 pub const MODULO_VENDAS: i64 = situacoes::MODULO_VENDAS;
+
+/// Id of the purchase-order ("Compras") module, listed before Vendas in `/situacoes/modulos`.
+pub const MODULO_COMPRAS: i64 = situacoes::MODULO_COMPRAS;

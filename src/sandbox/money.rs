@@ -16,18 +16,6 @@ pub(crate) struct Quantity(pub i64);
 const QTY_SCALE: i64 = 10_000;
 
 impl Centavos {
-    /// `quantity × unit price`, rounded half away from zero to the centavo.
-    pub fn times(self, q: Quantity) -> Centavos {
-        let product = i128::from(self.0) * i128::from(q.0);
-        let scale = i128::from(QTY_SCALE);
-        let rounded = if product >= 0 {
-            (product + scale / 2) / scale
-        } else {
-            (product - scale / 2) / scale
-        };
-        Centavos(i64::try_from(rounded).unwrap_or(i64::MAX))
-    }
-
     /// `self × pct / 100`, where `pct` is a percentage in hundredths (10.5% = 1050).
     pub fn percent(self, pct: Centavos) -> Centavos {
         let product = i128::from(self.0) * i128::from(pct.0);
@@ -114,8 +102,8 @@ mod tests {
     #[test]
     fn no_float_drift() {
         let c: Centavos = serde_json::from_str("0.1").expect("number");
-        let q: Quantity = serde_json::from_str("3").expect("number");
-        assert_eq!(c.times(q), Centavos(30));
+        let q: Quantity = serde_json::from_str("1.5").expect("number");
+        assert_eq!((c, q), (Centavos(10), Quantity(15_000)));
         assert_eq!(serde_json::to_string(&Centavos(8050)).expect("ser"), "80.5");
         assert_eq!(Centavos(10000).percent(Centavos(1050)), Centavos(1050));
     }

@@ -1,5 +1,6 @@
 //! `/nfe`: the NF-e generated from a sales order, and its (simulated) transmission to SEFAZ.
 
+use crate::sandbox::codes;
 use crate::sandbox::error::{ApiError, ApiResult, FieldError};
 use crate::sandbox::money::Centavos;
 use crate::sandbox::pedidos::Pedido;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 pub(crate) const PENDENTE: i64 = 1;
 pub(crate) const REJEITADA: i64 = 4;
 pub(crate) const AUTORIZADA: i64 = 5;
+/// The `namespace` of NF-e errors (assumption, like Bling's "VENDAS").
+const NS: &str = "NFE";
 /// NF-e `tipo`: 1 = saída (a sale).
 const SAIDA: i64 = 1;
 const SERIE: i64 = 1;
@@ -191,8 +194,9 @@ pub(crate) async fn enviar(
     if nfe.situacao == AUTORIZADA {
         return Err(ApiError::validation(
             FAILED,
-            vec![FieldError::new(
-                70,
+            vec![FieldError::in_ns(
+                NS,
+                codes::NFE_AUTORIZADA,
                 "situacao",
                 "A nota fiscal já está autorizada",
             )],
@@ -208,9 +212,10 @@ pub(crate) async fn enviar(
         acct.nfes.insert(id, nfe);
         return Err(ApiError::validation(
             FAILED,
-            vec![FieldError::new(
-                71,
-                "contato.numeroDocumento",
+            vec![FieldError::in_ns(
+                NS,
+                codes::NFE_REJEITADA,
+                "numeroDocumento",
                 "Rejeição: CPF/CNPJ do destinatário não informado",
             )],
         ));

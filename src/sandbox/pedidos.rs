@@ -1,5 +1,6 @@
 //! `/pedidos/vendas`: sales orders, with totals computed from the items in integer centavos.
 
+use crate::sandbox::codes;
 use crate::sandbox::contatos::IdRef;
 use crate::sandbox::error::{ApiError, ApiResult, CollectionError, FieldError};
 use crate::sandbox::money::{Centavos, Quantity};
@@ -7,7 +8,9 @@ use crate::sandbox::nfe::Nfe;
 use crate::sandbox::pipeline::AuthCtx;
 use crate::sandbox::query::{check, parse_body, parse_id, Params};
 use crate::sandbox::state::{Account, Shared};
-use crate::sandbox::validation::{now_brt, parse_bound, parse_date};
+use crate::sandbox::validation::{
+    date_or_zero, format_document, normalize_document, now_brt, parse_date,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -57,7 +60,7 @@ pub(crate) struct Item {
     pub codigo: String,
     pub unidade: String,
     pub quantidade: Quantity,
-    /// Discount on the line, in reais.
+    /// Discount on the line, a percentage with two decimals ("Valor percentual": [OAS]).
     pub desconto: Centavos,
     pub valor: Centavos,
     #[serde(rename = "aliquotaIPI")]
@@ -123,6 +126,16 @@ pub(crate) struct Pedido {
 }
 
 const SAVE_FAILED: &str = "Não foi possível salvar a venda";
+/// The description of the [OAS] `ErrorField` example.
+const SAVE_INVALID: &str = "A venda não pode ser salva, pois ocorreram problemas em sua validação.";
+/// Bling's module in `namespace` ([OAS], [FM]).
+pub(crate) const NS: &str = "VENDAS";
+const IDENTICA: &str =
+    "Informações idênticas a última venda salva, altere alguma informação caso deseje prosseguir";
+
+fn err(code: i64, element: &str, msg: &str) -> FieldError {
+    FieldError::in_ns(NS, code, element, msg)
+}
 
 fn frete(b: &PedidoBody) -> Centavos {
     b.transporte
@@ -131,50 +144,86 @@ fn frete(b: &PedidoBody) -> Centavos {
         .unwrap_or_default()
 }
 
-/// Bling's totals: `totalProdutos` = Σ(quantidade × valor − desconto do item);
-/// `total` = totalProdutos − desconto + outrasDespesas + frete + IPI.
+/// One line as Bling computes it: `quantidade × valor × (1 − desconto/100)`, `desconto` being a
+/// percentage ([OAS] "Valor percentual", [U3]), rounded to the centavo per line ([LC]: "Bling
+/// rounds per item"). Half-up (away from zero) is an assumption: PHP's `round()`, which Bling's
+/// PHP back end ([VCR]: PHPSESSID) would use, rounds half away from zero.
+pub(crate) fn line_total(item: &Item) -> Centavos {
+    // valor in centavos × quantidade in 1/10,000 × (100% − desconto) in 1/10,000.
+    let numerator = i128::from(item.valor.0)
+        * i128::from(item.quantidade.0)
+        * i128::from(10_000 - item.desconto.0);
+    let scale: i128 = 10_000 * 10_000;
+    let rounded = if numerator >= 0 {
+        (numerator + scale / 2) / scale
+    } else {
+        (numerator - scale / 2) / scale
+    };
+    Centavos(i64::try_from(rounded).unwrap_or(i64::MAX))
+}
+
+/// Bling's totals ([LC] measured): `totalProdutos` = Σ lines; `total` = totalProdutos − the
+/// order's `desconto` (REAL, or PERCENTUAL of totalProdutos only, not of the freight) +
+/// `outrasDespesas` + `transporte.frete`. IPI is not added (assumption: [LC]'s measured formula
+/// has no IPI term; the real order of [VCR] has `totalIPI` 0 and says nothing either way).
 fn totals(b: &PedidoBody) -> (Centavos, Centavos) {
-    let produtos: i64 = b
-        .itens
-        .iter()
-        .map(|i| i.valor.times(i.quantidade).0 - i.desconto.0)
-        .sum();
-    let produtos = Centavos(produtos);
+    let produtos = Centavos(b.itens.iter().map(|i| line_total(i).0).sum());
     let desconto = if b.desconto.unidade == "PERCENTUAL" {
         produtos.percent(b.desconto.valor)
     } else {
         b.desconto.valor
     };
-    let total =
-        produtos.0 - desconto.0 + b.outras_despesas.0 + frete(b).0 + b.tributacao.total_ipi.0;
+    let total = produtos.0 - desconto.0 + b.outras_despesas.0 + frete(b).0;
     (produtos, Centavos(total))
 }
 
 fn check_date(value: &str, element: &str, errors: &mut Vec<FieldError>) {
-    if !value.is_empty() && parse_date(value).is_none() {
-        errors.push(FieldError::new(
-            33,
+    if !value.is_empty() && value != "0000-00-00" && parse_date(value).is_none() {
+        errors.push(err(
+            codes::DATA,
             element,
             &format!("A data {element} deve estar no formato AAAA-MM-DD"),
         ));
     }
 }
 
-/// Normalizes `b`, checks it against the account, and lists every refused field.
-fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<FieldError> {
+/// "0000-00-00" (Bling's empty date on reads) sent back means no date.
+fn clear_zero_date(d: &mut String) {
+    if d == "0000-00-00" {
+        d.clear();
+    }
+}
+
+/// The account's default payment method for generated parcelas: the active `padrao` one, else
+/// the first active one.
+fn forma_padrao(acct: &Account) -> i64 {
+    let active = || acct.formas.iter().filter(|f| f.situacao == 1);
+    active()
+        .find(|f| f.padrao == 1)
+        .or_else(|| active().next())
+        .map_or(0, |f| f.id)
+}
+
+/// Normalizes `b`, checks it against the account, and lists every refused field. `current` is
+/// the order a PUT replaces (its parcela ids are the only ones a PUT may carry).
+fn validate(b: &mut PedidoBody, acct: &Account, current: Option<&Pedido>) -> Vec<FieldError> {
+    let own_id = current.map(|p| p.id);
     let mut errors = Vec::new();
     if b.contato.id <= 0 {
-        errors.push(FieldError::new(
-            36,
-            "contato.id",
-            "O contato do pedido é obrigatório",
+        errors.push(err(
+            codes::CONTATO_OBRIGATORIO,
+            "contato",
+            "O contato da venda é obrigatório",
         ));
     } else if !acct.contatos.contains_key(&b.contato.id) {
-        errors.push(FieldError::new(
-            37,
-            "contato.id",
+        errors.push(err(
+            codes::CONTATO_INEXISTENTE,
+            "contato",
             "O contato informado não foi encontrado",
         ));
+    }
+    for d in [&mut b.data, &mut b.data_saida, &mut b.data_prevista] {
+        clear_zero_date(d);
     }
     if b.data.is_empty() {
         b.data = now_brt().date().format("%Y-%m-%d").to_string();
@@ -183,47 +232,60 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
     check_date(&b.data_saida, "dataSaida", &mut errors);
     check_date(&b.data_prevista, "dataPrevista", &mut errors);
     if b.itens.is_empty() {
-        errors.push(FieldError::new(
-            40,
+        errors.push(err(
+            codes::ITENS_VAZIO,
             "itens",
-            "O pedido deve possuir ao menos um item",
+            "A venda deve possuir ao menos um item",
         ));
     }
     let mut collection = Vec::new();
-    for (index, item) in b.itens.iter().enumerate() {
+    for (i, item) in b.itens.iter().enumerate() {
         let mut bad = |code, element: &str, msg: &str| {
             collection.push(CollectionError {
-                index,
+                index: i + 1,
                 code,
                 msg: msg.into(),
                 element: element.into(),
-                namespace: "itens".into(),
+                namespace: NS.into(),
             })
         };
         if item.quantidade.0 <= 0 {
             bad(
-                41,
+                codes::ITEM_QUANTIDADE,
                 "quantidade",
                 "A quantidade do item deve ser maior que zero",
             );
         }
         if item.valor.0 < 0 {
-            bad(42, "valor", "O valor do item não pode ser negativo");
+            bad(
+                codes::ITEM_VALOR,
+                "valor",
+                "O valor do item não pode ser negativo",
+            );
         }
-        if item.desconto.0 < 0 {
-            bad(43, "desconto", "O desconto do item não pode ser negativo");
+        if !(0..=10_000).contains(&item.desconto.0) {
+            bad(
+                codes::ITEM_DESCONTO,
+                "desconto",
+                "O desconto do item é um percentual entre 0 e 100",
+            );
         }
         if item.descricao.trim().is_empty() && item.codigo.trim().is_empty() && item.produto.id == 0
         {
             bad(
-                44,
+                codes::ITEM_DESCRICAO,
                 "descricao",
                 "Informe a descrição, o código ou o produto do item",
             );
         }
     }
+    let itens_ok = collection.is_empty() && !b.itens.is_empty();
     if !collection.is_empty() {
-        let mut f = FieldError::new(45, "itens", "Há itens inválidos no pedido");
+        let mut f = err(
+            codes::ITENS_COM_ERROS,
+            "itens",
+            "Um ou mais itens da venda possuem erros de validação",
+        );
         f.collection = collection;
         errors.push(f);
     }
@@ -231,34 +293,39 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
     if b.desconto.unidade.is_empty() {
         b.desconto.unidade = "REAL".into();
     }
+    let mut desconto_ok = true;
     match b.desconto.unidade.as_str() {
         "REAL" | "PERCENTUAL" => {}
-        _ => errors.push(FieldError::new(
-            46,
-            "desconto.unidade",
-            "A unidade do desconto deve ser REAL ou PERCENTUAL",
-        )),
+        _ => {
+            desconto_ok = false;
+            errors.push(err(
+                codes::DESCONTO_UNIDADE,
+                "desconto",
+                "A unidade do desconto deve ser REAL ou PERCENTUAL",
+            ))
+        }
     }
     if b.desconto.valor.0 < 0 || (b.desconto.unidade == "PERCENTUAL" && b.desconto.valor.0 > 10_000)
     {
-        errors.push(FieldError::new(
-            47,
-            "desconto.valor",
+        desconto_ok = false;
+        errors.push(err(
+            codes::DESCONTO_VALOR,
+            "desconto",
             "O valor do desconto é inválido",
         ));
     }
     if b.outras_despesas.0 < 0 {
-        errors.push(FieldError::new(
-            48,
+        errors.push(err(
+            codes::OUTRAS_DESPESAS,
             "outrasDespesas",
             "Outras despesas não pode ser negativo",
         ));
     }
     if b.numero < 0 {
-        errors.push(FieldError::new(
-            34,
+        errors.push(err(
+            codes::NUMERO_INVALIDO,
             "numero",
-            "O número do pedido é inválido",
+            "O número da venda é inválido",
         ));
     } else if b.numero > 0
         && acct
@@ -266,19 +333,156 @@ fn validate(b: &mut PedidoBody, acct: &Account, own_id: Option<i64>) -> Vec<Fiel
             .values()
             .any(|p| p.body.numero == b.numero && Some(p.id) != own_id)
     {
-        errors.push(FieldError::new(
-            35,
+        errors.push(err(
+            codes::NUMERO_DUPLICADO,
             "numero",
-            "Já existe um pedido de venda com este número",
+            "Já existe uma venda com este número",
+        ));
+    }
+    errors.extend(validate_parcelas(b, acct, current, itens_ok && desconto_ok));
+    // Stored as Bling reads them back, so a read-back sent again is the same sale.
+    b.transporte = with_defaults(transporte_defaults(), &b.transporte);
+    b.taxas = with_defaults(
+        json!({"taxaComissao": 0, "custoFrete": 0, "valorBase": 0}),
+        &b.taxas,
+    );
+    errors
+}
+
+/// Parcelas ([OAS], [LC]): each needs one of the account's payment methods (else Bling's code
+/// 49 wrapper with code 12 per parcela), a PUT may carry only the order's current parcela ids,
+/// and together they must add up to the total (else code 22). Absent parcelas are generated:
+/// one parcela of the whole total, due on `data`, with the default payment method (assumption:
+/// [OAS] marks parcelas required, yet its `data` field speaks of the account's "geração de
+/// parcelas" parameter, i.e. Bling generates parcelas itself).
+fn validate_parcelas(
+    b: &mut PedidoBody,
+    acct: &Account,
+    current: Option<&Pedido>,
+    totals_known: bool,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let (_, total) = totals(b);
+    if b.parcelas.is_empty() {
+        if totals_known {
+            b.parcelas.push(Parcela {
+                id: 0,
+                data_vencimento: b.data.clone(),
+                valor: total,
+                observacoes: String::new(),
+                forma_pagamento: IdRef {
+                    id: forma_padrao(acct),
+                },
+            });
+        }
+        return errors;
+    }
+    let current_ids: Vec<i64> = current
+        .map(|p| p.body.parcelas.iter().map(|x| x.id).collect())
+        .unwrap_or_default();
+    let mut collection = Vec::new();
+    for (i, parcela) in b.parcelas.iter_mut().enumerate() {
+        let mut bad = |code, element: &str, msg: &str| {
+            collection.push(CollectionError {
+                index: i + 1,
+                code,
+                msg: msg.into(),
+                element: element.into(),
+                namespace: NS.into(),
+            })
+        };
+        if current.is_none() {
+            // [OAS]: a parcela's `id` is "Ignorado no método POST".
+            parcela.id = 0;
+        } else if parcela.id > 0 && !current_ids.contains(&parcela.id) {
+            bad(
+                codes::PARCELA_ID,
+                "id",
+                &format!("O id ({}) da parcela é inválido", parcela.id),
+            );
+        }
+        let forma = parcela.forma_pagamento.id;
+        if !acct.formas.iter().any(|f| f.id == forma && f.situacao == 1) {
+            bad(
+                codes::FORMA_PAGAMENTO_INVALIDA,
+                "formaPagamento",
+                "Id da forma de pagamento inválido.",
+            );
+        }
+        clear_zero_date(&mut parcela.data_vencimento);
+        if parcela.data_vencimento.is_empty() {
+            parcela.data_vencimento = b.data.clone();
+        } else if parse_date(&parcela.data_vencimento).is_none() {
+            bad(
+                codes::PARCELA_VENCIMENTO,
+                "dataVencimento",
+                "A data de vencimento deve estar no formato AAAA-MM-DD",
+            );
+        }
+        if parcela.valor.0 <= 0 {
+            bad(
+                codes::PARCELA_VALOR,
+                "valor",
+                "O valor da parcela deve ser maior que zero",
+            );
+        }
+    }
+    if !collection.is_empty() {
+        let mut f = err(
+            codes::PARCELAS_COM_ERROS,
+            "parcelas",
+            "Uma ou mais parcelas da venda possuem erros de validação",
+        );
+        f.collection = collection;
+        errors.push(f);
+    }
+    let soma: i64 = b.parcelas.iter().map(|p| p.valor.0).sum();
+    if totals_known && soma != total.0 {
+        errors.push(err(
+            codes::PARCELAS_SOMA,
+            "parcelas",
+            "O somatório do valor das parcelas difere do total da venda",
         ));
     }
     errors
 }
 
-/// Item and parcela ids are Bling's; new lines get fresh ones.
-fn assign_line_ids(b: &mut PedidoBody, next_id: &mut impl FnMut() -> i64) {
+/// What makes two sales "identical" for Bling's duplicate guard (assumption: Bling does not say
+/// which fields it compares): the whole normalized content as saved — contato, itens,
+/// parcelas, dates, loja, `numeroLoja`, observações, descontos, transporte, … — without the ids
+/// Bling assigns (order `numero`, item and parcela ids).
+fn fingerprint(b: &PedidoBody) -> Value {
+    let mut v = serde_json::to_value(b).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.remove("numero");
+        // Bling reads the order's contato from the contato record: only its id matters.
+        m.insert("contato".into(), json!({"id": b.contato.id}));
+        for key in ["itens", "parcelas"] {
+            if let Some(Value::Array(lines)) = m.get_mut(key) {
+                for line in lines {
+                    if let Value::Object(l) = line {
+                        l.remove("id");
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Bling's refusal of a sale identical to the last one saved ([FM], [LC]), byte for byte.
+fn identical_sale() -> ApiError {
+    ApiError::validation_described(
+        SAVE_FAILED,
+        "",
+        vec![err(codes::VENDA_IDENTICA, "", IDENTICA)],
+    )
+}
+
+/// Item and parcela ids are Bling's: new lines get fresh ones (on POST every line is new).
+fn assign_line_ids(b: &mut PedidoBody, keep_items: &[i64], next_id: &mut impl FnMut() -> i64) {
     for i in &mut b.itens {
-        if i.id <= 0 {
+        if i.id <= 0 || !keep_items.contains(&i.id) {
             i.id = next_id();
         }
     }
@@ -289,9 +493,30 @@ fn assign_line_ids(b: &mut PedidoBody, next_id: &mut impl FnMut() -> i64) {
     }
 }
 
+/// `transporte` as Bling reads it: its empty fields present ([VCR] GET pedido).
+fn transporte_defaults() -> Value {
+    json!({
+        "fretePorConta": 0, "frete": 0, "quantidadeVolumes": 0, "pesoBruto": 0,
+        "prazoEntrega": 0, "contato": {"id": 0, "nome": ""}, "volumes": [],
+    })
+}
+
+/// `defaults` (an object) with what was sent on top.
+fn with_defaults(defaults: Value, sent: &Map<String, Value>) -> Map<String, Value> {
+    let mut m = match defaults {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    for (k, v) in sent {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
 impl Pedido {
-    /// The order as `GET /pedidos/vendas/{id}` shows it; `contato` is read from the contato
-    /// record as Bling does (falling back to what the order carried if it was deleted).
+    /// The order as `GET /pedidos/vendas/{id}` shows it ([VCR] GET pedido): `contato` read from
+    /// the contato record (falling back to what the order carried if it was deleted), empty
+    /// dates "0000-00-00", empty references `{"id":0}`.
     pub fn json(&self, acct: &Account) -> Value {
         let mut v = serde_json::to_value(&self.body).unwrap_or_else(|_| json!({}));
         if let Value::Object(m) = &mut v {
@@ -304,6 +529,13 @@ impl Pedido {
                 "notaFiscal".into(),
                 json!({"id": self.nota_fiscal.unwrap_or(0)}),
             );
+            for (key, d) in [
+                ("data", &self.body.data),
+                ("dataSaida", &self.body.data_saida),
+                ("dataPrevista", &self.body.data_prevista),
+            ] {
+                m.insert(key.into(), json!(date_or_zero(d)));
+            }
         }
         v
     }
@@ -322,11 +554,11 @@ impl Pedido {
         match acct.contatos.get(&c.id) {
             Some(k) => json!({
                 "id": k.id, "nome": k.body.nome, "tipoPessoa": k.body.tipo,
-                "numeroDocumento": k.body.numero_documento,
+                "numeroDocumento": format_document(&k.body.numero_documento),
             }),
             None => json!({
                 "id": c.id, "nome": "", "tipoPessoa": c.tipo_pessoa,
-                "numeroDocumento": c.numero_documento,
+                "numeroDocumento": format_document(&normalize_document(&c.numero_documento)),
             }),
         }
     }
@@ -335,7 +567,7 @@ impl Pedido {
         let b = &self.body;
         json!({
             "id": self.id, "numero": b.numero, "numeroLoja": b.numero_loja, "data": b.data,
-            "dataSaida": b.data_saida, "dataPrevista": b.data_prevista,
+            "dataSaida": date_or_zero(&b.data_saida), "dataPrevista": date_or_zero(&b.data_prevista),
             "totalProdutos": self.total_produtos, "total": self.total,
             "contato": self.contato_json(acct), "situacao": self.situacao_json(acct),
             "loja": {"id": b.loja.id},
@@ -356,12 +588,21 @@ pub(crate) async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut b: PedidoBody = parse_body(&body, SAVE_FAILED)?;
     let mut store = shared.store();
-    let errors = validate(&mut b, store.account_mut(&ctx.account), None);
+    let acct = store.account_mut(&ctx.account);
+    let errors = validate(&mut b, acct, None);
     if !errors.is_empty() {
-        return Err(ApiError::validation(SAVE_FAILED, errors));
+        return Err(ApiError::validation_described(
+            SAVE_FAILED,
+            SAVE_INVALID,
+            errors,
+        ));
+    }
+    let fp = fingerprint(&b);
+    if acct.last_sale.as_ref() == Some(&fp) {
+        return Err(identical_sale());
     }
     let id = store.next_id();
-    assign_line_ids(&mut b, &mut || store.next_id());
+    assign_line_ids(&mut b, &[], &mut || store.next_id());
     let acct = store.account_mut(&ctx.account);
     if b.numero == 0 {
         b.numero = acct.last_numero_pedido + 1;
@@ -369,6 +610,7 @@ pub(crate) async fn create(
     acct.last_numero_pedido = acct.last_numero_pedido.max(b.numero);
     let (total_produtos, total) = totals(&b);
     let situacao = acct.ids.em_aberto;
+    acct.last_sale = Some(fp);
     acct.pedidos.insert(
         id,
         Pedido {
@@ -387,36 +629,48 @@ pub(crate) async fn create(
     ))
 }
 
+/// `PUT /pedidos/vendas/{id}` replaces the whole order (fields left out are cleared: [DOC]
+/// /bling-api, [LC]) and answers `200 {"data":{"id","alertas":[]}}` ([OAS]).
 pub(crate) async fn update(
     State(shared): State<Arc<Shared>>,
     Extension(ctx): Extension<AuthCtx>,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "Pedido de venda")?;
     let mut b: PedidoBody = parse_body(&body, SAVE_FAILED)?;
     let mut store = shared.store();
     let acct = store.account_mut(&ctx.account);
-    let numero = pedido_mut(acct, id)?.body.numero;
-    // A PUT without `numero` keeps the order's number: clearing it would leave an order no
-    // one can find by number, which Bling does not allow.
+    let current = pedido_mut(acct, id)?.clone();
+    // A PUT without `numero` keeps the order's number (assumption: clearing it would leave an
+    // order no one can find by number).
     if b.numero == 0 {
-        b.numero = numero;
+        b.numero = current.body.numero;
     }
-    let errors = validate(&mut b, acct, Some(id));
+    let errors = validate(&mut b, acct, Some(&current));
     if !errors.is_empty() {
-        return Err(ApiError::validation(SAVE_FAILED, errors));
+        return Err(ApiError::validation_described(
+            SAVE_FAILED,
+            SAVE_INVALID,
+            errors,
+        ));
     }
-    assign_line_ids(&mut b, &mut || store.next_id());
+    let fp = fingerprint(&b);
+    if fingerprint(&current.body) == fp || acct.last_sale.as_ref() == Some(&fp) {
+        return Err(identical_sale());
+    }
+    let keep: Vec<i64> = current.body.itens.iter().map(|i| i.id).collect();
+    assign_line_ids(&mut b, &keep, &mut || store.next_id());
     let acct = store.account_mut(&ctx.account);
     acct.last_numero_pedido = acct.last_numero_pedido.max(b.numero);
+    acct.last_sale = Some(fp);
     let p = pedido_mut(acct, id)?;
     let (total_produtos, total) = totals(&b);
     p.body = b;
     p.total_produtos = total_produtos;
     p.total = total;
     p.updated = now_brt();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(json!({"data": {"id": id, "alertas": []}})))
 }
 
 pub(crate) async fn get_one(
@@ -461,10 +715,11 @@ pub(crate) async fn set_situacao(
         .ok()
         .filter(|s| acct.situacoes.iter().any(|x| x.id == *s))
         .ok_or_else(|| {
-            ApiError::validation(
-                "Não foi possível alterar a situação do pedido",
-                vec![FieldError::new(
-                    38,
+            ApiError::validation_described(
+                "Não foi possível alterar a situação da venda",
+                SAVE_INVALID,
+                vec![err(
+                    codes::SITUACAO_PEDIDO,
                     "idSituacao",
                     "A situação informada não existe no módulo de vendas",
                 )],
@@ -491,10 +746,11 @@ pub(crate) async fn gerar_nfe(
         .get(&id)
         .ok_or_else(|| ApiError::not_found("Pedido de venda"))?;
     if let Some(existing) = p.nota_fiscal {
-        return Err(ApiError::validation(
+        return Err(ApiError::validation_described(
             "Não foi possível gerar a nota fiscal",
-            vec![FieldError::new(
-                39,
+            "",
+            vec![err(
+                codes::NFE_JA_GERADA,
                 "idPedidoVenda",
                 &format!("O pedido já possui a nota fiscal {existing} vinculada"),
             )],
@@ -531,21 +787,12 @@ pub(crate) async fn list(
         .into_iter()
         .map(str::to_string)
         .collect();
-    let mut date = |key: &str, upper: bool| {
-        let v = p.get(key)?;
-        let parsed = parse_bound(v, upper);
-        if parsed.is_none() {
-            errors.push(FieldError::new(3, key, "Data inválida: use AAAA-MM-DD"));
-        }
-        parsed
-    };
-    let data_de = date("dataInicial", false).map(|d| d.date());
-    let data_ate = date("dataFinal", true).map(|d| d.date());
-    let alt_de = date("dataAlteracaoInicial", false);
-    let alt_ate = date("dataAlteracaoFinal", true);
-    let prev_de = date("dataPrevistaInicial", false).map(|d| d.date());
-    let prev_ate = date("dataPrevistaFinal", true).map(|d| d.date());
-    check(errors)?;
+    let (data_de, data_ate) = p.period("data", &mut errors);
+    let (data_de, data_ate) = (data_de.map(|d| d.date()), data_ate.map(|d| d.date()));
+    let (alt_de, alt_ate) = p.period("dataAlteracao", &mut errors);
+    let (prev_de, prev_ate) = p.period("dataPrevista", &mut errors);
+    let (prev_de, prev_ate) = (prev_de.map(|d| d.date()), prev_ate.map(|d| d.date()));
+    check(errors, NS)?;
 
     let mut store = shared.store();
     let acct = store.account_mut(&ctx.account);
@@ -555,9 +802,11 @@ pub(crate) async fn list(
         }
         parse_date(value).is_some_and(|d| from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t))
     };
+    // Newest first ([VCR] `all_situations_bling_order_items.yml`: descending ids).
     let data: Vec<Value> = acct
         .pedidos
         .values()
+        .rev()
         .filter(|o| {
             let b = &o.body;
             id_contato.is_none_or(|c| b.contato.id == c)

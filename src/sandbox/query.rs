@@ -2,7 +2,10 @@
 //! (`idsSituacoes[]=6&idsSituacoes[]=9`, which serde_urlencoded cannot collect), JSON bodies and
 //! path ids, each failure answered as a Bling error rather than axum's plain-text rejection.
 
+use crate::sandbox::codes;
 use crate::sandbox::error::{ApiError, FieldError};
+use crate::sandbox::validation::{parse_bound, range_over_a_year};
+use chrono::NaiveDateTime;
 
 /// Decoded `key=value` pairs, keys with `[]` / `[N]` suffixes folded to the bare name.
 #[derive(Debug, Default)]
@@ -93,7 +96,7 @@ impl Params {
             Ok(n) => Some(n),
             Err(_) => {
                 errors.push(FieldError::new(
-                    2,
+                    codes::PARAMETRO_NUMERICO,
                     key,
                     &format!("O parâmetro {key} deve ser numérico"),
                 ));
@@ -108,7 +111,7 @@ impl Params {
             match v.parse() {
                 Ok(n) => out.push(n),
                 Err(_) => errors.push(FieldError::new(
-                    2,
+                    codes::PARAMETRO_NUMERICO,
                     key,
                     &format!("O parâmetro {key} deve conter apenas números"),
                 )),
@@ -123,6 +126,47 @@ impl Params {
         let limite = self.int("limite", errors).unwrap_or(100).clamp(1, 100);
         let offset = usize::try_from((pagina - 1).saturating_mul(limite)).unwrap_or(usize::MAX);
         (offset, usize::try_from(limite).unwrap_or(100))
+    }
+
+    /// A date filter bound (`Y-m-d` or `Y-m-d H:i:s` exactly), else an error on `key`.
+    pub fn date(
+        &self,
+        key: &str,
+        upper: bool,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<NaiveDateTime> {
+        let v = self.get(key)?;
+        let parsed = parse_bound(v, upper);
+        if parsed.is_none() {
+            errors.push(FieldError::new(
+                codes::DATA_FILTRO,
+                key,
+                "Data inválida: use o formato AAAA-MM-DD ou AAAA-MM-DD HH:MM:SS",
+            ));
+        }
+        parsed
+    }
+
+    /// The `{prefix}Inicial`/`{prefix}Final` pair; a period over one year is refused.
+    pub fn period(
+        &self,
+        prefix: &str,
+        errors: &mut Vec<FieldError>,
+    ) -> (Option<NaiveDateTime>, Option<NaiveDateTime>) {
+        let from_key = format!("{prefix}Inicial");
+        let to_key = format!("{prefix}Final");
+        let from = self.date(&from_key, false, errors);
+        let to = self.date(&to_key, true, errors);
+        if let (Some(f), Some(t)) = (from, to) {
+            if range_over_a_year(f, t) {
+                errors.push(FieldError::new(
+                    codes::PERIODO_SUPERIOR_A_UM_ANO,
+                    &from_key,
+                    "O período informado não pode ser superior a um ano",
+                ));
+            }
+        }
+        (from, to)
     }
 }
 
@@ -143,6 +187,9 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     body: &[u8],
     message: &str,
 ) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::empty_body());
+    }
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_body(message, &e.to_string()))?;
     if !value.is_object() {
@@ -163,11 +210,19 @@ pub(crate) fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::not_found(what))
 }
 
-pub(crate) fn check(errors: Vec<FieldError>) -> Result<(), ApiError> {
+/// Query-parameter errors as one `400 VALIDATION_ERROR`, each field in the module `namespace`.
+pub(crate) fn check(mut errors: Vec<FieldError>, namespace: &str) -> Result<(), ApiError> {
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation("Parâmetros inválidos", errors))
+        for e in &mut errors {
+            e.namespace = namespace.to_string();
+        }
+        Err(ApiError::validation_described(
+            "Parâmetros inválidos",
+            "Ocorreu um erro ao validar os dados recebidos.",
+            errors,
+        ))
     }
 }
 

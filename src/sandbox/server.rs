@@ -9,7 +9,7 @@ use crate::sandbox::faults::FaultConfig;
 use crate::sandbox::oauth::{self, TokenSet};
 use crate::sandbox::pipeline::api_layer;
 use crate::sandbox::state::Shared;
-use crate::sandbox::{contatos, nfe, pedidos, situacoes};
+use crate::sandbox::{contatos, empresa, encoding, formas, nfe, pedidos, situacoes};
 use axum::routing::{get, patch, post};
 use axum::Router;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,6 +53,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/Api/v3/pedidos/vendas/{id}/gerar-nfe",
             post(pedidos::gerar_nfe),
         )
+        .route("/Api/v3/formas-pagamentos", get(formas::list))
+        .route("/Api/v3/formas-pagamentos/{id}", get(formas::get_one))
+        .route("/Api/v3/empresas/me/dados-basicos", get(empresa::get))
         .route("/Api/v3/nfe/{id}", get(nfe::get_one))
         .route("/Api/v3/nfe/{id}/enviar", post(nfe::enviar))
         .route("/Api/v3/situacoes/modulos", get(situacoes::modulos))
@@ -77,6 +80,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/Api/v3/oauth/revoke", post(oauth::revoke));
     api.merge(oauth)
         .merge(control::router())
+        .merge(crate::sandbox::control_resources::router())
         .fallback(|| async { ApiError::not_found("Recurso") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -86,6 +90,7 @@ fn router(shared: Arc<Shared>) -> Router {
                 "O recurso não aceita este método HTTP",
             )
         })
+        .layer(axum::middleware::map_response(encoding::php_json))
         .with_state(shared)
 }
 
@@ -217,6 +222,41 @@ impl Sandbox {
     /// Adds a custom sales-order situação to `account` (created if new); returns its id.
     pub fn add_situacao(&self, account: &str, nome: &str) -> i64 {
         self.shared.add_situacao(account, nome)
+    }
+
+    /// A custom sales-order situação inheriting from `id_herdado` (and its `valor`); `None` if
+    /// `id_herdado` is not a sales situação of the account.
+    pub fn add_situacao_herdada(&self, account: &str, nome: &str, id_herdado: i64) -> Option<i64> {
+        self.shared.add_situacao_herdada(account, nome, id_herdado)
+    }
+
+    /// Makes a contato look "included" (and last changed) `days` ago, so that Bling's default
+    /// `criterio=3` ("Últimos incluídos") no longer lists it. False if there is no such contato.
+    pub fn age_contato(&self, account: &str, id: i64, days: i64) -> bool {
+        self.shared.age_contato(account, id, days)
+    }
+
+    /// Adds an active payment method to `account` (created if new); returns its id.
+    /// `tipo_pagamento` is the NF-e code (1 dinheiro, 3 crédito, 4 débito, 15 boleto, 17 Pix…).
+    pub fn add_forma_pagamento(&self, account: &str, descricao: &str, tipo_pagamento: i64) -> i64 {
+        self.shared
+            .add_forma_pagamento(account, descricao, tipo_pagamento)
+    }
+
+    /// Activates or deactivates a payment method; false if the account has no such method.
+    pub fn set_forma_pagamento_ativa(&self, account: &str, id: i64, ativa: bool) -> bool {
+        self.shared.set_forma_situacao(account, id, ativa)
+    }
+
+    /// The account's payment methods as `GET /formas-pagamentos` lists them.
+    pub fn formas_pagamento(&self, account: &str) -> Vec<serde_json::Value> {
+        self.shared.formas_json(account)
+    }
+
+    /// The account's `GET /empresas/me/dados-basicos` `data` (its `id` is the webhooks'
+    /// `companyId`); `None` if the account does not exist yet.
+    pub fn empresa(&self, account: &str) -> Option<serde_json::Value> {
+        self.shared.empresa_json(account)
     }
 
     /// Tokens for `account` without the browser flow or the token endpoint (not logged, not

@@ -5,6 +5,7 @@ use crate::sandbox::calllog::CallLog;
 use crate::sandbox::config::{SandboxConfig, SituacaoIds};
 use crate::sandbox::contatos::Contato;
 use crate::sandbox::faults::FaultEngine;
+use crate::sandbox::formas::FormaPagamento;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::nfe::Nfe;
 use crate::sandbox::oauth::OAuthStore;
@@ -26,6 +27,15 @@ pub(crate) struct Account {
     pub last_numero_nfe: i64,
     /// The shop's own CNPJ, used as the issuer in NF-e access keys.
     pub cnpj: String,
+    /// Payment methods (`/formas-pagamentos`), ids unique to this account.
+    pub formas: Vec<FormaPagamento>,
+    /// The normalized content of the last sale saved (created or updated): Bling refuses an
+    /// identical one with code 3.
+    pub last_sale: Option<serde_json::Value>,
+    /// `GET /empresas/me/dados-basicos` `id` (32 hex).
+    pub empresa_id: String,
+    /// When the account was created (`dataContrato`).
+    pub contratado: chrono::NaiveDateTime,
 }
 
 /// Resource ids are global, as Bling's are, and start above 2^32 so a client storing them in
@@ -45,7 +55,17 @@ fn new_account(name: &str, ids: SituacaoIds, n: u64) -> Account {
         last_numero_pedido: 0,
         last_numero_nfe: 0,
         cnpj: crate::sandbox::nfe::issuer_cnpj(n),
+        formas: crate::sandbox::formas::defaults(first_forma_id(n)),
+        last_sale: None,
+        empresa_id: crate::sandbox::empresa::empresa_id(name),
+        contratado: crate::sandbox::validation::now_brt(),
     }
+}
+
+/// Payment-method ids of the n-th account: a block of its own, so no two accounts share one
+/// (7-digit ids like the real 1135275 of [VCR]).
+fn first_forma_id(n: u64) -> i64 {
+    1_100_000 + i64::try_from(n % 800).unwrap_or(0) * 1_000 + 1
 }
 
 pub(crate) struct Store {
@@ -96,12 +116,26 @@ impl Store {
     }
 
     pub fn add_situacao(&mut self, account: &str, nome: &str) -> i64 {
+        let herdado = self.account_mut(account).ids.em_andamento;
+        self.add_situacao_herdada(account, nome, herdado)
+            .unwrap_or_default()
+    }
+
+    /// A custom situação inheriting from `herdado` (and its `valor`); `None` if `herdado` is
+    /// not a situação of the account.
+    pub fn add_situacao_herdada(&mut self, account: &str, nome: &str, herdado: i64) -> Option<i64> {
+        let valor = self
+            .account_mut(account)
+            .situacoes
+            .iter()
+            .find(|s| s.id == herdado)?
+            .valor;
         self.last_situacao_id += 1;
         let id = self.last_situacao_id;
-        let acct = self.account_mut(account);
-        let herdado = acct.ids.em_andamento;
-        acct.situacoes.push(Situacao::custom(id, nome, herdado));
-        id
+        self.account_mut(account)
+            .situacoes
+            .push(Situacao::custom(id, nome, herdado, valor));
+        Some(id)
     }
 }
 

@@ -1,6 +1,8 @@
 // Drives the public `bling-erp-api` npm client (not written by us) against the Bling sandbox:
-// OAuth code flow, create a contato, find it by document, create a sales order, change its
-// situação (discovered, not hard-coded), generate and send its NF-e. Prints one JSON line with
+// OAuth code flow, read the company, create a contato, find it by document, discover the Pix
+// payment method, create a sales order (item discount as a percentage, parcelas adding up to
+// the total), be refused when sending the same sale again (Bling's code 3), change its
+// situação (discovered by name, never data[0]), generate and send its NF-e. Prints one JSON line with
 // what it saw; exits non-zero on any mismatch. Run by tests/sandbox_third_party.rs.
 'use strict';
 
@@ -58,8 +60,13 @@ async function main() {
     check(e instanceof BlingApiException, `BlingApiException, got ${e}`);
     check(e.response.error.type === 'VALIDATION_ERROR', 'VALIDATION_ERROR');
     check(e.response.error.fields[0].element === 'numeroDocumento', 'field numeroDocumento');
+    check(e.response.error.fields[0].namespace === 'CONTATOS', 'namespace CONTATOS');
     seen.validationCode = e.response.error.fields[0].code;
   }
+
+  const empresa = await paced(() => bling.empresas.me());
+  check(/^[0-9a-f]{32}$/.test(empresa.data.id), `empresa id is 32 hex (got ${empresa.data.id})`);
+  seen.empresaId = empresa.data.id;
 
   const created = await paced(() => bling.contatos.create({
     nome: 'Tutor do Rex', tipo: 'F', numeroDocumento: '529.982.247-25', situacao: 'A',
@@ -72,32 +79,52 @@ async function main() {
   const found = await paced(() => bling.contatos.get({ numeroDocumento: '52998224725' }));
   check(found.data.length === 1 && found.data[0].id === idContato, 'found by numeroDocumento');
   const contato = await paced(() => bling.contatos.find({ idContato }));
-  check(contato.data.nome === 'Tutor do Rex' && contato.data.endereco.geral.cep === '01310100', 'contato read back');
+  // Bling reads documents and phones back punctuated.
+  check(contato.data.nome === 'Tutor do Rex' && contato.data.numeroDocumento === '529.982.247-25' &&
+    contato.data.telefone === '(11) 3333-4444' && contato.data.endereco.geral.cep === '01310-100',
+  `contato read back (got ${JSON.stringify(contato.data)})`);
+
+  // Payment-method ids are per account: discover Pix (NF-e tipoPagamento 17).
+  const formas = await paced(() => bling.formasDePagamento.get());
+  const pix = formas.data.find((f) => f.tipoPagamento === 17);
+  check(pix, 'Pix payment method');
 
   const modules = await paced(() => bling.situacoesModulos.getModules());
   const vendas = modules.data.find((m) => m.nome === 'Vendas');
-  check(vendas, 'Vendas module');
+  check(vendas && modules.data[0].id !== vendas.id, 'Vendas module, not the first one');
   const situacoes = await paced(() => bling.situacoesModulos.getModuleSituations({ idModuloSistema: vendas.id }));
   const atendido = situacoes.data.find((s) => s.nome === 'Atendido');
   check(atendido, 'Atendido discovered');
 
-  const pedido = await paced(() => bling.pedidosVendas.create({
+  // itens[].desconto is a percentage: 80.50 + 2 × 45.25 × (1 − 10 %) = 80.50 + 81.45 = 161.95.
+  const sale = {
     numeroLoja: 'PETSHOP-INV-1', data: '2025-03-10', dataSaida: '2025-03-10', dataPrevista: '2025-03-11',
     contato: { id: idContato },
     itens: [{ id: 0, codigo: 'BANHO', descricao: 'Banho e tosa', quantidade: 1, valor: 80.5 },
-            { id: 0, codigo: 'RACAO', descricao: 'Ração 3 kg', quantidade: 2, valor: 45.25 }],
-    parcelas: [],
-  }));
+            { id: 0, codigo: 'RACAO', descricao: 'Ração 3 kg', quantidade: 2, valor: 45.25, desconto: 10 }],
+    parcelas: [{ dataVencimento: '2025-03-10', valor: 161.95, formaPagamento: { id: pix.id } }],
+  };
+  const pedido = await paced(() => bling.pedidosVendas.create(sale));
   const idPedidoVenda = pedido.data.id;
   check(Array.isArray(pedido.data.alertas), 'alertas');
 
+  // The same sale again (a blind retry) is refused: Bling's duplicate-sale guard, code 3.
+  try {
+    await paced(() => bling.pedidosVendas.create(sale));
+    throw new Error('identical sale accepted');
+  } catch (e) {
+    check(e instanceof BlingApiException, `BlingApiException, got ${e}`);
+    seen.duplicateCode = e.response.error.fields[0].code;
+  }
+
   const listed = await paced(() => bling.pedidosVendas.get({ numerosLojas: ['PETSHOP-INV-1'] }));
-  check(listed.data.length === 1 && listed.data[0].total === 171, `order total (got ${JSON.stringify(listed.data[0])})`);
+  check(listed.data.length === 1 && listed.data[0].total === 161.95, `order total (got ${JSON.stringify(listed.data[0])})`);
 
   await paced(() => bling.pedidosVendas.changeSituation({ idPedidoVenda, idSituacao: atendido.id }));
   const order = await paced(() => bling.pedidosVendas.find({ idPedidoVenda }));
   check(order.data.situacao.id === atendido.id, 'situação changed');
 
+  // Real Bling answers {"data":{"idNotaFiscal":…}}; the npm types (from the spec) omit `data`.
   const nfe = await paced(() => bling.pedidosVendas.generateNfe({ idPedidoVenda }));
   const idNotaFiscal = nfe.data.idNotaFiscal;
   check(Number.isInteger(idNotaFiscal), 'idNotaFiscal');
