@@ -88,6 +88,13 @@ const REFRESH_EXPIRED: &str = "Refresh token has expired";
 const TOKEN_INVALID: &str = "The access token provided is invalid";
 const TOKEN_EXPIRED: &str = "The access token provided has expired";
 
+/// A refused grant and the account it concerned, when known (for the call log).
+type Refused = Box<(ApiError, Option<String>)>;
+
+fn refused(e: ApiError, account: Option<String>) -> Refused {
+    Box::new((e, account))
+}
+
 fn invalid_grant(description: &str) -> ApiError {
     oauth_api_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
 }
@@ -245,24 +252,24 @@ impl OAuthStore {
         code: &str,
         client_id: &str,
         p: &IssueParams,
-    ) -> Result<(TokenSet, String), (ApiError, Option<String>)> {
+    ) -> Result<(TokenSet, String), Refused> {
         let now = Instant::now();
         self.prune(now);
         let Some(c) = self.codes.get(code).filter(|c| c.client_id == client_id) else {
-            return Err((invalid_grant(CODE_INVALID), None));
+            return Err(refused(invalid_grant(CODE_INVALID), None));
         };
         let account = c.account.clone();
         if c.redeemed {
             // Bling: "for security reasons the user has been revoked". Assumed width: every
             // authorization of that account for this app.
             self.revoke_account(&account, Some(client_id));
-            return Err((code_reused(), Some(account)));
+            return Err(refused(code_reused(), Some(account)));
         }
         if now >= c.expires {
-            return Err((invalid_grant(CODE_EXPIRED), Some(account)));
+            return Err(refused(invalid_grant(CODE_EXPIRED), Some(account)));
         }
         if !self.company_active(&account) {
-            return Err((empresa_inativa(), Some(account)));
+            return Err(refused(empresa_inativa(), Some(account)));
         }
         let g = self.new_grant(client_id, &account);
         if let Some(c) = self.codes.get_mut(code) {
@@ -276,11 +283,11 @@ impl OAuthStore {
         token: &str,
         client_id: &str,
         p: &IssueParams,
-    ) -> Result<(TokenSet, String), (ApiError, Option<String>)> {
+    ) -> Result<(TokenSet, String), Refused> {
         let now = Instant::now();
         self.prune(now);
         let Some(r) = self.refresh.get(token) else {
-            return Err((invalid_grant(REFRESH_INVALID), None));
+            return Err(refused(invalid_grant(REFRESH_INVALID), None));
         };
         let (grant_id, dead, expired) = (r.grant, r.rotated || r.revoked, now >= r.expires);
         let Some(grant) = self
@@ -288,17 +295,17 @@ impl OAuthStore {
             .get(&grant_id)
             .filter(|g| g.client_id == client_id)
         else {
-            return Err((invalid_grant(REFRESH_INVALID), None));
+            return Err(refused(invalid_grant(REFRESH_INVALID), None));
         };
         let account = grant.account.clone();
         if grant.revoked || dead {
-            return Err((invalid_grant(REFRESH_INVALID), Some(account)));
+            return Err(refused(invalid_grant(REFRESH_INVALID), Some(account)));
         }
         if expired {
-            return Err((invalid_grant(REFRESH_EXPIRED), Some(account)));
+            return Err(refused(invalid_grant(REFRESH_EXPIRED), Some(account)));
         }
         if !self.company_active(&account) {
-            return Err((empresa_inativa(), Some(account)));
+            return Err(refused(empresa_inativa(), Some(account)));
         }
         if let Some(r) = self.refresh.get_mut(token) {
             r.rotated = true;
@@ -458,9 +465,9 @@ pub(crate) fn enable_jwt(headers: &HeaderMap) -> bool {
 /// the body are not accepted ([DOC] /aplicativos); the wording is bshaffer's HttpBasic with
 /// body credentials disabled, which Bling's documented "The client credentials are invalid"
 /// matches. Status 400, as that library answers (Bling's is undocumented).
-fn authenticate_client(shared: &Shared, headers: &HeaderMap) -> Result<ClientApp, Response> {
+fn authenticate_client(shared: &Shared, headers: &HeaderMap) -> Result<ClientApp, ApiError> {
     let Some((id, secret)) = basic_credentials(headers) else {
-        return Err(oauth_error(
+        return Err(oauth_api_error(
             StatusCode::BAD_REQUEST,
             "invalid_client",
             "Client credentials were not found in the headers",
@@ -470,7 +477,7 @@ fn authenticate_client(shared: &Shared, headers: &HeaderMap) -> Result<ClientApp
         .filter(|c| c.client_secret == secret)
         .cloned()
         .ok_or_else(|| {
-            oauth_error(
+            oauth_api_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_client",
                 "The client credentials are invalid",
@@ -702,7 +709,7 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
     }
     let app = match authenticate_client(shared, headers) {
         Ok(app) => app,
-        Err(response) => return out(response, None),
+        Err(e) => return out(e.into_response(), None),
     };
     if shared.store().oauth.jwt_only && !jwt {
         // Assumption: after the cut-off a token call without the header is refused.
@@ -755,7 +762,10 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             out(resp, Some(account))
         }
-        Err((e, account)) => out(e.into_response(), account),
+        Err(r) => {
+            let (e, account) = *r;
+            out(e.into_response(), account)
+        }
     }
 }
 
@@ -846,7 +856,7 @@ fn revoke_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome 
     };
     let app = match authenticate_client(shared, headers) {
         Ok(app) => app,
-        Err(response) => return out(response, None),
+        Err(e) => return out(e.into_response(), None),
     };
     let params = Params::parse(std::str::from_utf8(body).ok());
     let Some(token) = params.get("token") else {
