@@ -107,9 +107,14 @@ pub struct BlingArgs {
         default_value = "https://www.bling.com.br/Api/v3/oauth/authorize"
     )]
     pub bling_authorize_url: String,
-    /// Bling's token endpoint; defaults to `<BLING_API_URL>/oauth/token`.
-    #[arg(long, env = "BLING_TOKEN_URL")]
-    pub bling_token_url: Option<String>,
+    /// Bling's token endpoint. Its host differs between Bling's own sources (`www.`, `api.`,
+    /// bare `bling.com.br`); most use this one.
+    #[arg(
+        long,
+        env = "BLING_TOKEN_URL",
+        default_value = "https://www.bling.com.br/Api/v3/oauth/token"
+    )]
+    pub bling_token_url: String,
     /// The app's client id, from Bling's "Central de Extensões → Área do integrador".
     #[arg(long, env = "BLING_CLIENT_ID")]
     pub bling_client_id: Option<String>,
@@ -215,10 +220,7 @@ impl BlingArgs {
             .bling_client_secret
             .as_ref()
             .ok_or(BlingConfigError::MissingSecret)?;
-        let token_url = self
-            .bling_token_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/oauth/token", self.bling_api_url.trim_end_matches('/')));
+        let token_url = self.bling_token_url.clone();
         Ok(Some(crate::oauth::AuthSettings {
             oauth: crate::oauth::endpoint::OAuthSettings {
                 client_id: client_id.clone(),

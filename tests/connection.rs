@@ -428,3 +428,293 @@ async fn the_token_budget_holds_renewals_back() {
     );
     stack.stop().await;
 }
+
+/// The connection status as support sees it over HTTP.
+async fn status_of(stack: &Stack, tenant: &str) -> serde_json::Value {
+    stack
+        .http
+        .get(format!(
+            "{}/v1/tenants/{tenant}/connection",
+            stack.server.base_url()
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn token_grants(stack: &Stack) -> Vec<bling_ledger::sandbox::CallRecord> {
+    stack
+        .sandbox
+        .call_log()
+        .into_iter()
+        .filter(|c| c.path == "/Api/v3/oauth/token")
+        .collect()
+}
+
+/// Both grants carry `enable-jwt: 1`; the sandbox answers `token_type: "bearer"` (lower case,
+/// as measured on Bling) and a JWT of 1,500–3,000 characters, stored and read back intact.
+async fn grants_ask_for_jwt_and_accept_lower_case_bearer(t: TestDb) {
+    let stack = Stack::start(&t.url, |_| {}, |_| {}).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let shop = tenant("shop-a");
+    let auth = stack.server.auth.as_ref().unwrap();
+    let token = auth.tokens.access_token(&shop).await.unwrap();
+    assert!(
+        (1500..=3000).contains(&token.expose().len()),
+        "{}",
+        token.expose().len()
+    );
+    assert_eq!(token.expose().split('.').count(), 3);
+    let renewed = auth
+        .tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await
+        .unwrap();
+    assert_ne!(renewed.expose(), token.expose());
+    assert!(renewed.expose().len() >= 1500);
+    let grants = token_grants(&stack);
+    assert_eq!(grants.len(), 2, "code exchange and refresh");
+    assert!(grants.iter().all(|g| g.enable_jwt && g.status == Some(200)));
+    // The sandbox's answer really was lower case.
+    let direct = stack
+        .sandbox
+        .grant_tokens(bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_ID, "x")
+        .unwrap();
+    assert_eq!(direct.token_type, "bearer");
+    stack.stop().await;
+}
+both_backends!(jwt_grants, grants_ask_for_jwt_and_accept_lower_case_bearer);
+
+/// After Bling's cut-off (JWT-only), token calls without the header are refused: the ledger's
+/// connect and renewal keep working because they send it.
+async fn jwt_only_token_calls_work(t: TestDb) {
+    let stack = Stack::start(&t.url, |s| s.jwt_only = true, |_| {}).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let shop = tenant("shop-a");
+    let auth = stack.server.auth.as_ref().unwrap();
+    let token = auth.tokens.access_token(&shop).await.unwrap();
+    auth.tokens
+        .renew_after_unauthorized(&shop, token.expose())
+        .await
+        .unwrap();
+    let grants = token_grants(&stack);
+    assert_eq!(grants.len(), 2);
+    assert!(grants.iter().all(|g| g.status == Some(200)));
+    assert_eq!(status_of(&stack, "shop-a").await["state"], "connected");
+    stack.stop().await;
+}
+both_backends!(jwt_only, jwt_only_token_calls_work);
+
+/// Someone else already used the code Bling sent back: Bling answers VALIDATION_ERROR and
+/// revokes the user. The connection needs a reconnect, with Bling's words as the reason.
+async fn a_reused_code_needs_reconnect_with_the_reason(t: TestDb) {
+    let stack = Stack::start(&t.url, |_| {}, |_| {}).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let url = stack.authorize_url("shop-a").await;
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = no_redirect
+        .get(format!("{url}&account=shop-a&auto_approve=1"))
+        .send()
+        .await
+        .unwrap();
+    let location = redirect.headers()["location"].to_str().unwrap().to_string();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap()
+        .to_string();
+    let stolen = no_redirect
+        .post(stack.sandbox.token_url())
+        .basic_auth(
+            bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_ID,
+            Some(bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_SECRET),
+        )
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 200);
+
+    let page = stack.http.get(&location).send().await.unwrap();
+    assert_eq!(page.status(), 502);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("VALIDATION_ERROR"), "{html}");
+    let shop = tenant("shop-a");
+    let auth = stack.server.auth.as_ref().unwrap();
+    assert_eq!(
+        auth.tokens.access_token(&shop).await,
+        Err(TokenError::Revoked)
+    );
+    let status = status_of(&stack, "shop-a").await;
+    assert_eq!(status["state"], "revoked");
+    assert_eq!(status["revoked"]["error_type"], "VALIDATION_ERROR");
+    assert_eq!(status["revoked"]["status"], 400);
+    assert!(status["revoked"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already been used"));
+    assert_eq!(
+        status["last_authorization_failure"]["error_type"],
+        "VALIDATION_ERROR"
+    );
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("VALIDATION_ERROR"));
+    // Reconnecting clears it.
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let status = status_of(&stack, "shop-a").await;
+    assert_eq!(status["state"], "connected");
+    assert!(status["last_authorization_failure"].is_null());
+    stack.stop().await;
+}
+both_backends!(code_reuse, a_reused_code_needs_reconnect_with_the_reason);
+
+/// The company goes inactive (in arrears): the refresh answers UNAUTHORIZED_ERROR "Empresa
+/// inativa", which needs a reconnect and is shown with Bling's words.
+async fn empresa_inativa_on_refresh_needs_reconnect(t: TestDb) {
+    let stack = Stack::start(&t.url, |_| {}, |_| {}).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let shop = tenant("shop-a");
+    let auth = stack.server.auth.as_ref().unwrap();
+    let token = auth.tokens.access_token(&shop).await.unwrap();
+    stack.sandbox.set_company_active("shop-a", false);
+    assert_eq!(
+        auth.tokens
+            .renew_after_unauthorized(&shop, token.expose())
+            .await,
+        Err(TokenError::Revoked)
+    );
+    let status = status_of(&stack, "shop-a").await;
+    assert_eq!(status["state"], "revoked");
+    assert_eq!(status["revoked"]["error_type"], "UNAUTHORIZED_ERROR");
+    assert_eq!(status["revoked"]["status"], 401);
+    assert!(status["revoked"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Empresa inativa"));
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("Empresa inativa"));
+    stack.stop().await;
+}
+both_backends!(empresa_inativa, empresa_inativa_on_refresh_needs_reconnect);
+
+/// Bling's authorize redirect with `error=access_denied`, `app_inativo` or
+/// `UNAUTHORIZED_ERROR`: the shop sees why, nothing is stored, support sees it on the
+/// connection.
+async fn refused_authorizations_say_why(t: TestDb) {
+    let stack = Stack::start(&t.url, |_| {}, |_| {}).await;
+    let base = stack.server.base_url();
+
+    // access_denied: the user presses "deny" on the consent page.
+    let url = stack.authorize_url("shop-d").await;
+    let html = stack
+        .http
+        .get(format!("{url}&account=shop-d"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let state = {
+        let marker = "name=\"state\" value=\"";
+        let start = html.find(marker).unwrap() + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_string()
+    };
+    let denied = stack
+        .http
+        .post(format!(
+            "http://{}/Api/v3/oauth/authorize",
+            stack.sandbox.local_addr()
+        ))
+        .form(&[
+            ("response_type", "code"),
+            (
+                "client_id",
+                bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_ID,
+            ),
+            ("state", state.as_str()),
+            ("account", "shop-d"),
+            ("decision", "deny"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 400);
+    let page = denied.text().await.unwrap();
+    assert!(
+        page.contains("declined") && page.contains("access_denied"),
+        "{page}"
+    );
+
+    // UNAUTHORIZED_ERROR: the company is in arrears.
+    stack.sandbox.set_company_active("shop-u", false);
+    let (code, page) = stack.connect("shop-u").await;
+    assert_eq!(code, 400);
+    assert!(
+        page.contains("UNAUTHORIZED_ERROR") && page.contains("arrears"),
+        "{page}"
+    );
+
+    // app_inativo: our app was inactivated in Bling.
+    stack
+        .sandbox
+        .set_app_active(bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_ID, false)
+        .unwrap();
+    let (code, page) = stack.connect("shop-i").await;
+    assert_eq!(code, 400);
+    assert!(
+        page.contains("app_inativo") && page.contains("inactive"),
+        "{page}"
+    );
+
+    for (shop, error) in [
+        ("shop-d", "access_denied"),
+        ("shop-u", "UNAUTHORIZED_ERROR"),
+        ("shop-i", "app_inativo"),
+    ] {
+        let status = status_of(&stack, shop).await;
+        assert_eq!(status["state"], "awaiting_authorization", "{shop}");
+        assert_eq!(status["last_authorization_failure"]["error_type"], error);
+        assert!(status["token_fingerprint"].is_null());
+    }
+    let rows: Vec<(String,)> = bling_ledger::on_db!(
+        &t.db,
+        as (String,),
+        "SELECT tenant FROM bling_credentials",
+        [],
+        fetch_all
+    )
+    .unwrap();
+    assert!(rows.is_empty(), "no credentials stored");
+    // A refusal with a state we never issued records nothing.
+    let bogus = stack
+        .http
+        .get(format!(
+            "{base}/oauth/callback?error=access_denied&state=forged"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bogus.status(), 400);
+    assert!(bogus.text().await.unwrap().contains("nothing was recorded"));
+    assert_eq!(
+        connection_events(&t.db, "shop-d").await,
+        ["AuthorizationRequested", "AuthorizationFailed"]
+    );
+    stack.stop().await;
+}
+both_backends!(refused, refused_authorizations_say_why);

@@ -68,6 +68,12 @@ pub enum ConnectionCommand {
     RecordRevocation {
         evidence: RevocationEvidence,
     },
+    /// Bling refused an authorization attempt (the consent redirect came back with `error=…`,
+    /// or the code exchange was refused). Nothing else changes: an existing connection stays
+    /// as it is, and support sees why the attempt failed.
+    RecordAuthorizationFailure {
+        evidence: RevocationEvidence,
+    },
     Disconnect {
         by: String,
         reason: Option<String>,
@@ -104,6 +110,11 @@ pub enum ConnectionEvent {
     AuthorizationRevoked {
         evidence: RevocationEvidence,
     },
+    /// An authorization attempt failed with Bling's answer as evidence (`access_denied`,
+    /// `app_inativo`, `UNAUTHORIZED_ERROR`, a reused or expired code…).
+    AuthorizationFailed {
+        evidence: RevocationEvidence,
+    },
     Disconnected {
         by: String,
         reason: Option<String>,
@@ -119,6 +130,7 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::TokenRefreshed { .. } => "TokenRefreshed",
             ConnectionEvent::RefreshDeferred { .. } => "RefreshDeferred",
             ConnectionEvent::AuthorizationRevoked { .. } => "AuthorizationRevoked",
+            ConnectionEvent::AuthorizationFailed { .. } => "AuthorizationFailed",
             ConnectionEvent::Disconnected { .. } => "Disconnected",
         }
         .to_string()
@@ -144,6 +156,9 @@ pub struct BlingConnection {
     pub access_expires_at: Option<DateTime<Utc>>,
     pub token_fingerprint: Option<String>,
     pub revoked: Option<RevocationEvidence>,
+    /// Why the last authorization attempt failed, until one succeeds.
+    #[serde(default)]
+    pub last_authorization_failure: Option<RevocationEvidence>,
 }
 
 impl Default for BlingConnection {
@@ -154,6 +169,7 @@ impl Default for BlingConnection {
             access_expires_at: None,
             token_fingerprint: None,
             revoked: None,
+            last_authorization_failure: None,
         }
     }
 }
@@ -255,6 +271,9 @@ impl Aggregate for BlingConnection {
                 }
                 ConnectionEvent::AuthorizationRevoked { evidence }
             }
+            ConnectionCommand::RecordAuthorizationFailure { evidence } => {
+                ConnectionEvent::AuthorizationFailed { evidence }
+            }
             ConnectionCommand::Disconnect { by, reason } => {
                 self.require_connected()?;
                 ConnectionEvent::Disconnected { by, reason }
@@ -283,6 +302,7 @@ impl Aggregate for BlingConnection {
                 self.access_expires_at = Some(access_expires_at);
                 self.token_fingerprint = Some(token_fingerprint);
                 self.revoked = None;
+                self.last_authorization_failure = None;
             }
             ConnectionEvent::Reconnected {
                 access_expires_at,
@@ -293,6 +313,7 @@ impl Aggregate for BlingConnection {
                 self.access_expires_at = Some(access_expires_at);
                 self.token_fingerprint = Some(token_fingerprint);
                 self.revoked = None;
+                self.last_authorization_failure = None;
             }
             ConnectionEvent::TokenRefreshed {
                 access_expires_at,
@@ -305,6 +326,9 @@ impl Aggregate for BlingConnection {
             ConnectionEvent::AuthorizationRevoked { evidence } => {
                 self.state = ConnectionState::Revoked;
                 self.revoked = Some(evidence);
+            }
+            ConnectionEvent::AuthorizationFailed { evidence } => {
+                self.last_authorization_failure = Some(evidence);
             }
             ConnectionEvent::Disconnected { .. } => self.state = ConnectionState::Disconnected,
         }

@@ -22,9 +22,9 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
             other => static_state(other),
         },
         ConnectionEvent::Connected { .. } | ConnectionEvent::Reconnected { .. } => "connected",
-        ConnectionEvent::TokenRefreshed { .. } | ConnectionEvent::RefreshDeferred { .. } => {
-            static_state(current)
-        }
+        ConnectionEvent::TokenRefreshed { .. }
+        | ConnectionEvent::RefreshDeferred { .. }
+        | ConnectionEvent::AuthorizationFailed { .. } => static_state(current),
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
         ConnectionEvent::Disconnected { .. } => "disconnected",
     }
@@ -121,6 +121,13 @@ pub fn apply(
         ConnectionEvent::AuthorizationRevoked { evidence } => {
             row.revoked_since_ms = Some(at);
             row.revoked_evidence = serde_json::to_string(evidence).ok();
+        }
+        ConnectionEvent::AuthorizationFailed { evidence } => {
+            row.last_error = Some(format!(
+                "authorization failed: {} answered {} {} ({})",
+                evidence.call, evidence.status, evidence.error_type, evidence.message
+            ));
+            row.last_error_at_ms = Some(at);
         }
         ConnectionEvent::Disconnected { by, .. } => {
             row.disconnected_at_ms = Some(at);

@@ -416,6 +416,16 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                         Some(evidence.message.clone()),
                     ),
                 ),
+                ConnectionEvent::AuthorizationFailed { evidence } => (
+                    format!(
+                        "Bling authorization failed: {} answered {} {} ({})",
+                        evidence.call, evidence.status, evidence.error_type, evidence.message
+                    ),
+                    (
+                        Some("authorization_failed".to_string()),
+                        Some(evidence.message.clone()),
+                    ),
+                ),
                 ConnectionEvent::Disconnected { by, reason } => (
                     format!(
                         "disconnected by {by}{}",

@@ -18,6 +18,7 @@ use crate::auth::{Principal, Role};
 use crate::ledger::{Actor, CommandContext};
 use crate::oauth::connect::ConnectError;
 use crate::oauth::credentials::CredentialStatus;
+use crate::oauth::endpoint::GrantError;
 use crate::oauth::{connection_status, BlingAuth};
 
 pub fn routes() -> Router<AppState> {
@@ -143,6 +144,26 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (status, Html(html)).into_response()
 }
 
+/// What Bling's refusal means for the shop, with Bling's own words.
+fn refusal_text(error: &str, description: Option<&str>) -> String {
+    let meaning = match error {
+        "access_denied" => "The Bling user declined the authorization.",
+        "app_inativo" => "This service's app is inactive in Bling; support must reactivate it.",
+        "UNAUTHORIZED_ERROR" => {
+            "Bling refused: the company is inactive or in arrears, or the user lacks the privileges. Settle it in Bling, then connect again."
+        }
+        "VALIDATION_ERROR" => {
+            "Bling refused the authorization code (already used): for security it revoked the user's access. Connect again."
+        }
+        "invalid_grant" => "The authorization code expired or is invalid. Connect again.",
+        _ => "Bling did not grant access.",
+    };
+    match description.filter(|d| !d.is_empty()) {
+        Some(d) => format!("{meaning} Bling said: {error}: {d}."),
+        None => format!("{meaning} Bling said: {error}."),
+    }
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -163,10 +184,29 @@ async fn callback(
         );
     };
     if let Some(error) = query.get("error") {
+        let description = query.get("error_description").map(String::as_str);
+        let why = refusal_text(error, description);
+        // The state identifies the tenant: the refusal is recorded on its connection for
+        // support. A bad state records nothing.
+        let recorded = match query.get("state") {
+            Some(oauth_state) => match auth
+                .connector
+                .refused(oauth_state, error, description)
+                .await
+            {
+                Ok(_) => "Support can see this on the shop's connection.",
+                Err(ConnectError::Store(e)) => {
+                    tracing::error!(error = %e, "callback could not record the refusal");
+                    "It could not be recorded; tell support."
+                }
+                Err(_) => "This link was not valid any more, so nothing was recorded.",
+            },
+            None => "The link had no state, so nothing was recorded.",
+        };
         return page(
             StatusCode::BAD_REQUEST,
             "Authorization not granted",
-            &format!("Bling answered \"{error}\". Nothing was changed; start again from the support console."),
+            &format!("{why} No Bling access was stored. {recorded}"),
         );
     }
     let (Some(code), Some(oauth_state)) = (query.get("code"), query.get("state")) else {
@@ -190,10 +230,30 @@ async fn callback(
             "Invalid authorization link",
             &format!("{e}. Nothing was stored; start again from the support console."),
         ),
-        Err(ConnectError::Grant(e)) => page(
+        Err(ConnectError::Grant(GrantError::NeedsReconnect {
+            error_type,
+            message,
+            ..
+        })) => page(
             StatusCode::BAD_GATEWAY,
             "Bling refused the authorization",
-            &format!("{e}. Nothing was stored; start again from the support console."),
+            &format!(
+                "{} Nothing was stored; start again from the support console.",
+                refusal_text(&error_type, Some(&message))
+            ),
+        ),
+        Err(ConnectError::Grant(e @ GrantError::InvalidClient { .. })) => {
+            tracing::error!(error = %e, "Bling refused our client credentials");
+            page(
+                StatusCode::BAD_GATEWAY,
+                "This service is misconfigured",
+                "Bling refused this service's app credentials (not the shop's doing). Nothing was stored; support must fix the Bling app settings.",
+            )
+        }
+        Err(ConnectError::Grant(e)) => page(
+            StatusCode::BAD_GATEWAY,
+            "Bling did not answer",
+            &format!("{e}. Nothing was stored; try again in a moment."),
         ),
         Err(ConnectError::Store(e)) => {
             tracing::error!(error = %e, "callback could not store the connection");

@@ -94,6 +94,12 @@ impl StatusArgs {
                         "", r.call, r.status, r.error_type, r.message
                     );
                 }
+                if let Some(f) = &s.last_authorization_failure {
+                    println!(
+                        "{:<16} last authorization failed: {} answered {} {} ({})",
+                        "", f.call, f.status, f.error_type, f.message
+                    );
+                }
             }
         }
         Ok(())

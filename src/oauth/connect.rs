@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::connection::ConnectionCommand;
+use aggregates::connection::{ConnectionCommand, ConnectionState, RevocationEvidence};
 use aggregates::ids::TenantId;
 
-use super::credentials::CredentialStore;
+use super::credentials::{CredentialStatus, CredentialStore};
 use super::endpoint::{GrantError, TokenEndpoint};
 use super::states::{self, StateError};
 use crate::ledger::{Actor, CommandContext, Ledger};
@@ -84,12 +84,114 @@ impl Connector {
         Ok(self.endpoint.authorize_url(&state))
     }
 
+    /// Bling sent the browser back with `error=…` (`access_denied`, `app_inativo`,
+    /// `UNAUTHORIZED_ERROR`): spends the state and records the failure, with Bling's answer, on
+    /// the tenant's connection, where support sees it. Stores no credentials and leaves an
+    /// existing connection as it is. A bad, reused or expired state stores nothing.
+    pub async fn refused(
+        &self,
+        state: &str,
+        error: &str,
+        description: Option<&str>,
+    ) -> Result<TenantId, ConnectError> {
+        let (tenant, _) = states::consume(&self.db, state).await??;
+        let tenant = TenantId::parse(&tenant).map_err(|e| ConnectError::Store(e.to_string()))?;
+        let evidence = RevocationEvidence {
+            call: "GET /oauth/authorize (redirect back with error)".into(),
+            status: 0,
+            error_type: error.chars().take(100).collect(),
+            message: description.unwrap_or("").chars().take(500).collect(),
+        };
+        self.record_failure(&tenant, state, evidence).await?;
+        tracing::warn!(%tenant, error, "Bling refused the authorization");
+        Ok(tenant)
+    }
+
+    async fn record_failure(
+        &self,
+        tenant: &TenantId,
+        state: &str,
+        evidence: RevocationEvidence,
+    ) -> Result<(), ConnectError> {
+        let ctx = CommandContext::new(
+            tenant.clone(),
+            format!("oauth-callback:{}", &states::digest(state)[..12]),
+            Actor::System,
+        );
+        self.ledger
+            .execute_connection(
+                &ctx,
+                ConnectionCommand::RecordAuthorizationFailure { evidence },
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| ConnectError::Store(e.to_string()))
+    }
+
+    /// The code exchange was refused. Recorded as an authorization failure; a reused code
+    /// (`VALIDATION_ERROR`: "the user has been revoked") also kills the existing connection,
+    /// which is recorded as revoked with the same evidence.
+    async fn exchange_refused(&self, tenant: &TenantId, state: &str, error: &GrantError) {
+        let GrantError::NeedsReconnect {
+            status,
+            error_type,
+            message,
+        } = error
+        else {
+            return;
+        };
+        let evidence = RevocationEvidence {
+            call: "POST /oauth/token (grant_type=authorization_code)".into(),
+            status: *status,
+            error_type: error_type.clone(),
+            message: message.clone(),
+        };
+        if let Err(e) = self.record_failure(tenant, state, evidence.clone()).await {
+            tracing::error!(%tenant, error = %e, "could not record the refused authorization");
+        }
+        if error_type != "VALIDATION_ERROR" {
+            return;
+        }
+        let connected = matches!(
+            self.ledger.connection(tenant).await.map(|c| c.state),
+            Ok(ConnectionState::Connected)
+        );
+        if !connected {
+            return;
+        }
+        let note = format!(
+            "needs reconnect: {} answered {} {} ({})",
+            evidence.call, evidence.status, evidence.error_type, evidence.message
+        );
+        if let Err(e) = self
+            .creds
+            .set_status(tenant.as_str(), CredentialStatus::Revoked, Some(&note))
+            .await
+        {
+            tracing::error!(%tenant, error = %e, "could not mark credentials revoked");
+        }
+        let ctx = CommandContext::new(tenant.clone(), "oauth-callback", Actor::System);
+        if let Err(e) = self
+            .ledger
+            .execute_connection(&ctx, ConnectionCommand::RecordRevocation { evidence })
+            .await
+        {
+            tracing::error!(%tenant, error = %e, "could not record the revocation");
+        }
+    }
+
     /// Finishes the flow Bling redirected back to. A bad, reused or expired state stores
     /// nothing and calls nobody.
     pub async fn complete(&self, code: &str, state: &str) -> Result<Connected, ConnectError> {
         let (tenant, requested_by) = states::consume(&self.db, state).await??;
         let tenant = TenantId::parse(&tenant).map_err(|e| ConnectError::Store(e.to_string()))?;
-        let grant = self.endpoint.exchange_code(code).await?;
+        let grant = match self.endpoint.exchange_code(code).await {
+            Ok(grant) => grant,
+            Err(e) => {
+                self.exchange_refused(&tenant, state, &e).await;
+                return Err(e.into());
+            }
+        };
         let before = self
             .ledger
             .connection(&tenant)

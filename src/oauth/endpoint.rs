@@ -3,18 +3,26 @@
 //!
 //! Bling answers errors as `{"error":{"type":"invalid_grant","message":…,"description":…}}`
 //! rather than RFC 6749's flat `{"error":"invalid_grant"}`; [`BlingTokenError`] reads both.
+//!
+//! Every token call carries `enable-jwt: 1` (Bling's JWT migration: opaque tokens are
+//! discontinued, developer.bling.com.br/migracao-jwt) through [`BlingHttp`], which also keeps
+//! the HTTP status of the answer for the evidence of a refusal. `token_type` is compared
+//! case-insensitively: Bling has been measured answering `"bearer"` as well as `"Bearer"`.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use oauth2::basic::{
-    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
-};
+use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse};
+use oauth2::http::{HeaderName, HeaderValue};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ErrorResponse, RefreshToken, RequestTokenError, StandardRevocableToken,
-    TokenResponse, TokenUrl,
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EmptyExtraTokenFields, EndpointNotSet, EndpointSet, ErrorResponse, HttpClientError,
+    HttpRequest, HttpResponse, RefreshToken, RequestTokenError, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenType, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -73,9 +81,84 @@ impl fmt::Display for BlingTokenError {
 
 impl ErrorResponse for BlingTokenError {}
 
+/// `token_type` read case-insensitively: `"bearer"` and `"Bearer"` are both the bearer type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlingTokenType {
+    Bearer,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for BlingTokenType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Ok(if raw.eq_ignore_ascii_case("bearer") {
+            BlingTokenType::Bearer
+        } else {
+            BlingTokenType::Other(raw)
+        })
+    }
+}
+
+impl Serialize for BlingTokenType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BlingTokenType::Bearer => s.serialize_str("bearer"),
+            BlingTokenType::Other(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl TokenType for BlingTokenType {}
+
+/// The token endpoint's answer, with [`BlingTokenType`].
+pub type BlingTokenResponse = StandardTokenResponse<EmptyExtraTokenFields, BlingTokenType>;
+
+/// The HTTP client of the token calls: reqwest, plus `enable-jwt: 1` on every request, and
+/// the status of the last answer (the `oauth2` crate does not report it with an error body).
+pub struct BlingHttp {
+    client: reqwest::Client,
+    status: AtomicU16,
+}
+
+impl BlingHttp {
+    fn new(client: reqwest::Client) -> Self {
+        Self {
+            client,
+            status: AtomicU16::new(0),
+        }
+    }
+
+    fn status(&self) -> u16 {
+        self.status.load(Ordering::Relaxed)
+    }
+}
+
+/// Bling's JWT migration header, sent on both grants.
+pub const ENABLE_JWT: (&str, &str) = ("enable-jwt", "1");
+
+impl<'c> AsyncHttpClient<'c> for BlingHttp {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, mut request: HttpRequest) -> Self::Future {
+        request.headers_mut().insert(
+            HeaderName::from_static(ENABLE_JWT.0),
+            HeaderValue::from_static(ENABLE_JWT.1),
+        );
+        let inner = self.client.call(request);
+        Box::pin(async move {
+            let response = inner.await?;
+            self.status
+                .store(response.status().as_u16(), Ordering::Relaxed);
+            Ok(response)
+        })
+    }
+}
+
 type OAuthClient = oauth2::Client<
     BlingTokenError,
-    BasicTokenResponse,
+    BlingTokenResponse,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
     BasicRevocationErrorResponse,
@@ -119,10 +202,18 @@ pub struct TokenGrant {
 /// Why the token endpoint did not give tokens.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GrantError {
-    /// The code or refresh token is invalid, used, expired or revoked.
-    #[error("Bling refused the grant: {message}")]
-    InvalidGrant { message: String },
-    /// Our client id or secret is wrong: a configuration problem, not a revocation.
+    /// The shop must authorize again: `invalid_grant` (code or refresh token invalid, used,
+    /// expired or revoked), `VALIDATION_ERROR` (a reused code: Bling revoked the user) or
+    /// `UNAUTHORIZED_ERROR` (the company is inactive or in arrears). Bling's own type and
+    /// message are kept as evidence.
+    #[error("Bling refused the grant ({error_type}): {message}")]
+    NeedsReconnect {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
+    /// Our client id or secret is wrong: a configuration problem of this service, not a
+    /// revocation and not the shop's doing. Retried later; support must fix the app settings.
     #[error("Bling refused the client credentials (check BLING_CLIENT_ID/SECRET): {message}")]
     InvalidClient { message: String },
     /// Bling is down, slow, limiting us, or answered something unexpected: try later.
@@ -132,13 +223,21 @@ pub enum GrantError {
 
 impl GrantError {
     /// Bling's error type, or the transport's, for the audit trail.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> &str {
         match self {
-            GrantError::InvalidGrant { .. } => "invalid_grant",
+            GrantError::NeedsReconnect { error_type, .. } => error_type,
             GrantError::InvalidClient { .. } => "invalid_client",
             GrantError::Transient { .. } => "unavailable",
         }
     }
+}
+
+/// Bling's token-endpoint error types after which only a new authorization helps.
+pub fn needs_reconnect(error_type: &str) -> bool {
+    matches!(
+        error_type,
+        "invalid_grant" | "VALIDATION_ERROR" | "UNAUTHORIZED_ERROR"
+    )
 }
 
 /// The token endpoint.
@@ -195,30 +294,38 @@ impl TokenEndpoint {
     }
 
     pub async fn exchange_code(&self, code: &str) -> Result<TokenGrant, GrantError> {
+        let http = BlingHttp::new(self.http.clone());
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .request_async(&self.http)
+            .request_async(&http)
             .await;
-        grant(response)
+        grant(response, http.status())
     }
 
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, GrantError> {
         let token = RefreshToken::new(refresh_token.expose().to_string());
+        let http = BlingHttp::new(self.http.clone());
         let response = self
             .client
             .exchange_refresh_token(&token)
-            .request_async(&self.http)
+            .request_async(&http)
             .await;
-        grant(response)
+        grant(response, http.status())
     }
 }
 
 fn grant<RE: std::error::Error + 'static>(
-    response: Result<BasicTokenResponse, RequestTokenError<RE, BlingTokenError>>,
+    response: Result<BlingTokenResponse, RequestTokenError<RE, BlingTokenError>>,
+    status: u16,
 ) -> Result<TokenGrant, GrantError> {
     match response {
         Ok(tokens) => {
+            if let BlingTokenType::Other(t) = tokens.token_type() {
+                return Err(GrantError::Transient {
+                    message: format!("Bling answered token_type {t:?}, not bearer"),
+                });
+            }
             let Some(refresh) = tokens.refresh_token() else {
                 return Err(GrantError::Transient {
                     message: "Bling answered without a refresh token".into(),
@@ -245,7 +352,9 @@ fn grant<RE: std::error::Error + 'static>(
             })
         }
         Err(RequestTokenError::ServerResponse(error)) => Err(match error.error_type() {
-            "invalid_grant" => GrantError::InvalidGrant {
+            t if needs_reconnect(t) => GrantError::NeedsReconnect {
+                status,
+                error_type: t.to_string(),
                 message: error.message(),
             },
             "invalid_client" => GrantError::InvalidClient {
@@ -283,5 +392,30 @@ mod tests {
         let standard: BlingTokenError =
             serde_json::from_str(r#"{"error":"invalid_client"}"#).unwrap();
         assert_eq!(standard.error_type(), "invalid_client");
+    }
+
+    #[test]
+    fn token_type_is_case_insensitive() {
+        for raw in ["bearer", "Bearer", "BEARER"] {
+            let t: BlingTokenType = serde_json::from_value(serde_json::json!(raw)).unwrap();
+            assert_eq!(t, BlingTokenType::Bearer);
+        }
+        let mac: BlingTokenType = serde_json::from_value(serde_json::json!("mac")).unwrap();
+        assert_eq!(mac, BlingTokenType::Other("mac".into()));
+    }
+
+    #[test]
+    fn reconnect_classification() {
+        for t in ["invalid_grant", "VALIDATION_ERROR", "UNAUTHORIZED_ERROR"] {
+            assert!(needs_reconnect(t), "{t}");
+        }
+        for t in [
+            "invalid_client",
+            "invalid_request",
+            "TOO_MANY_REQUESTS",
+            "SERVER_ERROR",
+        ] {
+            assert!(!needs_reconnect(t), "{t}");
+        }
     }
 }

@@ -92,6 +92,9 @@ pub struct ConnectionStatus {
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
     pub revoked: Option<RevocationEvidence>,
+    /// Why the last authorization attempt failed (Bling's `error` on the consent redirect, or
+    /// its refusal of the code), until an authorization succeeds.
+    pub last_authorization_failure: Option<RevocationEvidence>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +132,7 @@ pub async fn connection_status(
         last_error: stored.as_ref().and_then(|c| c.last_error.clone()),
         last_error_at: stored.as_ref().and_then(|c| c.last_error_at),
         revoked: connection.revoked,
+        last_authorization_failure: connection.last_authorization_failure,
     })
 }
 

@@ -194,8 +194,8 @@ impl TokenManager {
 
     async fn record_revocation(&self, tenant: &TenantId, evidence: RevocationEvidence) {
         let message = format!(
-            "revoked: {} {} {}",
-            evidence.call, evidence.status, evidence.error_type
+            "needs reconnect: {} answered {} {} ({})",
+            evidence.call, evidence.status, evidence.error_type, evidence.message
         );
         if let Err(e) = self
             .creds
@@ -279,7 +279,11 @@ impl TokenManager {
                     Ok(latest.access)
                 }
             }
-            Err(GrantError::InvalidGrant { message }) => {
+            Err(GrantError::NeedsReconnect {
+                status,
+                error_type,
+                message,
+            }) => {
                 // A writer outside our lock (a reconnection) may have replaced the token we
                 // sent; then ours was merely stale, not revoked.
                 let latest = self
@@ -295,8 +299,8 @@ impl TokenManager {
                     tenant,
                     RevocationEvidence {
                         call: "POST /oauth/token (grant_type=refresh_token)".into(),
-                        status: 400,
-                        error_type: "invalid_grant".into(),
+                        status,
+                        error_type,
                         message,
                     },
                 )

@@ -24,6 +24,9 @@ pub struct CallRecord {
     pub injected_latency_ms: u64,
     /// Time from receipt to answer (or to the drop).
     pub duration_ms: u64,
+    /// Whether the call carried `enable-jwt: 1` (Bling's JWT migration header).
+    #[serde(default)]
+    pub enable_jwt: bool,
 }
 
 #[derive(Default)]
@@ -70,6 +73,7 @@ impl CallRecord {
             fault: None,
             injected_latency_ms: 0,
             duration_ms: 0,
+            enable_jwt: false,
         }
     }
 }

@@ -55,6 +55,46 @@ pub struct AccountConfig {
     pub faults: Option<FaultConfig>,
 }
 
+/// Bling's IP blocks ([DOC] /limites): 300 errors in 10 s or 600 requests in 10 s block the IP
+/// for 10 minutes. Every sandbox client is 127.0.0.1, so in the sandbox the IP is, in effect,
+/// the whole sandbox. A limit of 0 switches that rule off; [`IpBlockConfig::off`] both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpBlockConfig {
+    /// Error answers (status >= 400, 429s included) allowed per `window`; 0 = no error rule.
+    pub errors: u32,
+    /// Requests allowed per `window`; 0 = no request rule.
+    pub requests: u32,
+    pub window: Duration,
+    /// How long the IP stays blocked.
+    pub block: Duration,
+}
+
+impl IpBlockConfig {
+    /// No IP blocks (benchmarks, load tests).
+    pub fn off() -> Self {
+        IpBlockConfig {
+            errors: 0,
+            requests: 0,
+            ..IpBlockConfig::default()
+        }
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.errors == 0 && self.requests == 0
+    }
+}
+
+impl Default for IpBlockConfig {
+    fn default() -> Self {
+        IpBlockConfig {
+            errors: 300,
+            requests: 600,
+            window: Duration::from_secs(10),
+            block: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Configuration of a sandbox server. `Default` gives Bling's documented limits and lifetimes
 /// and one client app, [`SandboxConfig::DEMO_CLIENT_ID`].
 #[derive(Clone, Debug)]
@@ -77,6 +117,11 @@ pub struct SandboxConfig {
     pub token_calls_per_minute: u32,
     /// How long a client stays blocked after exceeding `token_calls_per_minute` (Bling: 60 min).
     pub token_block: Duration,
+    /// Bling's IP blocks (300 errors or 600 requests in 10 s → 10 min). On by default.
+    pub ip_blocks: IpBlockConfig,
+    /// JWT-only mode (after Bling's announced cut-off): opaque tokens are neither issued nor
+    /// accepted, and API calls must carry `enable-jwt: 1`. Off by default, as in Bling today.
+    pub jwt_only: bool,
     /// Faults for every account without its own.
     pub faults: FaultConfig,
     /// Seed of the fault generator: the same seed and the same calls give the same faults.
@@ -139,6 +184,18 @@ impl SandboxConfig {
         if let Some(s) = var::<u64>("BLING_SANDBOX_TOKEN_BLOCK_SECS")? {
             c.token_block = Duration::from_secs(s);
         }
+        if let Some(n) = var("BLING_SANDBOX_IP_BLOCK_ERRORS")? {
+            c.ip_blocks.errors = n;
+        }
+        if let Some(n) = var("BLING_SANDBOX_IP_BLOCK_REQUESTS")? {
+            c.ip_blocks.requests = n;
+        }
+        if let Some(s) = var::<u64>("BLING_SANDBOX_IP_BLOCK_SECS")? {
+            c.ip_blocks.block = Duration::from_secs(s);
+        }
+        if let Some(on) = var::<u8>("BLING_SANDBOX_JWT_ONLY")? {
+            c.jwt_only = on != 0;
+        }
         if let Some(n) = var("BLING_SANDBOX_SEED")? {
             c.seed = n;
         }
@@ -171,6 +228,13 @@ impl SandboxConfig {
                 )));
             }
         }
+        if !self.ip_blocks.is_off()
+            && (self.ip_blocks.window.is_zero() || self.ip_blocks.block.is_zero())
+        {
+            return Err(SandboxError::InvalidConfig(
+                "ip_blocks: window and block must be longer than zero".into(),
+            ));
+        }
         self.faults.validate()?;
         for a in &self.accounts {
             if a.name.is_empty() {
@@ -202,6 +266,8 @@ impl Default for SandboxConfig {
             daily_quota: 120_000,
             token_calls_per_minute: 20,
             token_block: Duration::from_secs(3600),
+            ip_blocks: IpBlockConfig::default(),
+            jwt_only: false,
             faults: FaultConfig::default(),
             seed: 0,
             situacao_ids: SituacaoIds::default(),

@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Clone, Debug)]
 pub(crate) struct ConnHandle {
     kill: Arc<AtomicBool>,
+    /// The client's IP (Bling's IP blocks count per IP).
+    pub peer: std::net::IpAddr,
 }
 
 impl ConnHandle {
@@ -47,7 +49,7 @@ impl Listener for KillableListener {
     type Addr = ConnHandle;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, _remote) = Listener::accept(&mut self.inner).await;
+        let (stream, remote) = Listener::accept(&mut self.inner).await;
         // Answers are small; Nagle would only add delay to every test call.
         let _ = stream.set_nodelay(true);
         let kill = Arc::new(AtomicBool::new(false));
@@ -56,14 +58,18 @@ impl Listener for KillableListener {
                 inner: stream,
                 kill: kill.clone(),
             },
-            ConnHandle { kill },
+            ConnHandle {
+                kill,
+                peer: remote.ip(),
+            },
         )
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()?;
+        let local = self.inner.local_addr()?;
         Ok(ConnHandle {
             kill: Arc::new(AtomicBool::new(false)),
+            peer: local.ip(),
         })
     }
 }

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -44,6 +44,13 @@ pub struct AccountSummary {
     pub rate_limited: u64,
     /// Calls with an injected fault.
     pub faults_injected: u64,
+    /// `false` while the company is inactive ("Empresa inativa", see `set_company_active`).
+    #[serde(default = "yes")]
+    pub company_active: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Shared {
@@ -78,6 +85,7 @@ impl Shared {
                 calls: 0,
                 rate_limited: 0,
                 faults_injected: 0,
+                company_active: store.oauth.company_active(name),
             };
             (s, self.limits().used_today(name))
         };
@@ -119,10 +127,48 @@ impl Shared {
         if !self.config.clients.iter().any(|c| c.client_id == client_id) {
             return Err(SandboxError::UnknownClient(client_id.to_string()));
         }
-        let p = IssueParams::from(self, false);
+        let jwt = self.jwt_only();
+        self.grant_tokens_as(client_id, account, jwt)
+    }
+
+    pub(crate) fn grant_tokens_as(
+        &self,
+        client_id: &str,
+        account: &str,
+        jwt: bool,
+    ) -> Result<TokenSet, SandboxError> {
+        if !self.config.clients.iter().any(|c| c.client_id == client_id) {
+            return Err(SandboxError::UnknownClient(client_id.to_string()));
+        }
+        let p = IssueParams::from(self, jwt);
         let mut store = self.store();
         store.account_mut(account);
         Ok(store.oauth.grant_directly(client_id, account, &p))
+    }
+
+    pub(crate) fn set_company_active(&self, account: &str, active: bool) {
+        let mut store = self.store();
+        store.account_mut(account);
+        store.oauth.set_company_active(account, active);
+    }
+
+    pub(crate) fn set_app_active(
+        &self,
+        client_id: &str,
+        active: bool,
+    ) -> Result<usize, SandboxError> {
+        if !self.config.clients.iter().any(|c| c.client_id == client_id) {
+            return Err(SandboxError::UnknownClient(client_id.to_string()));
+        }
+        Ok(self.store().oauth.set_app_active(client_id, active))
+    }
+
+    pub(crate) fn jwt_only(&self) -> bool {
+        self.store().oauth.jwt_only
+    }
+
+    pub(crate) fn set_jwt_only(&self, on: bool) {
+        self.store().oauth.jwt_only = on;
     }
 
     pub(crate) fn contatos_json(&self, account: &str) -> Vec<Value> {
@@ -305,8 +351,55 @@ async fn nfes(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Json<Ve
     Json(s.nfes_json(&name))
 }
 
+#[derive(Deserialize)]
+struct ActiveBody {
+    active: bool,
+}
+
+async fn company(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: Bytes) -> Response {
+    match parse_json::<ActiveBody>(&body) {
+        Ok(b) => {
+            s.set_company_active(&name, b.active);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+async fn app(State(s): State<Arc<Shared>>, Path(client_id): Path<String>, body: Bytes) -> Response {
+    match parse_json::<ActiveBody>(&body) {
+        Ok(b) => match s.set_app_active(&client_id, b.active) {
+            Ok(n) => Json(json!({"revoked": n})).into_response(),
+            Err(e) => control_error(StatusCode::NOT_FOUND, &e.to_string()),
+        },
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EnabledBody {
+    enabled: bool,
+}
+
+async fn jwt_only_get(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({"enabled": s.jwt_only()}))
+}
+
+async fn jwt_only_put(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_json::<EnabledBody>(&body) {
+        Ok(b) => {
+            s.set_jwt_only(b.enabled);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => control_error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/_sandbox/accounts/{name}/company", put(company))
+        .route("/_sandbox/apps/{client_id}", put(app))
+        .route("/_sandbox/jwt-only", get(jwt_only_get).put(jwt_only_put))
         .route("/_sandbox/accounts", get(accounts))
         .route("/_sandbox/accounts/{name}", get(account))
         .route("/_sandbox/accounts/{name}/revoke", post(revoke))

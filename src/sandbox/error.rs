@@ -72,7 +72,11 @@ pub(crate) struct ApiError {
     pub message: String,
     pub description: String,
     pub fields: Option<Vec<FieldError>>,
-    pub retry_after: Option<u64>,
+    /// `limit` and `period` of a 429 ([DOC] /limites: `3`/`"second"`, `120000`/`"day"`).
+    pub limit: Option<(u64, &'static str)>,
+    /// Answer with `Www-Authenticate: Bearer realm="Service", error="Array"`, as Bling's
+    /// bearer-token checks do ([VCR]).
+    pub bearer_challenge: bool,
 }
 
 #[derive(Serialize)]
@@ -90,6 +94,10 @@ struct Inner<'a> {
     description: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     fields: Option<&'a Vec<FieldError>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<&'a str>,
 }
 
 impl ApiError {
@@ -100,7 +108,8 @@ impl ApiError {
             message: message.to_string(),
             description: description.to_string(),
             fields: None,
-            retry_after: None,
+            limit: None,
+            bearer_challenge: false,
         }
     }
 
@@ -143,13 +152,29 @@ impl ApiError {
         e
     }
 
+    /// 401 `invalid_token` from the bearer check: "The access token provided has expired" or
+    /// "… is invalid" ([VCR], [DOC] /erros-comuns).
     pub fn invalid_token(description: &str) -> Self {
-        ApiError::new(
+        let mut e = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "invalid_token",
             description,
-        )
+        );
+        e.bearer_challenge = true;
+        e
+    }
+
+    /// 400 `invalid_request` "Malformed auth header" ([DOC] /erros-comuns, /migracao-jwt).
+    pub fn malformed_auth_header() -> Self {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid_request",
+            "Malformed auth header",
+        );
+        e.bearer_challenge = true;
+        e
     }
 
     pub fn server_error() -> Self {
@@ -161,15 +186,40 @@ impl ApiError {
         )
     }
 
-    pub fn too_many_requests(description: &str, retry_after_secs: u64) -> Self {
+    /// Bling's 429 for the per-second limit: no `Retry-After`, no rate headers ([VCR], [LC]),
+    /// `limit`/`period` in the body ([DOC] /limites).
+    pub fn per_second_limit(limit: u64) -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_REQUESTS",
-            "Limite de requisições atingido",
-            description,
+            "Limite de requisições atingido.",
+            "O limite de requisições por segundo foi atingido, tente novamente mais tarde.",
         );
-        e.retry_after = Some(retry_after_secs.max(1));
+        e.limit = Some((limit, "second"));
         e
+    }
+
+    /// Bling's 429 for the daily quota ([DOC] /limites).
+    pub fn daily_limit(limit: u64) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "Limite de requisições atingido.",
+            "O limite de requisições por dia foi atingido, tente novamente amanhã.",
+        );
+        e.limit = Some((limit, "day"));
+        e
+    }
+
+    /// A call from a blocked IP (or a client blocked by the token guard). What Bling answers
+    /// then is unpublished: assumed to be the same 429 type, without `limit`/`period`.
+    pub fn blocked(description: &str) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_REQUESTS",
+            "Limite de requisições atingido.",
+            description,
+        )
     }
 
     /// A body that could not be read as the JSON the route expects: `INVALID_REQUEST_BODY`, a
@@ -202,17 +252,15 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 description: &self.description,
                 fields: self.fields.as_ref(),
+                limit: self.limit.map(|(l, _)| l),
+                period: self.limit.map(|(_, p)| p),
             },
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.status == StatusCode::UNAUTHORIZED && self.kind == "invalid_token" {
+        if self.bearer_challenge {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static("Bearer realm=\"Service\", error=\"Array\""),
             );
         }
         resp

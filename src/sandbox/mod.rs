@@ -39,7 +39,7 @@ mod state;
 mod validation;
 
 pub use calllog::CallRecord;
-pub use config::{AccountConfig, ClientApp, SandboxConfig, SituacaoIds};
+pub use config::{AccountConfig, ClientApp, IpBlockConfig, SandboxConfig, SituacaoIds};
 pub use control::{AccountSummary, SituacaoInfo};
 pub use error::SandboxError;
 pub use faults::{FaultConfig, FaultKind, FaultRule};

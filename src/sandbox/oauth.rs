@@ -17,7 +17,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::Digest;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,8 @@ struct Code {
     client_id: String,
     account: String,
     expires: Instant,
-    /// The grant this code was exchanged for; a second exchange revokes it.
-    redeemed: Option<u64>,
+    /// Exchanged already; a second exchange revokes the user ([DOC] /aplicativos).
+    redeemed: bool,
 }
 
 struct Grant {
@@ -48,29 +48,79 @@ struct Grant {
 struct Access {
     grant: u64,
     expires: Instant,
+    /// Issued as a JWT (`enable-jwt: 1`); JWT-only mode refuses the others.
+    jwt: bool,
+    /// Revoked by `/oauth/revoke` on this token alone.
+    revoked: bool,
 }
 
 struct Refresh {
     grant: u64,
     expires: Instant,
     rotated: bool,
+    revoked: bool,
 }
 
 /// Expired entries are kept this long so late callers get "expired" rather than "unknown".
 const GRACE: Duration = Duration::from_secs(3600);
 
-#[derive(Default)]
 pub(crate) struct OAuthStore {
     codes: HashMap<String, Code>,
     grants: HashMap<u64, Grant>,
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     last_grant: u64,
+    /// JWT-only mode: opaque tokens are neither issued nor accepted.
+    pub jwt_only: bool,
+    /// Accounts whose company is inactive (in arrears): "Empresa inativa".
+    inactive_companies: HashSet<String>,
+    /// Client apps inactivated in Bling: authorize answers `app_inativo`.
+    inactive_apps: HashSet<String>,
 }
 
-/// Why a grant was refused; every case is `invalid_grant` on the wire.
-#[derive(Debug)]
-pub(crate) struct InvalidGrant(&'static str);
+// The wording of the token endpoint's and the bearer check's errors is Bling's where it is
+// documented ([DOC] /aplicativos, /erros-comuns; [VCR]); the rest is taken from
+// bshaffer/oauth2-server-php, whose messages Bling's documented ones match word for word.
+const CODE_INVALID: &str = "Authorization code doesn't exist or is invalid for the client";
+const CODE_EXPIRED: &str = "The authorization code has expired";
+const REFRESH_INVALID: &str = "Invalid refresh token";
+const REFRESH_EXPIRED: &str = "Refresh token has expired";
+const TOKEN_INVALID: &str = "The access token provided is invalid";
+const TOKEN_EXPIRED: &str = "The access token provided has expired";
+
+/// A refused grant and the account it concerned, when known (for the call log).
+type Refused = Box<(ApiError, Option<String>)>;
+
+fn refused(e: ApiError, account: Option<String>) -> Refused {
+    Box::new((e, account))
+}
+
+fn invalid_grant(description: &str) -> ApiError {
+    oauth_api_error(StatusCode::BAD_REQUEST, "invalid_grant", description)
+}
+
+fn oauth_api_error(status: StatusCode, kind: &'static str, description: &str) -> ApiError {
+    ApiError::new(status, kind, kind, description)
+}
+
+/// `UNAUTHORIZED_ERROR` "Empresa inativa" ([DOC] /aplicativos). Status 401: assumption.
+pub(crate) fn empresa_inativa() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED_ERROR",
+        "Empresa inativa",
+        "A empresa vinculada ao token esta inativa.",
+    )
+}
+
+fn code_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        "Invalid authorization code",
+        "This authorization code has already been used, for security reasons the user has been revoked.",
+    )
+}
 
 fn random_token() -> String {
     let mut bytes = [0u8; 20];
@@ -100,6 +150,19 @@ fn jwt_token(account: &str, client_id: &str, ttl: Duration) -> String {
 }
 
 impl OAuthStore {
+    pub fn new(jwt_only: bool) -> OAuthStore {
+        OAuthStore {
+            codes: HashMap::new(),
+            grants: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            last_grant: 0,
+            jwt_only,
+            inactive_companies: HashSet::new(),
+            inactive_apps: HashSet::new(),
+        }
+    }
+
     pub fn issue_code(&mut self, client_id: &str, account: &str, ttl: Duration) -> String {
         let code = random_token();
         self.codes.insert(
@@ -108,7 +171,7 @@ impl OAuthStore {
                 client_id: client_id.into(),
                 account: account.into(),
                 expires: Instant::now() + ttl,
-                redeemed: None,
+                redeemed: false,
             },
         );
         code
@@ -138,6 +201,8 @@ impl OAuthStore {
             Access {
                 grant,
                 expires: now + p.access_ttl,
+                jwt: p.jwt,
+                revoked: false,
             },
         );
         self.refresh.insert(
@@ -146,12 +211,14 @@ impl OAuthStore {
                 grant,
                 expires: now + p.refresh_ttl,
                 rotated: false,
+                revoked: false,
             },
         );
         TokenSet {
             access_token,
             expires_in: p.access_ttl.as_secs(),
-            token_type: "Bearer".into(),
+            // Measured in lower case on a real account ([LC]).
+            token_type: "bearer".into(),
             scope: p.scope.clone(),
             refresh_token,
         }
@@ -176,38 +243,37 @@ impl OAuthStore {
         self.issue(g, p)
     }
 
+    pub fn company_active(&self, account: &str) -> bool {
+        !self.inactive_companies.contains(account)
+    }
+
     fn redeem_code(
         &mut self,
         code: &str,
         client_id: &str,
         p: &IssueParams,
-    ) -> Result<(TokenSet, String), InvalidGrant> {
+    ) -> Result<(TokenSet, String), Refused> {
         let now = Instant::now();
         self.prune(now);
-        let Some(c) = self.codes.get_mut(code) else {
-            return Err(InvalidGrant("Código de autorização inválido"));
+        let Some(c) = self.codes.get(code).filter(|c| c.client_id == client_id) else {
+            return Err(refused(invalid_grant(CODE_INVALID), None));
         };
-        if c.client_id != client_id {
-            return Err(InvalidGrant(
-                "Código de autorização emitido para outro aplicativo",
-            ));
-        }
-        if let Some(g) = c.redeemed {
-            // Bling: reusing a code revokes the access it granted (a stolen code is useless).
-            if let Some(grant) = self.grants.get_mut(&g) {
-                grant.revoked = true;
-            }
-            return Err(InvalidGrant(
-                "Código de autorização já utilizado; a autorização concedida foi revogada",
-            ));
+        let account = c.account.clone();
+        if c.redeemed {
+            // Bling: "for security reasons the user has been revoked". Assumed width: every
+            // authorization of that account for this app.
+            self.revoke_account(&account, Some(client_id));
+            return Err(refused(code_reused(), Some(account)));
         }
         if now >= c.expires {
-            return Err(InvalidGrant("Código de autorização expirado"));
+            return Err(refused(invalid_grant(CODE_EXPIRED), Some(account)));
         }
-        let account = c.account.clone();
+        if !self.company_active(&account) {
+            return Err(refused(empresa_inativa(), Some(account)));
+        }
         let g = self.new_grant(client_id, &account);
         if let Some(c) = self.codes.get_mut(code) {
-            c.redeemed = Some(g);
+            c.redeemed = true;
         }
         Ok((self.issue(g, p), account))
     }
@@ -217,48 +283,53 @@ impl OAuthStore {
         token: &str,
         client_id: &str,
         p: &IssueParams,
-    ) -> Result<(TokenSet, String), InvalidGrant> {
+    ) -> Result<(TokenSet, String), Refused> {
         let now = Instant::now();
         self.prune(now);
         let Some(r) = self.refresh.get(token) else {
-            return Err(InvalidGrant("Refresh token inválido"));
+            return Err(refused(invalid_grant(REFRESH_INVALID), None));
         };
-        let (grant_id, rotated, expired) = (r.grant, r.rotated, now >= r.expires);
-        let Some(grant) = self.grants.get(&grant_id) else {
-            return Err(InvalidGrant("Refresh token inválido"));
+        let (grant_id, dead, expired) = (r.grant, r.rotated || r.revoked, now >= r.expires);
+        let Some(grant) = self
+            .grants
+            .get(&grant_id)
+            .filter(|g| g.client_id == client_id)
+        else {
+            return Err(refused(invalid_grant(REFRESH_INVALID), None));
         };
-        if grant.client_id != client_id {
-            return Err(InvalidGrant("Refresh token emitido para outro aplicativo"));
-        }
-        if grant.revoked {
-            return Err(InvalidGrant("Autorização revogada"));
-        }
-        if rotated {
-            return Err(InvalidGrant("Refresh token já utilizado"));
+        let account = grant.account.clone();
+        if grant.revoked || dead {
+            return Err(refused(invalid_grant(REFRESH_INVALID), Some(account)));
         }
         if expired {
-            return Err(InvalidGrant("Refresh token expirado"));
+            return Err(refused(invalid_grant(REFRESH_EXPIRED), Some(account)));
         }
-        let account = grant.account.clone();
+        if !self.company_active(&account) {
+            return Err(refused(empresa_inativa(), Some(account)));
+        }
         if let Some(r) = self.refresh.get_mut(token) {
             r.rotated = true;
         }
         Ok((self.issue(grant_id, p), account))
     }
 
-    /// The account and client an access token acts for, or why it cannot be used.
-    pub fn authenticate(&self, token: &str) -> Result<AuthCtx, &'static str> {
-        let Some(a) = self.access.get(token) else {
-            return Err("Token de acesso inválido");
+    /// The account and client an access token acts for, or Bling's refusal.
+    pub fn authenticate(&self, token: &str) -> Result<AuthCtx, ApiError> {
+        let Some(a) = self.access.get(token).filter(|a| !a.revoked) else {
+            return Err(ApiError::invalid_token(TOKEN_INVALID));
         };
-        let Some(g) = self.grants.get(&a.grant) else {
-            return Err("Token de acesso inválido");
+        let Some(g) = self.grants.get(&a.grant).filter(|g| !g.revoked) else {
+            return Err(ApiError::invalid_token(TOKEN_INVALID));
         };
-        if g.revoked {
-            return Err("Token de acesso revogado");
+        if self.jwt_only && !a.jwt {
+            // Opaque tokens are discontinued after the cut-off ([DOC] /migracao-jwt).
+            return Err(ApiError::invalid_token(TOKEN_INVALID));
         }
         if Instant::now() >= a.expires {
-            return Err("Token de acesso expirado");
+            return Err(ApiError::invalid_token(TOKEN_EXPIRED));
+        }
+        if !self.company_active(&g.account) {
+            return Err(empresa_inativa());
         }
         Ok(AuthCtx {
             account: g.account.clone(),
@@ -266,19 +337,27 @@ impl OAuthStore {
         })
     }
 
-    /// Revokes the grant behind an access or refresh token of `client_id` (RFC 7009 style).
-    fn revoke_token(&mut self, token: &str, client_id: &str) -> Option<String> {
+    /// `/oauth/revoke`: without `whole_user`, only the token sent ([DOC] /aplicativos); with a
+    /// `revoke_action`, every authorization of that account for the app. Returns the account.
+    fn revoke_token(&mut self, token: &str, client_id: &str, whole_user: bool) -> Option<String> {
         let grant = self
             .access
             .get(token)
             .map(|a| a.grant)
             .or_else(|| self.refresh.get(token).map(|r| r.grant))?;
-        let g = self.grants.get_mut(&grant)?;
+        let g = self.grants.get(&grant)?;
         if g.client_id != client_id {
             return None;
         }
-        g.revoked = true;
-        Some(g.account.clone())
+        let account = g.account.clone();
+        if whole_user {
+            self.revoke_account(&account, Some(client_id));
+        } else if let Some(a) = self.access.get_mut(token) {
+            a.revoked = true;
+        } else if let Some(r) = self.refresh.get_mut(token) {
+            r.revoked = true;
+        }
+        Some(account)
     }
 
     /// "The shop changed its Bling password" (every client) or "removed the app" (one client).
@@ -291,6 +370,37 @@ impl OAuthStore {
             }
         }
         n
+    }
+
+    /// Company active or inactive ("Empresa inativa"); tokens survive an inactive period.
+    pub fn set_company_active(&mut self, account: &str, active: bool) {
+        if active {
+            self.inactive_companies.remove(account);
+        } else {
+            self.inactive_companies.insert(account.to_string());
+        }
+    }
+
+    /// Inactivating an app revokes all its tokens ([DOC] /aplicativos); reactivating it
+    /// restores none. Returns how many authorizations were revoked.
+    pub fn set_app_active(&mut self, client_id: &str, active: bool) -> usize {
+        if active {
+            self.inactive_apps.remove(client_id);
+            return 0;
+        }
+        self.inactive_apps.insert(client_id.to_string());
+        let mut n = 0;
+        for g in self.grants.values_mut() {
+            if g.client_id == client_id && !g.revoked {
+                g.revoked = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn app_active(&self, client_id: &str) -> bool {
+        !self.inactive_apps.contains(client_id)
     }
 
     pub fn active_grants(&self, account: &str) -> usize {
@@ -320,7 +430,7 @@ impl IssueParams {
 }
 
 fn oauth_error(status: StatusCode, kind: &'static str, description: &str) -> Response {
-    ApiError::new(status, kind, kind, description).into_response()
+    oauth_api_error(status, kind, description).into_response()
 }
 
 fn client<'a>(shared: &'a Shared, id: &str) -> Option<&'a ClientApp> {
@@ -340,6 +450,39 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
+}
+
+/// Whether the request carries Bling's JWT migration header `enable-jwt: 1`.
+pub(crate) fn enable_jwt(headers: &HeaderMap) -> bool {
+    headers
+        .get("enable-jwt")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        == Some("1")
+}
+
+/// Client authentication of `/oauth/token` and `/oauth/revoke`: Basic only. Credentials in
+/// the body are not accepted ([DOC] /aplicativos); the wording is bshaffer's HttpBasic with
+/// body credentials disabled, which Bling's documented "The client credentials are invalid"
+/// matches. Status 400, as that library answers (Bling's is undocumented).
+fn authenticate_client(shared: &Shared, headers: &HeaderMap) -> Result<ClientApp, ApiError> {
+    let Some((id, secret)) = basic_credentials(headers) else {
+        return Err(oauth_api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            "Client credentials were not found in the headers",
+        ));
+    };
+    client(shared, &id)
+        .filter(|c| c.client_secret == secret)
+        .cloned()
+        .ok_or_else(|| {
+            oauth_api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "The client credentials are invalid",
+            )
+        })
 }
 
 fn escape_html(s: &str) -> String {
@@ -399,6 +542,7 @@ struct Outcome {
     response: Response,
     account: Option<String>,
     client_id: Option<String>,
+    enable_jwt: bool,
 }
 
 fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outcome {
@@ -407,6 +551,7 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
         response: error_page(status, msg),
         account: None,
         client_id,
+        enable_jwt: false,
     };
     let Some(app) = client_id
         .as_deref()
@@ -432,6 +577,29 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
     };
     let state = params.get("state");
     let approve_now = params.get("auto_approve") == Some("1");
+    let status = if from_form {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::FOUND
+    };
+    let redirect_error = |error: &str, description: &str| Outcome {
+        response: redirect_with(
+            &app.redirect_uri,
+            &[
+                ("error", Some(error)),
+                ("error_description", Some(description)),
+                ("state", state),
+            ],
+            status,
+        ),
+        account: Some(account.clone()),
+        client_id: client_id.clone(),
+        enable_jwt: false,
+    };
+    // An inactivated app cannot be authorized ([DOC] /erros-comuns: `error=app_inativo`).
+    if !shared.store().oauth.app_active(&app.client_id) {
+        return redirect_error(APP_INATIVO, APP_INATIVO_DESCRIPTION);
+    }
     if !from_form && !approve_now {
         let page = include_str!("consent.html")
             .replace("{{ACTION}}", "/Api/v3/oauth/authorize")
@@ -442,27 +610,22 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
             response: Html(page).into_response(),
             account: Some(account),
             client_id,
+            enable_jwt: false,
         };
     }
-    let status = if from_form {
-        StatusCode::SEE_OTHER
-    } else {
-        StatusCode::FOUND
-    };
     if from_form && params.get("decision") != Some("approve") {
-        let response = redirect_with(
-            &app.redirect_uri,
-            &[("error", Some("access_denied")), ("state", state)],
-            status,
+        return redirect_error(
+            "access_denied",
+            "The user denied access to your application",
         );
-        return Outcome {
-            response,
-            account: Some(account),
-            client_id,
-        };
     }
     let code = {
         let mut store = shared.store();
+        // The company is in arrears or inactive ([DOC]: `error=UNAUTHORIZED_ERROR`).
+        if !store.oauth.company_active(&account) {
+            drop(store);
+            return redirect_error("UNAUTHORIZED_ERROR", "Empresa inativa");
+        }
         store.account_mut(&account);
         store
             .oauth
@@ -477,8 +640,14 @@ fn authorize_outcome(shared: &Shared, params: &Params, from_form: bool) -> Outco
         response,
         account: Some(account),
         client_id,
+        enable_jwt: false,
     }
 }
+
+/// `error` of the redirect when the app was inactivated ([DOC] /erros-comuns).
+const APP_INATIVO: &str = "app_inativo";
+/// The documented text is cut after "inativad…"; the end is ours.
+const APP_INATIVO_DESCRIPTION: &str = "Este aplicativo foi inativado.";
 
 fn finish(
     shared: &Shared,
@@ -523,69 +692,65 @@ pub(crate) async fn authorize_submit(
 }
 
 fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
-    let creds = basic_credentials(headers);
-    let client_id = creds.as_ref().map(|(id, _)| id.clone());
+    let client_id = basic_credentials(headers).map(|(id, _)| id);
+    let jwt = enable_jwt(headers);
     let out = |response, account| Outcome {
         response,
         account,
         client_id: client_id.clone(),
+        enable_jwt: jwt,
     };
     let guard_key = client_id.clone().unwrap_or_else(|| "<anonymous>".into());
-    if let Err(secs) = shared.limits().token_call(&guard_key, Instant::now()) {
-        let e = ApiError::too_many_requests(
-            "Muitas chamadas ao endpoint de token; cliente bloqueado temporariamente",
-            secs,
+    if !shared.limits().token_call(&guard_key, Instant::now()) {
+        let e = ApiError::blocked(
+            "Bloqueio temporário: muitas requisições ao /oauth/token, tente novamente mais tarde.",
         );
         return out(e.into_response(), None);
     }
-    let authorized = creds
-        .as_ref()
-        .and_then(|(id, secret)| client(shared, id).filter(|c| &c.client_secret == secret));
-    let Some(app) = authorized else {
-        return out(
-            oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "Credenciais do aplicativo inválidas",
-            ),
-            None,
-        );
+    let app = match authenticate_client(shared, headers) {
+        Ok(app) => app,
+        Err(e) => return out(e.into_response(), None),
     };
+    if shared.store().oauth.jwt_only && !jwt {
+        // Assumption: after the cut-off a token call without the header is refused.
+        let r = oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Opaque tokens are no longer issued: send the header enable-jwt: 1",
+        );
+        return out(r, None);
+    }
     let params = Params::parse(std::str::from_utf8(body).ok());
-    let jwt = headers
-        .get("enable-jwt")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        == Some("1");
     let p = IssueParams::from(shared, jwt);
+    let missing = |name: &str| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("Missing parameter: \"{name}\" is required"),
+        )
+    };
     let result = match params.get("grant_type") {
         Some("authorization_code") => match params.get("code") {
             Some(code) => shared.store().oauth.redeem_code(code, &app.client_id, &p),
-            None => {
-                let r = oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Parâmetro code ausente",
-                );
-                return out(r, None);
-            }
+            None => return out(missing("code"), None),
         },
         Some("refresh_token") => match params.get("refresh_token") {
             Some(rt) => shared.store().oauth.refresh(rt, &app.client_id, &p),
-            None => {
-                let r = oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Parâmetro refresh_token ausente",
-                );
-                return out(r, None);
-            }
+            None => return out(missing("refresh_token"), None),
         },
-        _ => {
+        None => {
+            let r = oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The grant type was not specified in the request",
+            );
+            return out(r, None);
+        }
+        Some(other) => {
             let r = oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "grant_type deve ser authorization_code ou refresh_token",
+                &format!("Grant type \"{other}\" not supported"),
             );
             return out(r, None);
         }
@@ -597,10 +762,10 @@ fn token_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             out(resp, Some(account))
         }
-        Err(InvalidGrant(why)) => out(
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why),
-            None,
-        ),
+        Err(r) => {
+            let (e, account) = *r;
+            out(e.into_response(), account)
+        }
     }
 }
 
@@ -620,23 +785,17 @@ async fn with_faults(
     if !decision.latency.is_zero() {
         tokio::time::sleep(decision.latency).await;
     }
+    let failed = || Outcome {
+        response: ApiError::server_error().into_response(),
+        account: None,
+        client_id: None,
+        enable_jwt: false,
+    };
     let (o, status) = match decision.kind {
-        Some(FaultKind::ServerError) => {
-            let o = Outcome {
-                response: ApiError::server_error().into_response(),
-                account: None,
-                client_id: None,
-            };
-            (o, Some(500))
-        }
+        Some(FaultKind::ServerError) => (failed(), Some(500)),
         Some(FaultKind::Drop) => {
             conn.kill();
-            let o = Outcome {
-                response: ApiError::server_error().into_response(),
-                account: None,
-                client_id: None,
-            };
-            (o, None)
+            (failed(), None)
         }
         Some(FaultKind::ApplyThenDrop) => {
             conn.kill();
@@ -648,7 +807,8 @@ async fn with_faults(
             (o, status)
         }
     };
-    let rec = CallRecord::start(&Method::POST, uri, o.account, o.client_id);
+    let mut rec = CallRecord::start(&Method::POST, uri, o.account, o.client_id);
+    rec.enable_jwt = o.enable_jwt;
     record_call(shared, rec, status, decision.kind, latency_ms, started);
     o.response
 }
@@ -668,8 +828,10 @@ pub(crate) async fn token(
     .await
 }
 
-/// `POST /oauth/revoke` (assumed, RFC 7009 style): `token=<access or refresh token>` revokes
-/// the whole authorization; unknown tokens also answer 200, as RFC 7009 asks.
+/// `POST /oauth/revoke` ([DOC] /aplicativos): `token=<access or refresh token>` revokes only
+/// that token, unless `revoke_action=logout|uninstall` (`revoke_target=user|company`) asks for
+/// the whole user. Answer assumed: `200 {"revoked":true}`, also for unknown tokens (RFC 7009;
+/// bshaffer/oauth2-server-php answers so).
 pub(crate) async fn revoke(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
@@ -685,62 +847,75 @@ pub(crate) async fn revoke(
 }
 
 fn revoke_outcome(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Outcome {
-    let creds = basic_credentials(headers);
-    let client_id = creds.as_ref().map(|(id, _)| id.clone());
-    let authorized = creds
-        .as_ref()
-        .and_then(|(id, secret)| client(shared, id).filter(|c| &c.client_secret == secret))
-        .cloned();
-    let o = match authorized {
-        None => Outcome {
-            response: oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                "Credenciais do aplicativo inválidas",
-            ),
-            account: None,
-            client_id,
-        },
-        Some(app) => {
-            let params = Params::parse(std::str::from_utf8(body).ok());
-            match params.get("token") {
-                None => Outcome {
-                    response: oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "Parâmetro token ausente",
-                    ),
-                    account: None,
-                    client_id,
-                },
-                Some(t) => {
-                    let account = shared.store().oauth.revoke_token(t, &app.client_id);
-                    Outcome {
-                        response: StatusCode::OK.into_response(),
-                        account,
-                        client_id,
-                    }
-                }
-            }
+    let client_id = basic_credentials(headers).map(|(id, _)| id);
+    let out = |response, account| Outcome {
+        response,
+        account,
+        client_id: client_id.clone(),
+        enable_jwt: enable_jwt(headers),
+    };
+    let app = match authenticate_client(shared, headers) {
+        Ok(app) => app,
+        Err(e) => return out(e.into_response(), None),
+    };
+    let params = Params::parse(std::str::from_utf8(body).ok());
+    let Some(token) = params.get("token") else {
+        let r = oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing token parameter to revoke",
+        );
+        return out(r, None);
+    };
+    let whole_user = match params.get("revoke_action") {
+        None => false,
+        Some("logout" | "uninstall") => true,
+        Some(_) => {
+            let r = oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "revoke_action must be logout or uninstall",
+            );
+            return out(r, None);
         }
     };
-    o
+    if !matches!(params.get("revoke_target"), None | Some("user" | "company")) {
+        let r = oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "revoke_target must be user or company",
+        );
+        return out(r, None);
+    }
+    let account = shared
+        .store()
+        .oauth
+        .revoke_token(token, &app.client_id, whole_user);
+    out(
+        axum::Json(serde_json::json!({"revoked": true})).into_response(),
+        account,
+    )
 }
 
 /// The caller of an API route, from `Authorization: Bearer …`.
 pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<AuthCtx, ApiError> {
+    // Bling's resource check reads `Bearer <token>` (bshaffer's `Bearer\s(\S+)`); anything
+    // else, or no header at all, is "Malformed auth header" ([DOC] /erros-comuns).
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::invalid_token("Token de acesso não informado"));
+        .and_then(|v| v.trim().strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+        .map(str::to_string);
+    let Some(token) = token else {
+        return Err(ApiError::malformed_auth_header());
     };
-    shared
-        .store()
-        .oauth
-        .authenticate(&token)
-        .map_err(ApiError::invalid_token)
+    let store = shared.store();
+    if store.oauth.jwt_only && !enable_jwt(headers) {
+        // Assumption: after the cut-off, a call without `enable-jwt: 1` ([DOC] /migracao-jwt:
+        // "mantido em todas as requisições") is read as a malformed header (the doc's 400).
+        return Err(ApiError::malformed_auth_header());
+    }
+    store.oauth.authenticate(&token)
 }

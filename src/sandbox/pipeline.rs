@@ -1,12 +1,13 @@
-//! What every Bling API call goes through before its handler: bearer-token check, the
-//! account's rate limit and daily quota, fault injection; and afterwards the call log.
+//! What every Bling call goes through: the IP blocks (every Bling route); for API calls the
+//! bearer-token check (with the JWT-only and company-inactive switches), the account's rate
+//! limit and daily quota, fault injection; and afterwards the call log.
 
 use crate::sandbox::calllog::CallRecord;
 use crate::sandbox::conn::ConnHandle;
 use crate::sandbox::error::ApiError;
 use crate::sandbox::faults::FaultKind;
-use crate::sandbox::limits::Refusal;
-use crate::sandbox::oauth::authenticate;
+use crate::sandbox::limits::{IpRule, Refusal};
+use crate::sandbox::oauth::{authenticate, enable_jwt};
 use crate::sandbox::state::Shared;
 use crate::sandbox::validation::now_brt;
 use axum::extract::{ConnectInfo, OriginalUri, Request, State};
@@ -47,17 +48,52 @@ pub(crate) fn record_call(
     shared.log().push(rec);
 }
 
-/// Brasília's date and the seconds left in it: Bling's daily quota turns at local midnight.
-fn brt_day() -> (chrono::NaiveDate, u64) {
-    let now = now_brt();
-    let today = now.date();
-    let secs = today
-        .succ_opt()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map_or(86_400, |midnight| {
-            u64::try_from((midnight - now).num_seconds()).unwrap_or(1)
-        });
-    (today, secs)
+/// Brasília's date: the sandbox assumes Bling's daily quota turns at local midnight (the
+/// reset time is unpublished).
+fn brt_day() -> chrono::NaiveDate {
+    now_brt().date()
+}
+
+/// Bling's IP blocks, in front of every Bling route (API and OAuth; not the control plane):
+/// a blocked IP is refused before anything else, and every answer >= 400 (429s included)
+/// counts toward the error rule.
+pub(crate) async fn ip_layer(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(ip) = req
+        .extensions()
+        .get::<ConnectInfo<ConnHandle>>()
+        .map(|c| c.0.peer)
+    else {
+        return next.run(req).await;
+    };
+    let started = Instant::now();
+    if let Err(rule) = shared.limits().ip_arrival(ip, started) {
+        let uri = req
+            .extensions()
+            .get::<OriginalUri>()
+            .cloned()
+            .unwrap_or_else(|| OriginalUri(req.uri().clone()));
+        let description = match rule {
+            IpRule::Errors => {
+                "IP bloqueado temporariamente por excesso de erros, tente novamente mais tarde."
+            }
+            IpRule::Requests => {
+                "IP bloqueado temporariamente por excesso de requisições, tente novamente mais tarde."
+            }
+        };
+        let mut rec = CallRecord::start(req.method(), &uri, None, None);
+        rec.enable_jwt = enable_jwt(req.headers());
+        record_call(&shared, rec, Some(429), None, 0, started);
+        return ApiError::blocked(description).into_response();
+    }
+    let resp = next.run(req).await;
+    if resp.status().as_u16() >= 400 {
+        shared.limits().ip_error(ip, Instant::now());
+    }
+    resp
 }
 
 pub(crate) async fn api_layer(
@@ -77,36 +113,32 @@ pub(crate) async fn api_layer(
         .get::<ConnectInfo<ConnHandle>>()
         .map(|c| c.0.clone());
 
+    let jwt = enable_jwt(req.headers());
     let ctx = match authenticate(&shared, req.headers()) {
         Ok(ctx) => ctx,
         Err(e) => {
             let resp = e.into_response();
-            let rec = CallRecord::start(&method, &uri, None, None);
+            let mut rec = CallRecord::start(&method, &uri, None, None);
+            rec.enable_jwt = jwt;
             record_call(&shared, rec, Some(resp.status().as_u16()), None, 0, started);
             return resp;
         }
     };
-    let rec = CallRecord::start(
+    let mut rec = CallRecord::start(
         &method,
         &uri,
         Some(ctx.account.clone()),
         Some(ctx.client_id.clone()),
     );
+    rec.enable_jwt = jwt;
 
-    let (today, secs_left) = brt_day();
     let admitted = shared
         .limits()
-        .admit(&ctx.account, Instant::now(), today, secs_left);
+        .admit(&ctx.account, Instant::now(), brt_day());
     if let Err(refusal) = admitted {
         let e = match refusal {
-            Refusal::PerSecond { retry_after_secs } => ApiError::too_many_requests(
-                "Limite de requisições por segundo atingido, tente novamente mais tarde",
-                retry_after_secs,
-            ),
-            Refusal::Daily { retry_after_secs } => ApiError::too_many_requests(
-                "Limite diário de requisições atingido, tente novamente amanhã",
-                retry_after_secs,
-            ),
+            Refusal::PerSecond { limit } => ApiError::per_second_limit(limit),
+            Refusal::Daily { limit } => ApiError::daily_limit(limit),
         };
         let resp = e.into_response();
         record_call(&shared, rec, Some(resp.status().as_u16()), None, 0, started);

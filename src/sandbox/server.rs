@@ -7,7 +7,7 @@ use crate::sandbox::control::{self, AccountSummary};
 use crate::sandbox::error::{ApiError, SandboxError};
 use crate::sandbox::faults::FaultConfig;
 use crate::sandbox::oauth::{self, TokenSet};
-use crate::sandbox::pipeline::api_layer;
+use crate::sandbox::pipeline::{api_layer, ip_layer};
 use crate::sandbox::state::Shared;
 use crate::sandbox::{contatos, empresa, encoding, formas, nfe, pedidos, situacoes};
 use axum::routing::{get, patch, post};
@@ -79,6 +79,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/Api/v3/oauth/token", post(oauth::token))
         .route("/Api/v3/oauth/revoke", post(oauth::revoke));
     api.merge(oauth)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            ip_layer,
+        ))
         .merge(control::router())
         .merge(crate::sandbox::control_resources::router())
         .fallback(|| async { ApiError::not_found("Recurso") })
@@ -260,9 +264,42 @@ impl Sandbox {
     }
 
     /// Tokens for `account` without the browser flow or the token endpoint (not logged, not
-    /// counted by the token guard).
+    /// counted by the token guard). JWT-shaped while JWT-only mode is on, opaque otherwise.
     pub fn grant_tokens(&self, client_id: &str, account: &str) -> Result<TokenSet, SandboxError> {
         self.shared.grant_tokens(client_id, account)
+    }
+
+    /// Tokens like [`Sandbox::grant_tokens`], always JWT-shaped (as after `enable-jwt: 1`).
+    pub fn grant_jwt_tokens(
+        &self,
+        client_id: &str,
+        account: &str,
+    ) -> Result<TokenSet, SandboxError> {
+        self.shared.grant_tokens_as(client_id, account, true)
+    }
+
+    /// "Empresa inativa" switch (company inactive or in arrears). While inactive, refreshes and
+    /// code exchanges answer `UNAUTHORIZED_ERROR`, API calls too (401), and the authorize
+    /// redirect carries `error=UNAUTHORIZED_ERROR`. Tokens survive and work again once active.
+    pub fn set_company_active(&self, account: &str, active: bool) {
+        self.shared.set_company_active(account, active);
+    }
+
+    /// Inactivates (or reactivates) a client app: inactivating revokes every token of the app
+    /// on every account and makes authorize redirect with `error=app_inativo`. Returns how many
+    /// authorizations were revoked.
+    pub fn set_app_active(&self, client_id: &str, active: bool) -> Result<usize, SandboxError> {
+        self.shared.set_app_active(client_id, active)
+    }
+
+    /// JWT-only mode (Bling after the opaque-token cut-off): token calls without
+    /// `enable-jwt: 1` and API calls without it are refused, opaque tokens stop working.
+    pub fn set_jwt_only(&self, on: bool) {
+        self.shared.set_jwt_only(on);
+    }
+
+    pub fn jwt_only(&self) -> bool {
+        self.shared.jwt_only()
     }
 
     /// The account's contatos as `GET /contatos/{id}` returns them.

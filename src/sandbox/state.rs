@@ -80,7 +80,7 @@ impl Store {
     pub fn new(config: &SandboxConfig) -> Store {
         let mut store = Store {
             accounts: BTreeMap::new(),
-            oauth: OAuthStore::default(),
+            oauth: OAuthStore::new(config.jwt_only),
             default_ids: config.situacao_ids,
             last_id: FIRST_ID - 1,
             last_situacao_id: FIRST_CUSTOM_SITUACAO_ID - 1,
@@ -162,6 +162,7 @@ impl Shared {
                 config.daily_quota,
                 config.token_calls_per_minute,
                 config.token_block,
+                config.ip_blocks,
             )),
             faults: Mutex::new(faults),
             log: Mutex::new(CallLog::default()),
