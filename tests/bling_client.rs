@@ -300,7 +300,18 @@ fn contato(nome: &str, cpf: &str) -> Contato {
     }
 }
 
-fn pedido(id_contato: i64, numero_loja: &str) -> PedidoVenda {
+/// The account's Pix method: payment-method ids differ per account ([OAS]).
+fn pix(s: &Setup) -> i64 {
+    s.sb.formas_pagamento(s.tenant.as_str())
+        .iter()
+        .find(|f| f["tipoPagamento"] == 17)
+        .and_then(|f| f["id"].as_i64())
+        .expect("the account has a Pix method")
+}
+
+/// A sale of 2 × R$ 80,50 with 10 % off the line (a percentage, as Bling reads it) and R$ 0,50
+/// off the order: 161,00 − 16,10 − 0,50 = R$ 144,40 in one Pix parcela that adds up to it.
+fn pedido(s: &Setup, id_contato: i64, numero_loja: &str) -> PedidoVenda {
     PedidoVenda {
         numero_loja: Some(numero_loja.into()),
         data: NaiveDate::from_ymd_opt(2025, 3, 10),
@@ -320,9 +331,9 @@ fn pedido(id_contato: i64, numero_loja: &str) -> PedidoVenda {
         }],
         parcelas: vec![Parcela {
             data_vencimento: NaiveDate::from_ymd_opt(2025, 4, 10),
-            valor: Centavos(15950),
+            valor: Centavos(14440),
             observacoes: Some("Pix".into()),
-            forma_pagamento: Some(IdRef::new(7)),
+            forma_pagamento: Some(IdRef::new(pix(s))),
             ..Parcela::default()
         }],
         ..PedidoVenda::default()
@@ -346,6 +357,18 @@ async fn contatos_round_trip_find_and_full_replacement() {
     let got = ok(c.get_contato(t, id).await, "get");
     let mut expected = contato("Ana Souza", CPF);
     expected.id = Some(id);
+    // Bling reads documents, phones and CEPs back formatted ([OAS], [VCR], [U1]).
+    expected.numero_documento = Some("529.982.247-25".into());
+    expected.telefone = Some("(11) 3333-4444".into());
+    expected.celular = Some("(11) 99999-8888".into());
+    if let Some(enderecos) = expected.endereco.as_mut() {
+        for e in [&mut enderecos.geral, &mut enderecos.cobranca]
+            .into_iter()
+            .flatten()
+        {
+            e.cep = Some("01310-100".into());
+        }
+    }
     // Bling answers every field; those we did not set come back empty.
     expected.ie = Some(String::new());
     expected.rg = Some(String::new());
@@ -374,7 +397,7 @@ async fn contatos_round_trip_find_and_full_replacement() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, id);
     assert_eq!(found[0].nome, "Ana Souza");
-    assert_eq!(found[0].numero_documento, CPF);
+    assert_eq!(found[0].numero_documento, "529.982.247-25");
     assert!(ok(c.find_contatos_by_documento(t, CPF_2).await, "find none").is_empty());
 
     // PUT replaces the whole contato: what is left out is cleared.
@@ -392,7 +415,7 @@ async fn contatos_round_trip_find_and_full_replacement() {
         got.endereco.and_then(|e| e.geral).and_then(|g| g.endereco),
         Some(String::new())
     );
-    assert_eq!(got.celular.as_deref(), Some("11999998888"));
+    assert_eq!(got.celular.as_deref(), Some("(11) 99999-8888"));
 }
 
 #[tokio::test]
@@ -402,15 +425,15 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     let id_contato = ok(c.create_contato(t, &contato("Ana", CPF)).await, "contato").id;
 
     let created = ok(
-        c.create_pedido(t, &pedido(id_contato, "INV-1")).await,
+        c.create_pedido(t, &pedido(&s, id_contato, "INV-1")).await,
         "create",
     );
     assert!(created.alertas.is_empty());
     // A numeroLoja that needs URL encoding, and a decoy that must not match.
     let odd = "INV 2&x=[1]/ç";
-    let id_odd = ok(c.create_pedido(t, &pedido(id_contato, odd)).await, "odd").id;
+    let id_odd = ok(c.create_pedido(t, &pedido(&s, id_contato, odd)).await, "odd").id;
     ok(
-        c.create_pedido(t, &pedido(id_contato, "INV 2")).await,
+        c.create_pedido(t, &pedido(&s, id_contato, "INV 2")).await,
         "decoy",
     );
 
@@ -434,16 +457,16 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     assert_eq!(item.desconto, Some(10.0));
     assert_eq!(item.descricao.as_deref(), Some("Ração 15 kg"));
     let parcela = &got.parcelas[0];
-    assert_eq!(parcela.valor, Centavos(15950));
+    assert_eq!(parcela.valor, Centavos(14440));
     assert_eq!(
         parcela.data_vencimento,
         NaiveDate::from_ymd_opt(2025, 4, 10)
     );
     assert_eq!(parcela.observacoes.as_deref(), Some("Pix"));
-    assert_eq!(parcela.forma_pagamento, Some(IdRef::new(7)));
-    // 2 × 80.50 − 1.00 = 160.00 of products; − 0.50 of order discount.
-    assert_eq!(got.total_produtos, Some(Centavos(16000)));
-    assert_eq!(got.total, Some(Centavos(15950)));
+    assert_eq!(parcela.forma_pagamento, Some(IdRef::new(pix(&s))));
+    // 2 × 80.50 less 10 % = 144.90 of products; − 0.50 of order discount.
+    assert_eq!(got.total_produtos, Some(Centavos(14490)));
+    assert_eq!(got.total, Some(Centavos(14440)));
     assert_eq!(got.nota_fiscal, Some(IdRef::new(0)));
 
     let found = c.find_pedidos_by_numero_loja(t, "INV-1").await;
@@ -454,8 +477,8 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     let found = ok(found, "find");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].id, created.id);
-    assert_eq!(found[0].total, Centavos(15950));
-    assert_eq!(found[0].total_produtos, Centavos(16000));
+    assert_eq!(found[0].total, Centavos(14440));
+    assert_eq!(found[0].total_produtos, Centavos(14490));
     assert_eq!(found[0].contato.id, id_contato);
     assert_eq!(found[0].situacao.id, SituacaoIds::default().em_aberto);
     let found_odd = ok(c.find_pedidos_by_numero_loja(t, odd).await, "find odd");
@@ -466,14 +489,28 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     let mut changed = got.clone();
     changed.observacoes = Some("Só banho".into());
     changed.itens[0].quantidade = 1.0;
+    // The parcelas follow the new total (80.50 less 10 %, less 0.50) and go without their old
+    // ids, as Bling wants on a PUT.
+    changed.parcelas[0].valor = Centavos(7245 - 50);
+    changed.parcelas[0].id = None;
     let updated = c.update_pedido(t, created.id, &changed).await;
-    assert_eq!(statuses(&updated.calls), [Some(204)]);
-    ok(updated, "update");
+    // Bling answers a PUT of an order with 200 and its id ([OAS]).
+    assert_eq!(statuses(&updated.calls), [Some(200)]);
+    assert_eq!(ok(updated, "update").id, created.id);
     let again = ok(c.get_pedido(t, created.id).await, "get again");
     assert_eq!(again.observacoes.as_deref(), Some("Só banho"));
     assert_eq!(again.itens[0].id, item.id);
     assert_eq!(again.numero, got.numero);
-    assert_eq!(again.total, Some(Centavos(8050 - 100 - 50)));
+    assert_eq!(again.total, Some(Centavos(7245 - 50)));
+
+    // The same PUT again changes nothing: Bling's duplicate-sale guard, code 3.
+    let mut same = again.clone();
+    for p in &mut same.parcelas {
+        p.id = None;
+    }
+    let noop = c.update_pedido(t, created.id, &same).await;
+    assert_eq!(statuses(&noop.calls), [Some(400)]);
+    assert!(err(&noop).is_duplicate_sale(), "{:?}", noop.result);
 }
 
 #[tokio::test]
@@ -521,7 +558,7 @@ async fn situacoes_are_discovered_and_changed() {
 
     let id_contato = ok(c.create_contato(t, &contato("Ana", CPF)).await, "contato").id;
     let id = ok(
-        c.create_pedido(t, &pedido(id_contato, "INV-7")).await,
+        c.create_pedido(t, &pedido(&s, id_contato, "INV-7")).await,
         "pedido",
     )
     .id;
@@ -547,7 +584,7 @@ async fn gerar_nfe_and_read_it() {
     let (c, t) = (&s.client, &s.tenant);
     let id_contato = ok(c.create_contato(t, &contato("Ana", CPF)).await, "contato").id;
     let id = ok(
-        c.create_pedido(t, &pedido(id_contato, "INV-3")).await,
+        c.create_pedido(t, &pedido(&s, id_contato, "INV-3")).await,
         "pedido",
     )
     .id;
@@ -562,7 +599,7 @@ async fn gerar_nfe_and_read_it() {
     let nfe = ok(c.get_nfe(t, id_nfe).await, "get nfe");
     assert_eq!(nfe.id, id_nfe);
     assert_eq!(nfe.situacao, NFE_PENDENTE);
-    assert_eq!(nfe.valor_nota, Some(Centavos(15950)));
+    assert_eq!(nfe.valor_nota, Some(Centavos(14440)));
     assert_eq!(nfe.contato.numero_documento, CPF);
     assert_eq!(nfe.numero_pedido_loja, "INV-3");
     assert_eq!(nfe.numero, "000001");
@@ -596,13 +633,14 @@ async fn validation_error_is_a_divergent_customer_record() {
     };
     assert_eq!(body.error_type, "VALIDATION_ERROR");
     assert_eq!(body.fields[0].element, "numeroDocumento");
-    assert_eq!(body.fields[0].code, Some(49));
+    // No public source gives Bling's code for an invalid CPF: the sandbox's own is 951.
+    assert_eq!(body.fields[0].code, Some(951));
     assert!(!e.is_transient());
     match e.to_failure_cause(Operation::Contato) {
         FailureCause::DivergentCustomerRecord { bling_fields, .. } => {
             assert_eq!(bling_fields.len(), 1);
             assert_eq!(bling_fields[0].element, "numeroDocumento");
-            assert_eq!(bling_fields[0].code, Some(49));
+            assert_eq!(bling_fields[0].code, Some(951));
             assert_eq!(bling_fields[0].msg, "O CPF informado é inválido");
         }
         other => panic!("wrong cause {other:?}"),
@@ -617,7 +655,7 @@ async fn validation_error_is_a_divergent_customer_record() {
         "contato",
     )
     .id;
-    let mut bad = pedido(id_contato, "INV-1");
+    let mut bad = pedido(&s, id_contato, "INV-1");
     bad.itens[0].quantidade = 0.0;
     let outcome = s.client.create_pedido(&s.tenant, &bad).await;
     // A refused order is the order's problem, not the customer record's.
@@ -626,9 +664,10 @@ async fn validation_error_is_a_divergent_customer_record() {
     else {
         panic!("wrong cause");
     };
+    // Bling counts collection entries from 1 ([OAS] example; the sandbox follows it).
     assert!(bling_fields
         .iter()
-        .any(|f| f.element == "itens[0].quantidade"));
+        .any(|f| f.element == "itens[1].quantidade"));
 }
 
 #[tokio::test]
@@ -660,8 +699,9 @@ async fn not_found_is_rejected_without_retry() {
 // Limits and retries
 
 #[tokio::test]
-async fn a_429_is_retried_after_retry_after_even_for_creates() {
-    // Bling's limit low, the client's off: the sandbox answers 429 with Retry-After: 1.
+async fn a_429_is_retried_after_its_period_even_for_creates() {
+    // Bling's limit low, the client's off: the sandbox answers 429 as Bling does, without
+    // Retry-After, with "period":"second" in the body; the client waits a second by it.
     let sandbox = SandboxConfig {
         rate_limit_per_sec: 1,
         ..SandboxConfig::default()
@@ -696,7 +736,7 @@ async fn a_429_is_retried_after_retry_after_even_for_creates() {
         "refused write not applied"
     );
 
-    // A Retry-After beyond max_delay is handed to the caller instead of holding the worker.
+    // A wait beyond max_delay is handed to the caller instead of holding the worker.
     let impatient = BlingClient::new(
         &s.sb.base_url(),
         s.tokens.clone(),
@@ -714,13 +754,51 @@ async fn a_429_is_retried_after_retry_after_even_for_creates() {
         BlingError::RateLimited {
             retry_after: Some(d),
             daily: false,
-        } if *d == Duration::from_secs(1)
+        } if *d == bling_ledger::bling::error::PER_SECOND_WAIT
     ));
     assert!(matches!(
         e.to_failure_cause(Operation::Contato),
         FailureCause::RateLimited { .. }
     ));
     assert!(e.is_transient());
+}
+
+#[tokio::test]
+async fn bling_s_daily_429_stops_the_account_until_midnight_in_brasilia() {
+    // The account's 120,000 a day are shared by every integration of the shop: when Bling says
+    // the day is spent ("period":"day"), believe it over our own count.
+    let sandbox = SandboxConfig {
+        rate_limit_per_sec: 0,
+        daily_quota: 1,
+        ..SandboxConfig::default()
+    };
+    let s = setup(sandbox, "shop-day", config()).await;
+    ok(s.client.modulos(&s.tenant).await, "the day's one call");
+    let limited = s.client.modulos(&s.tenant).await;
+    assert_eq!(statuses(&limited.calls), [Some(429)], "not retried");
+    let e = err(&limited);
+    let BlingError::RateLimited {
+        retry_after: Some(wait),
+        daily: true,
+    } = e
+    else {
+        panic!("wrong error {e:?}");
+    };
+    assert!(*wait > Duration::from_secs(1) && *wait <= Duration::from_secs(24 * 3600));
+    assert!(e.to_string().contains("for the day"), "{e}");
+    let until = s.client.day_spent_until(&s.tenant).expect("the day is spent");
+    assert!(until > chrono::Utc::now());
+    // No call leaves for the account any more today.
+    let before = s.sb.call_log().len();
+    let again = s.client.modulos(&s.tenant).await;
+    assert!(again.calls.is_empty());
+    assert_eq!(s.sb.call_log().len(), before);
+    assert!(matches!(err(&again), BlingError::RateLimited { daily: true, .. }));
+    // Other accounts are not affected.
+    let other = TenantId::parse("shop-day-2").unwrap();
+    s.tokens.connect(&s.sb, "shop-day-2");
+    ok(s.client.modulos(&other).await, "another account");
+    assert!(s.client.day_spent_until(&other).is_none());
 }
 
 /// An account whose seeded fault sequence (seed 0, error_rate 0.5 on `/situacoes/modulos`) is
@@ -742,7 +820,8 @@ async fn a_5xx_is_retried_until_success() {
     assert_eq!(outcome.calls[0].error_type.as_deref(), Some("SERVER_ERROR"));
     let log: Vec<_> = api_log(&s.sb).iter().map(|c| c.status).collect();
     assert_eq!(log, st, "one sandbox call per reported attempt");
-    assert_eq!(ok(outcome, "modulos")[0].id, MODULO_VENDAS);
+    // Bling lists several modules: the sales one is found by id, never as the first.
+    assert!(ok(outcome, "modulos").iter().any(|m| m.id == MODULO_VENDAS));
 }
 
 #[tokio::test]
@@ -811,7 +890,7 @@ async fn dropped_connections_are_unavailable_never_revoked() {
     assert!(e.is_transient());
 
     // The order is stored, the answer lost: one attempt, then the engine's look-up finds it.
-    let created = c.create_pedido(t, &pedido(id_contato, "INV-5")).await;
+    let created = c.create_pedido(t, &pedido(&s, id_contato, "INV-5")).await;
     assert_eq!(statuses(&created.calls), [None]);
     assert!(matches!(
         err(&created),

@@ -314,7 +314,8 @@ async fn a_divergent_record_fails_then_heals(t: TestDb) {
         .unwrap()
         .payload["SyncFailed"]["cause"];
     assert_eq!(cause["kind"], "divergent_customer_record");
-    assert_eq!(cause["bling_fields"][0]["element"], "endereco.geral.cep");
+    // Bling names the leaf element, not a dotted path ([OAS], [FM]).
+    assert_eq!(cause["bling_fields"][0]["element"], "cep");
     let i4 = invoice_events(&t.db, "shop-a", "i4").await;
     let cause = &i4
         .iter()
@@ -651,8 +652,8 @@ async fn two_workers_share_the_work_postgres() {
 }
 
 /// The shop's situação for "ready for NF-e" is a custom one the account does not have yet:
-/// the invoice fails as rejected; support creates it in Bling and replays; the order moves
-/// to its (discovered, non-default) id.
+/// the invoice fails as an account set-up problem naming it; support creates it in Bling and
+/// replays; the order moves to its (discovered, non-default) id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_replays_a_rejected_invoice() {
     let t = TestDb::sqlite().await;
@@ -696,9 +697,14 @@ async fn support_replays_a_rejected_invoice() {
         .iter()
         .find(|e| e.event_type == "SyncFailed")
         .unwrap();
-    assert_eq!(
-        failed.payload["SyncFailed"]["cause"]["kind"],
-        "bling_rejected"
+    let cause = &failed.payload["SyncFailed"]["cause"];
+    assert_eq!(cause["kind"], "account_setup");
+    assert_eq!(cause["setting"], "situacao");
+    assert!(
+        cause["configure"]
+            .as_str()
+            .is_some_and(|c| c.contains("Aguardando NF-e") && c.contains("Atendido")),
+        "says what to create and what the account has: {cause}"
     );
     assert!(
         failed.payload["SyncFailed"]["retry_at"].is_null(),

@@ -162,7 +162,7 @@ pub fn invoice_body(customer: &str, number: &str) -> serde_json::Value {
         ],
         "installments": [
             {"due_date": "2026-11-25", "amount": 8000, "payment_method": "pix"},
-            {"due_date": "2026-12-25", "amount": 9000, "payment_method": "cartao"}
+            {"due_date": "2026-12-25", "amount": 9000, "payment_method": "cartao_credito"}
         ],
         "total": 17000
     })
