@@ -761,3 +761,424 @@ async fn support_replays_a_rejected_invoice() {
     );
     stack.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Against Bling as the evidence shows it (docs/bling-api.md): discounts as percentages,
+// contatos found among all of them, the duplicate-sale guard, per-account payment methods.
+
+/// A deterministic generator, so a failing case can be replayed.
+fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    move |below: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below.max(1)
+    }
+}
+
+/// Random invoices with random line discounts reach Bling with Bling's own total equal to ours
+/// to the centavo (so no code 22), and parcelas that add up to it.
+async fn discounts_reach_bling_to_the_centavo(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    let mut next = rng(20261201);
+    let mut totals = HashMap::new();
+    for i in 0..40 {
+        let lines = 1 + next(4);
+        let mut items = Vec::new();
+        let mut total = 0u64;
+        for n in 0..lines {
+            let quantity = 1 + next(6);
+            let unit_price = 1 + next(40_000);
+            let gross = quantity * unit_price;
+            let discount = match next(3) {
+                0 => 0,
+                1 => gross * (1 + next(30)) / 100,
+                _ => next(gross),
+            };
+            total += gross - discount;
+            items.push(json!({"sku": format!("S{n}"), "description": "Serviço", "quantity": quantity,
+                "unit_price": unit_price, "discount": discount}));
+        }
+        let first = total / 2;
+        let body = json!({"customer_id": "c1", "number": format!("{i}"), "issue_date": "2026-11-25",
+            "items": items, "total": total,
+            "installments": [
+                {"due_date": "2026-11-25", "amount": first, "payment_method": "pix"},
+                {"due_date": "2026-12-25", "amount": total - first, "payment_method": "dinheiro"}]});
+        let (s, b) = call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/d{i}/bill"),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        totals.insert(format!("d{i}"), total);
+    }
+    assert!(
+        eventually(60, || all_synced(&stack, &t.db, 40)).await,
+        "all synced"
+    );
+    assert!(events_of_type(&t.db, "SyncFailed").await.is_empty());
+    for p in stack.sandbox.pedidos("shop-a") {
+        let ours = totals[p["numeroLoja"].as_str().unwrap()];
+        let cents = |v: &Value| (v.as_f64().unwrap() * 100.0).round() as u64;
+        assert_eq!(cents(&p["total"]), ours, "Bling's total is ours: {p}");
+        let parcelas: u64 = p["parcelas"].as_array().unwrap().iter().map(|x| cents(&x["valor"])).sum();
+        assert_eq!(parcelas, ours, "{p}");
+    }
+    stack.stop().await;
+}
+both_backends!(discounts, discounts_reach_bling_to_the_centavo);
+
+/// A contato created in Bling long ago (outside "Últimos incluídos", Bling's default
+/// `criterio`) is found and linked, not created again; a second customer with the same CPF
+/// links to it too.
+async fn an_old_contato_is_found_and_shared(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let tokens = stack
+        .sandbox
+        .grant_tokens(
+            bling_ledger::sandbox::SandboxConfig::DEMO_CLIENT_ID,
+            "shop-a",
+        )
+        .expect("tokens");
+    let created: Value = stack
+        .http
+        .post(format!("{}/contatos", stack.sandbox.base_url()))
+        .bearer_auth(&tokens.access_token)
+        .header("enable-jwt", "1")
+        .json(&json!({"nome": "Maria (cadastro antigo)", "tipo": "F", "numeroDocumento": cpf(1)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let old_id = created["data"]["id"].as_i64().expect("created");
+    assert!(stack.sandbox.age_contato("shop-a", old_id, 400));
+    for c in ["c1", "c2"] {
+        let (s, b) = call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/shop-a/customers/{c}"),
+            Some(&customer("Maria", 1)),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    for (i, c) in [(1, "c1"), (2, "c2")] {
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/i{i}/bill"),
+            Some(&invoice(c, i)),
+        )
+        .await;
+    }
+    assert!(eventually(30, || all_synced(&stack, &t.db, 2)).await);
+    let contatos = stack.sandbox.contatos("shop-a");
+    assert_eq!(contatos.len(), 1, "one contato per document: {contatos:?}");
+    assert_eq!(contatos[0]["id"], old_id);
+    for p in stack.sandbox.pedidos("shop-a") {
+        assert_eq!(p["contato"]["id"], old_id);
+    }
+    assert_eq!(calls(&stack, "POST", "/contatos"), 1, "only the test's own");
+    stack.stop().await;
+}
+both_backends!(old_contato, an_old_contato_is_found_and_shared);
+
+/// A create whose answer is lost: the order is found by `numeroLoja` and adopted, read back,
+/// and since it already holds the invoice no `PUT` is sent (Bling would refuse it, code 3);
+/// the order reaches its situação and its NF-e.
+async fn a_lost_create_is_adopted_and_reaches_its_nfe(t: TestDb) {
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.client.rate_limit_per_sec = 0;
+            sync.settings.generate_nfe = bling_ledger::sync::NfeTenants::All;
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    stack.sandbox.set_faults(
+        Some("shop-a"),
+        FaultConfig::none().with_rule(
+            FaultRule::route("POST", "/pedidos/vendas")
+                .exact()
+                .apply_then_drop_rate(1.0),
+        ),
+    );
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
+    let db = t.db.clone();
+    assert!(
+        eventually(30, || async {
+            invoice_events(&db, "shop-a", "i1")
+                .await
+                .iter()
+                .any(|e| e.event_type == "NfeGenerated")
+        })
+        .await,
+        "the NF-e was generated"
+    );
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    assert_eq!(pedidos.len(), 1, "one order");
+    assert_eq!(pedidos[0]["situacao"]["id"], 9, "Atendido");
+    assert_ne!(pedidos[0]["notaFiscal"]["id"], 0);
+    assert_eq!(stack.sandbox.nfes("shop-a").len(), 1);
+    assert_eq!(calls(&stack, "PUT", "/pedidos/vendas"), 0, "no no-op PUT");
+    let types: Vec<_> = invoice_events(&t.db, "shop-a", "i1")
+        .await
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "InvoiceBilled",
+            "SyncFailed",
+            "SalesOrderCreated",
+            "SalesOrderUpdated",
+            "SituacaoChanged",
+            "NfeGenerated"
+        ],
+        "adopted, read back as current, moved, NF-e"
+    );
+    let events = invoice_events(&t.db, "shop-a", "i1").await;
+    let adopted = &events[2].payload["SalesOrderCreated"];
+    assert_eq!(adopted["created"], false);
+    let verified = &events[3].payload["SalesOrderUpdated"]["calls"];
+    assert_eq!(verified.as_array().unwrap().len(), 1);
+    assert_eq!(verified[0]["method"], "GET", "read back, not sent again");
+    stack.stop().await;
+}
+both_backends!(lost_create, a_lost_create_is_adopted_and_reaches_its_nfe);
+
+/// An order adopted after a lost create, whose invoice changed meanwhile, is brought to the
+/// current content: Bling ends with the newer total, one order.
+async fn an_adopted_order_gets_the_current_content(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    // The create is applied and its answer lost; the look-ups fail until the invoice changed.
+    stack.sandbox.set_faults(
+        Some("shop-a"),
+        FaultConfig::none()
+            .with_rule(
+                FaultRule::route("POST", "/pedidos/vendas")
+                    .exact()
+                    .apply_then_drop_rate(1.0),
+            )
+            .with_rule(
+                FaultRule::route("GET", "/pedidos/vendas")
+                    .exact()
+                    .drop_rate(1.0),
+            ),
+    );
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
+    let db = t.db.clone();
+    assert!(
+        eventually(30, || async {
+            invoice_events(&db, "shop-a", "i1")
+                .await
+                .iter()
+                .filter(|e| e.event_type == "SyncFailed")
+                .count()
+                >= 2
+        })
+        .await
+    );
+    assert_eq!(stack.sandbox.pedidos("shop-a").len(), 1, "the create landed");
+    let mut newer = invoice("c1", 1);
+    newer["items"][1]["unit_price"] = json!(12000);
+    newer["installments"][1]["amount"] = json!(12000);
+    newer["total"] = json!(20000);
+    let (s, b) = call(&stack, "PUT", "/v1/tenants/shop-a/invoices/i1", Some(&newer)).await;
+    assert_eq!(s, 200, "{b}");
+    stack
+        .sandbox
+        .set_faults(Some("shop-a"), FaultConfig::none());
+    assert!(eventually(30, || all_synced(&stack, &t.db, 1)).await);
+    let db = t.db.clone();
+    assert!(
+        eventually(30, || async {
+            let events = invoice_events(&db, "shop-a", "i1").await;
+            events.iter().any(|e| e.event_type == "SalesOrderUpdated")
+        })
+        .await
+    );
+    let pedidos = stack.sandbox.pedidos("shop-a");
+    assert_eq!(pedidos.len(), 1, "one order");
+    assert_eq!(pedidos[0]["total"], 200.0, "the current content: {}", pedidos[0]);
+    assert_eq!(calls(&stack, "PUT", "/pedidos/vendas"), 1, "sent once, when it differed");
+    assert!(
+        eventually(20, || async {
+            let (_, state) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            state["state"] == "synced" && state["synced_version"] == 2
+        })
+        .await,
+        "support sees it synced at the current version"
+    );
+    stack.stop().await;
+}
+both_backends!(adopted_current, an_adopted_order_gets_the_current_content);
+
+/// An installment whose payment method the account has no forma de pagamento for fails as an
+/// account set-up problem saying what to configure; once the shop creates it in Bling, a
+/// replay sends the order with that method's (per-account) id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmapped_payment_method_is_account_setup_until_configured() {
+    let t = TestDb::sqlite().await;
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.client.rate_limit_per_sec = 0;
+            sync.settings.payment_methods =
+                bling_ledger::sync::payment_methods::PaymentMethodMap::parse("voucher=tipo:12")
+                    .unwrap();
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    let mut body = invoice("c1", 1);
+    body["installments"][1]["payment_method"] = json!("voucher");
+    call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/bill", Some(&body)).await;
+    let db = t.db.clone();
+    assert!(
+        eventually(20, || async {
+            invoice_events(&db, "shop-a", "i1")
+                .await
+                .iter()
+                .any(|e| e.event_type == "SyncFailed")
+        })
+        .await
+    );
+    let events = invoice_events(&t.db, "shop-a", "i1").await;
+    let cause = &events
+        .iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .unwrap()
+        .payload["SyncFailed"]["cause"];
+    assert_eq!(cause["kind"], "account_setup", "{cause}");
+    assert_eq!(cause["setting"], "payment_method");
+    assert!(cause["message"].as_str().unwrap().contains("voucher"), "{cause}");
+    assert!(
+        cause["configure"].as_str().unwrap().contains("BLING_PAYMENT_METHODS"),
+        "{cause}"
+    );
+    assert!(stack.sandbox.pedidos("shop-a").is_empty(), "nothing sent with a guess");
+    assert!(
+        eventually(20, || async {
+            let (_, audit) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            audit["last_cause"]["kind"] == "account_setup"
+                && audit["last_cause"]["advice"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("configure"))
+        })
+        .await,
+        "support sees the cause and its advice"
+    );
+
+    let vale = stack.sandbox.add_forma_pagamento("shop-a", "Vale presente", 12);
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/replay",
+        Some(&json!({"invoice_id": "i1"})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
+    let pedido = &stack.sandbox.pedidos("shop-a")[0];
+    assert_eq!(pedido["parcelas"][1]["formaPagamento"]["id"], vale, "{pedido}");
+    stack.stop().await;
+}
+
+/// With Bling refusing opaque tokens and calls without `enable-jwt: 1` (the announced end of
+/// the migration), the ledger connects and syncs unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_only_bling_works() {
+    let t = TestDb::sqlite().await;
+    let stack = Stack::start_with(
+        &t.url,
+        |s| {
+            s.rate_limit_per_sec = 0;
+            s.jwt_only = true;
+        },
+        |_| {},
+        |sync| sync.client.rate_limit_per_sec = 0,
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
+    assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
+    let api_calls: Vec<_> = stack
+        .sandbox
+        .call_log()
+        .into_iter()
+        .filter(|c| !c.path.contains("/oauth/"))
+        .collect();
+    assert!(!api_calls.is_empty());
+    assert!(api_calls.iter().all(|c| c.enable_jwt), "enable-jwt on every call");
+    assert!(api_calls.iter().all(|c| c.status.is_some_and(|s| s < 400)));
+    stack.stop().await;
+}
