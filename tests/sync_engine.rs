@@ -1182,3 +1182,82 @@ async fn jwt_only_bling_works() {
     assert!(api_calls.iter().all(|c| c.status.is_some_and(|s| s < 400)));
     stack.stop().await;
 }
+
+/// Bling's daily 429 (the account's 120,000 requests are shared by every integration of the
+/// shop) stops every call for the account until midnight in Brasília, the invoices retry then,
+/// and the connection's status says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_429_stops_the_account_and_its_status_says_so() {
+    let t = TestDb::sqlite().await;
+    let stack = Stack::start_with(
+        &t.url,
+        |s| {
+            s.rate_limit_per_sec = 0;
+            // The first invoice takes 7 calls (contato look-up and create, payment methods,
+            // the order, two to discover the situações, the situação): the 8th is refused.
+            s.daily_quota = 7;
+        },
+        |_| {},
+        |sync| {
+            sync.client.rate_limit_per_sec = 0;
+            sync.client.daily_quota = 0;
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    for i in 1..=3 {
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/i{i}/bill"),
+            Some(&invoice("c1", i)),
+        )
+        .await;
+    }
+    let db = t.db.clone();
+    assert!(
+        eventually(20, || async {
+            events_of_type(&db, "DailyQuotaExhausted").await.len() == 1
+        })
+        .await,
+        "recorded on the connection, once"
+    );
+    let api_calls = || {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .filter(|c| !c.path.contains("/oauth/"))
+            .count()
+    };
+    let after_the_429 = api_calls();
+    assert_eq!(after_the_429, 8, "seven answered, one refused");
+    // Other invoices find the day spent without calling Bling.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(api_calls(), after_the_429, "no call after Bling said the day is spent");
+    assert_eq!(events_of_type(&t.db, "DailyQuotaExhausted").await.len(), 1);
+    let failed = events_of_type(&t.db, "SyncFailed").await;
+    assert!(!failed.is_empty());
+    let f = &failed[0].payload["SyncFailed"];
+    assert_eq!(f["cause"]["kind"], "rate_limited");
+    let retry_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(f["retry_at"].clone()).expect("retried by itself");
+    let (s, status) = call(&stack, "GET", "/v1/tenants/shop-a/connection", None).await;
+    assert_eq!(s, 200);
+    let until: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(status["daily_quota_exhausted_until"].clone())
+            .unwrap_or_else(|e| panic!("the status says until when: {e}: {status}"));
+    assert!(until > chrono::Utc::now());
+    assert!(
+        (retry_at - until).num_seconds().abs() <= 60,
+        "retried at midnight in Brasília ({until}), not in a second: {retry_at}"
+    );
+    stack.stop().await;
+}

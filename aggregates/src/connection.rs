@@ -78,6 +78,13 @@ pub enum ConnectionCommand {
         by: String,
         reason: Option<String>,
     },
+    /// Bling answered that the account's requests for the day are spent (429 with
+    /// `"period":"day"`): no call leaves for the tenant until `until` (midnight in Brasília).
+    /// Recorded once per day, however many jobs find out.
+    RecordDailyQuotaExhausted {
+        until: DateTime<Utc>,
+        evidence: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +126,11 @@ pub enum ConnectionEvent {
         by: String,
         reason: Option<String>,
     },
+    /// The account's daily quota is spent until `until`; `evidence` is Bling's answer.
+    DailyQuotaExhausted {
+        until: DateTime<Utc>,
+        evidence: String,
+    },
 }
 
 impl DomainEvent for ConnectionEvent {
@@ -132,6 +144,7 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::AuthorizationRevoked { .. } => "AuthorizationRevoked",
             ConnectionEvent::AuthorizationFailed { .. } => "AuthorizationFailed",
             ConnectionEvent::Disconnected { .. } => "Disconnected",
+            ConnectionEvent::DailyQuotaExhausted { .. } => "DailyQuotaExhausted",
         }
         .to_string()
     }
@@ -159,6 +172,9 @@ pub struct BlingConnection {
     /// Why the last authorization attempt failed, until one succeeds.
     #[serde(default)]
     pub last_authorization_failure: Option<RevocationEvidence>,
+    /// Until when Bling said the account's daily quota is spent (the last time it said so).
+    #[serde(default)]
+    pub daily_quota_exhausted_until: Option<DateTime<Utc>>,
 }
 
 impl Default for BlingConnection {
@@ -170,6 +186,7 @@ impl Default for BlingConnection {
             token_fingerprint: None,
             revoked: None,
             last_authorization_failure: None,
+            daily_quota_exhausted_until: None,
         }
     }
 }
@@ -278,6 +295,12 @@ impl Aggregate for BlingConnection {
                 self.require_connected()?;
                 ConnectionEvent::Disconnected { by, reason }
             }
+            ConnectionCommand::RecordDailyQuotaExhausted { until, evidence } => {
+                if self.daily_quota_exhausted_until.is_some_and(|known| known >= until) {
+                    return Ok(());
+                }
+                ConnectionEvent::DailyQuotaExhausted { until, evidence }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -331,6 +354,9 @@ impl Aggregate for BlingConnection {
                 self.last_authorization_failure = Some(evidence);
             }
             ConnectionEvent::Disconnected { .. } => self.state = ConnectionState::Disconnected,
+            ConnectionEvent::DailyQuotaExhausted { until, .. } => {
+                self.daily_quota_exhausted_until = Some(until)
+            }
         }
     }
 }

@@ -24,7 +24,8 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
         ConnectionEvent::Connected { .. } | ConnectionEvent::Reconnected { .. } => "connected",
         ConnectionEvent::TokenRefreshed { .. }
         | ConnectionEvent::RefreshDeferred { .. }
-        | ConnectionEvent::AuthorizationFailed { .. } => static_state(current),
+        | ConnectionEvent::AuthorizationFailed { .. }
+        | ConnectionEvent::DailyQuotaExhausted { .. } => static_state(current),
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
         ConnectionEvent::Disconnected { .. } => "disconnected",
     }
@@ -132,6 +133,13 @@ pub fn apply(
         ConnectionEvent::Disconnected { by, .. } => {
             row.disconnected_at_ms = Some(at);
             row.disconnected_by = Some(by.clone());
+        }
+        ConnectionEvent::DailyQuotaExhausted { until, evidence } => {
+            row.last_error = Some(format!(
+                "daily quota of Bling requests spent; no calls until {} ({evidence})",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+            row.last_error_at_ms = Some(at);
         }
     }
     row.updated_at_ms = at;

@@ -436,6 +436,13 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     (None, None),
                 ),
+                ConnectionEvent::DailyQuotaExhausted { until, evidence } => (
+                    format!(
+                        "the Bling account's daily quota is spent: no calls until {} ({evidence})",
+                        at(until)
+                    ),
+                    (Some("rate_limited".to_string()), Some(evidence.clone())),
+                ),
             };
             // Connection events are few: parsing the payload again costs nothing that shows.
             let detail = serde_json::from_str::<Value>(&log.payload)

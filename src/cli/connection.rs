@@ -94,6 +94,12 @@ impl StatusArgs {
                         "", r.call, r.status, r.error_type, r.message
                     );
                 }
+                if let Some(until) = &s.daily_quota_exhausted_until {
+                    println!(
+                        "{:<16} daily quota of Bling requests spent: no calls until {until}",
+                        ""
+                    );
+                }
                 if let Some(f) = &s.last_authorization_failure {
                     println!(
                         "{:<16} last authorization failed: {} answered {} {} ({})",

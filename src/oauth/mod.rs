@@ -95,6 +95,10 @@ pub struct ConnectionStatus {
     /// Why the last authorization attempt failed (Bling's `error` on the consent redirect, or
     /// its refusal of the code), until an authorization succeeds.
     pub last_authorization_failure: Option<RevocationEvidence>,
+    /// While Bling says the account's requests for the day are spent: when calls resume
+    /// (midnight in Brasília).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_quota_exhausted_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +137,9 @@ pub async fn connection_status(
         last_error_at: stored.as_ref().and_then(|c| c.last_error_at),
         revoked: connection.revoked,
         last_authorization_failure: connection.last_authorization_failure,
+        daily_quota_exhausted_until: connection
+            .daily_quota_exhausted_until
+            .filter(|until| *until > Utc::now()),
     })
 }
 

@@ -38,6 +38,8 @@ struct Failure {
     next: Next,
     /// How long Bling's answer says to wait (its 429's period), when it says.
     retry_after: Option<std::time::Duration>,
+    /// Bling's word that the account's daily quota is spent, when that is the failure.
+    daily_quota: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,11 +70,14 @@ impl Failure {
             BlingError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         };
+        let daily_quota = matches!(error, BlingError::RateLimited { daily: true, .. })
+            .then(|| error.to_string());
         Failure {
             cause,
             calls,
             next,
             retry_after,
+            daily_quota,
         }
     }
 
@@ -86,6 +91,7 @@ impl Failure {
             calls: Vec::new(),
             next: Next::Block,
             retry_after: None,
+            daily_quota: None,
         }
     }
 
@@ -106,6 +112,7 @@ impl Failure {
             calls,
             next: Next::Fail,
             retry_after: None,
+            daily_quota: None,
         }
     }
 }
@@ -323,6 +330,7 @@ impl Executor {
             self.record_contact_failure(ctx, customer_id, &failure, version)
                 .await?;
         }
+        self.note_daily_quota(ctx, &failure).await?;
         Ok(Err(failure))
     }
 
@@ -371,6 +379,32 @@ impl Executor {
             .map_err(|e| StoreError::Corrupt(format!("recording on invoice {invoice_id}: {e}")))
     }
 
+    /// A daily 429 from Bling stops the whole account until midnight in Brasília: say so on the
+    /// connection, once, so that `status`, the console and the timeline show it.
+    async fn note_daily_quota(
+        &self,
+        ctx: &CommandContext,
+        failure: &Failure,
+    ) -> Result<(), StoreError> {
+        let (Some(evidence), Some(until)) = (
+            failure.daily_quota.clone(),
+            self.client.day_spent_until(&ctx.tenant),
+        ) else {
+            return Ok(());
+        };
+        self.ledger
+            .execute_connection(
+                ctx,
+                aggregates::connection::ConnectionCommand::RecordDailyQuotaExhausted {
+                    until,
+                    evidence,
+                },
+            )
+            .await
+            .map(drop)
+            .map_err(|e| StoreError::Corrupt(format!("recording the daily quota: {e}")))
+    }
+
     /// Records the failure on the invoice (parking is recorded once) and says what is next.
     async fn invoice_failure(
         &self,
@@ -380,6 +414,7 @@ impl Executor {
         failure: Failure,
     ) -> Result<Outcome, StoreError> {
         let outcome = self.outcome(job, &failure);
+        self.note_daily_quota(ctx, &failure).await?;
         let command = match failure.next {
             Next::Park => InvoiceCommand::RecordSyncParked {
                 reason: failure.cause.message(),
