@@ -431,7 +431,11 @@ async fn pedidos_round_trip_money_and_find_by_numero_loja() {
     assert!(created.alertas.is_empty());
     // A numeroLoja that needs URL encoding, and a decoy that must not match.
     let odd = "INV 2&x=[1]/ç";
-    let id_odd = ok(c.create_pedido(t, &pedido(&s, id_contato, odd)).await, "odd").id;
+    let id_odd = ok(
+        c.create_pedido(t, &pedido(&s, id_contato, odd)).await,
+        "odd",
+    )
+    .id;
     ok(
         c.create_pedido(t, &pedido(&s, id_contato, "INV 2")).await,
         "decoy",
@@ -786,14 +790,20 @@ async fn bling_s_daily_429_stops_the_account_until_midnight_in_brasilia() {
     };
     assert!(*wait > Duration::from_secs(1) && *wait <= Duration::from_secs(24 * 3600));
     assert!(e.to_string().contains("for the day"), "{e}");
-    let until = s.client.day_spent_until(&s.tenant).expect("the day is spent");
+    let until = s
+        .client
+        .day_spent_until(&s.tenant)
+        .expect("the day is spent");
     assert!(until > chrono::Utc::now());
     // No call leaves for the account any more today.
     let before = s.sb.call_log().len();
     let again = s.client.modulos(&s.tenant).await;
     assert!(again.calls.is_empty());
     assert_eq!(s.sb.call_log().len(), before);
-    assert!(matches!(err(&again), BlingError::RateLimited { daily: true, .. }));
+    assert!(matches!(
+        err(&again),
+        BlingError::RateLimited { daily: true, .. }
+    ));
     // Other accounts are not affected.
     let other = TenantId::parse("shop-day-2").unwrap();
     s.tokens.connect(&s.sb, "shop-day-2");

@@ -296,7 +296,10 @@ impl Aggregate for BlingConnection {
                 ConnectionEvent::Disconnected { by, reason }
             }
             ConnectionCommand::RecordDailyQuotaExhausted { until, evidence } => {
-                if self.daily_quota_exhausted_until.is_some_and(|known| known >= until) {
+                if self
+                    .daily_quota_exhausted_until
+                    .is_some_and(|known| known >= until)
+                {
                     return Ok(());
                 }
                 ConnectionEvent::DailyQuotaExhausted { until, evidence }

@@ -493,11 +493,16 @@ fn assign_line_ids(b: &mut PedidoBody, keep_items: &[i64], next_id: &mut impl Fn
     }
 }
 
-/// `transporte` as Bling reads it: its empty fields present ([VCR] GET pedido).
+/// `transporte` as Bling reads it: its empty fields present ([VCR] GET pedido), the shipping
+/// label (`etiqueta`) with empty texts when the sale has none (assumption: the recorded order
+/// had a label; empty values read as empty text elsewhere in the same answer).
 fn transporte_defaults() -> Value {
     json!({
         "fretePorConta": 0, "frete": 0, "quantidadeVolumes": 0, "pesoBruto": 0,
-        "prazoEntrega": 0, "contato": {"id": 0, "nome": ""}, "volumes": [],
+        "prazoEntrega": 0, "contato": {"id": 0, "nome": ""},
+        "etiqueta": {"nome": "", "endereco": "", "numero": "", "complemento": "", "municipio": "",
+            "uf": "", "cep": "", "bairro": "", "nomePais": ""},
+        "volumes": [],
     })
 }
 

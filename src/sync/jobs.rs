@@ -70,8 +70,8 @@ impl Failure {
             BlingError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         };
-        let daily_quota = matches!(error, BlingError::RateLimited { daily: true, .. })
-            .then(|| error.to_string());
+        let daily_quota =
+            matches!(error, BlingError::RateLimited { daily: true, .. }).then(|| error.to_string());
         Failure {
             cause,
             calls,
