@@ -44,7 +44,8 @@ async function login() {
     body: new URLSearchParams({ grant_type: 'authorization_code', code }),
   });
   const tokens = await resp.json();
-  check(resp.status === 200 && tokens.token_type === 'Bearer', 'token exchange');
+  // Bling answers token_type in lower case, as measured ([LC]): compare case-insensitively.
+  check(resp.status === 200 && String(tokens.token_type).toLowerCase() === 'bearer', 'token exchange');
   return tokens.access_token;
 }
 
