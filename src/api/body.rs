@@ -109,10 +109,15 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
             path
         };
         let problem = inner.to_string();
-        // serde names unknown fields in the message, not the path.
-        let field = match problem.strip_prefix("unknown field `") {
-            Some(rest) => rest.split('`').next().map(str::to_string).unwrap_or(field),
-            None => field,
+        // serde names unknown and repeated fields in the message, not the path.
+        let named = problem
+            .strip_prefix("unknown field `")
+            .or_else(|| problem.strip_prefix("duplicate field `"))
+            .and_then(|rest| rest.split('`').next());
+        let field = match named {
+            Some(name) if field == "body" => name.to_string(),
+            Some(name) if !field.ends_with(name) => format!("{field}.{name}"),
+            _ => field,
         };
         ApiError::field(StatusCode::BAD_REQUEST, "malformed_json", &field, problem)
     })?;
