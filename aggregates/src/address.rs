@@ -97,7 +97,10 @@ pub struct Address {
 }
 
 /// An address as it arrives, every part optional, so that all problems can be named at once.
+/// A part it does not know is refused, as in the rest of the request (it was silently
+/// dropped before: a misspelt `"complemento"` would have vanished).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddressInput {
     pub street: Option<String>,
     pub number: Option<String>,
@@ -217,6 +220,16 @@ mod tests {
             fields,
             ["address.street", "address.city", "address.complement"]
         );
+    }
+
+    #[test]
+    fn unknown_address_parts_are_refused() {
+        let parsed: Result<AddressInput, _> =
+            serde_json::from_str(r#"{"street": "Rua A", "complemento": "ap 3"}"#);
+        assert!(parsed
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `complemento`"));
     }
 
     #[test]
