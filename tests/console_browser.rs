@@ -96,6 +96,17 @@ async fn the_page_and_its_assets_are_served_without_a_token_under_a_strict_polic
     server.stop().await.expect("stop");
 }
 
+/// `52998224725` → `529.982.247-25`.
+fn punctuated_cpf(digits: &str) -> String {
+    format!(
+        "{}.{}.{}-{}",
+        &digits[..3],
+        &digits[3..6],
+        &digits[6..9],
+        &digits[9..]
+    )
+}
+
 fn customer(name: &str, n: u32) -> Value {
     let mut body = customer_body(name);
     body["tax_id"] = json!(cpf(n));
@@ -279,6 +290,9 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
         .env("OTHER_INVOICE_ID", "i2")
         .env("EXPECTED_CAUSE", "bling_rejected")
         .env("EXPECTED_ADVICE", advice)
+        .env("EXPECTED_TOTAL", "R$ 170,00")
+        .env("EXPECTED_ISSUE_DATE", "25/11/2026")
+        .env("EXPECTED_TAX_ID", punctuated_cpf(&cpf(1)))
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("AUDITOR_TOKEN", AUDITOR_TOKEN)
         .env("AUTHORIZE_URL", stack.sandbox.authorize_url())

@@ -3,6 +3,9 @@
 
 mod support;
 
+#[path = "edges_fuzz/raw.rs"]
+mod raw;
+
 use bling_ledger::store::log::LogFilter;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -584,3 +587,469 @@ async fn a_restart_keeps_everything(t: TestDb) {
     server.stop().await.unwrap();
 }
 both_backends!(restart, a_restart_keeps_everything);
+
+/// A request sent byte for byte (see `raw`), answered by `server`.
+async fn raw_send(
+    server: &bling_ledger::server::Server,
+    method: &str,
+    target: &[u8],
+    token: Option<&str>,
+    extra: &[(&str, &[u8])],
+    body: &[u8],
+) -> raw::RawResponse {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &[u8])> = vec![("content-type", b"application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_bytes()));
+    }
+    headers.extend_from_slice(extra);
+    raw::send(server.addr, method, target, &headers, body)
+        .await
+        .expect("raw request")
+}
+
+async fn every_refusal_has_the_error_shape(t: TestDb) {
+    let server = start_server(&t.url).await;
+    let ing = Some(INGEST_TOKEN);
+    let sup = Some(SUPPORT_TOKEN);
+    let customer = serde_json::to_vec(&customer_body("Maria")).unwrap();
+    let check = |r: &raw::RawResponse, status: u16, code: &str, fields: &[&str]| {
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, status, "{body}");
+        assert!(r.is_error_shape(), "not the error shape: {body}");
+        assert_eq!(r.code(), code, "{body}");
+        assert_eq!(r.fields(), fields, "{body}");
+    };
+
+    // Unknown route, wrong method (with Allow), unauthenticated, forbidden.
+    let r = raw_send(&server, "GET", b"/v2/nothing", None, &[], b"").await;
+    check(&r, 404, "not_found", &[]);
+    let r = raw_send(
+        &server,
+        "DELETE",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        b"",
+    )
+    .await;
+    check(&r, 405, "method_not_allowed", &[]);
+    let allow = r.header("allow").unwrap_or("").to_string();
+    assert!(allow.contains("PUT") && allow.contains("GET"), "{allow}");
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        None,
+        &[],
+        &customer,
+    )
+    .await;
+    check(&r, 401, "unauthenticated", &[]);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        Some("nope"),
+        &[],
+        &customer,
+    )
+    .await;
+    check(&r, 401, "unauthenticated", &[]);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        sup,
+        &[],
+        &customer,
+    )
+    .await;
+    check(&r, 403, "forbidden", &[]);
+
+    // URI too long, body too large.
+    let long = format!("/v1/tenants/shop-a/invoices?q={}", "x".repeat(9 * 1024));
+    let r = raw_send(&server, "GET", long.as_bytes(), sup, &[], b"").await;
+    check(&r, 414, "uri_too_long", &[]);
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024));
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        huge.as_bytes(),
+    )
+    .await;
+    check(&r, 413, "payload_too_large", &[]);
+
+    // Path segments: undecodable, NUL, '.' and '..', too long, unicode; each names its id.
+    for (target, field) in [
+        (&b"/v1/tenants/shop-a/customers/%FF"[..], "customer_id"),
+        (b"/v1/tenants/%FF%FE/customers/c1", "tenant"),
+        (b"/v1/tenants/shop-a/customers/c%001", "customer_id"),
+        (b"/v1/tenants/shop-a/customers/..", "customer_id"),
+        (b"/v1/tenants/shop-a/customers/.", "customer_id"),
+        (b"/v1/tenants/../customers/c1", "tenant"),
+        (b"/v1/tenants/shop-a/customers/%2E%2E", "customer_id"),
+        (b"/v1/tenants/shop-a/customers/a%2Fb", "customer_id"),
+        (b"/v1/tenants/shop-a/customers/%C3%A7", "customer_id"),
+    ] {
+        let r = raw_send(&server, "PUT", target, Some(ADMIN_TOKEN), &[], &customer).await;
+        check(&r, 400, "invalid_path", &[field]);
+    }
+    let long_id = format!("/v1/tenants/shop-a/invoices/{}/bill", "x".repeat(65));
+    let r = raw_send(&server, "POST", long_id.as_bytes(), ing, &[], b"{}").await;
+    check(&r, 400, "invalid_path", &["invoice_id"]);
+    let r = raw_send(
+        &server,
+        "GET",
+        b"/v1/tenants/shop-a/invoices/%00/history",
+        sup,
+        &[],
+        b"",
+    )
+    .await;
+    check(&r, 400, "invalid_path", &["invoice_id"]);
+
+    // Query strings on the support routes.
+    for (target, field) in [
+        (&b"/v1/tenants/shop-a/invoices?q=529%00982"[..], "q"),
+        (b"/v1/tenants/shop-a/invoices?limit=%FF", "limit"),
+        (b"/v1/tenants/shop-a/invoices?state=%00", "state"),
+        (b"/v1/tenants/shop-a/invoices?nope=1", "nope"),
+        (b"/v1/tenants/shop-a/failures?since=%01", "since"),
+        (b"/v1/tenants/shop-a/failures?cause=x&cause=%00", "cause"),
+    ] {
+        let r = raw_send(&server, "GET", target, sup, &[], b"").await;
+        check(&r, 400, "invalid_query", &[field]);
+    }
+    let r = raw_send(
+        &server,
+        "GET",
+        b"/v1/audit/export?from=2026-01-01&to=2026-02-01&tenant=%00",
+        Some(AUDITOR_TOKEN),
+        &[],
+        b"",
+    )
+    .await;
+    check(&r, 400, "invalid_query", &["tenant"]);
+
+    // NUL in the body, escaped in a string or raw; trailing bytes; duplicate keys.
+    let mut nul_name = customer_body("Ma\u{0}ria");
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        &serde_json::to_vec(&nul_name).unwrap(),
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["name"]);
+    nul_name = invoice_body("c1", "1");
+    nul_name["items"][1]["description"] = json!("Vacina\u{0}");
+    let r = raw_send(
+        &server,
+        "POST",
+        b"/v1/tenants/shop-a/invoices/i1/bill",
+        ing,
+        &[],
+        &serde_json::to_vec(&nul_name).unwrap(),
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["items[1].description"]);
+    let mut raw_nul = customer.clone();
+    raw_nul.insert(3, 0);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        &raw_nul,
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["body"]);
+    let mut trailing = customer.clone();
+    trailing.extend_from_slice(b" {}");
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        &trailing,
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["body"]);
+    let r = raw_send(
+        &server,
+        "POST",
+        b"/v1/tenants/shop-a/invoices/i1/cancel",
+        ing,
+        &[],
+        b"{\"reason\": \"a\\u0000b\"}",
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["reason"]);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        b"{\"name\": \"a\", \"name\": \"b\", \"tax_id\": \"52998224725\"}",
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["name"]);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        b"{\"name\": \"\xff\"}",
+    )
+    .await;
+    check(&r, 400, "malformed_json", &["name"]);
+
+    // Headers the API uses.
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[("x-request-id", b"r\xffq")],
+        &customer,
+    )
+    .await;
+    check(&r, 400, "invalid_header", &["X-Request-Id"]);
+    let long_id = "r".repeat(129);
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[("x-request-id", long_id.as_bytes())],
+        &customer,
+    )
+    .await;
+    check(&r, 400, "invalid_header", &["X-Request-Id"]);
+    for key in [&b"a key"[..], b"k\xe9y", &[b'k'; 256]] {
+        let r = raw_send(
+            &server,
+            "PUT",
+            b"/v1/tenants/shop-a/customers/c1",
+            ing,
+            &[("idempotency-key", key)],
+            &customer,
+        )
+        .await;
+        check(&r, 400, "invalid_header", &["Idempotency-Key"]);
+    }
+
+    // Rules: control characters, amounts and dates (422, each field named).
+    let mut ctl = customer_body("Maria\tSouza");
+    ctl["address"]["street"] = json!("Rua\u{1b}[2J");
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[],
+        &serde_json::to_vec(&ctl).unwrap(),
+    )
+    .await;
+    check(&r, 422, "validation_failed", &["name", "address.street"]);
+    let mut big = invoice_body("c1", "1");
+    big["items"][0]["unit_price"] = json!(i64::MAX);
+    big["installments"][0]["amount"] = json!(i64::MAX);
+    big["total"] = json!(i64::MAX);
+    big["issue_date"] = json!("1900-01-01");
+    let r = raw_send(
+        &server,
+        "POST",
+        b"/v1/tenants/shop-a/invoices/i1/bill",
+        ing,
+        &[],
+        &serde_json::to_vec(&big).unwrap(),
+    )
+    .await;
+    check(
+        &r,
+        422,
+        "validation_failed",
+        &[
+            "issue_date",
+            "items[0].unit_price",
+            "installments[0].amount",
+            "total",
+        ],
+    );
+    let r = raw_send(
+        &server,
+        "POST",
+        b"/v1/tenants/shop-a/invoices/i1/cancel",
+        ing,
+        &[],
+        b"{\"reason\": \"a\\u0007b\"}",
+    )
+    .await;
+    check(&r, 422, "validation_failed", &["reason"]);
+
+    assert_eq!(t.db.head_position().await.unwrap(), 0, "nothing stored");
+    // The same requests, well formed, still work.
+    let r = raw_send(
+        &server,
+        "PUT",
+        b"/v1/tenants/shop-a/customers/c1",
+        ing,
+        &[("x-request-id", b"req-1"), ("idempotency-key", b"k:1/ok")],
+        &customer,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    server.stop().await.unwrap();
+}
+both_backends!(error_shape, every_refusal_has_the_error_shape);
+
+/// Rewinds the claim of `key` to "in progress", created `age_secs` ago, as a request that died
+/// after claiming it would leave it.
+async fn leave_unfinished(db: &bling_ledger::store::Db, key: &str, age_secs: i64) {
+    use bling_ledger::store::Db;
+    let done = match db {
+        Db::Postgres(pool) => sqlx::query(
+            "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL,
+             created_at = now() - make_interval(secs => $2) WHERE key = $1",
+        )
+        .bind(key)
+        .bind(age_secs as f64)
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+        Db::Sqlite(pool) => sqlx::query(
+            "UPDATE idempotency_keys SET status_code = NULL, response_body = NULL,
+             created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2) WHERE key = ?1",
+        )
+        .bind(key)
+        .bind(format!("-{age_secs} seconds"))
+        .execute(pool)
+        .await
+        .unwrap()
+        .rows_affected(),
+    };
+    assert_eq!(done, 1);
+}
+
+async fn unfinished_idempotency_claims_expire(t: TestDb) {
+    use bling_ledger::store::idempotency::Claim;
+    use std::time::Duration;
+
+    // The store, with a short time to live.
+    let ttl = Duration::from_millis(300);
+    let db = &t.db;
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+            .await
+            .unwrap(),
+        Claim::Fresh
+    );
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+            .await
+            .unwrap(),
+        Claim::InProgress
+    );
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h2", ttl)
+            .await
+            .unwrap(),
+        Claim::Mismatch
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Expired: another body is still a mismatch; the same body takes the claim over, once.
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h2", ttl)
+            .await
+            .unwrap(),
+        Claim::Mismatch
+    );
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+            .await
+            .unwrap(),
+        Claim::Fresh
+    );
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+            .await
+            .unwrap(),
+        Claim::InProgress
+    );
+    db.complete_idempotency_key("shop-a", "k", 201, "{}")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // A finished claim never expires.
+    assert_eq!(
+        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+            .await
+            .unwrap(),
+        Claim::Replay {
+            status: 201,
+            body: "{}".into()
+        }
+    );
+
+    // Over HTTP, with the service's own 60 s: a claim left by a request that died.
+    let server = start_server(&t.url).await;
+    let api = Api::new(&server);
+    let put = |key: &'static str, name: &'static str| {
+        api.http
+            .put(format!("{}/v1/tenants/shop-a/customers/c1", api.base))
+            .bearer_auth(INGEST_TOKEN)
+            .header("idempotency-key", key)
+            .json(&customer_body(name))
+            .send()
+    };
+    assert_eq!(
+        put("k-crash", "Maria").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    leave_unfinished(&t.db, "k-crash", 5).await;
+    let r = put("k-crash", "Maria").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "idempotency_key_in_progress"
+    );
+    leave_unfinished(&t.db, "k-crash", 61).await;
+    let r = put("k-crash", "Joana").await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "another body never takes a claim over"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "idempotency_key_reused"
+    );
+    let r = put("k-crash", "Maria").await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the expired claim's request ran again"
+    );
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_eq!(r.json::<Value>().await.unwrap()["result"], "unchanged");
+    // ...and its answer is now the key's answer.
+    let r = put("k-crash", "Maria").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers().get("idempotent-replayed").unwrap(), "true");
+    let events = read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
+    assert_eq!(events.len(), 1, "the retry appended nothing new");
+    server.stop().await.unwrap();
+}
+both_backends!(idempotency_expiry, unfinished_idempotency_claims_expire);

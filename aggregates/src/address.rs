@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::problems::Problems;
+use crate::problems::{text_problem, Problems, TextKind};
 
 /// The 26 states and the Federal District.
 pub const UFS: [&str; 27] = [
@@ -97,7 +97,10 @@ pub struct Address {
 }
 
 /// An address as it arrives, every part optional, so that all problems can be named at once.
+/// A part it does not know is refused, as in the rest of the request (it was silently
+/// dropped before: a misspelt `"complemento"` would have vanished).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddressInput {
     pub street: Option<String>,
     pub number: Option<String>,
@@ -124,7 +127,13 @@ impl AddressInput {
                     );
                     None
                 }
-                Some(v) => Some(v.to_string()),
+                Some(v) => match text_problem(v, TextKind::SingleLine) {
+                    Some(problem) => {
+                        problems.add(format!("{prefix}.{name}"), problem);
+                        None
+                    }
+                    None => Some(v.to_string()),
+                },
             }
         };
         let street = required("street", &self.street, 120);
@@ -151,6 +160,16 @@ impl AddressInput {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(str::to_string);
+        let field = format!("{prefix}.complement");
+        if let Some(c) = &complement {
+            if c.chars().count() > 60 {
+                problems.add(field, "longer than 60 characters");
+                return None;
+            } else if let Some(problem) = text_problem(c, TextKind::SingleLine) {
+                problems.add(field, problem);
+                return None;
+            }
+        }
         Some(Address {
             street: street?,
             number: number?,
@@ -180,6 +199,37 @@ mod tests {
         assert_eq!(Uf::parse("sp").unwrap().as_str(), "SP");
         assert_eq!(Uf::parse("DF").unwrap().as_str(), "DF");
         assert_eq!(Uf::parse("XX"), Err(AddressError::Uf));
+    }
+
+    #[test]
+    fn address_parts_refuse_control_characters() {
+        let input = AddressInput {
+            street: Some("Rua\u{0}Augusta".into()),
+            number: Some("12\t".into()),
+            complement: Some("ap\u{85}3".into()),
+            district: Some("Centro".into()),
+            city: Some("São\nPaulo".into()),
+            state: Some("SP".into()),
+            cep: Some("01304-001".into()),
+        };
+        let mut problems = Problems::new();
+        assert!(input.validate("address", &mut problems).is_none());
+        let fields: Vec<_> = problems.0.iter().map(|p| p.field.as_str()).collect();
+        // "12\t" is trimmed to "12": trailing white space is not content.
+        assert_eq!(
+            fields,
+            ["address.street", "address.city", "address.complement"]
+        );
+    }
+
+    #[test]
+    fn unknown_address_parts_are_refused() {
+        let parsed: Result<AddressInput, _> =
+            serde_json::from_str(r#"{"street": "Rua A", "complemento": "ap 3"}"#);
+        assert!(parsed
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `complemento`"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{Address, AddressInput};
 use crate::ids::{CustomerId, TenantId};
-use crate::problems::Problems;
+use crate::problems::{text_problem, Problems, TextKind};
 use crate::sync::{BlingCall, FailureCause};
 use crate::tax_id::{PersonType, TaxId};
 
@@ -156,7 +156,13 @@ impl CustomerInput {
                 problems.add("name", "longer than 120 characters");
                 None
             }
-            Some(n) => Some(n.to_string()),
+            Some(n) => match text_problem(n, TextKind::SingleLine) {
+                Some(problem) => {
+                    problems.add("name", problem);
+                    None
+                }
+                None => Some(n.to_string()),
+            },
         };
         let tax_id = match &self.tax_id {
             None => {
@@ -497,6 +503,18 @@ mod tests {
         let fields: Vec<_> = problems.0.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["name", "tax_id", "email", "phone", "address.cep"]);
         assert_eq!(problems.0[1].problem, "check digits do not match");
+    }
+
+    #[test]
+    fn control_characters_in_the_name_are_refused() {
+        for bad in ["Maria\u{0}", "Ma\tria", "Maria\nSouza", "Maria\u{9b}"] {
+            let mut input = input();
+            input.name = Some(bad.into());
+            let problems = input.validate().unwrap_err();
+            assert_eq!(problems.0.len(), 1, "{bad:?}");
+            assert_eq!(problems.0[0].field, "name");
+            assert!(problems.0[0].problem.contains("control characters"));
+        }
     }
 
     #[test]

@@ -1,19 +1,28 @@
 //! Identifiers. Each is a newtype so a tenant can never be passed where an invoice id is due.
 //!
 //! Ids come from the pet-shop system, so they are validated: 1–64 characters of
-//! `[A-Za-z0-9._-]`. That keeps them safe in URLs, in file names of exports and in Bling's
-//! `numeroLoja` field.
+//! `[A-Za-z0-9._-]` (ASCII only: no control character, no space, no `/`, no `%`), and not `.`
+//! or `..` alone. That keeps them safe in URLs (a `..` segment would be normalised away by
+//! proxies), in file names of exports and in Bling's `numeroLoja` field.
+//!
+//! [`parse`](TenantId::parse) applies the whole rule to every id that arrives. Deserialization
+//! (ids read back from stored events) applies the rule the log was written under, which did
+//! not yet refuse `.` and `..`: a rule tightened later must never make a stored event unreadable.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Longest id accepted, in characters (all ASCII, so also in bytes).
+pub const MAX_ID_LEN: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be 1 to 64 characters of letters, digits, '.', '_' or '-'")]
+#[error("must be 1 to 64 characters of letters, digits, '.', '_' or '-' (not '.' or '..' alone)")]
 pub struct InvalidId;
 
-fn validate(raw: &str) -> Result<(), InvalidId> {
+/// The rule stored events were written under (see the module's documentation).
+fn validate_stored(raw: &str) -> Result<(), InvalidId> {
     let ok = !raw.is_empty()
-        && raw.len() <= 64
+        && raw.len() <= MAX_ID_LEN
         && raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -22,6 +31,15 @@ fn validate(raw: &str) -> Result<(), InvalidId> {
     } else {
         Err(InvalidId)
     }
+}
+
+/// The rule for every new id.
+fn validate(raw: &str) -> Result<(), InvalidId> {
+    validate_stored(raw)?;
+    if raw == "." || raw == ".." {
+        return Err(InvalidId);
+    }
+    Ok(())
 }
 
 macro_rules! id_type {
@@ -45,7 +63,7 @@ macro_rules! id_type {
         impl TryFrom<String> for $name {
             type Error = InvalidId;
             fn try_from(raw: String) -> Result<Self, InvalidId> {
-                validate(&raw)?;
+                validate_stored(&raw)?;
                 Ok(Self(raw))
             }
         }
@@ -100,6 +118,22 @@ mod tests {
         assert!(TenantId::parse("ação").is_err());
         assert!(TenantId::parse(&"x".repeat(65)).is_err());
         assert!(InvoiceId::parse(&"x".repeat(64)).is_ok());
+        for bad in [
+            ".", "..", "a\0b", "\0", "a\tb", "a\u{85}b", "a b", "a%2Fb", "a\\b", "ü",
+        ] {
+            assert_eq!(CustomerId::parse(bad), Err(InvalidId), "{bad:?}");
+        }
+        assert!(CustomerId::parse("...").is_ok());
+        assert!(CustomerId::parse(".hidden").is_ok());
+        assert!(CustomerId::parse("a..b").is_ok());
+    }
+
+    #[test]
+    fn stored_ids_stay_readable() {
+        // An event written before '.' and '..' were refused still deserializes.
+        let stored: Result<TenantId, _> = serde_json::from_str("\"..\"");
+        assert!(stored.is_ok());
+        assert!(TenantId::parse("..").is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CustomerId, InvoiceId, TenantId};
 use crate::money::Centavos;
-use crate::problems::Problems;
+use crate::problems::{text_problem, Problems, TextKind};
 use crate::sync::{BlingCall, FailureCause};
 
 /// Answers whether a customer exists; the binary implements it over the event store.
@@ -124,6 +124,28 @@ pub struct InstallmentInput {
     pub payment_method: Option<String>,
 }
 
+/// Most units on one line. Quantities are whole units (grams, for goods sold by weight); a
+/// million is a tonne of food, far beyond any pet shop's sale and well inside the NF-e's
+/// `qCom` (11 integer digits).
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Most lines on one invoice: the NF-e holds at most 990 items (`det`, `nItem` 1–990).
+pub const MAX_ITEMS: usize = 990;
+/// Most installments: the NF-e holds at most 120 duplicatas (`dup`).
+pub const MAX_INSTALLMENTS: usize = 120;
+/// Earliest issue or due date accepted.
+pub const EARLIEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+/// Latest issue or due date accepted.
+pub const LATEST_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2100, 12, 31) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+/// Furthest an installment may fall due after the issue date: SEFAZ refuses a duplicata due
+/// more than ten years ahead (rejeição 797).
+pub const MAX_YEARS_TO_DUE: u32 = 10;
+
 fn text(
     value: &Option<String>,
     field: &str,
@@ -139,16 +161,30 @@ fn text(
             problems.add(field, format!("longer than {max} characters"));
             None
         }
-        Some(v) => Some(v.to_string()),
+        Some(v) => match text_problem(v, TextKind::SingleLine) {
+            Some(problem) => {
+                problems.add(field, problem);
+                None
+            }
+            None => Some(v.to_string()),
+        },
     }
 }
 
 fn date(value: &Option<String>, field: &str, problems: &mut Problems) -> Option<NaiveDate> {
     let raw = text(value, field, 10, problems)?;
-    problems.check(
+    let date = problems.check(
         field,
         NaiveDate::parse_from_str(&raw, "%Y-%m-%d").map_err(|_| "must be a date YYYY-MM-DD"),
-    )
+    )?;
+    if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
+        problems.add(
+            field,
+            format!("must be between {EARLIEST_DATE} and {LATEST_DATE}"),
+        );
+        return None;
+    }
+    Some(date)
 }
 
 fn centavos(value: Option<i64>, field: &str, problems: &mut Problems) -> Option<Centavos> {
@@ -161,8 +197,19 @@ fn centavos(value: Option<i64>, field: &str, problems: &mut Problems) -> Option<
             problems.add(field, "must not be negative");
             None
         }
+        Some(v) if v as u64 > Centavos::MAX.0 => {
+            problems.add(field, too_large());
+            None
+        }
         Some(v) => Some(Centavos(v as u64)),
     }
+}
+
+fn too_large() -> String {
+    format!(
+        "must be at most {} centavos (R$ 99.999.999,99)",
+        Centavos::MAX.0
+    )
 }
 
 /// A validated bill: the customer and the content.
@@ -188,13 +235,35 @@ impl InvoiceInput {
         if self.items.is_empty() {
             problems.add("items", "at least one item is required");
         }
+        if self.items.len() > MAX_ITEMS {
+            problems.add(
+                "items",
+                format!("at most {MAX_ITEMS} items (the NF-e's limit)"),
+            );
+        }
+        if self.installments.len() > MAX_INSTALLMENTS {
+            problems.add(
+                "installments",
+                format!("at most {MAX_INSTALLMENTS} installments (the NF-e's limit)"),
+            );
+        }
+        if !problems.is_empty()
+            && (self.items.len() > MAX_ITEMS || self.installments.len() > MAX_INSTALLMENTS)
+        {
+            // Not worth naming each of thousands of lines.
+            return Err(problems);
+        }
         let mut items = Vec::with_capacity(self.items.len());
         for (i, item) in self.items.iter().enumerate() {
             let at = |name: &str| format!("items[{i}].{name}");
             let sku = text(&item.sku, &at("sku"), 60, &mut problems);
             let description = text(&item.description, &at("description"), 120, &mut problems);
             let quantity = match item.quantity {
-                Some(q) if q > 0 && q <= i64::from(u32::MAX) => Some(q as u32),
+                Some(q) if q > 0 && q <= MAX_QUANTITY => Some(q as u32),
+                Some(q) if q > MAX_QUANTITY => {
+                    problems.add(at("quantity"), format!("must be at most {MAX_QUANTITY}"));
+                    None
+                }
                 Some(_) => {
                     problems.add(at("quantity"), "must be a positive whole number");
                     None
@@ -221,8 +290,13 @@ impl InvoiceInput {
                     unit_price,
                     discount,
                 };
-                if line.total().is_none() {
-                    problems.add(at("discount"), "is larger than quantity × unit_price");
+                match line.total() {
+                    None => problems.add(at("discount"), "is larger than quantity × unit_price"),
+                    Some(total) if total > Centavos::MAX => problems.add(
+                        format!("items[{i}]"),
+                        format!("quantity × unit_price − discount {}", too_large()),
+                    ),
+                    Some(_) => {}
                 }
                 items.push(line);
             }
@@ -251,6 +325,40 @@ impl InvoiceInput {
                 });
             }
         }
+        if let Some(issue) = issue_date {
+            let latest_due = issue
+                .checked_add_months(chrono::Months::new(12 * MAX_YEARS_TO_DUE))
+                .unwrap_or(LATEST_DATE);
+            let mut previous: Option<NaiveDate> = None;
+            for (i, inst) in self.installments.iter().enumerate() {
+                let Some(Ok(due)) = inst
+                    .due_date
+                    .as_deref()
+                    .map(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d"))
+                else {
+                    continue;
+                };
+                let field = format!("installments[{i}].due_date");
+                if !(EARLIEST_DATE..=LATEST_DATE).contains(&due) {
+                    // Already named by `date`.
+                } else if due < issue {
+                    // SEFAZ refuses a duplicata due before the NF-e (rejeição 898).
+                    problems.add(field, "must not be before issue_date");
+                } else if due > latest_due {
+                    problems.add(
+                        field,
+                        format!("must be at most {MAX_YEARS_TO_DUE} years after issue_date"),
+                    );
+                } else if previous.is_some_and(|p| due < p) {
+                    // SEFAZ wants the duplicatas in order of due date (rejeição 850).
+                    problems.add(
+                        field,
+                        "must not be before the previous installment's due_date",
+                    );
+                }
+                previous = Some(due);
+            }
+        }
         let notes = self
             .notes
             .as_deref()
@@ -259,6 +367,11 @@ impl InvoiceInput {
             .map(str::to_string);
         if notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
             problems.add("notes", "longer than 2000 characters");
+        } else if let Some(problem) = notes
+            .as_deref()
+            .and_then(|n| text_problem(n, TextKind::MultiLine))
+        {
+            problems.add("notes", problem);
         }
         let total = centavos(self.total, "total", &mut problems);
         if !problems.is_empty() {
@@ -276,6 +389,10 @@ impl InvoiceInput {
             return Err(problems);
         };
         match lines_total {
+            Some(sum) if sum > Centavos::MAX => problems.add(
+                "items",
+                format!("add up to more than the cap: {}", too_large()),
+            ),
             Some(sum) if sum == total => {}
             Some(sum) => problems.add(
                 "total",
@@ -823,6 +940,118 @@ mod tests {
                 "installments[0].payment_method"
             ]
         );
+    }
+
+    fn fields_of(input: &InvoiceInput) -> Vec<String> {
+        input
+            .validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|p| p.field)
+            .collect()
+    }
+
+    #[test]
+    fn amounts_and_quantities_are_capped() {
+        let mut bad = input();
+        bad.items[0].unit_price = Some(i64::MAX);
+        bad.items[0].discount = 10_000_000_000;
+        bad.items[1].quantity = Some(MAX_QUANTITY + 1);
+        bad.installments[0].amount = Some(i64::MAX);
+        bad.total = Some(i64::MAX);
+        assert_eq!(
+            fields_of(&bad),
+            [
+                "items[0].unit_price",
+                "items[0].discount",
+                "items[1].quantity",
+                "installments[0].amount",
+                "total"
+            ]
+        );
+        // Each figure at the cap, but the line over it.
+        let mut line = input();
+        line.items[1].quantity = Some(2);
+        line.items[1].unit_price = Some(Centavos::MAX.0 as i64);
+        assert_eq!(fields_of(&line), ["items[1]"]);
+        // At the cap exactly: accepted.
+        let mut max = input();
+        max.items = vec![max.items[1].clone()];
+        max.items[0].unit_price = Some(Centavos::MAX.0 as i64);
+        max.installments = vec![max.installments[0].clone()];
+        max.installments[0].amount = Some(Centavos::MAX.0 as i64);
+        max.total = Some(Centavos::MAX.0 as i64);
+        assert_eq!(max.validate().unwrap().content.total, Centavos::MAX);
+    }
+
+    #[test]
+    fn many_lines_at_the_cap_are_refused_without_overflow() {
+        let mut many = input();
+        many.items = vec![
+            LineItemInput {
+                sku: Some("X".into()),
+                description: Some("x".into()),
+                quantity: Some(1),
+                unit_price: Some(Centavos::MAX.0 as i64),
+                discount: 0,
+            };
+            MAX_ITEMS
+        ];
+        many.total = Some(Centavos::MAX.0 as i64);
+        many.installments = vec![many.installments[0].clone()];
+        many.installments[0].amount = Some(Centavos::MAX.0 as i64);
+        assert_eq!(fields_of(&many), ["items"]);
+        many.items.push(many.items[0].clone());
+        assert_eq!(fields_of(&many), ["items"]);
+        many.items.truncate(1);
+        many.installments = vec![many.installments[0].clone(); MAX_INSTALLMENTS + 1];
+        assert_eq!(fields_of(&many), ["installments"]);
+    }
+
+    #[test]
+    fn dates_are_plausible() {
+        let mut bad = input();
+        bad.issue_date = Some("1999-12-31".into());
+        bad.installments[0].due_date = Some("2101-01-01".into());
+        assert_eq!(fields_of(&bad), ["issue_date", "installments[0].due_date"]);
+        let mut early = input();
+        early.installments[0].due_date = Some("2026-11-24".into());
+        assert_eq!(fields_of(&early), ["installments[0].due_date"]);
+        let mut far = input();
+        far.installments[1].due_date = Some("2036-11-26".into());
+        assert_eq!(fields_of(&far), ["installments[1].due_date"]);
+        let mut unordered = input();
+        unordered.installments[0].due_date = Some("2027-01-01".into());
+        assert_eq!(fields_of(&unordered), ["installments[1].due_date"]);
+        let mut edge = input();
+        edge.issue_date = Some("2100-12-31".into());
+        edge.installments[0].due_date = Some("2100-12-31".into());
+        edge.installments[1].due_date = Some("2100-12-31".into());
+        assert!(edge.validate().is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_text_and_allowed_as_line_breaks_in_notes() {
+        let mut bad = input();
+        bad.number = Some("10\u{0}01".into());
+        bad.items[0].sku = Some("BA\tNHO".into());
+        bad.items[1].description = Some("Vacina\u{1b}[2J".into());
+        bad.installments[0].payment_method = Some("pix\u{7f}".into());
+        bad.notes = Some("laço\u{0}rosa".into());
+        assert_eq!(
+            fields_of(&bad),
+            [
+                "number",
+                "items[0].sku",
+                "items[1].description",
+                "installments[0].payment_method",
+                "notes"
+            ]
+        );
+        let mut ok = input();
+        ok.notes = Some("linha 1\r\nlinha 2\tcom tab".into());
+        assert!(ok.validate().is_ok());
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub struct Centavos(pub u64);
 impl Centavos {
     pub const ZERO: Centavos = Centavos(0);
 
+    /// The largest amount accepted anywhere in an invoice (a unit price, a discount, a line, an
+    /// installment, the total): R$ 99.999.999,99. It fits the NF-e's value fields (13 integer
+    /// digits and 2 decimals) with room to spare, is exact as a double in Bling's JSON (below
+    /// 2^53), and no pet shop's invoice comes near it; a larger figure is a bug in the sender.
+    pub const MAX: Centavos = Centavos(9_999_999_999);
+
     pub fn checked_add(self, other: Centavos) -> Option<Centavos> {
         self.0.checked_add(other.0).map(Centavos)
     }
@@ -65,6 +71,13 @@ mod tests {
         assert_eq!(Centavos::from_reais(0.29), Some(Centavos(29)));
         assert_eq!(Centavos::from_reais(-1.0), None);
         assert_eq!(Centavos(123456).to_string(), "R$ 1234,56");
+    }
+
+    #[test]
+    fn the_cap_is_exact_in_reais() {
+        assert_eq!(Centavos::MAX.to_string(), "R$ 99999999,99");
+        assert_eq!(Centavos::MAX.as_reais(), 99_999_999.99);
+        assert_eq!(Centavos::from_reais(99_999_999.99), Some(Centavos::MAX));
     }
 
     #[test]

@@ -84,7 +84,15 @@ fn params(
 ) -> Result<Params, ApiError> {
     let Query(pairs) = raw.map_err(|e| bad("query", e.body_text()))?;
     let mut seen: Vec<&str> = Vec::new();
-    for (name, _) in &pairs {
+    for (name, value) in &pairs {
+        if name.chars().chain(value.chars()).any(char::is_control) {
+            let field = if name.chars().any(char::is_control) {
+                "query"
+            } else {
+                name.as_str()
+            };
+            return Err(bad(field, "must not contain control characters"));
+        }
         if !allowed.contains(&name.as_str()) {
             return Err(bad(
                 name,

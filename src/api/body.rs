@@ -17,6 +17,55 @@ use crate::store::Db;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Longest `Idempotency-Key` accepted; it must be visible ASCII (`!` to `~`, no space).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// How long a claimed `Idempotency-Key` whose request never finished (the process died, the
+/// client's connection dropped mid-handler) blocks its retries with 409: after this the
+/// claim has expired and a retry with the same key and body runs. Far longer than any
+/// command takes (milliseconds), so a request still running is not run twice.
+pub const IDEMPOTENCY_CLAIM_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Finds a string (value or key) holding U+0000, and says where: PostgreSQL cannot store it,
+/// so it is refused with 400 before anything else. JSON can carry it only escaped, as
+/// `\u0000`, so the tree is built only when those six bytes occur.
+fn nul_path(bytes: &[u8]) -> Option<String> {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !bytes.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(value: &serde_json::Value, at: &str) -> Option<String> {
+        let here = || {
+            if at.is_empty() {
+                "body".to_string()
+            } else {
+                at.to_string()
+            }
+        };
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{at}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                if k.contains('\0') {
+                    return Some(here());
+                }
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                walk(v, &path)
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
+}
+
 /// Turns the raw body into `T`, naming the field that failed (`items[0].quantity`).
 pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
     let bytes = body.map_err(|rejection| {
@@ -34,8 +83,24 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
             )
         }
     })?;
+    if bytes.contains(&0) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "body",
+            "contains a NUL byte",
+        ));
+    }
+    if let Some(field) = nul_path(&bytes) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            &field,
+            "must not contain U+0000 (NUL)",
+        ));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let field = if path == "." {
@@ -44,13 +109,28 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
             path
         };
         let problem = inner.to_string();
-        // serde names unknown fields in the message, not the path.
-        let field = match problem.strip_prefix("unknown field `") {
-            Some(rest) => rest.split('`').next().map(str::to_string).unwrap_or(field),
-            None => field,
+        // serde names unknown and repeated fields in the message, not the path.
+        let named = problem
+            .strip_prefix("unknown field `")
+            .or_else(|| problem.strip_prefix("duplicate field `"))
+            .and_then(|rest| rest.split('`').next());
+        let field = match named {
+            Some(name) if field == "body" => name.to_string(),
+            Some(name) if !field.ends_with(name) => format!("{field}.{name}"),
+            _ => field,
         };
         ApiError::field(StatusCode::BAD_REQUEST, "malformed_json", &field, problem)
-    })
+    })?;
+    // One JSON value and nothing after it but white space.
+    deserializer.end().map_err(|error| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "body",
+            format!("{error} after the JSON value"),
+        )
+    })?;
+    Ok(value)
 }
 
 /// Runs `handler` at most once per `Idempotency-Key` (per tenant): a retry with the same key
@@ -66,21 +146,28 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ApiResult<(StatusCode, serde_json::Value)>>,
 {
-    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+    let key = match headers.get("idempotency-key") {
         None => return respond(handler().await),
-        Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => k.to_string(),
+        Some(k) if super::is_visible_ascii(k.as_bytes(), MAX_IDEMPOTENCY_KEY_LEN) => {
+            String::from_utf8_lossy(k.as_bytes()).into_owned()
+        }
         Some(_) => {
             return ApiError::field(
                 StatusCode::BAD_REQUEST,
                 "invalid_header",
                 "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
+                format!(
+                    "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters (no space)"
+                ),
             )
             .into_response()
         }
     };
     let request_hash = request_hash(fingerprint);
-    match db.claim_idempotency_key(tenant, &key, &request_hash).await {
+    match db
+        .claim_idempotency_key(tenant, &key, &request_hash, IDEMPOTENCY_CLAIM_TTL)
+        .await
+    {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Claim::Mismatch) => ApiError::new(
             StatusCode::CONFLICT,
@@ -91,7 +178,11 @@ where
         Ok(Claim::InProgress) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_key_in_progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
+            format!(
+                "a request with this Idempotency-Key is still being processed; retry shortly \
+                 (an unfinished claim expires after {} s)",
+                IDEMPOTENCY_CLAIM_TTL.as_secs()
+            ),
         )
         .into_response(),
         Ok(Claim::Replay { status, body }) => {

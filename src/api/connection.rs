@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aggregates::connection::ConnectionCommand;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::{tenant_id, AppState, RequestId};
+use super::{tenant_id, ApiPath, AppState, RequestId};
 use crate::auth::{Principal, Role};
 use crate::ledger::{Actor, CommandContext};
 use crate::oauth::connect::ConnectError;
@@ -52,7 +53,7 @@ pub fn actor_of(principal: &Principal) -> Actor {
 async fn status(
     State(state): State<AppState>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
@@ -72,7 +73,7 @@ async fn status(
 async fn authorize(
     State(state): State<AppState>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
@@ -100,7 +101,7 @@ async fn disconnect(
     State(state): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
@@ -174,8 +175,20 @@ fn html_escape(s: &str) -> String {
 /// Where Bling sends the shop's browser back. No token: the `state` is the credential.
 async fn callback(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
+    // A query that cannot be read, or a value with a control character (PostgreSQL refuses
+    // U+0000), is no authorization link: refused before anything is looked up.
+    let query = match query {
+        Ok(Query(q)) if !q.iter().any(|(k, v)| k.chars().chain(v.chars()).any(char::is_control)) => q,
+        _ => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Invalid authorization link",
+                "The link's query cannot be read. Nothing was stored; start again from the support console.",
+            )
+        }
+    };
     let Ok(auth) = bling(&state) else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,

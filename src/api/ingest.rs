@@ -3,10 +3,11 @@
 use aggregates::customer::{CustomerCommand, CustomerError, CustomerEvent, CustomerInput};
 use aggregates::ids::{CustomerId, InvoiceId, TenantId};
 use aggregates::invoice::{InvoiceCommand, InvoiceError, InvoiceEvent, InvoiceInput};
+use aggregates::problems::{text_problem, TextKind};
 use aggregates::Problems;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, put};
@@ -16,7 +17,7 @@ use serde_json::json;
 
 use super::body::{idempotent, parse_json};
 use super::error::ApiError;
-use super::{path_id, tenant_id, AppState, RequestId};
+use super::{path_id, tenant_id, ApiPath, AppState, RequestId};
 use crate::auth::{Principal, Role};
 use crate::ledger::{Actor, CommandContext, LedgerError};
 
@@ -139,7 +140,7 @@ async fn save_customer(
     State(state): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    Path((tenant, customer_id)): Path<(String, String)>,
+    ApiPath((tenant, customer_id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -208,7 +209,7 @@ async fn bill_invoice(
     State(state): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    Path((tenant, invoice_id)): Path<(String, String)>,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -244,7 +245,7 @@ async fn update_invoice(
     State(state): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    Path((tenant, invoice_id)): Path<(String, String)>,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -289,7 +290,7 @@ async fn cancel_invoice(
     State(state): State<AppState>,
     principal: Principal,
     RequestId(request_id): RequestId,
-    Path((tenant, invoice_id)): Path<(String, String)>,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -317,9 +318,16 @@ async fn cancel_invoice(
                 .reason
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty());
+            let mut problems = Problems::new();
             if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-                let mut problems = Problems::new();
                 problems.add("reason", "longer than 500 characters");
+            } else if let Some(problem) = reason
+                .as_deref()
+                .and_then(|r| text_problem(r, TextKind::MultiLine))
+            {
+                problems.add("reason", problem);
+            }
+            if !problems.is_empty() {
                 return Err(ApiError::validation(problems));
             }
             let command = InvoiceCommand::Cancel {

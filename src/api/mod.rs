@@ -5,6 +5,11 @@
 //!
 //! Every route but `/health`, `/metrics` and the console's static files needs a bearer token
 //! (see [`crate::auth`]).
+//!
+//! Every refusal has the one JSON error shape ([`error`]): handlers answer with [`ApiError`],
+//! path parameters go through [`ApiPath`], and [`json_errors`] turns whatever axum answers on
+//! its own (405 with its `Allow`, a rejection's plain text) into that shape. Only the OAuth
+//! callback, a page for the shop's browser, answers in HTML.
 
 mod audit;
 pub mod body;
@@ -19,13 +24,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aggregates::ids::TenantId;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::auth::{Principal, TokenRegistry};
@@ -68,21 +75,84 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// The correlation id of a request: the caller's `X-Request-Id`, or a fresh one.
+/// Longest request target (path and query) accepted: 8 KiB. Every route's path is short
+/// (ids are at most 64 characters) and the longest query, the support searches, is a few
+/// hundred bytes; a longer URI is a mistake or an attack and gets 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Longest `X-Request-Id` (and `Idempotency-Key`, see [`body`]) accepted.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a header value is 1 to `max` visible ASCII characters (no space, no control).
+pub fn is_visible_ascii(value: &[u8], max: usize) -> bool {
+    !value.is_empty() && value.len() <= max && value.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// The correlation id of a request: the caller's `X-Request-Id`, or a fresh one. A value
+/// that is not 1 to 128 visible ASCII characters is refused with 400: it is stored with
+/// every event the request appends.
 pub struct RequestId(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let id = parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Ok(RequestId(id))
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get("x-request-id") {
+            None => Ok(RequestId(uuid::Uuid::new_v4().to_string())),
+            Some(v) if is_visible_ascii(v.as_bytes(), MAX_REQUEST_ID_LEN) => Ok(RequestId(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )),
+            Some(_) => Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "X-Request-Id",
+                format!("must be 1 to {MAX_REQUEST_ID_LEN} visible ASCII characters"),
+            )),
+        }
+    }
+}
+
+/// axum's `Path`, refusing in the API's error shape and naming the parameter. Every path
+/// parameter of this API is an id, so a segment that is not UTF-8 once percent-decoded
+/// (`%FF`) gets the ids' rule as its problem.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => {
+            let field = match e.kind() {
+                ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                _ => "path".to_string(),
+            };
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                &field,
+                aggregates::ids::InvalidId.to_string(),
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "a route extracts parameters it does not have");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the server could not read this route's parameters",
+            )
+        }
     }
 }
 
@@ -118,11 +188,90 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(limit_uri))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
         .with_state(state)
+}
+
+/// 414 for a request target longer than [`MAX_URI_BYTES`]. (hyper itself answers a bare 414
+/// above 64 KiB, before any of this runs.)
+async fn limit_uri(request: Request, next: Next) -> Response {
+    let len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("request targets (path and query) are limited to {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Gives every refusal the API's error shape: an error response that is neither JSON nor a
+/// page (axum's own 405, a rejection's plain text) is rewritten, keeping its status and
+/// headers (`Allow` on a 405).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        format!("{method} is not allowed on this path (allowed: {allowed})")
+    } else {
+        text.unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_string())
+    };
+    let mut rewritten = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name, value.clone());
+        }
+    }
+    rewritten.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rewritten
 }
 
 async fn health(State(state): State<AppState>) -> Response {

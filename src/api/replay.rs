@@ -3,7 +3,7 @@
 use aggregates::ids::InvoiceId;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::body::parse_json;
 use super::error::ApiError;
-use super::{path_id, tenant_id, AppState};
+use super::{path_id, tenant_id, ApiPath, AppState};
 use crate::auth::{Principal, Role};
 use crate::sync::queue;
 
@@ -31,7 +31,7 @@ struct ReplayInput {
 async fn replay(
     State(state): State<AppState>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;

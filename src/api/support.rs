@@ -14,14 +14,14 @@ use std::collections::HashMap;
 
 use aggregates::ids::{CustomerId, InvoiceId, TenantId};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::{path_id, tenant_id, AppState};
+use super::{path_id, tenant_id, ApiPath, AppState};
 use crate::auth::{Principal, Role, TenantScope};
 use crate::projections::queries::{self, FailureFilter, InvoiceFilter, DEFAULT_LIMIT, MAX_LIMIT};
 
@@ -47,9 +47,31 @@ fn bad(field: &str, problem: impl Into<String>) -> ApiError {
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-/// The query parameters, refusing any not in `allowed`.
+/// Longest value of a query parameter (the search `q` is the only free one; the others are
+/// codes, numbers and times).
+pub const MAX_PARAM_CHARS: usize = 200;
+
+/// The query parameters, refusing any not in `allowed`, any with a control character (a
+/// `%00` would reach the database, which refuses it) and any longer than [`MAX_PARAM_CHARS`].
 fn params(raw: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let Query(map) = raw.map_err(|e| bad("query", e.body_text()))?;
+    if let Some((k, _)) = map
+        .iter()
+        .find(|(k, v)| k.chars().chain(v.chars()).any(char::is_control))
+    {
+        let field = if k.chars().any(char::is_control) {
+            "query"
+        } else {
+            k.as_str()
+        };
+        return Err(bad(field, "must not contain control characters"));
+    }
+    if let Some((k, _)) = map
+        .iter()
+        .find(|(_, v)| v.chars().count() > MAX_PARAM_CHARS)
+    {
+        return Err(bad(k, format!("longer than {MAX_PARAM_CHARS} characters")));
+    }
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(bad(
             unknown,
@@ -135,7 +157,7 @@ fn support_invoice(
 async fn invoice(
     State(state): State<AppState>,
     principal: Principal,
-    Path((tenant, invoice_id)): Path<(String, String)>,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (tenant, invoice_id) = support_invoice(&principal, &tenant, &invoice_id)?;
     match queries::invoice(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
@@ -149,7 +171,7 @@ async fn invoice(
 async fn history(
     State(state): State<AppState>,
     principal: Principal,
-    Path((tenant, invoice_id)): Path<(String, String)>,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (tenant, invoice_id) = support_invoice(&principal, &tenant, &invoice_id)?;
     match queries::history(&state.db, tenant.as_str(), invoice_id.as_str()).await? {
@@ -163,7 +185,7 @@ async fn history(
 async fn customer(
     State(state): State<AppState>,
     principal: Principal,
-    Path((tenant, customer_id)): Path<(String, String)>,
+    ApiPath((tenant, customer_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
@@ -179,7 +201,7 @@ async fn customer(
 async fn failures(
     State(state): State<AppState>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     raw: Params,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_id(&tenant)?;
@@ -217,7 +239,7 @@ async fn failures(
 async fn list_invoices(
     State(state): State<AppState>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     raw: Params,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = tenant_id(&tenant)?;

@@ -1,5 +1,13 @@
 //! Remembered responses for the `Idempotency-Key` header: a retried request gets the first
 //! answer and appends nothing.
+//!
+//! A claim whose request never finished (the process died, or the handler was dropped with
+//! its connection) would answer "in progress" forever; it expires after the `ttl` the caller
+//! gives, measured on the database's clock, and the next request with the same key and the
+//! same body takes it over and runs. A claim is taken over only with the same request hash,
+//! so a different body with the key still gets [`Claim::Mismatch`].
+
+use std::time::Duration;
 
 use super::{Db, StoreError};
 
@@ -12,16 +20,19 @@ pub enum Claim {
     Replay { status: u16, body: String },
     /// Seen with a different request.
     Mismatch,
-    /// The first request with this key is still running.
+    /// The first request with this key is still running (its claim has not expired).
     InProgress,
 }
 
 impl Db {
+    /// Claims `key` for a request, or says what to answer instead; an unfinished claim older
+    /// than `ttl` with the same `request_hash` is taken over ([`Claim::Fresh`]).
     pub async fn claim_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
         request_hash: &str,
+        ttl: Duration,
     ) -> Result<Claim, StoreError> {
         let inserted = match self {
             Db::Postgres(pool) => sqlx::query(
@@ -46,6 +57,36 @@ impl Db {
             .rows_affected(),
         };
         if inserted == 1 {
+            return Ok(Claim::Fresh);
+        }
+        // An expired claim of the same request: renew it as ours.
+        let taken_over = match self {
+            Db::Postgres(pool) => sqlx::query(
+                "UPDATE idempotency_keys SET created_at = now()
+                 WHERE tenant = $1 AND key = $2 AND request_hash = $3 AND status_code IS NULL
+                   AND created_at < now() - make_interval(secs => $4)",
+            )
+            .bind(tenant)
+            .bind(key)
+            .bind(request_hash)
+            .bind(ttl.as_secs_f64())
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            Db::Sqlite(pool) => sqlx::query(
+                "UPDATE idempotency_keys SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE tenant = ?1 AND key = ?2 AND request_hash = ?3 AND status_code IS NULL
+                   AND created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)",
+            )
+            .bind(tenant)
+            .bind(key)
+            .bind(request_hash)
+            .bind(format!("-{:.3} seconds", ttl.as_secs_f64()))
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
+        if taken_over == 1 {
             return Ok(Claim::Fresh);
         }
         let row: Option<(String, Option<i32>, Option<String>)> = match self {

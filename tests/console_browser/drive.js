@@ -2,7 +2,7 @@
 // (tests/console_browser.rs starts the ledger, the sandbox and the worker, then runs this).
 //
 // Environment: CONSOLE_URL, SUPPORT_TOKEN, TENANT, INVOICE_ID, INVOICE_NUMBER, OTHER_INVOICE_ID,
-// EXPECTED_CAUSE, EXPECTED_ADVICE, ADMIN_TOKEN, AUDITOR_TOKEN, AUTHORIZE_URL, SCREENSHOT_DIR, USER_DATA_DIR, CHROMIUM.
+// EXPECTED_CAUSE, EXPECTED_ADVICE, EXPECTED_TOTAL, EXPECTED_ISSUE_DATE, EXPECTED_TAX_ID, ADMIN_TOKEN, AUDITOR_TOKEN, AUTHORIZE_URL, SCREENSHOT_DIR, USER_DATA_DIR, CHROMIUM.
 //
 // Protocol: a line `ACTION <name>` on stdout asks the test to change the world (`fix_bling`:
 // add the missing situação to the shop's Bling account; `revoke`: the shop revokes access and
@@ -28,6 +28,9 @@ const NUMBER = env('INVOICE_NUMBER');
 const OTHER = env('OTHER_INVOICE_ID');
 const CAUSE = env('EXPECTED_CAUSE');
 const ADVICE = env('EXPECTED_ADVICE');
+const TOTAL = env('EXPECTED_TOTAL');
+const ISSUE_DATE = env('EXPECTED_ISSUE_DATE');
+const TAX_ID = env('EXPECTED_TAX_ID');
 const AUTHORIZE_URL = env('AUTHORIZE_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const AUDITOR_TOKEN = env('AUDITOR_TOKEN');
@@ -56,6 +59,18 @@ async function action(name) {
 
 async function text(page, selector) {
   return ((await page.locator(selector).textContent()) || '').trim();
+}
+
+// Intl separates "R$" from the figure with a no-break space; compare with plain spaces.
+const spaces = (s) => s.replace(/\s/g, ' ');
+
+// What São Paulo's clock read at `iso` (UTC−03:00 all year since 2019), as dd/mm/yyyy HH:MM:
+// computed here without Intl, to check the page's own formatting.
+function saoPaulo(iso) {
+  const d = new Date(new Date(iso).getTime() - 3 * 3600 * 1000);
+  const two = (n) => String(n).padStart(2, '0');
+  return two(d.getUTCDate()) + '/' + two(d.getUTCMonth() + 1) + '/' + d.getUTCFullYear() + ' ' +
+    two(d.getUTCHours()) + ':' + two(d.getUTCMinutes());
 }
 
 async function main() {
@@ -139,6 +154,8 @@ async function main() {
   await page.waitForFunction((other) => !document.querySelector(`#invoices-body tr[data-invoice="${other}"]`), OTHER);
   await page.locator(`#invoices-body tr[data-invoice="${INVOICE}"]`).waitFor();
   check((await page.locator('#invoices-body tr').count()) === 1, 'the search finds one invoice');
+  check(spaces(await text(page, `#invoices-body tr[data-invoice="${INVOICE}"] [data-testid="invoice-total"]`)) === TOTAL,
+    'the list shows the total in reais');
   check(page.url().includes('state=failed') && page.url().includes('q=' + encodeURIComponent(NUMBER)),
     'the filters are in the address: ' + page.url());
   await page.screenshot({ path: path.join(SHOTS, '1-tenant.png'), fullPage: true });
@@ -161,6 +178,18 @@ async function main() {
   check((await failure.locator('table.calls tbody tr').count()) >= 1, 'the failure lists its Bling calls');
   check((await failure.textContent()).includes(ADVICE), 'the failure in the timeline says what to do');
   check((await text(page, '#customer-facts')).includes('Maria'), 'the customer is shown');
+  // Brazilian formats, whatever the browser's language (en-GB here): money, date, document.
+  check(spaces(await text(page, '[data-testid="total"]')) === TOTAL, 'the total reads ' + TOTAL + ': ' +
+    (await text(page, '[data-testid="total"]')));
+  check((await text(page, '[data-testid="issue-date"]')) === ISSUE_DATE, 'the issue date reads ' + ISSUE_DATE);
+  const billed = page.locator('[data-testid="billed-at"] time');
+  const billedIso = await billed.getAttribute('datetime');
+  const billedText = ((await billed.textContent()) || '').trim();
+  check(/^\d{2}\/\d{2}\/\d{4} \d{2}:\d{2}$/.test(billedText) && billedText === saoPaulo(billedIso),
+    'the billing time reads in São Paulo time: ' + billedText + ' for ' + billedIso);
+  await page.locator('[data-testid="tax-id"]').waitFor();
+  check((await text(page, '[data-testid="tax-id"]')) === TAX_ID, 'the CPF reads ' + TAX_ID + ': ' +
+    (await text(page, '[data-testid="tax-id"]')));
   await page.screenshot({ path: path.join(SHOTS, '2-invoice-failed.png'), fullPage: true });
   step('failed invoice: cause, advice, timeline');
 

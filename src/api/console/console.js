@@ -106,14 +106,46 @@
     return CAUSES[kind] || { label: kind, advice: '' };
   }
 
+  // ---- Brazilian formats: the staff read dates, money and documents as they do in Bling --
+
+  // Times in São Paulo, whatever the browser's own zone and language: 01/12/2026 18:40.
+  const DATE_TIME = new Intl.DateTimeFormat('pt-BR', {
+    timeZone: 'America/Sao_Paulo',
+    day: '2-digit', month: '2-digit', year: 'numeric',
+    hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  });
+  const MONEY = new Intl.NumberFormat('pt-BR', { style: 'currency', currency: 'BRL' });
+
   function when(iso) {
     if (!iso) return '—';
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return String(iso);
-    return d.toLocaleString(undefined, {
-      year: 'numeric', month: '2-digit', day: '2-digit',
-      hour: '2-digit', minute: '2-digit', second: '2-digit',
-    });
+    const p = {};
+    for (const part of DATE_TIME.formatToParts(d)) p[part.type] = part.value;
+    return p.day + '/' + p.month + '/' + p.year + ' ' + p.hour + ':' + p.minute;
+  }
+
+  // A calendar date (an issue date): 2026-11-25 → 25/11/2026, no time zone involved.
+  function day(isoDate) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(isoDate || '');
+    return m ? m[3] + '/' + m[2] + '/' + m[1] : (isoDate || '—');
+  }
+
+  // Integer centavos → R$ 1.109,60 (exact: every amount is far below 2^53 centavos).
+  function money(centavos, fallback) {
+    if (typeof centavos !== 'number' || !Number.isFinite(centavos)) return fallback || '—';
+    return MONEY.format(centavos / 100);
+  }
+
+  // A CPF or CNPJ (numeric or alphanumeric), stored bare, shown punctuated:
+  // 529.982.247-25, 29.860.598/0001-70, 12.ABC.345/01DE-35.
+  function documentNumber(raw) {
+    const s = String(raw || '');
+    if (/^\d{11}$/.test(s)) return s.replace(/^(\d{3})(\d{3})(\d{3})(\d{2})$/, '$1.$2.$3-$4');
+    if (/^[0-9A-Z]{12}\d{2}$/.test(s)) {
+      return s.replace(/^(\w{2})(\w{3})(\w{3})(\w{4})(\d{2})$/, '$1.$2.$3/$4-$5');
+    }
+    return s || '—';
   }
 
   function timeEl(iso) {
@@ -643,7 +675,7 @@
         el('a', { href: invoiceHash(inv.tenant, inv.invoice_id), text: inv.number }),
         inv.number !== inv.invoice_id ? el('div', { class: 'hint', text: inv.invoice_id }) : null),
       el('td', { text: inv.customer_id }),
-      el('td', { class: 'num', text: inv.total }),
+      el('td', { class: 'num', 'data-testid': 'invoice-total', text: money(inv.total_centavos, inv.total) }),
       el('td', {}, stateBadge(inv.state)),
       el('td', {}, showCause
         ? [el('span', { text: causeInfo(cause.kind).label }), el('div', { class: 'hint', text: cause.message || '' })]
@@ -701,9 +733,9 @@
     facts($('invoice-facts'), [
       ['Invoice id', el('code', { text: inv.invoice_id })],
       ['Number', inv.number],
-      ['Total', inv.total],
-      ['Issue date', inv.issue_date],
-      ['Billed', timeEl(inv.billed_at)],
+      ['Total', el('span', { 'data-testid': 'total', text: money(inv.total_centavos, inv.total) })],
+      ['Issue date', el('span', { 'data-testid': 'issue-date', text: day(inv.issue_date) })],
+      ['Billed', el('span', { 'data-testid': 'billed-at' }, timeEl(inv.billed_at))],
       ['Bling order', b.order_id ? String(b.order_id) + (b.order_number ? ' (nº ' + b.order_number + ')' : '') : 'not created yet'],
       ['Situação', b.situacao ? b.situacao.name + ' (' + b.situacao.id + ')' : null],
       ['NF-e', b.nfe_id ? String(b.nfe_id) : null],
@@ -725,7 +757,7 @@
       facts(dl, [
         ['Customer id', el('code', { text: c.customer_id })],
         ['Name', c.name],
-        ['CPF/CNPJ', c.tax_id],
+        ['CPF/CNPJ', el('span', { 'data-testid': 'tax-id', text: documentNumber(c.tax_id) })],
         ['Bling contato', c.bling_contact_id ? String(c.bling_contact_id) : 'not linked yet'],
         ['Contato sync', stateBadge(c.state)],
         ['Record version', 'v' + c.profile_version + (c.synced_version ? ', Bling has v' + c.synced_version : '')],
