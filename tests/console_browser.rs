@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aggregates::sync::FailureCause;
+use aggregates::sync::CauseKind;
 use serde_json::{json, Value};
 use support::*;
 
@@ -198,7 +198,8 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
     npm_ci(&dir).await;
 
     // The shop's Bling account lacks the situação the ledger is configured to set: every
-    // invoice is rejected (bling_rejected, waiting for a person) after its order is created.
+    // invoice fails as an account set-up problem (account_setup, waiting for a person) after its
+    // order is created.
     let t = TestDb::sqlite().await;
     let stack = Stack::start_with(
         &t.url,
@@ -253,23 +254,16 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
                 None,
             )
             .await;
-            if inv["state"] == "failed" && inv["last_cause"]["kind"] == "bling_rejected" {
+            if inv["state"] == "failed" && inv["last_cause"]["kind"] == "account_setup" {
                 failed += 1;
             }
         }
         failed == 2
     })
     .await;
-    assert!(failed_in_views, "both invoices failed with bling_rejected");
+    assert!(failed_in_views, "both invoices failed with account_setup");
 
-    let advice = FailureCause::BlingRejected {
-        status: 0,
-        error_type: String::new(),
-        message: String::new(),
-        description: String::new(),
-        bling_fields: vec![],
-    }
-    .advice();
+    let advice = CauseKind::AccountSetup.advice();
     // Kept where CONSOLE_SCREENSHOTS says; otherwise in a temporary directory removed after.
     let temp_shots = tempfile::tempdir().expect("screenshot dir");
     let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
@@ -288,7 +282,7 @@ async fn support_reprocesses_a_rejected_invoice_in_headless_chromium() {
         .env("INVOICE_ID", "i1")
         .env("INVOICE_NUMBER", "NF-1001")
         .env("OTHER_INVOICE_ID", "i2")
-        .env("EXPECTED_CAUSE", "bling_rejected")
+        .env("EXPECTED_CAUSE", "account_setup")
         .env("EXPECTED_ADVICE", advice)
         .env("EXPECTED_TOTAL", "R$ 170,00")
         .env("EXPECTED_ISSUE_DATE", "25/11/2026")

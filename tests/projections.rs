@@ -839,8 +839,8 @@ async fn every_view_follows_a_real_sync(t: TestDb) {
     );
     assert_eq!(failed["connection_state"], "connected");
     assert_eq!(
-        failed["detail"]["cause"]["bling_fields"][0]["element"],
-        "endereco.geral.cep"
+        failed["detail"]["cause"]["bling_fields"][0]["element"], "cep",
+        "Bling names the leaf element ([OAS], [FM])"
     );
 
     // 3. A cancellation after the sync: cancelled once Bling's situação changes.

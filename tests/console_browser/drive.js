@@ -140,7 +140,7 @@ async function main() {
     'the cause counts two invoices');
   check((await page.locator('#failures-body tr').count()) === 1, 'one cause only');
   const headline = await text(page, '#failures-headline');
-  check(headline.includes('Bling refused the request'), 'the headline names the main cause: ' + headline);
+  check(headline.includes('Bling account set-up missing'), 'the headline names the main cause: ' + headline);
   step('failures grouped by cause');
 
   // 4. The invoice list, filtered by state, then searched by number.
@@ -169,7 +169,8 @@ async function main() {
   check((await text(page, '[data-testid="cause-kind"]')) === CAUSE, 'the cause is shown');
   check((await text(page, '[data-testid="advice"]')) === ADVICE, 'the advice is shown');
   const said = await text(page, '[data-testid="cause-message"]');
-  check(said.includes('SITUACAO_NOT_FOUND'), "Bling's answer is shown: " + said);
+  check(said.includes('Aguardando NF-e') && said.includes('To fix'),
+    'what the account lacks and what to configure are shown: ' + said);
   const events = await page.locator('#timeline li').evaluateAll((items) => items.map((i) => i.dataset.event));
   for (const e of ['InvoiceBilled', 'SyncFailed']) check(events.includes(e), 'the timeline has ' + e + ': ' + events);
   const failure = page.locator('#timeline li[data-event="SyncFailed"]').first();
