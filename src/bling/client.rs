@@ -447,12 +447,12 @@ impl BlingClient {
             let names: Vec<_> = modulos.iter().map(|m| m.nome.as_str()).collect();
             let error = BlingError::Rejected {
                 status: 404,
-                body: BlingErrorBody {
+                body: Box::new(BlingErrorBody {
                     error_type: "SALES_MODULE_NOT_FOUND".into(),
                     message: "No sales-order module in /situacoes/modulos".into(),
                     description: format!("modules: {}", names.join(", ")),
                     ..BlingErrorBody::default()
-                },
+                }),
             };
             return CallOutcome::failed(error, calls);
         };

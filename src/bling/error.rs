@@ -269,11 +269,11 @@ pub enum BlingError {
     Unauthorized { error_type: String, message: String },
     /// 400 `VALIDATION_ERROR`: the data must be fixed.
     #[error("Bling refused the data (VALIDATION_ERROR): {}", body.summary())]
-    Validation { body: BlingErrorBody },
+    Validation { body: Box<BlingErrorBody> },
     /// Any other 4xx (404 `RESOURCE_NOT_FOUND`, 403 `FORBIDDEN`, …). A few client-side
     /// rejections use this too, with an error type of ours (e.g. `SALES_MODULE_NOT_FOUND`).
     #[error("Bling rejected the request (HTTP {status} {}): {}", body.error_type, body.summary())]
-    Rejected { status: u16, body: BlingErrorBody },
+    Rejected { status: u16, body: Box<BlingErrorBody> },
     /// 429 from Bling, or the client's own daily budget for the account is spent (then no
     /// call was made). `retry_after` is how long to wait: a `Retry-After` header if one ever
     /// comes, else what the body's `period` implies (about a second for `"second"`, the next
@@ -385,9 +385,14 @@ impl BlingError {
             _ => {
                 let body = BlingErrorBody::parse(status, body);
                 if status == 400 && body.error_type == "VALIDATION_ERROR" {
-                    BlingError::Validation { body }
+                    BlingError::Validation {
+                        body: Box::new(body),
+                    }
                 } else {
-                    BlingError::Rejected { status, body }
+                    BlingError::Rejected {
+                        status,
+                        body: Box::new(body),
+                    }
                 }
             }
         }
@@ -571,11 +576,11 @@ mod tests {
                 message: String::new(),
             },
             BlingError::Validation {
-                body: BlingErrorBody::default(),
+                body: Box::default(),
             },
             BlingError::Rejected {
                 status: 403,
-                body: BlingErrorBody::default(),
+                body: Box::default(),
             },
             BlingError::RateLimited {
                 retry_after: None,
