@@ -126,8 +126,8 @@ fn validation_cause(body: &BlingErrorBody, op: Operation) -> FailureCause {
     match op {
         Operation::Contato => FailureCause::DivergentCustomerRecord {
             problems: Vec::new(),
+            message: with_fields(&body.summary(), &fields),
             bling_fields: fields,
-            message: body.summary(),
         },
         Operation::Pedido
             if names(&["formaPagamento"]) || fields.iter().any(|f| f.code == Some(12)) =>
@@ -162,11 +162,14 @@ fn validation_cause(body: &BlingErrorBody, op: Operation) -> FailureCause {
         },
         Operation::Nfe if names(&customer_fields) => FailureCause::DivergentCustomerRecord {
             problems: Vec::new(),
-            bling_fields: fields,
-            message: format!(
-                "Bling could not issue the NF-e for this customer: {}",
-                body.summary()
+            message: with_fields(
+                &format!(
+                    "Bling could not issue the NF-e for this customer: {}",
+                    body.summary()
+                ),
+                &fields,
             ),
+            bling_fields: fields,
         },
         Operation::Nfe => FailureCause::AccountSetup {
             setting: "nfe_fiscal_setup".into(),
@@ -177,6 +180,24 @@ fn validation_cause(body: &BlingErrorBody, op: Operation) -> FailureCause {
                 .into(),
             bling_fields: fields,
         },
+    }
+}
+
+/// `summary (element: msg; …)`: Bling's general message says little ("Ocorreu um erro ao
+/// validar os dados recebidos"); the fields say what to fix.
+fn with_fields(summary: &str, fields: &[BlingFieldError]) -> String {
+    let named: Vec<String> = fields
+        .iter()
+        .filter(|f| !f.msg.is_empty())
+        .map(|f| match f.element.as_str() {
+            "" => f.msg.clone(),
+            element => format!("{element}: {}", f.msg),
+        })
+        .collect();
+    if named.is_empty() {
+        summary.to_string()
+    } else {
+        format!("{summary} ({})", named.join("; "))
     }
 }
 
@@ -273,7 +294,10 @@ pub enum BlingError {
     /// Any other 4xx (404 `RESOURCE_NOT_FOUND`, 403 `FORBIDDEN`, …). A few client-side
     /// rejections use this too, with an error type of ours (e.g. `SALES_MODULE_NOT_FOUND`).
     #[error("Bling rejected the request (HTTP {status} {}): {}", body.error_type, body.summary())]
-    Rejected { status: u16, body: Box<BlingErrorBody> },
+    Rejected {
+        status: u16,
+        body: Box<BlingErrorBody>,
+    },
     /// 429 from Bling, or the client's own daily budget for the account is spent (then no
     /// call was made). `retry_after` is how long to wait: a `Retry-After` header if one ever
     /// comes, else what the body's `period` implies (about a second for `"second"`, the next
