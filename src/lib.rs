@@ -24,7 +24,8 @@
 //!   [`metrics`]: Prometheus text;
 //! - [`cli`]: the command line, one file per command family;
 //! - behind the default-on `dev-tools` feature: [`sandbox`] (a Bling API v3 emulator that
-//!   uses nothing of the ledger), [`demo`] and [`bench`].
+//!   uses nothing of the ledger), [`stack`] (the one place the ledger is wired to it, for
+//!   tests, the demo and the benchmarks), [`demo`] and [`bench`].
 
 pub mod api;
 pub mod audit;
@@ -43,5 +44,7 @@ pub mod projections;
 #[cfg(feature = "dev-tools")]
 pub mod sandbox;
 pub mod server;
+#[cfg(feature = "dev-tools")]
+pub mod stack;
 pub mod store;
 pub mod sync;

@@ -9,14 +9,11 @@ use serde::Serialize;
 
 use super::ScratchDb;
 use crate::auth::{Role, TenantScope, TokenRegistry};
-use crate::oauth::crypto::{EncryptionKey, KeyRing, Secret};
-use crate::oauth::endpoint::OAuthSettings;
-use crate::oauth::tokens::RenewalPolicy;
-use crate::oauth::AuthSettings;
-use crate::sandbox::{ClientApp, Sandbox, SandboxConfig};
-use crate::server::{Server, Settings, SyncConfig};
+use crate::on_db;
+use crate::sandbox::Sandbox;
+use crate::server::Server;
+use crate::stack::{Stack, StackBuilder};
 use crate::store::{Db, StoreError};
-use crate::{on_db, sync::SyncSettings};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncReport {
@@ -113,73 +110,27 @@ async fn measure(
     invoices: usize,
     ceiling: u32,
 ) -> Result<SyncReport, SyncBenchError> {
-    let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ledger_addr = ledger_listener.local_addr()?;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            clients: vec![ClientApp {
-                client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
-                client_secret: SandboxConfig::DEMO_CLIENT_SECRET.into(),
-                redirect_uri: format!("http://{ledger_addr}/oauth/callback"),
-            }],
-            rate_limit_per_sec: ceiling,
-            daily_quota: 0,
+    let Stack { sandbox, server } = StackBuilder::new(url)
+        .max_connections(48)
+        .tokens(TokenRegistry::default().with_token(TOKEN, "bench", Role::Admin, TenantScope::All))
+        .sandbox(move |s| {
+            s.rate_limit_per_sec = ceiling;
+            s.daily_quota = 0;
             // The bench scales one account past Bling's 3 req/s; Bling's per-IP blocks (600
             // requests or 300 errors in 10 s) would then stop it at 60 req/s, which is not what
             // it measures. A fleet on one egress IP meets that limit for real (README).
-            ip_blocks: crate::sandbox::IpBlockConfig::off(),
-            ..SandboxConfig::default()
-        },
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-    )
-    .await?;
-    let auth = AuthSettings {
-        oauth: OAuthSettings {
-            client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
-            client_secret: Secret::new(SandboxConfig::DEMO_CLIENT_SECRET),
-            authorize_url: sandbox.authorize_url(),
-            token_url: sandbox.token_url(),
-            timeout: Duration::from_secs(10),
-        },
-        keys: KeyRing::new(
-            EncryptionKey::from_base64(&EncryptionKey::generate_base64())
-                .map_err(|e| SyncBenchError::Setup(e.to_string()))?,
-        ),
-        renewal: RenewalPolicy::default(),
-        token_calls_per_minute: 15,
-        state_ttl: Duration::from_secs(60),
-        renewal_interval: Duration::from_secs(30),
-    };
-    let sync = SyncConfig {
-        run_worker: true,
-        bling_api_url: sandbox.base_url(),
-        client: crate::bling::client::ClientConfig {
-            rate_limit_per_sec: ceiling,
-            daily_quota: 0,
-            ..Default::default()
-        },
-        settings: SyncSettings {
-            poll_interval: Duration::from_millis(50),
-            jobs_per_tenant: 24,
-            ..Default::default()
-        },
-    };
-    let server = Server::start(
-        Settings {
-            database_url: url.to_string(),
-            max_connections: 48,
-            tokens: TokenRegistry::default().with_token(
-                TOKEN,
-                "bench",
-                Role::Admin,
-                TenantScope::All,
-            ),
-            auth: Some(auth),
-            sync,
-        },
-        ledger_listener,
-    )
-    .await?;
+            s.ip_blocks = crate::sandbox::IpBlockConfig::off();
+        })
+        .auth(|a| a.state_ttl = Duration::from_secs(60))
+        .sync(move |s| {
+            s.client.rate_limit_per_sec = ceiling;
+            s.client.daily_quota = 0;
+            s.settings.poll_interval = Duration::from_millis(50);
+            s.settings.jobs_per_tenant = 24;
+        })
+        .start()
+        .await
+        .map_err(|e| SyncBenchError::Setup(e.to_string()))?;
     let outcome = drive(&server, &sandbox, backend, invoices, ceiling).await;
     server.stop().await?;
     sandbox.shutdown().await;

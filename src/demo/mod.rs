@@ -14,14 +14,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
 use crate::auth::{Role, TenantScope, TokenRegistry};
-use crate::oauth::crypto::{EncryptionKey, KeyRing, Secret};
-use crate::oauth::endpoint::OAuthSettings;
-use crate::oauth::tokens::RenewalPolicy;
-use crate::oauth::AuthSettings;
-use crate::sandbox::{ClientApp, Sandbox, SandboxConfig};
-use crate::server::{Server, Settings, SyncConfig};
+use crate::oauth::crypto::{EncryptionKey, KeyRing};
+use crate::sandbox::Sandbox;
+use crate::server::Server;
+use crate::stack::{Stack, StackBuilder};
 use crate::store::{Db, StoreError};
-use crate::sync::SyncSettings;
 use crate::{on_db, sync};
 
 pub const TENANT: &str = "petshop-centro";
@@ -223,21 +220,6 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         let _ = std::fs::remove_file(path);
     }
     let database_url = format!("sqlite://{}", options.database_path.display());
-    let ledger_listener = tokio::net::TcpListener::bind(options.listen).await?;
-    let ledger_addr = ledger_listener.local_addr()?;
-    let sandbox = Sandbox::start(
-        SandboxConfig {
-            clients: vec![ClientApp {
-                client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
-                client_secret: SandboxConfig::DEMO_CLIENT_SECRET.into(),
-                redirect_uri: format!("http://{ledger_addr}/oauth/callback"),
-            }],
-            rate_limit_per_sec: options.bling_rate_per_sec,
-            ..SandboxConfig::default()
-        },
-        tokio::net::TcpListener::bind(options.sandbox_listen).await?,
-    )
-    .await?;
     let support_token = random_token("support");
     let ingest_token = random_token("ingest");
     let tenant =
@@ -260,46 +242,25 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         options.database_path.display()
     )))
     .map_err(|e| DemoError::Story(e.to_string()))?;
-    let server = Server::start(
-        Settings {
-            database_url: database_url.clone(),
-            max_connections: 8,
-            tokens,
-            auth: Some(AuthSettings {
-                oauth: OAuthSettings {
-                    client_id: SandboxConfig::DEMO_CLIENT_ID.into(),
-                    client_secret: Secret::new(SandboxConfig::DEMO_CLIENT_SECRET),
-                    authorize_url: sandbox.authorize_url(),
-                    token_url: sandbox.token_url(),
-                    timeout: Duration::from_secs(10),
-                },
-                keys: KeyRing::new(key),
-                renewal: RenewalPolicy::default(),
-                token_calls_per_minute: 15,
-                state_ttl: Duration::from_secs(600),
-                renewal_interval: Duration::from_secs(30),
-            }),
-            sync: SyncConfig {
-                run_worker: true,
-                bling_api_url: sandbox.base_url(),
-                client: crate::bling::client::ClientConfig {
-                    rate_limit_per_sec: options.bling_rate_per_sec,
-                    ..Default::default()
-                },
-                settings: SyncSettings {
-                    poll_interval: Duration::from_millis(100),
-                    retry_schedule: vec![
-                        Duration::from_secs(2),
-                        Duration::from_secs(5),
-                        Duration::from_secs(30),
-                    ],
-                    ..Default::default()
-                },
-            },
-        },
-        ledger_listener,
-    )
-    .await?;
+    let bling_rate = options.bling_rate_per_sec;
+    let Stack { sandbox, server } = StackBuilder::new(&database_url)
+        .ledger_listener(tokio::net::TcpListener::bind(options.listen).await?)
+        .sandbox_listener(tokio::net::TcpListener::bind(options.sandbox_listen).await?)
+        .tokens(tokens)
+        .keys(KeyRing::new(key))
+        .sandbox(move |s| s.rate_limit_per_sec = bling_rate)
+        .sync(move |s| {
+            s.client.rate_limit_per_sec = bling_rate;
+            s.settings.poll_interval = Duration::from_millis(100);
+            s.settings.retry_schedule = vec![
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ];
+        })
+        .start()
+        .await
+        .map_err(|e| DemoError::Story(e.to_string()))?;
     say(format!(
         "bling-ledger demo: a day at the pet shop \"{TENANT}\""
     ));

@@ -168,7 +168,8 @@ pub fn invoice_body(customer: &str, number: &str) -> serde_json::Value {
     })
 }
 
-/// The ledger wired to a sandbox over real HTTP, with a Bling app registered in both.
+/// The ledger wired to a sandbox over real HTTP, with a Bling app registered in both (built by
+/// the library's one [`bling_ledger::stack::StackBuilder`]).
 pub struct Stack {
     pub sandbox: bling_ledger::sandbox::Sandbox,
     pub server: bling_ledger::server::Server,
@@ -180,28 +181,22 @@ pub fn auth_settings_for(
     sandbox: &bling_ledger::sandbox::Sandbox,
     keys: bling_ledger::oauth::crypto::KeyRing,
 ) -> bling_ledger::oauth::AuthSettings {
-    use bling_ledger::oauth::crypto::Secret;
-    use bling_ledger::oauth::endpoint::OAuthSettings;
-    use bling_ledger::sandbox::SandboxConfig;
-    bling_ledger::oauth::AuthSettings {
-        oauth: OAuthSettings {
-            client_id: SandboxConfig::DEMO_CLIENT_ID.to_string(),
-            client_secret: Secret::new(SandboxConfig::DEMO_CLIENT_SECRET),
-            authorize_url: sandbox.authorize_url(),
-            token_url: sandbox.token_url(),
-            timeout: std::time::Duration::from_secs(5),
-        },
-        keys,
-        renewal: bling_ledger::oauth::tokens::RenewalPolicy {
-            refresh_ahead: std::time::Duration::from_secs(60),
-            jitter: std::time::Duration::ZERO,
-            budget_wait: std::time::Duration::from_millis(200),
-            retry_after_failure: std::time::Duration::from_secs(1),
-        },
-        token_calls_per_minute: 15,
-        state_ttl: std::time::Duration::from_secs(60),
-        renewal_interval: std::time::Duration::from_millis(200),
-    }
+    let mut settings = bling_ledger::stack::auth_settings_for(sandbox, keys);
+    fast_auth(&mut settings);
+    settings
+}
+
+/// Renewal, budget waits and OAuth states short enough for tests.
+fn fast_auth(settings: &mut bling_ledger::oauth::AuthSettings) {
+    settings.oauth.timeout = std::time::Duration::from_secs(5);
+    settings.renewal = bling_ledger::oauth::tokens::RenewalPolicy {
+        refresh_ahead: std::time::Duration::from_secs(60),
+        jitter: std::time::Duration::ZERO,
+        budget_wait: std::time::Duration::from_millis(200),
+        retry_after_failure: std::time::Duration::from_secs(1),
+    };
+    settings.state_ttl = std::time::Duration::from_secs(60);
+    settings.renewal_interval = std::time::Duration::from_millis(200);
 }
 
 pub fn test_key_ring() -> bling_ledger::oauth::crypto::KeyRing {
@@ -213,8 +208,8 @@ impl Stack {
     /// Starts a sandbox and the ledger on `url`; `sandbox_config` and `auth` may be adjusted.
     pub async fn start(
         url: &str,
-        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig),
-        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings),
+        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig) + Send + 'static,
+        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings) + Send + 'static,
     ) -> Stack {
         Stack::start_with(url, sandbox_config, auth, |_| {}).await
     }
@@ -223,68 +218,37 @@ impl Stack {
     /// worker polls often and retries within a second, so tests do not wait.
     pub async fn start_with(
         url: &str,
-        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig),
-        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings),
-        sync: impl FnOnce(&mut bling_ledger::server::SyncConfig),
+        sandbox_config: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig) + Send + 'static,
+        auth: impl FnOnce(&mut bling_ledger::oauth::AuthSettings) + Send + 'static,
+        sync: impl FnOnce(&mut bling_ledger::server::SyncConfig) + Send + 'static,
     ) -> Stack {
-        use bling_ledger::sandbox::{ClientApp, Sandbox, SandboxConfig};
-        let ledger_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let ledger_addr = ledger_listener.local_addr().expect("addr");
-        let mut config = SandboxConfig {
-            clients: vec![ClientApp {
-                client_id: SandboxConfig::DEMO_CLIENT_ID.to_string(),
-                client_secret: SandboxConfig::DEMO_CLIENT_SECRET.to_string(),
-                redirect_uri: format!("http://{ledger_addr}/oauth/callback"),
-            }],
-            ..SandboxConfig::default()
-        };
-        sandbox_config(&mut config);
-        let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let sandbox = Sandbox::start(config, sandbox_listener)
-            .await
-            .expect("sandbox");
-        let mut auth_settings = auth_settings_for(&sandbox, test_key_ring());
-        auth(&mut auth_settings);
-        let mut sync_config = bling_ledger::server::SyncConfig {
-            run_worker: true,
-            bling_api_url: sandbox.base_url(),
-            client: bling_ledger::bling::client::ClientConfig {
-                timeout: std::time::Duration::from_secs(3),
-                retry: bling_ledger::bling::retry::RetryPolicy {
+        let stack = bling_ledger::stack::StackBuilder::new(url)
+            .tokens(test_tokens())
+            .keys(test_key_ring())
+            .sandbox(sandbox_config)
+            .auth(fast_auth)
+            .auth(auth)
+            .sync(|s| {
+                s.client.timeout = std::time::Duration::from_secs(3);
+                s.client.retry = bling_ledger::bling::retry::RetryPolicy {
                     max_attempts: 2,
                     base_delay: std::time::Duration::from_millis(20),
                     max_delay: std::time::Duration::from_millis(200),
-                },
-                ..Default::default()
-            },
-            settings: bling_ledger::sync::SyncSettings {
-                poll_interval: std::time::Duration::from_millis(50),
-                retry_schedule: vec![
+                };
+                s.settings.poll_interval = std::time::Duration::from_millis(50);
+                s.settings.retry_schedule = vec![
                     std::time::Duration::from_millis(100),
                     std::time::Duration::from_millis(300),
-                ],
-                lease_ttl: std::time::Duration::from_secs(5),
-                ..Default::default()
-            },
-        };
-        sync(&mut sync_config);
-        let settings = bling_ledger::server::Settings {
-            database_url: url.to_string(),
-            max_connections: 8,
-            tokens: test_tokens(),
-            auth: Some(auth_settings),
-            sync: sync_config,
-        };
-        let server = bling_ledger::server::Server::start(settings, ledger_listener)
+                ];
+                s.settings.lease_ttl = std::time::Duration::from_secs(5);
+            })
+            .sync(sync)
+            .start()
             .await
-            .expect("server starts");
+            .expect("the stack starts");
         Stack {
-            sandbox,
-            server,
+            sandbox: stack.sandbox,
+            server: stack.server,
             http: reqwest::Client::new(),
         }
     }
