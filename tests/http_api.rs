@@ -1053,3 +1053,39 @@ async fn unfinished_idempotency_claims_expire(t: TestDb) {
     server.stop().await.unwrap();
 }
 both_backends!(idempotency_expiry, unfinished_idempotency_claims_expire);
+
+/// The causes, their labels and advice come from the one definition in `aggregates`: what the
+/// console shows is what the CLI and the failure audit say.
+#[tokio::test]
+async fn the_causes_are_served_from_their_one_definition() {
+    let t = TestDb::sqlite().await;
+    let server = start_server(&t.url).await;
+    let api = Api::new(&server);
+    let (s, b) = api.send("GET", "/v1/causes", None, None).await;
+    assert_eq!(
+        (s, b["error"]["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("unauthenticated"))
+    );
+    let (s, b) = api
+        .send("GET", "/v1/causes", Some(SUPPORT_TOKEN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let causes = b["causes"].as_array().expect("a list");
+    let codes: Vec<&str> = causes.iter().filter_map(|c| c["code"].as_str()).collect();
+    assert_eq!(codes, aggregates::sync::FailureCause::CODES);
+    for c in causes {
+        let kind = aggregates::sync::CauseKind::parse(c["code"].as_str().unwrap()).unwrap();
+        assert_eq!(c["label"], kind.label());
+        assert_eq!(c["advice"], kind.advice());
+        assert_eq!(c["transient"], kind.is_transient());
+    }
+    let connection: Vec<&str> = causes
+        .iter()
+        .filter(|c| c["connection"] == true)
+        .filter_map(|c| c["code"].as_str())
+        .collect();
+    assert_eq!(
+        connection,
+        ["authorization_expired", "authorization_revoked"]
+    );
+}

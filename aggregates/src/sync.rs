@@ -177,6 +177,15 @@ impl CauseKind {
         }
     }
 
+    /// Whether this is about the shop's Bling connection: when it is there, it explains the
+    /// other failures of the same moment (support reads it first).
+    pub fn is_about_the_connection(self) -> bool {
+        matches!(
+            self,
+            CauseKind::AuthorizationExpired | CauseKind::AuthorizationRevoked
+        )
+    }
+
     /// Whether the worker retries by itself. Divergent records wait for a customer fix, a
     /// refused order for an invoice update, a revocation for a reconnection, set-up and other
     /// rejections for support.

@@ -13,6 +13,7 @@
 
 mod audit;
 pub mod body;
+mod causes;
 mod connection;
 mod console;
 pub mod error;
@@ -180,6 +181,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::routes())
         .merge(audit::routes())
+        .merge(causes::routes())
         .merge(connection::routes())
         .merge(console::routes())
         .merge(support::routes())

@@ -7,43 +7,24 @@
 (function () {
   const TOKEN_KEY = 'bling-ledger.support-token';
 
-  // Same words as aggregates::sync::FailureCause::advice(), for answers that lack "advice".
-  const CAUSES = {
-    divergent_customer_record: {
-      label: 'Customer record Bling cannot take',
-      advice: 'Fix the customer record in the pet-shop system; the invoice is retried when it arrives.',
-    },
-    order_refused: {
-      label: 'Bling refused the sales order',
-      advice: "Bling refused the sales order itself, not the customer: read Bling's code and message, correct the invoice in the pet-shop system (an update retries it), or reprocess once the cause is gone.",
-    },
-    account_setup: {
-      label: 'Bling account set-up missing',
-      advice: 'The shop\'s Bling account needs a set-up the sync depends on: do what the failure says to configure, then reprocess.',
-    },
-    authorization_expired: {
-      label: 'Bling authorization expired',
-      advice: 'Renewal is retried automatically; if it persists, check the connection.',
-      connection: true,
-    },
-    authorization_revoked: {
-      label: 'Bling access revoked',
-      advice: 'The shop revoked access to Bling: reconnect; parked work replays by itself.',
-      connection: true,
-    },
-    bling_rejected: {
-      label: 'Bling refused the request',
-      advice: "Bling refused the request: read Bling's message, correct the data, then reprocess.",
-    },
-    bling_unavailable: {
-      label: 'Bling unavailable',
-      advice: 'Bling is unavailable; retried automatically with backoff.',
-    },
-    rate_limited: {
-      label: 'Bling request limit reached',
-      advice: "The Bling account's request limit was reached; retried automatically when the limit allows (the next day in Brasília for the daily quota).",
-    },
-  };
+  // The failure causes, their labels and advice: read once from GET /v1/causes, the one
+  // definition the API, the CLI and the exports use (aggregates::sync::CauseKind).
+  let CAUSES = {};
+
+  async function loadCauses() {
+    try {
+      const answer = await api('GET', '/v1/causes');
+      CAUSES = Object.fromEntries(answer.causes.map((c) => [c.code, c]));
+    } catch (e) {
+      // Without the table the console still works: causes show by their code.
+      CAUSES = {};
+    }
+    const select = $('filter-cause');
+    select.querySelectorAll('option[value]:not([value=""])').forEach((o) => o.remove());
+    for (const kind of Object.keys(CAUSES)) {
+      select.append(el('option', { value: kind, text: CAUSES[kind].label }));
+    }
+  }
 
   const CONNECTION_STATES = {
     connected: 'connected',
@@ -313,10 +294,11 @@
     }
   }
 
-  function enterApp() {
+  async function enterApp() {
     show('login-view', false);
     show('app', true);
     show('session', true);
+    await loadCauses();
     route();
   }
 
@@ -865,9 +847,6 @@
   // ---- wiring ------------------------------------------------------------------------------
 
   document.addEventListener('DOMContentLoaded', () => {
-    for (const kind of Object.keys(CAUSES)) {
-      $('filter-cause').append(el('option', { value: kind, text: CAUSES[kind].label }));
-    }
     $('login-form').addEventListener('submit', signIn);
     $('logout').addEventListener('click', () => {
       // The next person starts from the list (a 401 instead keeps the place, to come back to).
