@@ -41,6 +41,8 @@ struct SandboxTokens {
     reports: Mutex<Vec<(String, RevocationEvidence)>>,
     /// When set, renewal "succeeds" with this token instead of calling the token endpoint.
     renew_with: Mutex<Option<String>>,
+    /// When each tenant's revocation was reported.
+    revoked_at: Mutex<HashMap<String, Instant>>,
 }
 
 impl SandboxTokens {
@@ -150,10 +152,22 @@ impl AccessTokens for SandboxTokens {
 
     async fn report_revoked(&self, tenant: &TenantId, evidence: RevocationEvidence) {
         self.revoked.lock().unwrap().insert(tenant.to_string());
+        self.revoked_at
+            .lock()
+            .unwrap()
+            .insert(tenant.to_string(), Instant::now());
         self.reports
             .lock()
             .unwrap()
             .push((tenant.to_string(), evidence));
+    }
+
+    fn revoked_after(&self, tenant: &TenantId, since: Instant) -> bool {
+        self.revoked_at
+            .lock()
+            .unwrap()
+            .get(tenant.as_str())
+            .is_some_and(|at| *at >= since)
     }
 }
 
@@ -1034,6 +1048,36 @@ async fn revocation_is_reported_once_and_then_no_call_is_made() {
         BlingError::Revoked { evidence: None }
     ));
     assert_eq!(s.tokens.reports().len(), 1, "reported once");
+}
+
+/// Jobs of one tenant that took their token before another job found the access revoked, and
+/// then waited for the rate limiter, send nothing once their turn comes: no call leaves after
+/// the revocation is recorded.
+#[tokio::test]
+async fn calls_waiting_for_the_limiter_do_not_leave_after_a_revocation() {
+    let client = ClientConfig {
+        rate_limit_per_sec: 2,
+        ..config()
+    };
+    let s = setup(unthrottled(), "shop-waiting", client).await;
+    ok(s.client.modulos(&s.tenant).await, "connected");
+    assert!(s.sb.revoke_account("shop-waiting") > 0);
+    let before = api_log(&s.sb).len();
+    let outcomes = futures::future::join_all((0..4).map(|_| s.client.modulos(&s.tenant))).await;
+    let sent: usize = outcomes.iter().map(|o| o.calls.len()).sum();
+    assert_eq!(
+        sent, 1,
+        "only the call that found out was sent: {outcomes:?}"
+    );
+    assert_eq!(api_log(&s.sb).len() - before, 1, "the sandbox saw one call");
+    for o in &outcomes {
+        assert!(
+            matches!(err(o), BlingError::Revoked { .. }),
+            "{:?}",
+            o.result
+        );
+    }
+    assert_eq!(s.tokens.reports().len(), 1);
 }
 
 #[tokio::test]

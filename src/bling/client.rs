@@ -597,6 +597,7 @@ impl BlingClient {
             Ok(u) => u,
             Err(e) => return (Err(e), calls),
         };
+        let token_at = Instant::now();
         let mut token = match inner.tokens.access_token(tenant).await {
             Ok(t) => t,
             Err(e) => return (Err(auth_error(e)), calls),
@@ -606,6 +607,11 @@ impl BlingClient {
         loop {
             if let Err(e) = inner.limiter.acquire(tenant).await {
                 return (Err(e), calls);
+            }
+            // The wait may have been long, and another job may have found the access revoked
+            // meanwhile: then this call must not leave (no call after `AuthorizationRevoked`).
+            if inner.tokens.revoked_after(tenant, token_at) {
+                return (Err(BlingError::Revoked { evidence: None }), calls);
             }
             attempts += 1;
             let (outcome, call) = self.attempt(req, &url, &call_path, &token).await;

@@ -65,6 +65,13 @@ pub trait AccessTokens: Send + Sync {
     ) -> Result<String, AuthFailure>;
     /// A fresh token was refused too: the shop revoked access. Record it.
     async fn report_revoked(&self, tenant: &TenantId, evidence: RevocationEvidence);
+    /// Whether this process learned of a revocation of the tenant after `since`. The client
+    /// asks after every wait for the rate limiter: a job that took its token before another
+    /// job found the access revoked must not send its call once its turn comes. Cheap (in
+    /// memory) and never a database read; the default knows of none.
+    fn revoked_after(&self, _tenant: &TenantId, _since: std::time::Instant) -> bool {
+        false
+    }
 }
 
 /// Why the token source could not give a token.

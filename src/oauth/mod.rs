@@ -167,6 +167,10 @@ impl crate::bling::AccessTokens for TokenManager {
     async fn report_revoked(&self, tenant: &TenantId, evidence: RevocationEvidence) {
         TokenManager::report_revoked(self, tenant, evidence).await
     }
+
+    fn revoked_after(&self, tenant: &TenantId, since: std::time::Instant) -> bool {
+        TokenManager::revoked_after(self, tenant, since)
+    }
 }
 
 fn auth_failure(e: tokens::TokenError) -> crate::bling::AuthFailure {

@@ -85,6 +85,9 @@ pub struct TokenManager {
     policy: RenewalPolicy,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     token_calls: AtomicU64,
+    /// When this process last recorded each tenant's revocation: calls holding a token taken
+    /// before it must not leave (see [`crate::bling::AccessTokens::revoked_after`]).
+    revocations: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn check_status(creds: &Credentials) -> Result<(), TokenError> {
@@ -113,6 +116,7 @@ impl TokenManager {
             policy,
             flights: Mutex::new(HashMap::new()),
             token_calls: AtomicU64::new(0),
+            revocations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -192,7 +196,20 @@ impl TokenManager {
         self.record_revocation(tenant, evidence).await;
     }
 
+    /// Whether this process recorded a revocation of `tenant` after `since`.
+    pub fn revoked_after(&self, tenant: &TenantId, since: std::time::Instant) -> bool {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant.as_str())
+            .is_some_and(|at| *at >= since)
+    }
+
     async fn record_revocation(&self, tenant: &TenantId, evidence: RevocationEvidence) {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), std::time::Instant::now());
         let message = format!(
             "needs reconnect: {} answered {} {} ({})",
             evidence.call, evidence.status, evidence.error_type, evidence.message
