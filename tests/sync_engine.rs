@@ -84,6 +84,56 @@ async fn all_synced(stack: &Stack, db: &Db, expected: usize) -> bool {
     distinct.len() >= expected
 }
 
+/// Connects shop-a, registers customer c1 (Maria) and bills invoice i1 (or `body`) for it.
+async fn connect_and_bill(stack: &Stack, body: Option<Value>) {
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    register_and_bill(stack, body).await;
+}
+
+/// Registers customer c1 (Maria) of shop-a and bills invoice i1 (or `body`) for it.
+async fn register_and_bill(stack: &Stack, body: Option<Value>) {
+    let (s, b) = call(
+        stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer("Maria", 1)),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let body = body.unwrap_or_else(|| invoice("c1", 1));
+    let (s, b) = call(
+        stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+}
+
+/// The cause of invoice `invoice`'s first `SyncFailed`.
+async fn first_failure_cause(db: &Db, invoice: &str) -> Value {
+    invoice_events(db, "shop-a", invoice)
+        .await
+        .into_iter()
+        .find(|e| e.event_type == "SyncFailed")
+        .map(|e| e.payload["SyncFailed"]["cause"].clone())
+        .expect("a SyncFailed")
+}
+
+/// Waits until invoice `invoice` of shop-a has at least `count` events of `event_type`.
+async fn wait_for(db: &Db, invoice: &str, event_type: &str, count: usize) -> bool {
+    eventually(30, || async {
+        invoice_events(db, "shop-a", invoice)
+            .await
+            .iter()
+            .filter(|e| e.event_type == event_type)
+            .count()
+            >= count
+    })
+    .await
+}
+
 async fn two_hundred_invoices_end_to_end(t: TestDb) {
     let stack = fast_stack(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
@@ -158,21 +208,7 @@ both_backends!(end_to_end, two_hundred_invoices_end_to_end);
 
 async fn updates_and_cancellations_reach_bling(t: TestDb) {
     let stack = fast_stack(&t).await;
-    assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
+    connect_and_bill(&stack, None).await;
     call(
         &stack,
         "POST",
@@ -667,31 +703,8 @@ async fn support_replays_a_rejected_invoice() {
         },
     )
     .await;
-    assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
-    let db = t.db.clone();
-    assert!(
-        eventually(20, || async {
-            invoice_events(&db, "shop-a", "i1")
-                .await
-                .iter()
-                .any(|e| e.event_type == "SyncFailed")
-        })
-        .await
-    );
+    connect_and_bill(&stack, None).await;
+    assert!(wait_for(&t.db, "i1", "SyncFailed", 1).await);
     let events = invoice_events(&t.db, "shop-a", "i1").await;
     let failed = events
         .iter()
@@ -928,29 +941,9 @@ async fn a_lost_create_is_adopted_and_reaches_its_nfe(t: TestDb) {
                 .apply_then_drop_rate(1.0),
         ),
     );
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
-    let db = t.db.clone();
+    register_and_bill(&stack, None).await;
     assert!(
-        eventually(30, || async {
-            invoice_events(&db, "shop-a", "i1")
-                .await
-                .iter()
-                .any(|e| e.event_type == "NfeGenerated")
-        })
-        .await,
+        wait_for(&t.db, "i1", "NfeGenerated", 1).await,
         "the NF-e was generated"
     );
     let pedidos = stack.sandbox.pedidos("shop-a");
@@ -1006,32 +999,8 @@ async fn an_adopted_order_gets_the_current_content(t: TestDb) {
                     .drop_rate(1.0),
             ),
     );
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
-    let db = t.db.clone();
-    assert!(
-        eventually(30, || async {
-            invoice_events(&db, "shop-a", "i1")
-                .await
-                .iter()
-                .filter(|e| e.event_type == "SyncFailed")
-                .count()
-                >= 2
-        })
-        .await
-    );
+    register_and_bill(&stack, None).await;
+    assert!(wait_for(&t.db, "i1", "SyncFailed", 2).await);
     assert_eq!(
         stack.sandbox.pedidos("shop-a").len(),
         1,
@@ -1053,14 +1022,7 @@ async fn an_adopted_order_gets_the_current_content(t: TestDb) {
         .sandbox
         .set_faults(Some("shop-a"), FaultConfig::none());
     assert!(eventually(30, || all_synced(&stack, &t.db, 1)).await);
-    let db = t.db.clone();
-    assert!(
-        eventually(30, || async {
-            let events = invoice_events(&db, "shop-a", "i1").await;
-            events.iter().any(|e| e.event_type == "SalesOrderUpdated")
-        })
-        .await
-    );
+    assert!(wait_for(&t.db, "i1", "SalesOrderUpdated", 1).await);
     let pedidos = stack.sandbox.pedidos("shop-a");
     assert_eq!(pedidos.len(), 1, "one order");
     assert_eq!(
@@ -1103,39 +1065,11 @@ async fn an_unmapped_payment_method_is_account_setup_until_configured() {
         },
     )
     .await;
-    assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
     let mut body = invoice("c1", 1);
     body["installments"][1]["payment_method"] = json!("voucher");
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&body),
-    )
-    .await;
-    let db = t.db.clone();
-    assert!(
-        eventually(20, || async {
-            invoice_events(&db, "shop-a", "i1")
-                .await
-                .iter()
-                .any(|e| e.event_type == "SyncFailed")
-        })
-        .await
-    );
-    let events = invoice_events(&t.db, "shop-a", "i1").await;
-    let cause = &events
-        .iter()
-        .find(|e| e.event_type == "SyncFailed")
-        .unwrap()
-        .payload["SyncFailed"]["cause"];
+    connect_and_bill(&stack, Some(body)).await;
+    assert!(wait_for(&t.db, "i1", "SyncFailed", 1).await);
+    let cause = first_failure_cause(&t.db, "i1").await;
     assert_eq!(cause["kind"], "account_setup", "{cause}");
     assert_eq!(cause["setting"], "payment_method");
     assert!(
@@ -1200,21 +1134,7 @@ async fn jwt_only_bling_works() {
         |sync| sync.client.rate_limit_per_sec = 0,
     )
     .await;
-    assert_eq!(stack.connect("shop-a").await.0, 200);
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer("Maria", 1)),
-    )
-    .await;
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/i1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
+    connect_and_bill(&stack, None).await;
     assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
     let api_calls: Vec<_> = stack
         .sandbox
