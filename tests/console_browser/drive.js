@@ -1,5 +1,5 @@
 // Drives the support console in headless Chromium, as support staff would
-// (tests/console_browser.rs starts the ledger, the sandbox and the worker, then runs this).
+// (tests/it/console_browser.rs starts the ledger, the sandbox and the worker, then runs this).
 //
 // Environment: CONSOLE_URL, SUPPORT_TOKEN, TENANT, INVOICE_ID, INVOICE_NUMBER, OTHER_INVOICE_ID,
 // EXPECTED_CAUSE, EXPECTED_ADVICE, EXPECTED_TOTAL, EXPECTED_ISSUE_DATE, EXPECTED_TAX_ID, ADMIN_TOKEN, AUDITOR_TOKEN, AUTHORIZE_URL, SCREENSHOT_DIR, USER_DATA_DIR, CHROMIUM.

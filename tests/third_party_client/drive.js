@@ -3,7 +3,7 @@
 // payment method, create a sales order (item discount as a percentage, parcelas adding up to
 // the total), be refused when sending the same sale again (Bling's code 3), change its
 // situação (discovered by name, never data[0]), generate and send its NF-e. Prints one JSON line with
-// what it saw; exits non-zero on any mismatch. Run by tests/sandbox_third_party.rs.
+// what it saw; exits non-zero on any mismatch. Run by tests/it/sandbox_third_party.rs.
 'use strict';
 
 const Bling = require('bling-erp-api').default;

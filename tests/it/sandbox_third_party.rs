@@ -1,10 +1,8 @@
 //! A Bling v3 client we did not write — the public `bling-erp-api` npm package — works against
 //! the sandbox unchanged (script: tests/third_party_client/drive.js).
 
-mod sandbox_support;
-
+use crate::sandbox_support::*;
 use bling_ledger::sandbox::SandboxConfig;
-use sandbox_support::*;
 use std::path::PathBuf;
 use std::process::Command;
 

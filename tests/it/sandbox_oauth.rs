@@ -3,12 +3,10 @@
 //! and app switches, and JWT-only mode. Expected bodies are Bling's documented ones ([DOC]
 //! developer.bling.com.br /aplicativos, /erros-comuns, /migracao-jwt; [VCR]; [LC]).
 
-mod sandbox_support;
-
+use crate::sandbox_support::*;
 use axum::routing::get;
 use bling_ledger::sandbox::{ClientApp, Sandbox, SandboxConfig};
 use reqwest::StatusCode;
-use sandbox_support::*;
 use serde_json::json;
 use std::time::Duration;
 

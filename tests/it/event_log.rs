@@ -1,18 +1,16 @@
 //! The global event log: metadata on every event, and a reader that never skips an event
 //! committed out of order.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::TestDb;
 use aggregates::customer::{CustomerCommand, CustomerInput};
 use aggregates::ids::{CustomerId, TenantId};
 use bling_ledger::ledger::{Actor, CommandContext, Ledger};
 use bling_ledger::store::log::LogFilter;
 use bling_ledger::store::Db;
-use support::TestDb;
 
 fn profile(name: &str) -> aggregates::customer::CustomerProfile {
     CustomerInput {
@@ -52,7 +50,7 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
         .await
         .unwrap();
 
-    let all = support::read_eventually(&t.db, 0, 3, &LogFilter::default()).await;
+    let all = crate::support::read_eventually(&t.db, 0, 3, &LogFilter::default()).await;
     assert_eq!(
         all.iter().map(|e| e.position).collect::<Vec<_>>(),
         [1, 2, 3]
@@ -158,7 +156,7 @@ async fn a_late_commit_is_never_skipped_postgres() {
     );
 
     a.commit().await.unwrap();
-    let seen = support::read_eventually(&t.db, 0, 2, &LogFilter::default()).await;
+    let seen = crate::support::read_eventually(&t.db, 0, 2, &LogFilter::default()).await;
     let order: Vec<_> = seen
         .iter()
         .map(|e| (e.position, e.aggregate_id.as_str()))
@@ -179,7 +177,7 @@ async fn a_rolled_back_append_leaves_no_gap_postgres() {
     raw_insert(&mut b, "b", 1).await;
     a.rollback().await.unwrap();
     b.commit().await.unwrap();
-    let seen = support::read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
+    let seen = crate::support::read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
     let order: Vec<_> = seen
         .iter()
         .map(|e| (e.position, e.aggregate_id.as_str()))

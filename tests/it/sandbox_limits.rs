@@ -2,11 +2,9 @@
 //! and the daily quota per account, answered 429 TOO_MANY_REQUESTS without `Retry-After` and
 //! with `limit`/`period` in the body; and the IP blocks (errors or requests in 10 s).
 
-mod sandbox_support;
-
+use crate::sandbox_support::*;
 use bling_ledger::sandbox::{IpBlockConfig, SandboxConfig};
 use reqwest::StatusCode;
-use sandbox_support::*;
 use serde_json::json;
 use std::time::Duration;
 

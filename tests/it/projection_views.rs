@@ -2,10 +2,9 @@
 //! mid-way and a rebuild giving identical rows, the API's auth and tenant isolation, failure
 //! filters and pagination, and the `history` CLI.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use aggregates::connection::{ConnectionCommand, RevocationEvidence};
 use aggregates::customer::{CustomerCommand, CustomerInput};
 use aggregates::ids::{CustomerId, InvoiceId, TenantId};
@@ -16,7 +15,6 @@ use bling_ledger::projections::queries::{self, dump_all};
 use bling_ledger::projections::{Projections, RunnerSettings};
 use bling_ledger::store::Db;
 use serde_json::{json, Value};
-use support::*;
 
 // ---- helpers ------------------------------------------------------------------------------
 

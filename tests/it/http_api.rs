@@ -1,15 +1,12 @@
 //! The ingest API over real HTTP, on both backends: auth, validation, idempotency,
 //! concurrency and restarts.
 
-mod support;
+use crate::raw;
 
-#[path = "edges_fuzz/raw.rs"]
-mod raw;
-
+use crate::support::*;
 use bling_ledger::store::log::LogFilter;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::*;
 
 struct Api {
     base: String,

@@ -10,8 +10,6 @@
 //!   every key of the fixture's body is there, with a value of the same JSON type, recursively
 //!   (`shape_of`). Values and extra keys are the sandbox's own; bytes are never compared.
 
-mod sandbox_support;
-
 use std::path::{Path, PathBuf};
 
 use aggregates::sync::FailureCause;
@@ -315,8 +313,8 @@ fn the_client_reads_every_recorded_answer() {
 // ---------------------------------------------------------------------------------------------
 // The sandbox gives the same shapes
 
+use crate::sandbox_support::{code_for, exchange, http, CLIENT_ID, CLIENT_SECRET};
 use bling_ledger::sandbox::{FaultConfig, FaultRule, IpBlockConfig, Sandbox, SandboxConfig};
-use sandbox_support::{code_for, exchange, http, CLIENT_ID, CLIENT_SECRET};
 
 /// Where the fixture and the sandbox's answer differ in shape: a key of the fixture missing,
 /// or a value of another JSON type. Values and keys the fixture lacks are not compared.
@@ -361,7 +359,7 @@ async fn answer(req: reqwest::RequestBuilder) -> Answer {
 }
 
 async fn sandbox(config: SandboxConfig) -> Sandbox {
-    sandbox_support::start(SandboxConfig {
+    crate::sandbox_support::start(SandboxConfig {
         ip_blocks: IpBlockConfig::off(),
         ..config
     })

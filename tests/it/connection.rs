@@ -1,11 +1,10 @@
 //! The Bling connection against the sandbox over real HTTP: connect, renewal, single flight
 //! across workers, revocation versus outage, encrypted storage.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use aggregates::ids::TenantId;
 use bling_ledger::ledger::Ledger;
 use bling_ledger::oauth::credentials::CredentialStore;
@@ -14,7 +13,6 @@ use bling_ledger::oauth::tokens::{RenewalPolicy, TokenError, TokenManager};
 use bling_ledger::sandbox::{FaultConfig, FaultRule};
 use bling_ledger::store::log::LogFilter;
 use bling_ledger::store::Db;
-use support::*;
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()

@@ -10,19 +10,16 @@
 //! The seed is fixed (override with `EDGES_FUZZ_SEED`), so a failure replays; the failing
 //! requests are printed.
 
-mod support;
-
-#[path = "edges_fuzz/raw.rs"]
-mod raw;
+use crate::raw;
 
 use std::time::Instant;
 
+use crate::support::*;
 use bling_ledger::store::log::LogFilter;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use support::*;
 
 /// Requests per backend.
 const REQUESTS: usize = 5000;

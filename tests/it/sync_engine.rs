@@ -1,12 +1,11 @@
 //! The sync engine against the sandbox over real HTTP: contatos and pedidos made to match,
 //! failures classified, revocation parks and reconnection replays, never a duplicate.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use bling_ledger::bling::client::{BlingClient, ClientConfig};
 use bling_ledger::ledger::Ledger;
 use bling_ledger::oauth::BlingAuth;
@@ -15,7 +14,6 @@ use bling_ledger::store::log::{LogFilter, RecordedEvent};
 use bling_ledger::store::Db;
 use bling_ledger::sync::{SyncSettings, SyncWorker};
 use serde_json::{json, Value};
-use support::*;
 
 fn customer(name: &str, n: u32) -> Value {
     let mut body = customer_body(name);

@@ -7,16 +7,14 @@
 //! Screenshots go to a temporary directory removed after the test, or to the directory
 //! `CONSOLE_SCREENSHOTS` names. Without /usr/bin/chromium the test fails, saying to install it.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use aggregates::sync::CauseKind;
 use serde_json::{json, Value};
-use support::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const SITUACAO: &str = "Aguardando NF-e";

@@ -70,11 +70,11 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body(super::support::TestDb::sqlite().await).await;
+                super::$body($crate::support::TestDb::sqlite().await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$body(super::support::TestDb::postgres().await).await;
+                super::$body($crate::support::TestDb::postgres().await).await;
             }
         }
     };

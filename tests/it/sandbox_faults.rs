@@ -1,11 +1,9 @@
 //! Fault injection on the sandbox: seeded 500s, latency, dropped connections and
 //! "apply the write, drop the answer", globally, per account and per route.
 
-mod sandbox_support;
-
+use crate::sandbox_support::*;
 use bling_ledger::sandbox::{FaultConfig, FaultKind, FaultRule, Sandbox, SandboxConfig};
 use reqwest::StatusCode;
-use sandbox_support::*;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

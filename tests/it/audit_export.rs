@@ -1,10 +1,9 @@
 //! The verifiable audit export, end to end: a history seeded through the real HTTP API on two
 //! tenants, exported (library, CLI, HTTP), verified, tampered with, redacted and filtered.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support::*;
 use bling_ledger::audit::cli::{export, ExportArgs};
 use bling_ledger::audit::record::chain_hash;
 use bling_ledger::audit::verify::{read_manifest, verify_reader, Break};
@@ -15,7 +14,6 @@ use bling_ledger::store::log::{LogFilter, RecordedEvent};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Map, Value};
-use support::*;
 
 const AUDITOR_A_TOKEN: &str = "test-auditor-shop-a";
 

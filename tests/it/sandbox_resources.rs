@@ -1,10 +1,8 @@
 //! Contatos, pedidos de venda, situações and NF-e against the sandbox over real HTTP.
 
-mod sandbox_support;
-
+use crate::sandbox_support::*;
 use bling_ledger::sandbox::{AccountConfig, SandboxConfig, SituacaoIds, MODULO_VENDAS};
 use reqwest::StatusCode;
-use sandbox_support::*;
 use serde_json::{json, Value};
 
 const CPF_A: &str = "12345678909";
