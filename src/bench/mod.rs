@@ -1,6 +1,7 @@
 //! `bling-ledger bench …`: speed targets measured against a baseline taken in the same run,
 //! so the ratio means something on any machine.
 
+pub mod fleet;
 pub mod ingest;
 pub mod projections;
 pub mod queries;
@@ -63,4 +64,26 @@ impl ScratchDb {
 
 pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// The `n`-th valid CPF (check digits computed), so every benchmark customer is distinct.
+pub(crate) fn cpf(n: u32) -> String {
+    let mut digits: Vec<u32> = format!("{:09}", 100_000_000 + n * 7_919)
+        .chars()
+        .filter_map(|c| c.to_digit(10))
+        .collect();
+    for len in [9usize, 10] {
+        let sum: u32 = digits
+            .iter()
+            .take(len)
+            .enumerate()
+            .map(|(i, d)| d * (len as u32 + 1 - i as u32))
+            .sum();
+        let r = sum % 11;
+        digits.push(if r < 2 { 0 } else { 11 - r });
+    }
+    digits
+        .iter()
+        .filter_map(|d| char::from_digit(*d, 10))
+        .collect()
 }

@@ -175,7 +175,7 @@ async fn drive(
     // measures invoices "whose contact is already synced").
     for c in 0..CUSTOMERS {
         let customer = serde_json::json!({
-            "name": format!("Tutor {c}"), "tax_id": cpf(c as u32),
+            "name": format!("Tutor {c}"), "tax_id": super::cpf(c as u32),
             "address": {"street": "Rua A", "number": "1", "district": "Centro", "city": "São Paulo", "state": "SP", "cep": "01001-000"}
         });
         http.put(format!("{base}/v1/tenants/{TENANT}/customers/c{c}"))
@@ -269,26 +269,4 @@ async fn drive(
         too_many_requests: too_many,
         calls_per_invoice: api.len() as f64 / invoices.max(1) as f64,
     })
-}
-
-/// The `n`-th valid CPF (check digits computed), so every benchmark customer is distinct.
-fn cpf(n: u32) -> String {
-    let mut digits: Vec<u32> = format!("{:09}", 100_000_000 + n * 7_919)
-        .chars()
-        .filter_map(|c| c.to_digit(10))
-        .collect();
-    for len in [9usize, 10] {
-        let sum: u32 = digits
-            .iter()
-            .take(len)
-            .enumerate()
-            .map(|(i, d)| d * (len as u32 + 1 - i as u32))
-            .sum();
-        let r = sum % 11;
-        digits.push(if r < 2 { 0 } else { 11 - r });
-    }
-    digits
-        .iter()
-        .filter_map(|d| char::from_digit(*d, 10))
-        .collect()
 }

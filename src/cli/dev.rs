@@ -98,6 +98,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2_000)]
         samples: usize,
     },
+    /// A fleet of shops, each with Bling's 3 req/s: some with a backlog, the rest billing a
+    /// trickle. Small shops' bill -> synced latency, the aggregate Bling call rate against the
+    /// fleet's ceiling and against the machine's own (every limit off), 429s, calls per
+    /// invoice (PostgreSQL, scratch databases).
+    Fleet {
+        /// Shops, each its own Bling account.
+        #[arg(long, default_value_t = 100)]
+        shops: usize,
+        /// Shops with a backlog.
+        #[arg(long, default_value_t = 12)]
+        backlog_shops: usize,
+        /// Invoices in each backlog.
+        #[arg(long, default_value_t = 150)]
+        backlog: usize,
+        /// The other shops bill one invoice every this many seconds.
+        #[arg(long, default_value_t = 10)]
+        trickle_secs: u64,
+        /// Server instances on the one database (each its own pool, worker and leases).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Give up waiting for the sync after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        max_wait_secs: u64,
+    },
     /// HTTP ingest rate against raw single-row INSERTs at the same concurrency (PostgreSQL).
     ///
     /// Creates a scratch database on the server named by --database-url and drops it after.
@@ -114,6 +138,37 @@ pub enum BenchCommand {
 impl BenchCommand {
     pub async fn run(self, database: &DatabaseArgs) -> Result<()> {
         match self {
+            BenchCommand::Fleet {
+                shops,
+                backlog_shops,
+                backlog,
+                trickle_secs,
+                workers,
+                max_wait_secs,
+            } => {
+                if !database.is_postgres() {
+                    bail!("bench fleet runs on PostgreSQL: pass --database-url postgres://…");
+                }
+                if shops == 0 || backlog_shops > shops || trickle_secs == 0 || workers == 0 {
+                    bail!("--shops >= 1, --backlog-shops <= --shops, --trickle-secs and --workers >= 1");
+                }
+                eprintln!("bench fleet: {shops} shops, {backlog_shops} x {backlog} invoices, a trickle every {trickle_secs} s, {workers} worker(s)…");
+                let report = crate::bench::fleet::run(
+                    &database.database_url,
+                    &crate::bench::fleet::FleetOptions {
+                        shops,
+                        backlog_shops,
+                        backlog,
+                        trickle_every: std::time::Duration::from_secs(trickle_secs),
+                        workers,
+                        max_wait: std::time::Duration::from_secs(max_wait_secs),
+                    },
+                )
+                .await?;
+                print!("{}", report.text());
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
             BenchCommand::Sync { invoices, ceiling } => {
                 if invoices == 0 || ceiling == 0 {
                     bail!("--invoices and --ceiling must be at least 1");

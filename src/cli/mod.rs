@@ -138,6 +138,9 @@ fn default_log_filter(command: &Command) -> &'static str {
     match command {
         #[cfg(feature = "dev-tools")]
         Command::Demo(_) => "error",
+        // Benchmarks print their figures on stdout; their logs only speak up for problems.
+        #[cfg(feature = "dev-tools")]
+        Command::Bench { .. } => "warn,sqlx=error",
         _ => "info,sqlx=warn,hyper=warn",
     }
 }

@@ -125,6 +125,9 @@ pub struct Executor {
     settings: SyncSettings,
     situacoes: Mutex<HashMap<String, SituacoesDeVenda>>,
     formas: Mutex<HashMap<String, Vec<FormaPagamento>>>,
+    /// One discovery of an account's situações or payment methods at a time per tenant: the
+    /// tenant's parallel jobs wait for it rather than each asking Bling the same thing.
+    discovering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Executor {
@@ -136,6 +139,7 @@ impl Executor {
             settings,
             situacoes: Mutex::new(HashMap::new()),
             formas: Mutex::new(HashMap::new()),
+            discovering: Mutex::new(HashMap::new()),
         }
     }
 
@@ -801,6 +805,8 @@ impl Executor {
                 })
                 .collect::<Result<Vec<i64>, _>>()
         };
+        let lock = self.discovery_lock(tenant);
+        let _discovering = lock.lock().await;
         let cached = self
             .formas
             .lock()
@@ -837,6 +843,16 @@ impl Executor {
         })
     }
 
+    /// The tenant's discovery lock (see `discovering`).
+    fn discovery_lock(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<()>> {
+        self.discovering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tenant.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// The id of the situação named `name` on this tenant's account, discovered once and
     /// cached (ids differ per account; they are never hard-coded).
     async fn situacao_id(
@@ -845,6 +861,8 @@ impl Executor {
         name: &str,
         calls: &mut Vec<BlingCall>,
     ) -> Result<i64, Failure> {
+        let lock = self.discovery_lock(tenant);
+        let _discovering = lock.lock().await;
         let cached = self
             .situacoes
             .lock()
