@@ -27,7 +27,7 @@ async fn connection_events(db: &Db, tenant: &str) -> Vec<String> {
         aggregate_id: Some(tenant.into()),
         ..Default::default()
     };
-    bling_ledger::store::log::read_from(&db, 0, 1000, &filter)
+    bling_ledger::store::log::read_from(db, 0, 1000, &filter)
         .await
         .unwrap()
         .into_iter()

@@ -968,19 +968,19 @@ async fn unfinished_idempotency_claims_expire(t: TestDb) {
     let ttl = Duration::from_millis(300);
     let db = &t.db;
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Fresh
     );
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::InProgress
     );
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h2", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h2", ttl)
             .await
             .unwrap(),
         Claim::Mismatch
@@ -988,30 +988,30 @@ async fn unfinished_idempotency_claims_expire(t: TestDb) {
     tokio::time::sleep(Duration::from_millis(450)).await;
     // Expired: another body is still a mismatch; the same body takes the claim over, once.
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h2", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h2", ttl)
             .await
             .unwrap(),
         Claim::Mismatch
     );
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Fresh
     );
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::InProgress
     );
-    bling_ledger::store::idempotency::complete(&db, "shop-a", "k", 201, "{}")
+    bling_ledger::store::idempotency::complete(db, "shop-a", "k", 201, "{}")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
     // A finished claim never expires.
     assert_eq!(
-        bling_ledger::store::idempotency::claim(&db, "shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Replay {

@@ -236,7 +236,7 @@ async fn settle(db: &Db) -> i64 {
             .0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let head = bling_ledger::store::log::head_position(&db).await.unwrap();
+        let head = bling_ledger::store::log::head_position(db).await.unwrap();
         if head == written || tokio::time::Instant::now() > deadline {
             return head;
         }

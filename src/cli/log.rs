@@ -69,7 +69,7 @@ async fn print_events(
         )?;
     }
     loop {
-        let page = log::read_from(&db, after, 1000, filter).await?;
+        let page = log::read_from(db, after, 1000, filter).await?;
         if page.is_empty() {
             break;
         }

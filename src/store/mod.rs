@@ -195,8 +195,8 @@ impl Tx {
     #[doc(hidden)]
     pub fn on(&mut self) -> On<'_> {
         match self {
-            Tx::Postgres(tx) => On::Pg(&mut **tx),
-            Tx::Sqlite(tx) => On::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => On::Pg(tx),
+            Tx::Sqlite(tx) => On::Sqlite(tx),
         }
     }
 
