@@ -11,11 +11,10 @@ use aggregates::ids::{stream_id, CustomerId, TenantId};
 use aggregates::invoice::{CustomerDirectory, Invoice, InvoiceServices};
 use async_trait::async_trait;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
-use sqlite_es::SqliteEventRepository;
 
-use crate::store::pg_events::{self, PgEventRepository};
+use crate::store::events::{self, AggregateStore};
+use crate::store::pg_events;
 use crate::store::{Db, StoreError};
 
 /// Who or what caused an event.
@@ -102,26 +101,16 @@ const CONFLICT_RETRIES: usize = 5;
 /// events it appended, so callers can answer with exactly what happened without loading the
 /// aggregate a second time.
 struct Framework<A: Aggregate> {
-    store: Store<A>,
+    store: AggregateStore<A>,
     services: A::Services,
-}
-
-enum Store<A: Aggregate> {
-    Postgres(PersistedEventStore<PgEventRepository, A>),
-    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
 }
 
 impl<A: Aggregate> Framework<A> {
     fn new(db: &Db, services: A::Services) -> Self {
-        let store = match db {
-            Db::Postgres(pool) => Store::Postgres(PersistedEventStore::new_event_store(
-                PgEventRepository::new(pool.clone()),
-            )),
-            Db::Sqlite(pool) => Store::Sqlite(PersistedEventStore::new_event_store(
-                SqliteEventRepository::new(pool.clone()),
-            )),
-        };
-        Self { store, services }
+        Self {
+            store: AggregateStore::new(db),
+            services,
+        }
     }
 
     async fn execute(
@@ -131,7 +120,7 @@ impl<A: Aggregate> Framework<A> {
         metadata: HashMap<String, String>,
     ) -> Result<Vec<A::Event>, AggregateError<A::Error>> {
         match &self.store {
-            Store::Postgres(store) => {
+            AggregateStore::Postgres(store) => {
                 pg_events::on_one_connection(execute_on(
                     store,
                     &self.services,
@@ -141,7 +130,9 @@ impl<A: Aggregate> Framework<A> {
                 ))
                 .await
             }
-            Store::Sqlite(store) => execute_on(store, &self.services, id, command, metadata).await,
+            AggregateStore::Sqlite(store) => {
+                execute_on(store, &self.services, id, command, metadata).await
+            }
         }
     }
 }
@@ -173,16 +164,12 @@ async fn execute_on<A: Aggregate, ES: EventStore<A>>(
 
 async fn load<A: Aggregate>(db: &Db, id: &str) -> Result<A, StoreError> {
     let corrupt = |e: AggregateError<A::Error>| StoreError::Corrupt(e.to_string());
-    Ok(match db {
-        Db::Postgres(pool) => {
-            let store: PersistedEventStore<_, A> =
-                PersistedEventStore::new_event_store(PgEventRepository::new(pool.clone()));
+    Ok(match AggregateStore::<A>::new(db) {
+        AggregateStore::Postgres(store) => {
             let mut context = store.load_aggregate(id).await.map_err(corrupt)?;
             std::mem::take(context.aggregate())
         }
-        Db::Sqlite(pool) => {
-            let store: PersistedEventStore<_, A> =
-                PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone()));
+        AggregateStore::Sqlite(store) => {
             let mut context = store.load_aggregate(id).await.map_err(corrupt)?;
             std::mem::take(context.aggregate())
         }
@@ -198,35 +185,11 @@ struct LogCustomerDirectory {
 impl CustomerDirectory for LogCustomerDirectory {
     async fn is_registered(&self, tenant: &TenantId, customer: &CustomerId) -> bool {
         let id = stream_id(tenant, customer.as_str());
-        let found: Result<Option<i64>, sqlx::Error> = match &self.db {
-            // Inside a command: on the command's own connection (see `store::pg_events`).
-            Db::Postgres(pool) => match pg_events::connection(pool).await {
-                Ok(mut conn) => {
-                    let found = sqlx::query_scalar(
-                        "SELECT 1::bigint FROM events
-                         WHERE aggregate_type = 'Customer' AND aggregate_id = $1 LIMIT 1",
-                    )
-                    .bind(&id)
-                    .fetch_optional(&mut *conn)
-                    .await;
-                    pg_events::release(conn);
-                    found
-                }
-                Err(error) => Err(error),
-            },
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT 1 FROM events
-                     WHERE aggregate_type = 'Customer' AND aggregate_id = ?1 LIMIT 1",
-                )
-                .bind(&id)
-                .fetch_optional(pool)
-                .await
-            }
-        };
+        // Inside a command: on the command's own connection (see `store::pg_events`).
+        let found = events::customer_registered(&self.db, &id).await;
         // A storage error surfaces on the append that follows; answering "unknown" here keeps
         // a bill from being accepted against a customer we could not see.
-        matches!(found, Ok(Some(_)))
+        matches!(found, Ok(true))
     }
 }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, ApiResult};
-use crate::store::idempotency::Claim;
+use crate::store::idempotency::{self, Claim};
 use crate::store::Db;
 
 /// Largest request body accepted.
@@ -164,10 +164,7 @@ where
         }
     };
     let request_hash = request_hash(fingerprint);
-    match db
-        .claim_idempotency_key(tenant, &key, &request_hash, IDEMPOTENCY_CLAIM_TTL)
-        .await
-    {
+    match idempotency::claim(db, tenant, &key, &request_hash, IDEMPOTENCY_CLAIM_TTL).await {
         Err(e) => ApiError::from(e).into_response(),
         Ok(Claim::Mismatch) => ApiError::new(
             StatusCode::CONFLICT,
@@ -204,10 +201,9 @@ where
             // A server-side failure is worth retrying with the same key; anything else is
             // the answer to this request, forever.
             let stored = if status.is_server_error() {
-                db.release_idempotency_key(tenant, &key).await
+                idempotency::release(db, tenant, &key).await
             } else {
-                db.complete_idempotency_key(tenant, &key, status.as_u16(), &body.to_string())
-                    .await
+                idempotency::complete(db, tenant, &key, status.as_u16(), &body.to_string()).await
             };
             if let Err(error) = stored {
                 tracing::error!(%error, key, "could not record the idempotent response");

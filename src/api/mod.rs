@@ -39,7 +39,7 @@ use serde_json::json;
 use crate::auth::{Principal, TokenRegistry};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::store::Db;
+use crate::store::{log, Db};
 use error::ApiError;
 
 /// What every handler can reach.
@@ -277,7 +277,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.db.head_position().await {
+    match log::head_position(&state.db).await {
         Ok(position) => Json(json!({
             "status": "ok",
             "database": state.db.backend_name(),
@@ -293,7 +293,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let head = state.db.head_position().await.unwrap_or(-1) as f64;
+    let head = log::head_position(&state.db).await.unwrap_or(-1) as f64;
     let commands = state.ledger.commands_executed() as f64;
     let body = state.metrics.render(&[
         (

@@ -11,8 +11,9 @@ use super::manifest::{Manifest, ManifestFilters, ManifestRange, ManifestRedactio
 use super::record::{self, GENESIS};
 use super::redact::{self, Redactor, SaltSource};
 use super::{format_bound, AuditError, ExportQuery, Format, TOOL};
-use crate::store::log::LogFilter;
-use crate::store::{Db, StoreError};
+use crate::store::events;
+use crate::store::log::{self, LogFilter};
+use crate::store::Db;
 
 /// Events read from the log per query.
 pub const PAGE_SIZE: i64 = 1_000;
@@ -51,7 +52,7 @@ impl ExportCursor {
     /// Pins the export to the log head (or `query.upto`) and finds where in the log its time
     /// range lies.
     pub async fn open(db: &Db, query: &ExportQuery) -> Result<ExportCursor, AuditError> {
-        let head = db.head_position().await?;
+        let head = log::head_position(db).await?;
         let upto = query.upto.map_or(head, |u| u.min(head));
         let (first, last) = position_bounds(db, query, upto).await?;
         let (after, last, done) = match (first, last) {
@@ -83,10 +84,13 @@ impl ExportCursor {
     /// The next sealed records (never an empty page), or `None` when the export is complete.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Map<String, Value>>>, AuditError> {
         while !self.done {
-            let events = self
-                .db
-                .read_from(self.after, self.query.page_size.max(1), &self.filter)
-                .await?;
+            let events = log::read_from(
+                &self.db,
+                self.after,
+                self.query.page_size.max(1),
+                &self.filter,
+            )
+            .await?;
             if events.is_empty() {
                 self.done = true;
                 break;
@@ -215,43 +219,8 @@ async fn position_bounds(
     query: &ExportQuery,
     upto: i64,
 ) -> Result<(Option<i64>, Option<i64>), AuditError> {
-    let tenant = query.tenant.as_ref().map(|t| t.as_str().to_string());
-    let bounds: (Option<i64>, Option<i64>) = match db {
-        Db::Postgres(pool) => sqlx::query_as(
-            "SELECT MIN(global_position), MAX(global_position) FROM events
-             WHERE global_position IS NOT NULL AND global_position <= $1
-               AND ($2::timestamptz IS NULL OR recorded_at >= $2)
-               AND ($3::timestamptz IS NULL OR recorded_at < $3)
-               AND ($4::text IS NULL OR tenant = $4)",
-        )
-        .bind(upto)
-        .bind(query.from)
-        .bind(query.to)
-        .bind(&tenant)
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::from)?,
-        Db::Sqlite(pool) => {
-            // `recorded_at` is text `YYYY-MM-DDTHH:MM:SS.sssZ`: bounds truncated to the
-            // millisecond compare as text, and are only ever wider than the exact range.
-            let text = |t: &DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-            sqlx::query_as(
-                "SELECT MIN(global_position), MAX(global_position) FROM events
-                 WHERE global_position IS NOT NULL AND global_position <= ?1
-                   AND (?2 IS NULL OR recorded_at >= ?2)
-                   AND (?3 IS NULL OR recorded_at <= ?3)
-                   AND (?4 IS NULL OR tenant = ?4)",
-            )
-            .bind(upto)
-            .bind(query.from.as_ref().map(text))
-            .bind(query.to.as_ref().map(text))
-            .bind(&tenant)
-            .fetch_one(pool)
-            .await
-            .map_err(StoreError::from)?
-        }
-    };
-    Ok(bounds)
+    let tenant = query.tenant.as_ref().map(|t| t.as_str());
+    Ok(events::position_bounds(db, upto, query.from, query.to, tenant).await?)
 }
 
 /// Appends the text of a page in `format`.

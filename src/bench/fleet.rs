@@ -286,7 +286,7 @@ async fn measure(
     }
     // From here every contato is known: the calls counted are the invoices'.
     sandbox.clear_call_log();
-    let after = server.db.head_position().await?;
+    let after = crate::store::log::head_position(&server.db).await?;
     let started = Instant::now();
 
     // The backlog, billed at once by 16 clients.
@@ -471,7 +471,7 @@ impl Tracker {
             ..LogFilter::default()
         };
         loop {
-            let page = db.read_from(after, 5_000, &filter).await?;
+            let page = crate::store::log::read_from(db, after, 5_000, &filter).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 return Ok(after);
             };

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{per_second, ScratchDb};
 use crate::auth::{Role, TenantScope, TokenRegistry};
 use crate::server::{Server, Settings};
-use crate::store::{Db, StoreError};
+use crate::store::{scratch, Db, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
@@ -53,36 +53,27 @@ async fn measure(
     // Baseline: what the database does with a single-row insert of an event-sized row.
     let db = Db::connect(url, clients as u32 + 2).await?;
     db.migrate().await?;
-    let Db::Postgres(pool) = &db else {
-        return Err(StoreError::UnsupportedUrl(url.to_string()).into());
-    };
-    sqlx::query(
-        "CREATE TABLE raw_baseline (id text NOT NULL, sequence bigint NOT NULL, payload json NOT NULL,
-                                    metadata json NOT NULL, PRIMARY KEY (id, sequence))",
-    )
-    .execute(pool)
-    .await
-    .map_err(StoreError::from)?;
+    scratch::create_raw_baseline(&db)
+        .await
+        .map_err(|e| match e {
+            StoreError::UnsupportedUrl(_) => StoreError::UnsupportedUrl(url.to_string()),
+            e => e,
+        })?;
     let payload =
         serde_json::json!({"CustomerRegistered": {"name": "Cliente", "tax_id": "52998224725"}});
     let inserted = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let pool = pool.clone();
+        let db = db.clone();
         let inserted = Arc::clone(&inserted);
         let payload = payload.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = 0u64;
             while started.elapsed() < duration {
                 i += 1;
-                let result = sqlx::query(
-                    "INSERT INTO raw_baseline VALUES ($1, 1, $2, '{\"tenant\":\"bench\"}')",
-                )
-                .bind(format!("c{c}-{i}"))
-                .bind(&payload)
-                .execute(&pool)
-                .await;
+                let result =
+                    scratch::insert_raw_baseline(&db, &format!("c{c}-{i}"), &payload).await;
                 if result.is_ok() {
                     inserted.fetch_add(1, Ordering::Relaxed);
                 }

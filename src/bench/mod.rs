@@ -9,7 +9,7 @@ pub mod sync;
 
 use std::time::Duration;
 
-use crate::store::{Db, StoreError};
+use crate::store::{scratch, Db, StoreError};
 
 /// A scratch PostgreSQL database for one benchmark, dropped afterwards.
 pub struct ScratchDb {
@@ -22,15 +22,14 @@ impl ScratchDb {
     pub async fn create(admin_url: &str) -> Result<ScratchDb, StoreError> {
         let admin = Db::connect(admin_url, 1).await?;
         let name = format!("bl_bench_{}", uuid::Uuid::new_v4().simple());
-        if let Db::Postgres(pool) = &admin {
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(pool)
-                .await?;
-        } else {
-            return Err(StoreError::UnsupportedUrl(format!(
-                "benchmarks need a postgres:// URL (got {admin_url})"
-            )));
-        }
+        scratch::create_database(&admin, &name)
+            .await
+            .map_err(|e| match e {
+                StoreError::UnsupportedUrl(_) => StoreError::UnsupportedUrl(format!(
+                    "benchmarks need a postgres:// URL (got {admin_url})"
+                )),
+                e => e,
+            })?;
         admin.close().await;
         let url = match admin_url.rfind('/') {
             Some(i)
@@ -49,14 +48,7 @@ impl ScratchDb {
 
     pub async fn drop_database(self) -> Result<(), StoreError> {
         let admin = Db::connect(&self.admin_url, 1).await?;
-        if let Db::Postgres(pool) = &admin {
-            sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(pool)
-            .await?;
-        }
+        scratch::drop_database(&admin, &self.name).await?;
         admin.close().await;
         Ok(())
     }

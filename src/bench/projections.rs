@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{per_second, ScratchDb};
 use crate::projections::{Projections, RunnerSettings};
+use crate::store::scratch::{self, UnnumberedEvents};
 use crate::store::{Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -137,11 +138,11 @@ pub enum Numbering {
 
 /// Seeds about `target` events into `db` (PostgreSQL) and numbers them.
 pub async fn seed(db: &Db, target: usize, numbering: Numbering) -> Result<Seeded, StoreError> {
-    let Db::Postgres(pool) = db else {
+    if let Db::Sqlite(_) = db {
         return Err(StoreError::UnsupportedUrl(
             "the benchmark seeds PostgreSQL only".into(),
         ));
-    };
+    }
     let started = Instant::now();
     let tenants: Vec<String> = (0..20).map(|t| format!("shop-{t:02}")).collect();
     let mut g = Generator {
@@ -289,10 +290,10 @@ pub async fn seed(db: &Db, target: usize, numbering: Numbering) -> Result<Seeded
         }
         match numbering {
             Numbering::Sequencer if g.rows.len() >= 5_000 => {
-                written += flush(pool, &mut g.rows).await?;
+                written += flush(db, &mut g.rows).await?;
             }
             Numbering::Direct if g.rows.len() >= 50_000 => {
-                written += flush_numbered(pool, &mut g.rows, written).await?;
+                written += flush_numbered(db, &mut g.rows, written).await?;
                 if written / 1_000_000 != (written - 50_000) / 1_000_000 {
                     eprintln!("  {written} events seeded");
                 }
@@ -301,61 +302,43 @@ pub async fn seed(db: &Db, target: usize, numbering: Numbering) -> Result<Seeded
         }
     }
     written += match numbering {
-        Numbering::Sequencer => flush(pool, &mut g.rows).await?,
-        Numbering::Direct => flush_numbered(pool, &mut g.rows, written).await?,
+        Numbering::Sequencer => flush(db, &mut g.rows).await?,
+        Numbering::Direct => flush_numbered(db, &mut g.rows, written).await?,
     };
-    db.sequence_pending().await?;
+    crate::store::log::sequence_pending(db).await?;
     seeded.events = written;
     seeded.seconds = started.elapsed().as_secs_f64();
     Ok(seeded)
 }
 
-async fn flush(pool: &sqlx::PgPool, rows: &mut Vec<Row>) -> Result<u64, StoreError> {
+async fn flush(db: &Db, rows: &mut Vec<Row>) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut types = Vec::with_capacity(rows.len());
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut seqs = Vec::with_capacity(rows.len());
-    let mut events = Vec::with_capacity(rows.len());
-    let mut payloads = Vec::with_capacity(rows.len());
-    let mut metas = Vec::with_capacity(rows.len());
-    let mut times = Vec::with_capacity(rows.len());
+    let mut events = UnnumberedEvents {
+        aggregate_types: Vec::with_capacity(rows.len()),
+        aggregate_ids: Vec::with_capacity(rows.len()),
+        sequences: Vec::with_capacity(rows.len()),
+        event_types: Vec::with_capacity(rows.len()),
+        payloads: Vec::with_capacity(rows.len()),
+        metadata: Vec::with_capacity(rows.len()),
+        recorded_at: Vec::with_capacity(rows.len()),
+    };
     for r in rows.drain(..) {
-        types.push(r.aggregate_type.to_string());
-        ids.push(r.aggregate_id);
-        seqs.push(r.sequence);
-        events.push(r.event_type);
-        payloads.push(r.payload);
-        metas.push(r.metadata);
-        times.push(r.recorded_at);
+        events.aggregate_types.push(r.aggregate_type.to_string());
+        events.aggregate_ids.push(r.aggregate_id);
+        events.sequences.push(r.sequence);
+        events.event_types.push(r.event_type);
+        events.payloads.push(r.payload);
+        events.metadata.push(r.metadata);
+        events.recorded_at.push(r.recorded_at);
     }
-    let n = sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at)
-         SELECT t, i, s, e, '1', p::json, m::json, r
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-              AS u(t, i, s, e, p, m, r)",
-    )
-    .bind(types)
-    .bind(ids)
-    .bind(seqs)
-    .bind(events)
-    .bind(payloads)
-    .bind(metas)
-    .bind(times)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(n)
+    scratch::insert_unnumbered(db, events).await
 }
 
 /// Writes `rows` with `COPY`, numbered from `before + 1` on.
-async fn flush_numbered(
-    pool: &sqlx::PgPool,
-    rows: &mut Vec<Row>,
-    before: u64,
-) -> Result<u64, StoreError> {
-    use crate::projections::rows::{copy_line, V};
+async fn flush_numbered(db: &Db, rows: &mut Vec<Row>, before: u64) -> Result<u64, StoreError> {
+    use crate::store::views::{copy_line, V};
     use std::borrow::Cow;
     if rows.is_empty() {
         return Ok(0);
@@ -377,37 +360,16 @@ async fn flush_numbered(
             ],
         );
     }
-    let mut conn = pool.acquire().await?;
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (global_position, aggregate_type, aggregate_id, sequence, event_type,
-                          event_version, payload, metadata, recorded_at) FROM STDIN",
-        )
-        .await?;
-    copy.send(text.as_bytes()).await?;
-    Ok(copy.finish().await?)
+    scratch::copy_numbered(db, &text).await
 }
 
 /// Reads every event with `COPY … TO STDOUT`: the floor of what reading the log can cost.
 pub async fn raw_copy(db: &Db) -> Result<(u64, f64), StoreError> {
-    let Db::Postgres(pool) = db else {
+    if let Db::Sqlite(_) = db {
         return Err(StoreError::UnsupportedUrl("COPY needs PostgreSQL".into()));
-    };
-    use futures::StreamExt;
-    let started = Instant::now();
-    let mut conn = pool.acquire().await?;
-    let mut stream = conn
-        .copy_out_raw(
-            "COPY (SELECT global_position, aggregate_type, aggregate_id, sequence, event_type, event_version,
-                          payload, metadata, recorded_at
-                   FROM events WHERE global_position IS NOT NULL ORDER BY global_position)
-             TO STDOUT",
-        )
-        .await?;
-    let mut bytes = 0u64;
-    while let Some(chunk) = stream.next().await {
-        bytes += chunk?.len() as u64;
     }
+    let started = Instant::now();
+    let bytes = scratch::copy_out_log(db).await?;
     Ok((bytes, started.elapsed().as_secs_f64()))
 }
 
@@ -461,11 +423,8 @@ async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchErr
     db.migrate().await?;
     eprintln!("seeding {events} events…");
     let seeded = seed(&db, events, Numbering::Sequencer).await?;
-    if let Db::Postgres(pool) = &db {
-        sqlx::query("VACUUM ANALYZE events")
-            .execute(pool)
-            .await
-            .map_err(StoreError::from)?;
+    if let Db::Postgres(_) = &db {
+        scratch::analyze(&db, false).await?;
     }
     // Warm the cache the same way for both: one raw read first.
     raw_copy(&db).await?;

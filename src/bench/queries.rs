@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::projections::{seed, BenchError, Numbering};
 use super::ScratchDb;
 use crate::projections::{queries, Projections, RunnerSettings};
-use crate::store::{Db, StoreError};
+use crate::store::{scratch, Db};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueriesReport {
@@ -86,11 +86,8 @@ async fn measure(url: &str, events: usize, samples: usize) -> Result<QueriesRepo
         .rebuild(&[], 5_000, |_| {})
         .await?;
     let projection_seconds = started.elapsed().as_secs_f64();
-    if let Db::Postgres(pool) = &db {
-        sqlx::query("ANALYZE")
-            .execute(pool)
-            .await
-            .map_err(StoreError::from)?;
+    if let Db::Postgres(_) = &db {
+        scratch::analyze(&db, true).await?;
     }
     eprintln!("timing {samples} history queries…");
     let mut rng = rand::rng();

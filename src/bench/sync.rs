@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::ScratchDb;
 use crate::auth::{Role, TenantScope, TokenRegistry};
-use crate::on_db;
 use crate::sandbox::Sandbox;
 use crate::server::Server;
 use crate::stack::{Stack, StackBuilder};
+use crate::store::sync_work;
 use crate::store::{Db, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,20 +72,16 @@ pub async fn run(
     }
 }
 
-async fn count(db: &Db, sql: &str) -> Result<i64, StoreError> {
-    let (n,): (i64,) = on_db!(db, as (i64,), sql, [], fetch_one)?;
-    Ok(n)
-}
-
-async fn wait_for(db: &Db, sql: &str, want: i64, limit: Duration) -> Result<(), SyncBenchError> {
+/// Waits until `want` invoices' work is in `state`.
+async fn wait_for(db: &Db, state: &str, want: i64, limit: Duration) -> Result<(), SyncBenchError> {
     let deadline = Instant::now() + limit;
     loop {
-        if count(db, sql).await? >= want {
+        if sync_work::invoices_in_state(db, None, state, false).await? >= want {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(SyncBenchError::Setup(format!(
-                "timed out waiting for {want} rows: {sql}"
+                "timed out waiting for {want} invoices {state}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -192,13 +188,7 @@ async fn drive(
         .await?;
     }
     let db = &server.db;
-    wait_for(
-        db,
-        "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'",
-        CUSTOMERS as i64,
-        Duration::from_secs(600),
-    )
-    .await?;
+    wait_for(db, "done", CUSTOMERS as i64, Duration::from_secs(600)).await?;
 
     // The shop changes its password; the day's invoices keep coming and park.
     sandbox.revoke_account(TENANT);
@@ -228,18 +218,16 @@ async fn drive(
         t.await
             .map_err(|e| SyncBenchError::Setup(e.to_string()))??;
     }
-    let parked_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'parked'";
-    wait_for(db, parked_sql, invoices as i64, Duration::from_secs(1800)).await?;
+    wait_for(db, "parked", invoices as i64, Duration::from_secs(1800)).await?;
     let park_seconds = started.elapsed().as_secs_f64();
 
     // Support reconnects: the backlog drains by itself.
     sandbox.clear_call_log();
     let started = Instant::now();
     connect().await?;
-    let done_sql = "SELECT count(*) FROM sync_work WHERE kind = 'invoice' AND state = 'done'";
     wait_for(
         db,
-        done_sql,
+        "done",
         (invoices + CUSTOMERS) as i64,
         Duration::from_secs(3600),
     )

@@ -64,7 +64,7 @@ impl StatusArgs {
             .map(|ring| crate::oauth::credentials::CredentialStore::new(db.clone(), ring));
         let tenants: Vec<String> = match tenant {
             Some(t) => vec![t],
-            None => db.aggregate_ids("BlingConnection").await?,
+            None => crate::store::log::aggregate_ids(&db, "BlingConnection").await?,
         };
         if tenants.is_empty() {
             println!("no tenant has a Bling connection yet (bling-ledger connect --tenant T)");

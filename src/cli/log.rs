@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{connect, open};
 use crate::config::DatabaseArgs;
-use crate::store::log::LogFilter;
+use crate::store::log::{self, LogFilter};
 use crate::store::Db;
 
 /// Applies pending migrations and says on which backend.
@@ -69,7 +69,7 @@ async fn print_events(
         )?;
     }
     loop {
-        let page = db.read_from(after, 1000, filter).await?;
+        let page = log::read_from(db, after, 1000, filter).await?;
         if page.is_empty() {
             break;
         }

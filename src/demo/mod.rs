@@ -18,8 +18,8 @@ use crate::oauth::crypto::{EncryptionKey, KeyRing};
 use crate::sandbox::Sandbox;
 use crate::server::Server;
 use crate::stack::{Stack, StackBuilder};
-use crate::store::{Db, StoreError};
-use crate::{on_db, sync};
+use crate::store::{events, sync_work, Db, StoreError};
+use crate::sync;
 
 pub const TENANT: &str = "petshop-centro";
 
@@ -166,22 +166,57 @@ impl Shop<'_> {
     }
 }
 
-async fn count(db: &Db, sql: &str) -> Result<i64, StoreError> {
-    let (n,): (i64,) = on_db!(db, as (i64,), sql, [TENANT], fetch_one)?;
-    Ok(n)
+/// What the story waits for and counts.
+enum Tally<'a> {
+    /// The tenant's invoices synced.
+    Done,
+    /// The tenant's invoices no longer pending.
+    Settled,
+    /// The tenant's invoices parked.
+    Parked,
+    /// Both changes reached Bling: `SalesOrderUpdated` of the first invoice,
+    /// `SituacaoChanged` of the second.
+    Reflected {
+        updated: &'a str,
+        cancelled: &'a str,
+    },
 }
 
-/// Waits until `sql` (counting with `$1` = tenant) reaches `target`, drawing a bar.
+async fn count(db: &Db, tally: &Tally<'_>) -> Result<i64, StoreError> {
+    match tally {
+        Tally::Done => sync_work::invoices_in_state(db, Some(TENANT), "done", false).await,
+        Tally::Settled => sync_work::invoices_in_state(db, Some(TENANT), "pending", true).await,
+        Tally::Parked => sync_work::invoices_in_state(db, Some(TENANT), "parked", false).await,
+        Tally::Reflected { updated, cancelled } => {
+            let updated = events::count_in_stream(
+                db,
+                "Invoice",
+                &format!("{TENANT}/{updated}"),
+                "SalesOrderUpdated",
+            )
+            .await?;
+            let cancelled = events::count_in_stream(
+                db,
+                "Invoice",
+                &format!("{TENANT}/{cancelled}"),
+                "SituacaoChanged",
+            )
+            .await?;
+            Ok(updated + cancelled)
+        }
+    }
+}
+
+/// Waits until `tally` reaches `target`, drawing a bar.
 async fn wait_for(
     db: &Db,
     label: &str,
-    sql: &str,
+    tally: Tally<'_>,
     target: i64,
     progress: bool,
     limit: Duration,
 ) -> Result<i64, DemoError> {
-    let sql = sql.to_string();
-    let sql = sql.as_str();
+    let tally = &tally;
     let bar = if progress {
         ProgressBar::new(target.max(0) as u64)
     } else {
@@ -195,7 +230,7 @@ async fn wait_for(
     bar.set_message(label.to_string());
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let n = count(db, sql).await?;
+        let n = count(db, tally).await?;
         bar.set_position(n.max(0) as u64);
         if n >= target || tokio::time::Instant::now() > deadline {
             bar.finish();
@@ -204,13 +239,6 @@ async fn wait_for(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
-
-const DONE_SQL: &str =
-    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'done'";
-const SETTLED_SQL: &str =
-    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state <> 'pending'";
-const PARKED_SQL: &str =
-    "SELECT count(*) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state = 'parked'";
 
 /// Runs the story and returns the services, still serving.
 pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
@@ -364,22 +392,19 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     wait_for(
         &server.db,
         "morning invoices settled",
-        SETTLED_SQL,
+        Tally::Settled,
         morning.len() as i64,
         options.progress,
         Duration::from_secs(300),
     )
     .await?;
-    let stuck: Vec<(String, String, String)> = on_db!(
-        &server.db,
-        as (String, String, String),
-        "SELECT key, customer_id, COALESCE(last_error, '') FROM sync_work
-         WHERE tenant = $1 AND kind = 'invoice' AND state IN ('blocked', 'failed') ORDER BY key",
-        [TENANT],
-        fetch_all
-    )
-    .map_err(StoreError::from)?;
-    let synced = count(&server.db, DONE_SQL).await?;
+    let stuck: Vec<(String, String, String)> =
+        sync_work::unsettled_invoices(&server.db, TENANT, true)
+            .await?
+            .into_iter()
+            .map(|(key, customer, error, _)| (key, customer, error.unwrap_or_default()))
+            .collect();
+    let synced = count(&server.db, &Tally::Done).await?;
     say(format!(
         "   {synced} invoices synced; {} could not be, and the ledger says why:",
         stuck.len()
@@ -414,15 +439,13 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     )
     .await?;
     say(format!("   {upd_id}: the customer adds a snack (invoice updated); {cancel_id}: cancelled at the counter"));
-    let reflected = format!(
-        "SELECT count(*) FROM events WHERE aggregate_type = 'Invoice' AND (
-             (aggregate_id = $1 || '/{upd_id}' AND event_type = 'SalesOrderUpdated') OR
-             (aggregate_id = $1 || '/{cancel_id}' AND event_type = 'SituacaoChanged'))"
-    );
     wait_for(
         &server.db,
         "changes reflected in Bling",
-        &reflected,
+        Tally::Reflected {
+            updated: upd_id,
+            cancelled: cancel_id,
+        },
         3,
         options.progress,
         Duration::from_secs(120),
@@ -459,7 +482,7 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     wait_for(
         &server.db,
         "afternoon invoices parked",
-        PARKED_SQL,
+        Tally::Parked,
         afternoon.len() as i64,
         options.progress,
         Duration::from_secs(120),
@@ -480,7 +503,7 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         status["revoked"]["error_type"].as_str().unwrap_or("?"),
         status["revoked"]["call"].as_str().unwrap_or("?"),
     ));
-    summary.parked_and_replayed = count(&server.db, PARKED_SQL).await? as usize;
+    summary.parked_and_replayed = count(&server.db, &Tally::Parked).await? as usize;
 
     say("\n4. Support reconnects the shop (the same OAuth flow); parked work replays by itself, in order.");
     shop.connect(&sandbox).await?;
@@ -500,22 +523,19 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     wait_for(
         &server.db,
         "all invoices synced",
-        DONE_SQL,
+        Tally::Done,
         summary.invoices as i64,
         options.progress,
         Duration::from_secs(300),
     )
     .await?;
 
-    summary.synced = count(&server.db, DONE_SQL).await? as usize;
-    let failures: Vec<(String, String)> = on_db!(
-        &server.db,
-        as (String, String),
-        "SELECT key, COALESCE(last_error, state) FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND state <> 'done' ORDER BY key",
-        [TENANT],
-        fetch_all
-    )
-    .map_err(StoreError::from)?;
+    summary.synced = count(&server.db, &Tally::Done).await? as usize;
+    let failures: Vec<(String, String)> = sync_work::unsettled_invoices(&server.db, TENANT, false)
+        .await?
+        .into_iter()
+        .map(|(key, _, error, state)| (key, error.unwrap_or(state)))
+        .collect();
     summary.failed = failures
         .into_iter()
         .map(|(k, e)| (k, e.split(':').next().unwrap_or("").to_string(), e))

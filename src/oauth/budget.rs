@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use crate::store::{now_ms, Db, StoreError};
+use crate::store::{connections, now_ms, Db, StoreError};
 
-const BUDGET_LOCK: i64 = 0x626c_696e_675f_746b; // "bling_tk"
 const WINDOW_MS: i64 = 60_000;
 
 #[derive(Debug)]
 pub struct TokenBudget {
     db: Db,
     per_minute: i64,
-    // SQLite has no advisory locks; one process per SQLite file, so a local lock is enough.
+    // SQLite has no advisory locks; one process per SQLite file, so a local lock is enough
+    // (on PostgreSQL the store takes an advisory lock too).
     local: tokio::sync::Mutex<()>,
 }
 
@@ -31,58 +31,10 @@ impl TokenBudget {
         let _local = self.local.lock().await;
         let now = now_ms();
         let since = now - WINDOW_MS;
-        match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(BUDGET_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT count(*), min(at_ms) FROM token_endpoint_calls WHERE at_ms > $1",
-                )
-                .bind(since)
-                .fetch_one(&mut *tx)
-                .await?;
-                let verdict = self.verdict(count, oldest, now);
-                if verdict.is_ok() {
-                    sqlx::query("INSERT INTO token_endpoint_calls (at_ms, tenant) VALUES ($1, $2)")
-                        .bind(now)
-                        .bind(tenant)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("DELETE FROM token_endpoint_calls WHERE at_ms < $1")
-                        .bind(now - 3_600_000)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(verdict)
-            }
-            Db::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT count(*), min(at_ms) FROM token_endpoint_calls WHERE at_ms > ?1",
-                )
-                .bind(since)
-                .fetch_one(&mut *tx)
-                .await?;
-                let verdict = self.verdict(count, oldest, now);
-                if verdict.is_ok() {
-                    sqlx::query("INSERT INTO token_endpoint_calls (at_ms, tenant) VALUES (?1, ?2)")
-                        .bind(now)
-                        .bind(tenant)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query("DELETE FROM token_endpoint_calls WHERE at_ms < ?1")
-                        .bind(now - 3_600_000)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(verdict)
-            }
-        }
+        connections::take_token_call(&self.db, tenant, now, since, |count, oldest| {
+            self.verdict(count, oldest, now)
+        })
+        .await
     }
 
     fn verdict(&self, count: i64, oldest: Option<i64>, now: i64) -> Result<(), Duration> {
@@ -97,13 +49,6 @@ impl TokenBudget {
     /// Calls counted in the current window (for metrics and tests).
     pub async fn used(&self) -> Result<i64, StoreError> {
         let since = now_ms() - WINDOW_MS;
-        let (count,): (i64,) = crate::on_db!(
-            &self.db,
-            as (i64,),
-            "SELECT count(*) FROM token_endpoint_calls WHERE at_ms > $1",
-            [since],
-            fetch_one
-        )?;
-        Ok(count)
+        connections::token_calls_since(&self.db, since).await
     }
 }

@@ -1,11 +1,12 @@
-//! The credentials table: tokens encrypted at rest, written with a version fence.
+//! Credentials: tokens encrypted at rest (here, and nowhere else), stored with a version fence
+//! by `store::connections`.
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::crypto::{CryptoError, KeyRing, Secret};
 use super::endpoint::TokenGrant;
-use crate::on_db;
-use crate::store::{now_ms, Db, StoreError};
+use crate::store::connections::{self, CredentialRow};
+use crate::store::{Db, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialStatus {
@@ -55,33 +56,9 @@ pub enum CredentialError {
     Crypto(#[from] CryptoError),
 }
 
-impl From<sqlx::Error> for CredentialError {
-    fn from(e: sqlx::Error) -> Self {
-        CredentialError::Store(StoreError::Database(e))
-    }
-}
-
 pub fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
-
-type Row = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-);
-
-const SELECT: &str = "SELECT version, access_token, refresh_token, access_expires_at_ms, scope,
-                             status, connected_at_ms, last_refresh_at_ms, last_error,
-                             last_error_at_ms
-                      FROM bling_credentials WHERE tenant = $1";
 
 /// Reads and writes credentials; encryption happens here and nowhere else.
 #[derive(Clone, Debug)]
@@ -100,19 +77,18 @@ impl CredentialStore {
     }
 
     pub async fn load(&self, tenant: &str) -> Result<Option<Credentials>, CredentialError> {
-        let row: Option<Row> = on_db!(&self.db, as Row, SELECT, [tenant], fetch_optional)?;
-        let Some((
+        let Some(CredentialRow {
             version,
-            access,
-            refresh,
-            expires,
+            access_token: access,
+            refresh_token: refresh,
+            access_expires_at_ms: expires,
             scope,
             status,
-            connected,
-            refreshed,
-            error,
-            error_at,
-        )) = row
+            connected_at_ms: connected,
+            last_refresh_at_ms: refreshed,
+            last_error: error,
+            last_error_at_ms: error_at,
+        }) = connections::load_credentials(&self.db, tenant).await?
         else {
             return Ok(None);
         };
@@ -142,29 +118,15 @@ impl CredentialStore {
         let refresh = self
             .keys
             .encrypt(&grant.refresh, &context(tenant, "refresh"))?;
-        let now = now_ms();
-        let version: (i64,) = on_db!(
+        Ok(connections::store_authorization(
             &self.db,
-            as (i64,),
-            "INSERT INTO bling_credentials (tenant, version, access_token, refresh_token,
-                 access_expires_at_ms, scope, status, connected_at_ms)
-             VALUES ($1, 1, $2, $3, $4, $5, 'active', $6)
-             ON CONFLICT (tenant) DO UPDATE SET
-                 version = bling_credentials.version + 1,
-                 access_token = excluded.access_token,
-                 refresh_token = excluded.refresh_token,
-                 access_expires_at_ms = excluded.access_expires_at_ms,
-                 scope = excluded.scope,
-                 status = 'active',
-                 connected_at_ms = excluded.connected_at_ms,
-                 last_refresh_at_ms = NULL,
-                 last_error = NULL,
-                 last_error_at_ms = NULL
-             RETURNING version",
-            [tenant, access, refresh, grant.access_expires_at.timestamp_millis(), &grant.scope, now],
-            fetch_one
-        )?;
-        Ok(version.0)
+            tenant,
+            &access,
+            &refresh,
+            grant.access_expires_at.timestamp_millis(),
+            &grant.scope,
+        )
+        .await?)
     }
 
     /// Stores refreshed tokens only if nobody wrote since `read_version`. `false` means a
@@ -181,23 +143,15 @@ impl CredentialStore {
         let refresh = self
             .keys
             .encrypt(&grant.refresh, &context(tenant, "refresh"))?;
-        let updated = on_db!(
+        Ok(connections::store_refresh(
             &self.db,
-            "UPDATE bling_credentials SET version = version + 1, access_token = $3,
-                 refresh_token = $4, access_expires_at_ms = $5, last_refresh_at_ms = $6,
-                 last_error = NULL, last_error_at_ms = NULL
-             WHERE tenant = $1 AND version = $2 AND status = 'active'",
-            [
-                tenant,
-                read_version,
-                access,
-                refresh,
-                grant.access_expires_at.timestamp_millis(),
-                now_ms()
-            ],
-            execute
-        )?;
-        Ok(updated == 1)
+            tenant,
+            read_version,
+            &access,
+            &refresh,
+            grant.access_expires_at.timestamp_millis(),
+        )
+        .await?)
     }
 
     pub async fn set_status(
@@ -206,24 +160,12 @@ impl CredentialStore {
         status: CredentialStatus,
         error: Option<&str>,
     ) -> Result<(), CredentialError> {
-        on_db!(
-            &self.db,
-            "UPDATE bling_credentials SET status = $2, last_error = COALESCE($3, last_error),
-                 last_error_at_ms = CASE WHEN $3 IS NULL THEN last_error_at_ms ELSE $4 END
-             WHERE tenant = $1",
-            [tenant, status.as_str(), error, now_ms()],
-            execute
-        )?;
+        connections::set_credential_status(&self.db, tenant, status.as_str(), error).await?;
         Ok(())
     }
 
     pub async fn record_error(&self, tenant: &str, error: &str) -> Result<(), CredentialError> {
-        on_db!(
-            &self.db,
-            "UPDATE bling_credentials SET last_error = $2, last_error_at_ms = $3 WHERE tenant = $1",
-            [tenant, error, now_ms()],
-            execute
-        )?;
+        connections::record_credential_error(&self.db, tenant, error).await?;
         Ok(())
     }
 
@@ -231,14 +173,7 @@ impl CredentialStore {
     pub async fn active_tenants(
         &self,
     ) -> Result<Vec<(String, i64, DateTime<Utc>)>, CredentialError> {
-        let rows: Vec<(String, i64, i64)> = on_db!(
-            &self.db,
-            as (String, i64, i64),
-            "SELECT tenant, version, access_expires_at_ms FROM bling_credentials
-             WHERE status = 'active' ORDER BY tenant",
-            [],
-            fetch_all
-        )?;
+        let rows = connections::active_credentials(&self.db).await?;
         Ok(rows
             .into_iter()
             .map(|(t, v, e)| (t, v, from_ms(e)))
@@ -247,13 +182,7 @@ impl CredentialStore {
 
     /// Re-encrypts every stored token under the ring's current key. Returns how many rows.
     pub async fn reencrypt_all(&self) -> Result<u64, CredentialError> {
-        let rows: Vec<(String, String, String)> = on_db!(
-            &self.db,
-            as (String, String, String),
-            "SELECT tenant, access_token, refresh_token FROM bling_credentials",
-            [],
-            fetch_all
-        )?;
+        let rows = connections::all_ciphertexts(&self.db).await?;
         let mut changed = 0;
         for (tenant, access, refresh) in rows {
             if self.keys.is_current(&access) && self.keys.is_current(&refresh) {
@@ -265,13 +194,8 @@ impl CredentialStore {
             let r = self.keys.encrypt(&r, &context(&tenant, "refresh"))?;
             // Compare-and-set on the old ciphertexts: a refresh meanwhile already wrote under
             // the current key.
-            changed += on_db!(
-                &self.db,
-                "UPDATE bling_credentials SET access_token = $2, refresh_token = $3
-                 WHERE tenant = $1 AND access_token = $4 AND refresh_token = $5",
-                [&tenant, a, r, &access, &refresh],
-                execute
-            )?;
+            changed +=
+                connections::swap_ciphertexts(&self.db, &tenant, &a, &r, &access, &refresh).await?;
         }
         Ok(changed)
     }

@@ -5,8 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::on_db;
-use crate::store::{now_ms, Db, StoreError};
+use crate::store::{connections, now_ms, Db, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
@@ -32,12 +31,7 @@ pub async fn issue(
     let bytes: [u8; 32] = rand::random();
     let state = URL_SAFE_NO_PAD.encode(bytes);
     let expires = now_ms() + ttl.as_millis() as i64;
-    on_db!(
-        db,
-        "INSERT INTO oauth_states (state_digest, tenant, requested_by, expires_at_ms) VALUES ($1, $2, $3, $4)",
-        [digest(&state), tenant, requested_by, expires],
-        execute
-    )?;
+    connections::insert_state(db, &digest(&state), tenant, requested_by, expires).await?;
     Ok(state)
 }
 
@@ -48,28 +42,14 @@ pub async fn consume(
 ) -> Result<Result<(String, String), StateError>, StoreError> {
     let now = now_ms();
     let d = digest(state);
-    let taken: Option<(String, String)> = on_db!(
-        db,
-        as (String, String),
-        "UPDATE oauth_states SET used_at_ms = $2
-         WHERE state_digest = $1 AND used_at_ms IS NULL AND expires_at_ms > $2
-         RETURNING tenant, requested_by",
-        [&d, now],
-        fetch_optional
-    )?;
+    let taken = connections::take_state(db, &d, now).await?;
     if let Some(found) = taken {
         return Ok(Ok(found));
     }
-    let row: Option<(Option<i64>,)> = on_db!(
-        db,
-        as (Option<i64>,),
-        "SELECT used_at_ms FROM oauth_states WHERE state_digest = $1",
-        [&d],
-        fetch_optional
-    )?;
+    let row = connections::state_used_at(db, &d).await?;
     Ok(Err(match row {
         None => StateError::Unknown,
-        Some((Some(_),)) => StateError::Used,
-        Some((None,)) => StateError::Expired,
+        Some(Some(_)) => StateError::Used,
+        Some(None) => StateError::Expired,
     }))
 }

@@ -19,7 +19,7 @@ use super::credentials::{CredentialError, CredentialStatus, CredentialStore, Cre
 use super::crypto::Secret;
 use super::endpoint::{GrantError, TokenEndpoint};
 use crate::ledger::{Actor, CommandContext, Ledger};
-use crate::store::Db;
+use crate::store::{connections, Db};
 
 /// When to renew.
 #[derive(Debug, Clone)]
@@ -64,12 +64,6 @@ impl From<CredentialError> for TokenError {
 
 impl From<crate::store::StoreError> for TokenError {
     fn from(e: crate::store::StoreError) -> Self {
-        TokenError::Transient(e.to_string())
-    }
-}
-
-impl From<sqlx::Error> for TokenError {
-    fn from(e: sqlx::Error) -> Self {
         TokenError::Transient(e.to_string())
     }
 }
@@ -243,17 +237,8 @@ impl TokenManager {
     async fn refresh(&self, tenant: &TenantId, seen_version: i64) -> Result<Secret, TokenError> {
         let flight = self.flight(tenant);
         let _in_process = flight.lock().await;
-        let _fleet = match &self.db {
-            Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(format!("{REFRESH_LOCK_PREFIX}{tenant}"))
-                    .execute(&mut *tx)
-                    .await?;
-                Some(tx)
-            }
-            Db::Sqlite(_) => None,
-        };
+        let _fleet =
+            connections::lock_renewal(&self.db, &format!("{REFRESH_LOCK_PREFIX}{tenant}")).await?;
         let creds = self
             .creds
             .load(tenant.as_str())

@@ -4,7 +4,7 @@
 //! # Exactly once
 //! One batch = one transaction: the runner reads the events after the lowest checkpoint, then
 //! locks the projections' checkpoints (`checkpoints.name = 'projection:<name>'`, `FOR UPDATE`
-//! on PostgreSQL, the write lock on SQLite) and applies to each projection only the events past
+//! on PostgreSQL, the write lock on SQLite: `store::checkpoints`) and applies to each projection only the events past
 //! its locked checkpoint; it loads the rows those events touch, applies the pure reducers,
 //! writes the rows and every checkpoint, and commits. A crash before the
 //! commit loses the whole batch, rows and checkpoints alike, so it is simply done again; after
@@ -18,7 +18,6 @@
 pub mod cli;
 pub mod queries;
 mod rebuild;
-pub mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,8 +28,9 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::store::{now_ms, Db, StoreError, Tx};
-use rows::{load, write, Stored};
+use crate::store::events::{projection_events, projection_events_in};
+use crate::store::views::{self, load, write, Stored};
+use crate::store::{checkpoints, log, Db, StoreError, Tx};
 
 pub use projections::NAMES;
 
@@ -185,16 +185,10 @@ impl Projections {
 
 /// Checkpoint, head and lag of every projection.
 pub async fn status(db: &Db) -> Result<Vec<Status>, StoreError> {
-    let head = db.head_position().await?;
+    let head = log::head_position(db).await?;
     let mut out = Vec::new();
     for name in NAMES {
-        let row = crate::on_db!(
-            db,
-            as (i64, i64),
-            "SELECT position, updated_at_ms FROM checkpoints WHERE name = $1",
-            [checkpoint_name(name)],
-            fetch_optional
-        )?;
+        let row = checkpoints::status(db, &checkpoint_name(name)).await?;
         let checkpoint = row.map(|r| r.0).unwrap_or(0);
         out.push(Status {
             name: name.to_string(),
@@ -211,21 +205,7 @@ pub async fn status(db: &Db) -> Result<Vec<Status>, StoreError> {
 /// checkpoint locks.
 async fn empty(tx: &mut Tx, names: &[&str]) -> Result<(), StoreError> {
     for name in names {
-        for table in rows::tables_of(name) {
-            match &mut *tx {
-                // TRUNCATE is transactional on PostgreSQL and frees the space at once.
-                Tx::Postgres(t) => {
-                    sqlx::query(&format!("TRUNCATE {table}"))
-                        .execute(&mut **t)
-                        .await?;
-                }
-                Tx::Sqlite(t) => {
-                    sqlx::query(&format!("DELETE FROM {table}"))
-                        .execute(&mut **t)
-                        .await?;
-                }
-            }
-        }
+        views::empty(tx, &[name]).await?;
         save_checkpoint(tx, name, 0).await?;
     }
     Ok(())
@@ -235,173 +215,42 @@ async fn empty(tx: &mut Tx, names: &[&str]) -> Result<(), StoreError> {
 async fn unlocked_min_checkpoint(db: &Db, names: &[&str]) -> Result<i64, StoreError> {
     let mut lowest = i64::MAX;
     for name in names {
-        let row = crate::on_db!(
-            db,
-            as (i64,),
-            "SELECT position FROM checkpoints WHERE name = $1",
-            [checkpoint_name(name)],
-            fetch_optional
-        )?;
-        lowest = lowest.min(row.map_or(0, |r| r.0));
+        lowest = lowest.min(checkpoints::position(db, &checkpoint_name(name)).await?);
     }
     Ok(if lowest == i64::MAX { 0 } else { lowest })
 }
 
 /// Creates missing checkpoint rows and locks them; returns each projection's position.
 async fn lock_checkpoints(tx: &mut Tx, names: &[&str]) -> Result<HashMap<String, i64>, StoreError> {
-    let now = now_ms();
-    // A write first: on SQLite it takes the database's write lock for the whole batch.
-    for name in names {
-        crate::on_tx!(
-            tx,
-            "INSERT INTO checkpoints (name, position, updated_at_ms) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING",
-            [checkpoint_name(name), now]
-        )?;
-    }
     let mut out = HashMap::new();
     for name in names {
-        let row: (i64,) = match tx {
-            Tx::Postgres(t) => {
-                sqlx::query_as("SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE")
-                    .bind(checkpoint_name(name))
-                    .fetch_one(&mut **t)
-                    .await?
-            }
-            Tx::Sqlite(t) => {
-                sqlx::query_as("SELECT position FROM checkpoints WHERE name = ?1")
-                    .bind(checkpoint_name(name))
-                    .fetch_one(&mut **t)
-                    .await?
-            }
-        };
-        out.insert(name.to_string(), row.0);
+        let position = checkpoints::lock(tx, &checkpoint_name(name)).await?;
+        out.insert(name.to_string(), position);
     }
     Ok(out)
 }
 
 async fn save_checkpoint(tx: &mut Tx, name: &str, position: i64) -> Result<(), StoreError> {
-    crate::on_tx!(
-        tx,
-        "UPDATE checkpoints SET position = $2, updated_at_ms = $3 WHERE name = $1",
-        [checkpoint_name(name), position, now_ms()]
-    )?;
-    Ok(())
+    checkpoints::save(tx, &checkpoint_name(name), position).await
 }
 
-/// The columns a projection reads, the same on both backends. The payload and metadata come
-/// as text: the reducers decode the payload straight into the domain's types, and take two
-/// fields of the metadata.
-const READ_SQL: &str = "SELECT global_position, tenant, aggregate_type, aggregate_id, event_type,
-            CAST(payload AS TEXT), CAST(metadata AS TEXT), recorded_at
-     FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2";
-
-/// Up to `limit` events after `after`, all tenants, in global order: the same events as
-/// [`Db::read_from`] with no filter, by a plain range scan of the position index (the filtered
-/// query's generic plan can be far slower on a large log).
-pub async fn read(db: &Db, after: i64, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
-    db.sequence_pending().await?;
-    match db {
-        Db::Postgres(pool) => read_pg(pool, after, limit).await,
-        Db::Sqlite(pool) => read_sqlite(pool, after, limit).await,
-    }
-}
-
-/// [`read`] inside `tx`. A SQLite transaction holds the database's write lock, so it must read
-/// on its own connection: a second pooled one may be held by a writer waiting for that lock.
-async fn read_in(tx: &mut Tx, after: i64, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
-    match tx {
-        Tx::Postgres(t) => read_pg(&mut **t, after, limit).await,
-        Tx::Sqlite(t) => read_sqlite(&mut **t, after, limit).await,
-    }
-}
-
-async fn read_pg<'e>(
-    on: impl sqlx::PgExecutor<'e>,
+/// Up to `limit` events after `after`, all tenants, in global order (see
+/// [`projection_events`]).
+pub async fn read(
+    db: &Db,
     after: i64,
     limit: i64,
-) -> Result<Vec<LogEvent>, StoreError> {
-    let rows: Vec<LogRow> = sqlx::query_as(READ_SQL)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(on)
-        .await?;
-    rows.into_iter().map(log_event).collect()
+) -> Result<Vec<projections::LogEvent>, StoreError> {
+    projection_events(db, after, limit).await
 }
 
-async fn read_sqlite<'e>(
-    on: impl sqlx::SqliteExecutor<'e>,
+/// [`read`] inside `tx` (see [`projection_events_in`]).
+async fn read_in(
+    tx: &mut Tx,
     after: i64,
     limit: i64,
-) -> Result<Vec<LogEvent>, StoreError> {
-    let rows: Vec<SqliteRow> = sqlx::query_as(&crate::store::sqlite_sql(READ_SQL))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(on)
-        .await?;
-    rows.into_iter().map(sqlite_log_event).collect()
-}
-
-/// A row of [`READ_SQL`].
-type LogRow = (
-    i64,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    chrono::DateTime<chrono::Utc>,
-);
-
-/// SQLite keeps the recorded time as RFC 3339 text.
-type SqliteRow = (
-    i64,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-);
-
-fn sqlite_log_event(row: SqliteRow) -> Result<LogEvent, StoreError> {
-    let recorded_at = chrono::DateTime::parse_from_rfc3339(&row.7)
-        .map_err(|e| StoreError::Corrupt(format!("recorded_at at {}: {e}", row.0)))?
-        .with_timezone(&chrono::Utc);
-    log_event((row.0, row.1, row.2, row.3, row.4, row.5, row.6, recorded_at))
-}
-
-/// The two metadata fields the views show; the rest is skipped unparsed.
-#[derive(serde::Deserialize)]
-struct Attribution {
-    actor: Option<String>,
-    correlation_id: Option<String>,
-}
-
-fn log_event(row: LogRow) -> Result<LogEvent, StoreError> {
-    let (position, tenant, aggregate_type, aggregate_id, event_type, payload, metadata, at) = row;
-    let attribution: Attribution = serde_json::from_str(&metadata)
-        .map_err(|e| StoreError::Corrupt(format!("metadata at {position}: {e}")))?;
-    // Every event since the first release names its tenant; the stream id says it too.
-    let tenant = tenant.unwrap_or_else(|| {
-        aggregate_id
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    });
-    Ok(LogEvent {
-        position,
-        tenant,
-        aggregate_type,
-        aggregate_id,
-        event_type,
-        payload,
-        actor: attribution.actor,
-        correlation_id: attribution.correlation_id,
-        recorded_at: at,
-    })
+) -> Result<Vec<projections::LogEvent>, StoreError> {
+    projection_events_in(tx, after, limit).await
 }
 
 /// A decoded event of the batch.

@@ -18,10 +18,9 @@ use super::{
     empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline, items,
     lock_checkpoints, read, read_in, save_checkpoint, Item, Progress, Working,
 };
-use crate::store::{Db, StoreError, Tx};
+use crate::store::views::{restore_indexes, set_indexes_aside, write_bulk, CopyWriter};
+use crate::store::{log, Db, StoreError, Tx};
 use projections::{connections, customers, failures, invoices, timeline};
-
-use super::rows::{write_bulk, CopyWriter};
 
 /// The views being rebuilt, held in memory until the end.
 struct Views {
@@ -101,7 +100,7 @@ pub(super) async fn replay(
     progress: &mut impl FnMut(Progress),
 ) -> Result<i64, StoreError> {
     let chunk = chunk.max(1);
-    let head = db.head_position().await?;
+    let head = log::head_position(db).await?;
     let mut tx = db.begin().await?;
     lock_checkpoints(&mut tx, names).await?;
     empty(&mut tx, names).await?;
@@ -134,13 +133,8 @@ pub(super) async fn replay(
                     }
                 }
             });
-            let Tx::Postgres(connection) = &mut tx else {
-                return Err(StoreError::Corrupt(
-                    "a PostgreSQL pool gave a SQLite transaction".into(),
-                ));
-            };
             let mut timeline_copy = match views.timeline {
-                Some(_) => Some(CopyWriter::open::<timeline::Entry>(connection).await?),
+                Some(_) => Some(CopyWriter::open::<timeline::Entry>(&mut tx).await?),
                 None => None,
             };
             let mut waited = std::time::Duration::ZERO;
@@ -219,66 +213,4 @@ pub(super) async fn replay(
     }
     tx.commit().await?;
     Ok(done)
-}
-
-/// How to put back what [`set_indexes_aside`] dropped.
-struct SetAside {
-    /// `ALTER TABLE … ADD CONSTRAINT …` for primary keys, then `CREATE INDEX …`.
-    statements: Vec<String>,
-}
-
-/// Drops the indexes and primary keys of the emptied tables (PostgreSQL; nothing on SQLite):
-/// building an index once over the loaded rows costs a fraction of maintaining it row by row.
-/// The definitions come from the catalog, so they stay whatever the migrations made them.
-async fn set_indexes_aside(tx: &mut Tx, names: &[&str]) -> Result<SetAside, StoreError> {
-    let mut statements = Vec::new();
-    let Tx::Postgres(t) = tx else {
-        return Ok(SetAside { statements });
-    };
-    for name in names {
-        for table in super::rows::tables_of(name) {
-            let keys: Vec<(String, String)> = sqlx::query_as(
-                "SELECT conname::text, pg_get_constraintdef(oid)
-                 FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
-            )
-            .bind(table)
-            .fetch_all(&mut **t)
-            .await?;
-            let indexes: Vec<(String, String)> = sqlx::query_as(
-                "SELECT i.relname::text, pg_get_indexdef(i.oid)
-                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                 WHERE x.indrelid = $1::regclass AND NOT x.indisprimary",
-            )
-            .bind(table)
-            .fetch_all(&mut **t)
-            .await?;
-            for (index, definition) in indexes {
-                sqlx::query(&format!("DROP INDEX {index}"))
-                    .execute(&mut **t)
-                    .await?;
-                statements.push(definition);
-            }
-            for (constraint, definition) in keys {
-                sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {constraint}"))
-                    .execute(&mut **t)
-                    .await?;
-                // Keys first: they also check the rebuilt rows are unique.
-                statements.insert(
-                    0,
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} {definition}"),
-                );
-            }
-        }
-    }
-    Ok(SetAside { statements })
-}
-
-async fn restore_indexes(tx: &mut Tx, aside: SetAside) -> Result<(), StoreError> {
-    let Tx::Postgres(t) = tx else {
-        return Ok(());
-    };
-    for statement in aside.statements {
-        sqlx::query(&statement).execute(&mut **t).await?;
-    }
-    Ok(())
 }

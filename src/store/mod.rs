@@ -1,9 +1,32 @@
 //! Storage: one database, PostgreSQL in production or an embedded SQLite file by default,
 //! chosen by the `DATABASE_URL` scheme. Migrations are compiled into the binary.
+//!
+//! Every statement of the ledger is here, one module per table family, each an API of typed
+//! free functions taking a pool (`&Db`) or a transaction (`&mut Tx`):
+//!
+//! - [`events`]: the event log ([`log`]: global order and the sequencer; [`pg_events`]: the
+//!   command side's repository on PostgreSQL);
+//! - [`checkpoints`]: how far each log follower (the sync dispatcher, each projection) has got;
+//! - [`sync_work`]: the sync worker's to-do list and its leases;
+//! - [`connections`]: Bling credentials, OAuth states and the token-endpoint budget;
+//! - [`views`]: the projection tables (reads, batched writes, `COPY` for a rebuild);
+//! - [`idempotency`]: remembered answers for the `Idempotency-Key` header;
+//! - `scratch` (dev tools): the benchmarks' scratch databases, baselines and seeders.
+//!
+//! One technique for the two backends: a statement is written once with `$N` placeholders
+//! (both backends bind them by number) and run by [`sql!`](crate::sql) on a pool or a
+//! transaction; where the SQL really differs, both versions sit side by side in one `match`.
 
+pub mod checkpoints;
+pub mod connections;
+pub mod events;
 pub mod idempotency;
-pub mod log;
-pub mod pg_events;
+#[cfg(feature = "dev-tools")]
+pub mod scratch;
+pub mod sync_work;
+pub mod views;
+
+pub use events::{log, pg_events};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -75,6 +98,15 @@ impl Db {
         Ok(())
     }
 
+    /// Where [`sql!`](crate::sql) runs on this pool.
+    #[doc(hidden)]
+    pub fn on(&self) -> On<'_> {
+        match self {
+            Db::Postgres(pool) => On::PgPool(pool),
+            Db::Sqlite(pool) => On::SqlitePool(pool),
+        }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self {
             Db::Postgres(_) => "postgres",
@@ -90,34 +122,46 @@ impl Db {
     }
 }
 
-/// PostgreSQL placeholders (`$1`) rewritten for SQLite (`?1`), so a query is written once.
-pub fn sqlite_sql(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Where one statement runs: a pool or a transaction's connection, on either backend.
+/// Produced by [`Db::on`] and [`Tx::on`] for [`sql!`](crate::sql); nothing else matches on it.
+#[doc(hidden)]
+pub enum On<'a> {
+    PgPool(&'a PgPool),
+    Pg(&'a mut sqlx::PgConnection),
+    SqlitePool(&'a SqlitePool),
+    Sqlite(&'a mut sqlx::SqliteConnection),
 }
 
-/// Runs one SQL statement, written with `$N` placeholders, on either backend:
-/// `on_db!(db, "…", [a, b], execute)` or `on_db!(db, as (i64, String), "…", [a], fetch_optional)`.
+#[doc(hidden)]
+pub use sqlx as __sqlx;
+
+/// The store's one way to run a statement on either backend, on a pool (`&Db`) or inside a
+/// transaction (`&mut Tx`). The SQL is written once, with `$N` placeholders, which both
+/// PostgreSQL and sqlx's SQLite driver bind by number (no rewriting, no second copy):
+///
+/// - `sql!(db, "UPDATE … WHERE a = $1", [a])` returns the rows affected;
+/// - `sql!(&mut tx, as (i64, String), "SELECT …", [a, b], fetch_optional)` decodes rows
+///   (`fetch_one`, `fetch_optional`, `fetch_all`).
+///
+/// Where the SQL really differs (row locks, advisory locks, `COPY`, date arithmetic, casts),
+/// the function writes both statements side by side in one `match`. Outside `src/store/` only
+/// tests use this (`.ci/check-boundaries` enforces it).
 #[macro_export]
-macro_rules! on_db {
-    ($db:expr, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
-        match $db {
-            $crate::store::Db::Postgres(pool) => sqlx::query($sql)$(.bind($arg))*.$method(pool).await.map(|r| r.rows_affected()),
-            $crate::store::Db::Sqlite(pool) => sqlx::query(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(pool).await.map(|r| r.rows_affected()),
+macro_rules! sql {
+    ($on:expr, $sql:expr, [$($arg:expr),* $(,)?]) => {
+        match $on.on() {
+            $crate::store::On::PgPool(e) => $crate::store::__sqlx::query($sql)$(.bind($arg))*.execute(e).await.map(|r| r.rows_affected()),
+            $crate::store::On::Pg(e) => $crate::store::__sqlx::query($sql)$(.bind($arg))*.execute(e).await.map(|r| r.rows_affected()),
+            $crate::store::On::SqlitePool(e) => $crate::store::__sqlx::query($sql)$(.bind($arg))*.execute(e).await.map(|r| r.rows_affected()),
+            $crate::store::On::Sqlite(e) => $crate::store::__sqlx::query($sql)$(.bind($arg))*.execute(e).await.map(|r| r.rows_affected()),
         }
     };
-    ($db:expr, as $t:ty, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
-        match $db {
-            $crate::store::Db::Postgres(pool) => sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(pool).await,
-            $crate::store::Db::Sqlite(pool) => sqlx::query_as::<_, $t>(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(pool).await,
+    ($on:expr, as $t:ty, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
+        match $on.on() {
+            $crate::store::On::PgPool(e) => $crate::store::__sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(e).await,
+            $crate::store::On::Pg(e) => $crate::store::__sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(e).await,
+            $crate::store::On::SqlitePool(e) => $crate::store::__sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(e).await,
+            $crate::store::On::Sqlite(e) => $crate::store::__sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(e).await,
         }
     };
 }
@@ -147,6 +191,15 @@ impl Db {
 }
 
 impl Tx {
+    /// Where [`sql!`](crate::sql) runs inside this transaction.
+    #[doc(hidden)]
+    pub fn on(&mut self) -> On<'_> {
+        match self {
+            Tx::Postgres(tx) => On::Pg(tx),
+            Tx::Sqlite(tx) => On::Sqlite(tx),
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             Tx::Postgres(tx) => tx.commit().await?,
@@ -156,31 +209,23 @@ impl Tx {
     }
 }
 
-/// [`on_db!`] inside a [`Tx`]: `on_tx!(tx, "…", [a, b])` returns rows affected;
-/// `on_tx!(tx, as (i64,), "…", [a], fetch_optional)` decodes rows.
-#[macro_export]
-macro_rules! on_tx {
-    ($tx:expr, $sql:expr, [$($arg:expr),* $(,)?]) => {
-        match $tx {
-            $crate::store::Tx::Postgres(tx) => sqlx::query($sql)$(.bind($arg))*.execute(&mut **tx).await.map(|r| r.rows_affected()),
-            $crate::store::Tx::Sqlite(tx) => sqlx::query(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.execute(&mut **tx).await.map(|r| r.rows_affected()),
-        }
-    };
-    ($tx:expr, as $t:ty, $sql:expr, [$($arg:expr),* $(,)?], $method:ident) => {
-        match $tx {
-            $crate::store::Tx::Postgres(tx) => sqlx::query_as::<_, $t>($sql)$(.bind($arg))*.$method(&mut **tx).await,
-            $crate::store::Tx::Sqlite(tx) => sqlx::query_as::<_, $t>(&$crate::store::sqlite_sql($sql))$(.bind($arg))*.$method(&mut **tx).await,
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn placeholders_are_rewritten_for_sqlite() {
-        assert_eq!(
-            super::sqlite_sql("SELECT $1, '$x', $12 FROM t"),
-            "SELECT ?1, '$x', ?12 FROM t"
-        );
+    use super::Db;
+
+    /// The one technique rests on this: SQLite binds `$N` by its number, like PostgreSQL,
+    /// whatever order the placeholders appear in and however often.
+    #[tokio::test]
+    async fn sqlite_binds_numbered_placeholders_by_number() {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        let row: (String, i64, String) = crate::sql!(
+            &db,
+            as (String, i64, String),
+            "SELECT $3, $1, $3 || '$x'",
+            [7i64, "unused", "c"],
+            fetch_one
+        )
+        .unwrap();
+        assert_eq!(row, ("c".to_string(), 7, "c$x".to_string()));
     }
 }

@@ -25,7 +25,7 @@ async fn connection_events(db: &Db, tenant: &str) -> Vec<String> {
         aggregate_id: Some(tenant.into()),
         ..Default::default()
     };
-    db.read_from(0, 1000, &filter)
+    bling_ledger::store::log::read_from(db, 0, 1000, &filter)
         .await
         .unwrap()
         .into_iter()
@@ -86,7 +86,7 @@ async fn connect_through_the_consent_page(t: TestDb) {
     let auth = stack.server.auth.as_ref().unwrap();
     let token = auth.tokens.access_token(&shop).await.unwrap();
     // Stored encrypted: the raw row holds neither the token nor anything decodable to it.
-    let raw: Vec<(String, String)> = bling_ledger::on_db!(
+    let raw: Vec<(String, String)> = bling_ledger::sql!(
         &t.db,
         as (String, String),
         "SELECT access_token, refresh_token FROM bling_credentials",
@@ -229,11 +229,10 @@ async fn eight_workers_single_flight_postgres() {
     assert_eq!(stack.connect("shop-a").await.0, 200);
     let shop = tenant("shop-a");
     // The token is about to expire.
-    bling_ledger::on_db!(
+    bling_ledger::sql!(
         &t.db,
         "UPDATE bling_credentials SET access_expires_at_ms = $1",
-        [bling_ledger::store::now_ms() + 1_000],
-        execute
+        [bling_ledger::store::now_ms() + 1_000]
     )
     .unwrap();
     let before = token_calls(&stack).await;
@@ -689,7 +688,7 @@ async fn refused_authorizations_say_why(t: TestDb) {
         assert_eq!(status["last_authorization_failure"]["error_type"], error);
         assert!(status["token_fingerprint"].is_null());
     }
-    let rows: Vec<(String,)> = bling_ledger::on_db!(
+    let rows: Vec<(String,)> = bling_ledger::sql!(
         &t.db,
         as (String,),
         "SELECT tenant FROM bling_credentials",

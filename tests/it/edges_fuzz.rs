@@ -557,7 +557,7 @@ fn judge(case: &Case, response: &std::io::Result<raw::RawResponse>) -> Option<St
 
 async fn event_count(db: &bling_ledger::store::Db) -> usize {
     settle(db).await;
-    db.read_from(0, 1_000_000, &LogFilter::default())
+    bling_ledger::store::log::read_from(db, 0, 1_000_000, &LogFilter::default())
         .await
         .expect("read log")
         .len()

@@ -73,17 +73,24 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
         tenant: Some("shop-b".into()),
         ..Default::default()
     };
-    let b = t.db.read_from(0, 100, &only_b).await.unwrap();
+    let b = bling_ledger::store::log::read_from(&t.db, 0, 100, &only_b)
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].position, 3);
     assert_eq!(
-        t.db.read_from(2, 100, &LogFilter::default())
+        bling_ledger::store::log::read_from(&t.db, 2, 100, &LogFilter::default())
             .await
             .unwrap()
             .len(),
         1
     );
-    assert_eq!(t.db.head_position().await.unwrap(), 3);
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        3
+    );
 
     // Unchanged profile: nothing appended.
     ledger
@@ -91,7 +98,12 @@ async fn events_carry_metadata_and_positions(t: TestDb) {
         .await
         .unwrap();
     // Every earlier event was positioned, so a new one could only have come after 3.
-    assert_eq!(t.db.head_position().await.unwrap(), 3);
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        3
+    );
     let events: i64 = match &t.db {
         Db::Postgres(pool) => sqlx::query_scalar("SELECT count(*) FROM events")
             .fetch_one(pool)
@@ -149,7 +161,9 @@ async fn a_late_commit_is_never_skipped_postgres() {
         "B is visible while A is in flight: the trap is set"
     );
 
-    let seen = t.db.read_from(0, 10, &LogFilter::default()).await.unwrap();
+    let seen = bling_ledger::store::log::read_from(&t.db, 0, 10, &LogFilter::default())
+        .await
+        .unwrap();
     assert!(
         seen.is_empty(),
         "nothing may be read while an older transaction is open"
@@ -234,7 +248,7 @@ async fn concurrent_writers_one_reader(t: TestDb, per_writer: usize) {
             seen.len()
         );
         let batch =
-            t.db.read_from(checkpoint, 1000, &LogFilter::default())
+            bling_ledger::store::log::read_from(&t.db, checkpoint, 1000, &LogFilter::default())
                 .await
                 .unwrap();
         if batch.is_empty() {
@@ -266,14 +280,19 @@ async fn concurrent_writers_one_reader(t: TestDb, per_writer: usize) {
         w.await.unwrap();
     }
     // Nothing more arrives, and the table holds exactly what was delivered.
-    assert!(t
-        .db
-        .read_from(checkpoint, 10, &LogFilter::default())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        bling_ledger::store::log::read_from(&t.db, checkpoint, 10, &LogFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(seen.len(), total);
-    assert_eq!(t.db.head_position().await.unwrap(), total as i64);
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        total as i64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -304,7 +304,13 @@ async fn bad_input_is_named_and_stores_nothing(t: TestDb) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(fields(&b), ["total", "installments"]);
 
-    assert_eq!(t.db.head_position().await.unwrap(), 0, "nothing stored");
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        0,
+        "nothing stored"
+    );
     server.stop().await.unwrap();
 }
 both_backends!(bad_input, bad_input_is_named_and_stores_nothing);
@@ -441,7 +447,12 @@ async fn idempotency_keys(t: TestDb) {
 
     let events = read_eventually(&t.db, 0, 1, &LogFilter::default()).await;
     assert_eq!(events.len(), 1);
-    assert_eq!(t.db.head_position().await.unwrap(), 1);
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        1
+    );
     server.stop().await.unwrap();
 }
 both_backends!(idempotency, idempotency_keys);
@@ -895,7 +906,13 @@ async fn every_refusal_has_the_error_shape(t: TestDb) {
     .await;
     check(&r, 422, "validation_failed", &["reason"]);
 
-    assert_eq!(t.db.head_position().await.unwrap(), 0, "nothing stored");
+    assert_eq!(
+        bling_ledger::store::log::head_position(&t.db)
+            .await
+            .unwrap(),
+        0,
+        "nothing stored"
+    );
     // The same requests, well formed, still work.
     let r = raw_send(
         &server,
@@ -948,19 +965,19 @@ async fn unfinished_idempotency_claims_expire(t: TestDb) {
     let ttl = Duration::from_millis(300);
     let db = &t.db;
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Fresh
     );
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::InProgress
     );
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h2", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h2", ttl)
             .await
             .unwrap(),
         Claim::Mismatch
@@ -968,30 +985,30 @@ async fn unfinished_idempotency_claims_expire(t: TestDb) {
     tokio::time::sleep(Duration::from_millis(450)).await;
     // Expired: another body is still a mismatch; the same body takes the claim over, once.
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h2", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h2", ttl)
             .await
             .unwrap(),
         Claim::Mismatch
     );
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Fresh
     );
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::InProgress
     );
-    db.complete_idempotency_key("shop-a", "k", 201, "{}")
+    bling_ledger::store::idempotency::complete(db, "shop-a", "k", 201, "{}")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(450)).await;
     // A finished claim never expires.
     assert_eq!(
-        db.claim_idempotency_key("shop-a", "k", "h1", ttl)
+        bling_ledger::store::idempotency::claim(db, "shop-a", "k", "h1", ttl)
             .await
             .unwrap(),
         Claim::Replay {

@@ -229,12 +229,12 @@ async fn scripted_ledger(db: &Db, tenant: &str, invoices: usize) -> Vec<String> 
 /// once every older transaction of the cluster (other tests' too) has finished.
 async fn settle(db: &Db) -> i64 {
     let written: i64 =
-        bling_ledger::on_db!(db, as (i64,), "SELECT COUNT(*) FROM events", [], fetch_one)
+        bling_ledger::sql!(db, as (i64,), "SELECT COUNT(*) FROM events", [], fetch_one)
             .unwrap()
             .0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let head = db.head_position().await.unwrap();
+        let head = bling_ledger::store::log::head_position(db).await.unwrap();
         if head == written || tokio::time::Instant::now() > deadline {
             return head;
         }

@@ -91,7 +91,9 @@ pub async fn read_eventually(
 ) -> Vec<bling_ledger::store::log::RecordedEvent> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let events = db.read_from(after, 10_000, filter).await.expect("read log");
+        let events = bling_ledger::store::log::read_from(db, after, 10_000, filter)
+            .await
+            .expect("read log");
         if events.len() >= count || tokio::time::Instant::now() > deadline {
             return events;
         }
@@ -358,7 +360,7 @@ pub async fn settle(db: &Db) {
     if let Db::Postgres(pool) = db {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         while tokio::time::Instant::now() < deadline {
-            let _ = db.sequence_pending().await;
+            let _ = bling_ledger::store::log::sequence_pending(db).await;
             let pending: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position IS NULL")
                     .fetch_one(pool)

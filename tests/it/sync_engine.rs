@@ -32,7 +32,9 @@ async fn invoice_events(db: &Db, tenant: &str, invoice: &str) -> Vec<RecordedEve
         aggregate_id: Some(format!("{tenant}/{invoice}")),
         ..Default::default()
     };
-    db.read_from(0, 10_000, &filter).await.unwrap()
+    bling_ledger::store::log::read_from(db, 0, 10_000, &filter)
+        .await
+        .unwrap()
 }
 
 async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
@@ -40,8 +42,7 @@ async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let page = db
-            .read_from(after, 5_000, &LogFilter::default())
+        let page = bling_ledger::store::log::read_from(db, after, 5_000, &LogFilter::default())
             .await
             .unwrap();
         let Some(last) = page.last() else { return out };

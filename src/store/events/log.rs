@@ -22,7 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{Db, StoreError};
+use crate::sql;
+use crate::store::{Db, StoreError};
 
 /// One event as the log holds it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,25 +59,24 @@ const SEQUENCER_BATCH: i64 = 5_000;
 /// Arbitrary but fixed key of the sequencer's advisory lock.
 const SEQUENCER_LOCK: i64 = 0x626c_696e_675f_6c67; // "bling_lg"
 
-impl Db {
-    /// Gives positions to committed events that have none yet. Returns how many it numbered;
-    /// 0 also when another process holds the sequencer (it will do the work).
-    pub async fn sequence_pending(&self) -> Result<u64, StoreError> {
-        let Db::Postgres(pool) = self else {
-            return Ok(0);
-        };
-        let mut numbered = 0;
-        loop {
-            let mut tx = pool.begin().await?;
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-                .bind(SEQUENCER_LOCK)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !locked {
-                return Ok(numbered);
-            }
-            let done = sqlx::query(
-                "WITH pending AS (
+/// Gives positions to committed events that have none yet. Returns how many it numbered;
+/// 0 also when another process holds the sequencer (it will do the work).
+pub async fn sequence_pending(db: &Db) -> Result<u64, StoreError> {
+    let Db::Postgres(pool) = db else {
+        return Ok(0);
+    };
+    let mut numbered = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(SEQUENCER_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(numbered);
+        }
+        let done = sqlx::query(
+            "WITH pending AS (
                      SELECT aggregate_type, aggregate_id, sequence,
                             row_number() OVER (ORDER BY tx_id, insert_id) AS n
                      FROM (SELECT aggregate_type, aggregate_id, sequence, tx_id, insert_id
@@ -93,32 +93,32 @@ impl Db {
                  WHERE e.aggregate_type = pending.aggregate_type
                    AND e.aggregate_id = pending.aggregate_id
                    AND e.sequence = pending.sequence",
-            )
-            .bind(SEQUENCER_BATCH)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            numbered += done;
-            if done < SEQUENCER_BATCH as u64 {
-                return Ok(numbered);
-            }
+        )
+        .bind(SEQUENCER_BATCH)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        numbered += done;
+        if done < SEQUENCER_BATCH as u64 {
+            return Ok(numbered);
         }
     }
+}
 
-    /// Up to `limit` events after `after` (exclusive), in global order. Never skips an event:
-    /// an event committed late is numbered after every event already readable.
-    pub async fn read_from(
-        &self,
-        after: i64,
-        limit: i64,
-        filter: &LogFilter,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.sequence_pending().await?;
-        match self {
-            Db::Postgres(pool) => {
-                let rows = sqlx::query(
-                    "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
+/// Up to `limit` events after `after` (exclusive), in global order. Never skips an event:
+/// an event committed late is numbered after every event already readable.
+pub async fn read_from(
+    db: &Db,
+    after: i64,
+    limit: i64,
+    filter: &LogFilter,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    sequence_pending(db).await?;
+    match db {
+        Db::Postgres(pool) => {
+            let rows = sqlx::query(
+                "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
                             event_version, payload, metadata, recorded_at
                      FROM events
                      WHERE global_position > $1
@@ -127,19 +127,19 @@ impl Db {
                        AND ($4::text IS NULL OR aggregate_id = $4)
                      ORDER BY global_position
                      LIMIT $5",
-                )
-                .bind(after)
-                .bind(&filter.tenant)
-                .bind(&filter.aggregate_type)
-                .bind(&filter.aggregate_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(pg_event).collect()
-            }
-            Db::Sqlite(pool) => {
-                let rows = sqlx::query(
-                    "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
+            )
+            .bind(after)
+            .bind(&filter.tenant)
+            .bind(&filter.aggregate_type)
+            .bind(&filter.aggregate_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(pg_event).collect()
+        }
+        Db::Sqlite(pool) => {
+            let rows = sqlx::query(
+                "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
                             event_version, payload, metadata, recorded_at
                      FROM events
                      WHERE global_position > ?1
@@ -148,47 +148,37 @@ impl Db {
                        AND (?4 IS NULL OR aggregate_id = ?4)
                      ORDER BY global_position
                      LIMIT ?5",
-                )
-                .bind(after)
-                .bind(&filter.tenant)
-                .bind(&filter.aggregate_type)
-                .bind(&filter.aggregate_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(sqlite_event).collect()
-            }
+            )
+            .bind(after)
+            .bind(&filter.tenant)
+            .bind(&filter.aggregate_type)
+            .bind(&filter.aggregate_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(sqlite_event).collect()
         }
     }
+}
 
-    /// Every aggregate id of one type, sorted (e.g. the tenants with a Bling connection).
-    pub async fn aggregate_ids(&self, aggregate_type: &str) -> Result<Vec<String>, StoreError> {
-        let sql = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 ORDER BY 1";
-        Ok(match self {
-            Db::Postgres(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(aggregate_type)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar(sql)
-                    .bind(aggregate_type)
-                    .fetch_all(pool)
-                    .await?
-            }
-        })
-    }
+/// Every aggregate id of one type, sorted (e.g. the tenants with a Bling connection).
+pub async fn aggregate_ids(db: &Db, aggregate_type: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sql!(
+        db,
+        as (String,),
+        "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 ORDER BY 1",
+        [aggregate_type],
+        fetch_all
+    )?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
 
-    /// The highest position readable now (0 for an empty log).
-    pub async fn head_position(&self) -> Result<i64, StoreError> {
-        self.sequence_pending().await?;
-        let sql = "SELECT COALESCE(MAX(global_position), 0) FROM events";
-        Ok(match self {
-            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-        })
-    }
+/// The highest position readable now (0 for an empty log).
+pub async fn head_position(db: &Db) -> Result<i64, StoreError> {
+    sequence_pending(db).await?;
+    let (head,): (i64,) =
+        sql!(db, as (i64,), "SELECT COALESCE(MAX(global_position), 0) FROM events", [], fetch_one)?;
+    Ok(head)
 }
 
 fn pg_event(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, StoreError> {

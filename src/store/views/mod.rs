@@ -1,4 +1,7 @@
-//! The views' rows as SQL: column lists, loading by key and batched writes on both backends.
+//! The projection tables (`proj_*`): the views' rows as SQL, column lists, loading by key and
+//! batched writes on both backends, the rebuild's `COPY` and index handling, and what support
+//! reads from them ([`reads`]). What the rows mean, and the exactly-once contract between the
+//! rows and their checkpoints, is the runner's (`crate::projections`) and [`super::checkpoints`]'.
 //!
 //! PostgreSQL writes a batch with one statement per table (`INSERT … SELECT FROM UNNEST(arrays)
 //! ON CONFLICT … DO UPDATE`); SQLite runs one prepared statement per row inside the batch's
@@ -14,6 +17,8 @@ use std::borrow::Cow;
 use sqlx::Row;
 
 use crate::store::{StoreError, Tx};
+
+pub mod reads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ty {
@@ -154,7 +159,7 @@ pub async fn load<R: Stored>(tx: &mut Tx, keys: &[Vec<String>]) -> Result<Vec<R>
             let cond: Vec<String> = key_cols
                 .iter()
                 .enumerate()
-                .map(|(n, c)| format!("{c} = ?{}", n + 1))
+                .map(|(n, c)| format!("{c} = ${}", n + 1))
                 .collect();
             let sql = format!(
                 "SELECT {} FROM {} WHERE {}",
@@ -252,7 +257,7 @@ pub async fn write<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), StoreError
             query.execute(&mut **t).await?;
         }
         Tx::Sqlite(t) => {
-            let params: Vec<String> = (1..=table.cols.len()).map(|n| format!("?{n}")).collect();
+            let params: Vec<String> = (1..=table.cols.len()).map(|n| format!("${n}")).collect();
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES ({}){conflict}",
                 table.name,
@@ -281,10 +286,10 @@ pub async fn write_bulk<R: Stored>(tx: &mut Tx, rows: &[&R]) -> Result<(), Store
     if rows.is_empty() {
         return Ok(());
     }
-    let Tx::Postgres(t) = tx else {
+    if let Tx::Sqlite(_) = tx {
         return write(tx, rows).await;
-    };
-    let mut copy = CopyWriter::open::<R>(t).await?;
+    }
+    let mut copy = CopyWriter::open::<R>(tx).await?;
     copy.write(rows.iter().copied()).await?;
     copy.finish().await?;
     Ok(())
@@ -304,7 +309,14 @@ pub struct CopyWriter<'c> {
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 impl<'c> CopyWriter<'c> {
-    pub async fn open<R: Stored>(conn: &'c mut sqlx::PgConnection) -> Result<Self, StoreError> {
+    /// Opens the `COPY` of `R`'s table in `tx` (PostgreSQL only: SQLite has no `COPY`).
+    pub async fn open<R: Stored>(tx: &'c mut Tx) -> Result<Self, StoreError> {
+        let Tx::Postgres(conn) = tx else {
+            return Err(StoreError::Corrupt(
+                "COPY needs a PostgreSQL transaction".into(),
+            ));
+        };
+        let conn: &'c mut sqlx::PgConnection = conn;
         let table = &R::TABLE;
         let copy = conn
             .copy_in_raw(&format!(
@@ -845,6 +857,92 @@ pub fn tables_of(name: &str) -> &'static [&'static str] {
         projections::customers::NAME => &["proj_customers"],
         _ => &[],
     }
+}
+
+/// Empties the tables of the projections `names` (their checkpoints are the caller's, who holds
+/// their locks).
+pub async fn empty(tx: &mut Tx, names: &[&str]) -> Result<(), StoreError> {
+    for name in names {
+        for table in tables_of(name) {
+            match &mut *tx {
+                // TRUNCATE is transactional on PostgreSQL and frees the space at once.
+                Tx::Postgres(t) => {
+                    sqlx::query(&format!("TRUNCATE {table}"))
+                        .execute(&mut **t)
+                        .await?;
+                }
+                Tx::Sqlite(t) => {
+                    sqlx::query(&format!("DELETE FROM {table}"))
+                        .execute(&mut **t)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How to put back what [`set_indexes_aside`] dropped.
+pub struct SetAside {
+    /// `ALTER TABLE … ADD CONSTRAINT …` for primary keys, then `CREATE INDEX …`.
+    statements: Vec<String>,
+}
+
+/// Drops the indexes and primary keys of the emptied tables (PostgreSQL; nothing on SQLite):
+/// building an index once over the loaded rows costs a fraction of maintaining it row by row.
+/// The definitions come from the catalog, so they stay whatever the migrations made them.
+pub async fn set_indexes_aside(tx: &mut Tx, names: &[&str]) -> Result<SetAside, StoreError> {
+    let mut statements = Vec::new();
+    let Tx::Postgres(t) = tx else {
+        return Ok(SetAside { statements });
+    };
+    for name in names {
+        for table in tables_of(name) {
+            let keys: Vec<(String, String)> = sqlx::query_as(
+                "SELECT conname::text, pg_get_constraintdef(oid)
+                 FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await?;
+            let indexes: Vec<(String, String)> = sqlx::query_as(
+                "SELECT i.relname::text, pg_get_indexdef(i.oid)
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                 WHERE x.indrelid = $1::regclass AND NOT x.indisprimary",
+            )
+            .bind(table)
+            .fetch_all(&mut **t)
+            .await?;
+            for (index, definition) in indexes {
+                sqlx::query(&format!("DROP INDEX {index}"))
+                    .execute(&mut **t)
+                    .await?;
+                statements.push(definition);
+            }
+            for (constraint, definition) in keys {
+                sqlx::query(&format!("ALTER TABLE {table} DROP CONSTRAINT {constraint}"))
+                    .execute(&mut **t)
+                    .await?;
+                // Keys first: they also check the rebuilt rows are unique.
+                statements.insert(
+                    0,
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {constraint} {definition}"),
+                );
+            }
+        }
+    }
+    Ok(SetAside { statements })
+}
+
+/// Recreates what [`set_indexes_aside`] dropped (keys first).
+pub async fn restore_indexes(tx: &mut Tx, aside: SetAside) -> Result<(), StoreError> {
+    let Tx::Postgres(t) = tx else {
+        return Ok(());
+    };
+    for statement in aside.statements {
+        sqlx::query(&statement).execute(&mut **t).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
