@@ -469,6 +469,11 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
         },
     )
     .await;
+    // Only the workers started below (and killed) run: the server runs none of its own.
+    assert!(
+        stack.server.sync.is_none(),
+        "run_worker = false: no server worker"
+    );
     assert_eq!(stack.connect("shop-a").await.0, 200);
     stack.sandbox.set_faults(
         None,
@@ -598,6 +603,11 @@ async fn two_workers_share_the_work_postgres() {
         },
     )
     .await;
+    // Exactly the two workers below share the work: the server runs none of its own.
+    assert!(
+        stack.server.sync.is_none(),
+        "run_worker = false: no server worker"
+    );
     for shop in ["shop-a", "shop-b", "shop-c"] {
         assert_eq!(stack.connect(shop).await.0, 200);
         call(
