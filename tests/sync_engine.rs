@@ -1323,3 +1323,267 @@ async fn a_daily_429_stops_the_account_and_its_status_says_so() {
     );
     stack.stop().await;
 }
+
+/// `/metrics` as `name{labels}` → value (comments dropped).
+async fn scrape(stack: &Stack) -> HashMap<String, f64> {
+    let text = stack
+        .http
+        .get(format!("{}/metrics", stack.server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of every sample of `family` whose labels include all of `labels`.
+fn sum(metrics: &HashMap<String, f64>, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// After a sync, `/metrics` has every worker family, with plausible values: jobs done for
+/// every synced invoice and customer, the Bling calls by route template (no ids), a latency
+/// histogram agreeing with the call counts, the queue depth (the invoice of a customer
+/// without an address waits, blocked), the lease gauge, the token budget and the renewals due.
+async fn metrics_after_a_sync(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    for c in 0..2 {
+        call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/shop-a/customers/c{c}"),
+            Some(&customer("Cliente", c)),
+        )
+        .await;
+    }
+    let mut homeless = customer("Sem Endereço", 2);
+    homeless.as_object_mut().unwrap().remove("address");
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c2",
+        Some(&homeless),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    for i in 0..5 {
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"),
+            Some(&invoice(&format!("c{}", i % 2), i)),
+        )
+        .await;
+    }
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/inv-blocked/bill",
+        Some(&invoice("c2", 99)),
+    )
+    .await;
+    assert!(eventually(60, || all_synced(&stack, &t.db, 5)).await);
+    let blocked = "state=\"blocked\"";
+    assert!(
+        eventually(30, || async {
+            sum(
+                &scrape(&stack).await,
+                "bling_ledger_sync_queue_depth",
+                &[blocked],
+            ) >= 2.0
+        })
+        .await,
+        "the homeless customer's contato and invoice wait, blocked"
+    );
+    let m = scrape(&stack).await;
+    let jobs = "bling_ledger_sync_jobs_total";
+    assert!(
+        sum(&m, jobs, &["kind=\"invoice\"", "outcome=\"done\""]) >= 5.0,
+        "{m:?}"
+    );
+    assert!(
+        sum(&m, jobs, &["kind=\"contact\"", "outcome=\"done\""]) >= 2.0,
+        "{m:?}"
+    );
+    assert!(sum(&m, jobs, &["outcome=\"blocked\""]) >= 2.0, "{m:?}");
+    assert_eq!(sum(&m, jobs, &["outcome=\"error\""]), 0.0, "{m:?}");
+
+    let calls_total = "bling_ledger_bling_calls_total";
+    let creates = sum(
+        &m,
+        calls_total,
+        &["method=\"POST\"", "route=\"/pedidos/vendas\""],
+    );
+    assert!(creates >= 5.0, "{m:?}");
+    let situacoes = "route=\"/pedidos/vendas/{id}/situacoes/{id}\"";
+    assert!(
+        sum(&m, calls_total, &["method=\"PATCH\"", situacoes]) >= 5.0,
+        "{m:?}"
+    );
+    assert!(
+        sum(&m, calls_total, &["route=\"/contatos\"", "status=\"200\""]) >= 2.0,
+        "{m:?}"
+    );
+    for key in m.keys().filter(|k| k.starts_with(calls_total)) {
+        assert!(
+            !key.split('/')
+                .any(|s| s.starts_with(|c: char| c.is_ascii_digit())),
+            "no id in a route label: {key}"
+        );
+    }
+    let seconds = "bling_ledger_bling_call_seconds";
+    let route = ["method=\"POST\"", "route=\"/pedidos/vendas\""];
+    let count = sum(&m, &format!("{seconds}_count"), &route);
+    assert_eq!(count, creates, "one latency sample per call");
+    let inf = sum(
+        &m,
+        &format!("{seconds}_bucket"),
+        &[route[0], route[1], "le=\"+Inf\""],
+    );
+    assert_eq!(inf, count);
+    let fast = sum(
+        &m,
+        &format!("{seconds}_bucket"),
+        &[route[0], route[1], "le=\"5\""],
+    );
+    assert!(
+        fast <= inf && fast >= 1.0,
+        "the local sandbox answers within 5 s"
+    );
+    assert!(sum(&m, &format!("{seconds}_sum"), &route) > 0.0);
+
+    for state in ["pending", "blocked", "failed", "parked"] {
+        let key = format!("bling_ledger_sync_queue_depth{{state=\"{state}\"}}");
+        assert!(m.contains_key(&key), "{key} in {m:?}");
+    }
+    let leases = m["bling_ledger_sync_leases_held"];
+    assert!((0.0..=1.0).contains(&leases), "one tenant: {leases}");
+    let used = m["bling_ledger_token_budget_used"];
+    let limit = m["bling_ledger_token_budget_limit"];
+    assert_eq!(limit, 15.0);
+    assert!((0.0..=limit).contains(&used), "{used}");
+    assert_eq!(m["bling_ledger_connected_tenants"], 1.0);
+    // Sandbox tokens live 6 h; the tests renew 60 s ahead: nothing is due.
+    assert_eq!(m["bling_ledger_token_renewals_due"], 0.0);
+    assert!(m.contains_key("bling_ledger_token_endpoint_calls_total"));
+    assert!(sum(&m, "bling_ledger_http_requests_total", &["status=\"201\""]) >= 8.0);
+    stack.stop().await;
+}
+both_backends!(metrics, metrics_after_a_sync);
+
+/// A writer into a shared buffer, for capturing the service's log lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The service's log lines at DEBUG during a sync: requests in `http_request` spans, Bling
+/// calls inside their `sync_job` span, and nothing personal (names, CPF, address) or secret.
+/// A current-thread runtime, so the subscriber set for this thread sees every task.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_carry_spans_and_ids_only() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("bling_ledger=debug,bling_ledger::sandbox=off")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let t = TestDb::sqlite().await;
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let document = cpf(77);
+    let mut body = customer_body("Joana Pereira");
+    body["tax_id"] = json!(document);
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/inv-1/bill",
+        Some(&invoice("c1", 1)),
+    )
+    .await;
+    assert!(eventually(30, || all_synced(&stack, &t.db, 1)).await);
+    // A refusal is logged at INFO inside its request's span.
+    call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c2",
+        Some(&json!({})),
+    )
+    .await;
+    stack.stop().await;
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let refused = text
+        .lines()
+        .find(|l| l.contains("request refused"))
+        .unwrap_or_else(|| panic!("a refusal line in:\n{text}"));
+    for field in [
+        "http_request{",
+        "request_id=",
+        "route=\"/v1/tenants/{tenant}/customers/{customer_id}\"",
+        "tenant=\"shop-a\"",
+        "status=422",
+        "latency_ms=",
+    ] {
+        assert!(refused.contains(field), "{field} in {refused}");
+    }
+    let bling_calls: Vec<_> = text.lines().filter(|l| l.contains("bling call")).collect();
+    assert!(!bling_calls.is_empty(), "{text}");
+    for line in &bling_calls {
+        assert!(
+            line.contains("sync_job{"),
+            "a Bling call inside its job's span: {line}"
+        );
+        assert!(line.contains("attempt=1"), "{line}");
+    }
+    assert!(
+        bling_calls
+            .iter()
+            .any(|l| l.contains("invoice_id=\"inv-1\"") && l.contains("route=/pedidos/vendas")),
+        "{text}"
+    );
+    assert!(text.contains("outcome=\"done\""), "{text}");
+    let digits: String = document.chars().filter(char::is_ascii_digit).collect();
+    for personal in [
+        "Joana",
+        "Pereira",
+        digits.as_str(),
+        "Rua das Flores",
+        "01001",
+    ] {
+        assert!(!text.contains(personal), "{personal} logged:\n{text}");
+    }
+    assert!(!text.to_lowercase().contains("bearer "), "no token logged");
+}

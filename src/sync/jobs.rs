@@ -175,9 +175,9 @@ impl Executor {
         name = "sync_job",
         skip_all,
         fields(
-            tenant = %job.tenant,
+            tenant = job.tenant.as_str(),
             kind = job.kind.as_str(),
-            customer_id = %job.customer_id,
+            customer_id = job.customer_id.as_str(),
             invoice_id = tracing::field::Empty,
             attempt = job.attempts + 1,
             outcome = tracing::field::Empty,
