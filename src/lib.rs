@@ -26,6 +26,9 @@
 //! - behind the default-on `dev-tools` feature: [`sandbox`] (a Bling API v3 emulator that
 //!   uses nothing of the ledger), [`demo`] and [`bench`].
 
+// No unwrap outside tests (see the workspace lints in Cargo.toml).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod api;
 pub mod audit;
 pub mod auth;
