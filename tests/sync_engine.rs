@@ -79,6 +79,11 @@ async fn fast_stack(t: &TestDb) -> Stack {
 
 async fn all_synced(stack: &Stack, db: &Db, expected: usize) -> bool {
     let _ = stack;
+    synced(db, expected).await
+}
+
+/// Whether `expected` invoices have had their situação changed.
+async fn synced(db: &Db, expected: usize) -> bool {
     let changed = events_of_type(db, "SituacaoChanged").await;
     let distinct: HashSet<_> = changed.iter().map(|e| e.aggregate_id.clone()).collect();
     distinct.len() >= expected
@@ -642,8 +647,20 @@ async fn two_workers_share_the_work_postgres() {
         )
         .unwrap();
         let worker = SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings::default());
+        let log = t.db.clone();
+        // No server worker finishes what these two leave: each runs until every invoice is
+        // synced. A round can end early, "idle", while work remains: events not yet readable
+        // (PostgreSQL numbers them once the cluster's older transactions finish) or a retry
+        // due later.
         tasks.push(tokio::spawn(async move {
-            worker.run_until_idle(Duration::from_secs(60)).await
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                worker.run_until_idle(Duration::from_secs(60)).await?;
+                if synced(&log, 60).await || tokio::time::Instant::now() > deadline {
+                    return Ok::<(), bling_ledger::store::StoreError>(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }));
     }
     for task in tasks {
@@ -1485,105 +1502,3 @@ async fn metrics_after_a_sync(t: TestDb) {
     stack.stop().await;
 }
 both_backends!(metrics, metrics_after_a_sync);
-
-/// A writer into a shared buffer, for capturing the service's log lines.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The service's log lines at DEBUG during a sync: requests in `http_request` spans, Bling
-/// calls inside their `sync_job` span, and nothing personal (names, CPF, address) or secret.
-/// A current-thread runtime, so the subscriber set for this thread sees every task.
-#[tokio::test(flavor = "current_thread")]
-async fn logs_carry_spans_and_ids_only() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("bling_ledger=debug,bling_ledger::sandbox=off")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let t = TestDb::sqlite().await;
-    let stack = fast_stack(&t).await;
-    assert_eq!(stack.connect("shop-a").await.0, 200);
-    let document = cpf(77);
-    let mut body = customer_body("Joana Pereira");
-    body["tax_id"] = json!(document);
-    let (s, b) = call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&body),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    call(
-        &stack,
-        "POST",
-        "/v1/tenants/shop-a/invoices/inv-1/bill",
-        Some(&invoice("c1", 1)),
-    )
-    .await;
-    assert!(eventually(30, || all_synced(&stack, &t.db, 1)).await);
-    // A refusal is logged at INFO inside its request's span.
-    call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c2",
-        Some(&json!({})),
-    )
-    .await;
-    stack.stop().await;
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let refused = text
-        .lines()
-        .find(|l| l.contains("request refused"))
-        .unwrap_or_else(|| panic!("a refusal line in:\n{text}"));
-    for field in [
-        "http_request{",
-        "request_id=",
-        "route=\"/v1/tenants/{tenant}/customers/{customer_id}\"",
-        "tenant=\"shop-a\"",
-        "status=422",
-        "latency_ms=",
-    ] {
-        assert!(refused.contains(field), "{field} in {refused}");
-    }
-    let bling_calls: Vec<_> = text.lines().filter(|l| l.contains("bling call")).collect();
-    assert!(!bling_calls.is_empty(), "{text}");
-    for line in &bling_calls {
-        assert!(
-            line.contains("sync_job{"),
-            "a Bling call inside its job's span: {line}"
-        );
-        assert!(line.contains("attempt=1"), "{line}");
-    }
-    assert!(
-        bling_calls
-            .iter()
-            .any(|l| l.contains("invoice_id=\"inv-1\"") && l.contains("route=/pedidos/vendas")),
-        "{text}"
-    );
-    assert!(text.contains("outcome=\"done\""), "{text}");
-    let digits: String = document.chars().filter(char::is_ascii_digit).collect();
-    for personal in [
-        "Joana",
-        "Pereira",
-        digits.as_str(),
-        "Rua das Flores",
-        "01001",
-    ] {
-        assert!(!text.contains(personal), "{personal} logged:\n{text}");
-    }
-    assert!(!text.to_lowercase().contains("bearer "), "no token logged");
-}

@@ -648,7 +648,9 @@ impl BlingClient {
                 return (Err(e), calls);
             }
             attempts += 1;
+            let sent = Instant::now();
             let (outcome, call) = self.attempt(req, &url, &call_path, &token).await;
+            let latency = sent.elapsed();
             // The route, not the path: a query may carry a document number.
             tracing::debug!(
                 tenant = %tenant,
@@ -665,7 +667,7 @@ impl BlingClient {
                     method: &call.method,
                     route: &route,
                     status: call.status,
-                    latency: Duration::from_millis(call.latency_ms),
+                    latency,
                 });
             }
             calls.push(call);
