@@ -27,6 +27,9 @@
 //!   uses nothing of the ledger), [`stack`] (the one place the ledger is wired to it, for
 //!   tests, the demo and the benchmarks), [`demo`] and [`bench`].
 
+// No unwrap outside tests (see the workspace lints in Cargo.toml).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod api;
 pub mod audit;
 pub mod auth;

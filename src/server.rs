@@ -24,14 +24,15 @@ pub struct Settings {
     pub tokens: TokenRegistry,
     /// The Bling app, when configured.
     pub auth: Option<crate::oauth::AuthSettings>,
-    /// The sync worker (runs only with `auth`).
+    /// The sync worker (runs only with `auth`, and only when `sync.run_worker`).
     pub sync: SyncConfig,
 }
 
 /// Where Bling's API is and how the worker uses it.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// Run the sync worker in this process (API-only replicas set it false).
+    /// Run the sync worker in this process (API-only replicas set it false: the API, the
+    /// projections and the token renewal still run).
     pub run_worker: bool,
     pub bling_api_url: String,
     pub client: crate::bling::client::ClientConfig,
@@ -67,6 +68,7 @@ pub struct Server {
     pub db: Db,
     pub ledger: Arc<Ledger>,
     pub auth: Option<Arc<BlingAuth>>,
+    /// This process's sync worker: `None` without a Bling app or with `run_worker` false.
     pub sync: Option<Arc<SyncWorker>>,
     /// The read models' runner (support views), always running.
     pub projections: Arc<crate::projections::Projections>,
@@ -99,11 +101,21 @@ impl Server {
                 None
             }
         };
+        let metrics = Arc::new(Metrics::default());
         let sync = match &auth {
+            Some(_) if !settings.sync.run_worker => {
+                tracing::info!("sync worker off in this process (run_worker = false)");
+                None
+            }
             Some(auth) => {
                 let tokens: Arc<dyn crate::bling::AccessTokens> = auth.tokens.clone();
-                let client =
-                    BlingClient::new(&settings.sync.bling_api_url, tokens, settings.sync.client)?;
+                let observer: Arc<dyn crate::bling::client::CallObserver> = metrics.clone();
+                let client = BlingClient::observed(
+                    &settings.sync.bling_api_url,
+                    tokens,
+                    settings.sync.client,
+                    observer,
+                )?;
                 let mut sync_settings = settings.sync.settings.clone();
                 // Measured: 32 jobs on a 24-connection pool timed out waiting for a connection
                 // (some step of a job holds one connection while it waits for another), and 24
@@ -117,8 +129,13 @@ impl Server {
                     );
                     sync_settings.jobs_per_tenant = most;
                 }
-                let worker =
-                    SyncWorker::new(db.clone(), Arc::clone(&ledger), client, sync_settings);
+                let worker = SyncWorker::with_metrics(
+                    db.clone(),
+                    Arc::clone(&ledger),
+                    client,
+                    sync_settings,
+                    Arc::clone(&metrics),
+                );
                 background.push(Arc::clone(&worker).spawn(stop.subscribe()));
                 Some(worker)
             }
@@ -130,7 +147,7 @@ impl Server {
             db: db.clone(),
             ledger: Arc::clone(&ledger),
             tokens: Arc::new(settings.tokens),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             auth: auth.clone(),
             sync: sync.clone(),
         };

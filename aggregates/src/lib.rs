@@ -4,6 +4,9 @@
 //! [`customer`], [`invoice`] and [`connection`]. Value types that make wrong states
 //! unrepresentable (tax ids, CEP, UF, money, identifiers) live beside them.
 
+// No unwrap outside tests (see the workspace lints in Cargo.toml).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod address;
 pub mod connection;
 pub mod customer;

@@ -13,6 +13,9 @@
 //! - [`connections`]: the Bling connection of each tenant;
 //! - [`customers`]: the sync state of each customer's contato.
 
+// No unwrap outside tests (see the workspace lints in Cargo.toml).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod connections;
 pub mod customers;
 pub mod failures;

@@ -135,7 +135,7 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> A
 
 /// Runs `handler` at most once per `Idempotency-Key` (per tenant): a retry with the same key
 /// and request gets the first answer; the same key with another request is refused.
-pub async fn idempotent<F, Fut>(
+pub async fn idempotent<F, Fut, T>(
     db: &Db,
     tenant: &str,
     headers: &HeaderMap,
@@ -144,7 +144,8 @@ pub async fn idempotent<F, Fut>(
 ) -> Response
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult<(StatusCode, serde_json::Value)>>,
+    Fut: Future<Output = ApiResult<(StatusCode, T)>>,
+    T: serde::Serialize,
 {
     let key = match headers.get("idempotency-key") {
         None => return respond(handler().await),
@@ -195,25 +196,44 @@ where
         Ok(Claim::Fresh) => {
             let outcome = handler().await;
             let (status, body) = match &outcome {
-                Ok((status, body)) => (*status, body.clone()),
-                Err(e) => (e.status, e.body()),
+                Ok((status, body)) => (*status, serde_json::to_string(body)),
+                Err(e) => (e.status, serde_json::to_string(&e.body())),
+            };
+            let body = match body {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(%error, "an answer could not be serialized");
+                    let _ = idempotency::release(db, tenant, &key).await;
+                    return ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "the answer could not be written",
+                    )
+                    .into_response();
+                }
             };
             // A server-side failure is worth retrying with the same key; anything else is
             // the answer to this request, forever.
             let stored = if status.is_server_error() {
                 idempotency::release(db, tenant, &key).await
             } else {
-                idempotency::complete(db, tenant, &key, status.as_u16(), &body.to_string()).await
+                idempotency::complete(db, tenant, &key, status.as_u16(), &body).await
             };
             if let Err(error) = stored {
                 tracing::error!(%error, key, "could not record the idempotent response");
             }
-            respond(outcome)
+            match outcome {
+                // The bytes stored are the bytes answered.
+                Ok((status, _)) => {
+                    (status, [("content-type", "application/json")], body).into_response()
+                }
+                Err(e) => e.into_response(),
+            }
         }
     }
 }
 
-fn respond(outcome: ApiResult<(StatusCode, serde_json::Value)>) -> Response {
+fn respond<T: serde::Serialize>(outcome: ApiResult<(StatusCode, T)>) -> Response {
     match outcome {
         Ok((status, body)) => (status, axum::Json(body)).into_response(),
         Err(e) => e.into_response(),

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
+use super::answers::{AuthorizeStarted, Disconnected};
 use super::error::ApiError;
 use super::{tenant_id, ApiPath, AppState, RequestId};
 use crate::auth::{Principal, Role};
@@ -89,11 +89,11 @@ async fn authorize(
                 e.to_string(),
             )
         })?;
-    Ok(Json(json!({
-        "tenant": tenant,
-        "authorize_url": url,
-        "expires_in_seconds": auth.settings.state_ttl.as_secs(),
-    }))
+    Ok(Json(AuthorizeStarted {
+        authorize_url: url,
+        expires_in_seconds: auth.settings.state_ttl.as_secs(),
+        tenant,
+    })
     .into_response())
 }
 
@@ -131,7 +131,11 @@ async fn disconnect(
                 e.to_string(),
             )
         })?;
-    Ok(Json(json!({"tenant": tenant, "state": "disconnected"})).into_response())
+    Ok(Json(Disconnected {
+        state: "disconnected",
+        tenant,
+    })
+    .into_response())
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {

@@ -5,7 +5,6 @@ use aggregates::{FieldProblem, Problems};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::auth::Denied;
 use crate::store::StoreError;
@@ -63,8 +62,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code, "message": self.message, "fields": self.fields}})
+    /// The answer's body, in the one error shape.
+    pub fn body(&self) -> super::answers::ErrorAnswer<'_> {
+        super::answers::ErrorAnswer {
+            error: super::answers::ErrorDetail {
+                code: self.code,
+                fields: &self.fields,
+                message: &self.message,
+            },
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::json;
 
+use super::answers::{CustomerSaved, InvoiceBilled, InvoiceCancelled, InvoiceUpdated};
 use super::body::{idempotent, parse_json};
 use super::error::ApiError;
 use super::{path_id, tenant_id, ApiPath, AppState, RequestId};
@@ -189,15 +189,15 @@ async fn save_customer(
                 }
                 _ => (StatusCode::OK, "unchanged", vec![]),
             };
-            let body = json!({
-                "tenant": tenant,
-                "customer_id": customer_id,
-                "result": result,
-                "changed_fields": changed,
-                "person_type": person_type,
-                "tax_id": tax_id,
-                "ready_for_bling": ready_for_bling,
-            });
+            let body = CustomerSaved {
+                changed_fields: changed,
+                customer_id: customer_id.clone(),
+                person_type,
+                ready_for_bling,
+                result,
+                tax_id,
+                tenant: tenant.clone(),
+            };
             state.wake_sync();
             Ok((status, body))
         },
@@ -222,22 +222,41 @@ async fn bill_invoice(
     )?;
     let raw = raw(&body);
     let path = format!("/invoices/{invoice_id}/bill");
-    Ok(idempotent(&state.db, tenant.as_str(), &headers, ("POST", &path, &raw), || async {
-        let input: InvoiceInput = parse_json(body)?;
-        let bill = input.validate().map_err(ApiError::validation)?;
-        let total = bill.content.total;
-        let command = InvoiceCommand::Bill {
-            tenant: tenant.clone(),
-            invoice_id: invoice_id.clone(),
-            customer_id: bill.customer_id,
-            content: bill.content,
-        };
-        append_invoice(&state, &principal, request_id, &tenant, &invoice_id, command).await?;
-        Ok((
-            StatusCode::CREATED,
-            json!({"tenant": tenant, "invoice_id": invoice_id, "result": "billed", "total": total}),
-        ))
-    })
+    Ok(idempotent(
+        &state.db,
+        tenant.as_str(),
+        &headers,
+        ("POST", &path, &raw),
+        || async {
+            let input: InvoiceInput = parse_json(body)?;
+            let bill = input.validate().map_err(ApiError::validation)?;
+            let total = bill.content.total;
+            let command = InvoiceCommand::Bill {
+                tenant: tenant.clone(),
+                invoice_id: invoice_id.clone(),
+                customer_id: bill.customer_id,
+                content: bill.content,
+            };
+            append_invoice(
+                &state,
+                &principal,
+                request_id,
+                &tenant,
+                &invoice_id,
+                command,
+            )
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                InvoiceBilled {
+                    invoice_id: invoice_id.clone(),
+                    result: "billed",
+                    tenant: tenant.clone(),
+                    total,
+                },
+            ))
+        },
+    )
     .await)
 }
 
@@ -258,25 +277,48 @@ async fn update_invoice(
     )?;
     let raw = raw(&body);
     let path = format!("/invoices/{invoice_id}");
-    Ok(idempotent(&state.db, tenant.as_str(), &headers, ("PUT", &path, &raw), || async {
-        let input: InvoiceInput = parse_json(body)?;
-        let bill = input.validate().map_err(ApiError::validation)?;
-        let command = InvoiceCommand::Update {
-            tenant: tenant.clone(),
-            customer_id: bill.customer_id,
-            content: bill.content,
-        };
-        let appended = append_invoice(&state, &principal, request_id, &tenant, &invoice_id, command).await?;
-        let changed = match appended.first() {
-            Some(InvoiceEvent::InvoiceUpdated { changed_fields, .. }) => changed_fields.clone(),
-            _ => Vec::new(),
-        };
-        let result = if changed.is_empty() { "unchanged" } else { "updated" };
-        Ok((
-            StatusCode::OK,
-            json!({"tenant": tenant, "invoice_id": invoice_id, "result": result, "changed_fields": changed}),
-        ))
-    })
+    Ok(idempotent(
+        &state.db,
+        tenant.as_str(),
+        &headers,
+        ("PUT", &path, &raw),
+        || async {
+            let input: InvoiceInput = parse_json(body)?;
+            let bill = input.validate().map_err(ApiError::validation)?;
+            let command = InvoiceCommand::Update {
+                tenant: tenant.clone(),
+                customer_id: bill.customer_id,
+                content: bill.content,
+            };
+            let appended = append_invoice(
+                &state,
+                &principal,
+                request_id,
+                &tenant,
+                &invoice_id,
+                command,
+            )
+            .await?;
+            let changed = match appended.first() {
+                Some(InvoiceEvent::InvoiceUpdated { changed_fields, .. }) => changed_fields.clone(),
+                _ => Vec::new(),
+            };
+            let result = if changed.is_empty() {
+                "unchanged"
+            } else {
+                "updated"
+            };
+            Ok((
+                StatusCode::OK,
+                InvoiceUpdated {
+                    changed_fields: changed,
+                    invoice_id: invoice_id.clone(),
+                    result,
+                    tenant: tenant.clone(),
+                },
+            ))
+        },
+    )
     .await)
 }
 
@@ -345,7 +387,11 @@ async fn cancel_invoice(
             .await?;
             Ok((
                 StatusCode::OK,
-                json!({"tenant": tenant, "invoice_id": invoice_id, "result": "cancelled"}),
+                InvoiceCancelled {
+                    invoice_id: invoice_id.clone(),
+                    result: "cancelled",
+                    tenant: tenant.clone(),
+                },
             ))
         },
     )

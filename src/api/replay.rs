@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
+use super::answers::Replayed;
 use super::body::parse_json;
 use super::error::ApiError;
 use super::{path_id, tenant_id, ApiPath, AppState};
@@ -66,7 +66,11 @@ async fn replay(
     state.wake_sync();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"tenant": tenant, "invoice_id": invoice, "requeued": requeued})),
+        Json(Replayed {
+            invoice_id: invoice,
+            requeued,
+            tenant,
+        }),
     )
         .into_response())
 }

@@ -18,8 +18,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::answers::{FailurePage, InvoicePage, TenantList};
 use super::error::ApiError;
 use super::{path_id, tenant_id, ApiPath, AppState};
 use crate::auth::{Principal, Role, TenantScope};
@@ -128,7 +129,7 @@ fn cause(map: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
 async fn tenants(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantList>, ApiError> {
     principal.require(&[Role::Support], None)?;
     let only = match &principal.scope {
         TenantScope::All => None,
@@ -139,7 +140,7 @@ async fn tenants(
         .iter()
         .map(|(t, s)| queries::tenant_json(t, s))
         .collect();
-    Ok(Json(json!({ "tenants": tenants })))
+    Ok(Json(TenantList { tenants }))
 }
 
 /// What the invoice routes check first: a tenant this support token may read, a valid id.
@@ -203,7 +204,7 @@ async fn failures(
     principal: Principal,
     ApiPath(tenant): ApiPath<String>,
     raw: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FailurePage>, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
     let map = params(raw, &["cause", "since", "until", "limit", "cursor"])?;
@@ -229,11 +230,11 @@ async fn failures(
         }
     }
     let page = queries::failures(&state.db, tenant.as_str(), &filter).await?;
-    Ok(Json(json!({
-        "tenant": tenant,
-        "failures": page.items.iter().map(queries::failure_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(FailurePage {
+        failures: page.items.iter().map(queries::failure_json).collect(),
+        next_cursor: page.next_cursor,
+        tenant,
+    }))
 }
 
 async fn list_invoices(
@@ -241,7 +242,7 @@ async fn list_invoices(
     principal: Principal,
     ApiPath(tenant): ApiPath<String>,
     raw: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvoicePage>, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Support], Some(&tenant))?;
     let map = params(raw, &["state", "cause", "q", "limit", "cursor"])?;
@@ -263,9 +264,9 @@ async fn list_invoices(
         before: cursor(&map)?,
     };
     let page = queries::list_invoices(&state.db, tenant.as_str(), &filter).await?;
-    Ok(Json(json!({
-        "tenant": tenant,
-        "invoices": page.items.iter().map(queries::invoice_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(InvoicePage {
+        invoices: page.items.iter().map(queries::invoice_json).collect(),
+        next_cursor: page.next_cursor,
+        tenant,
+    }))
 }

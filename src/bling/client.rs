@@ -127,6 +127,24 @@ const MAX_LIMITE: u32 = 100;
 /// answer it could mistake for "not there" (and create a duplicate).
 const MAX_FIND_PAGES: u32 = 10;
 
+/// One HTTP attempt as an observer sees it: ids only (the route has its numeric ids replaced
+/// by `{id}` and no query), never a token, a body or a document number.
+#[derive(Debug, Clone, Copy)]
+pub struct CallEvent<'a> {
+    pub tenant: &'a TenantId,
+    pub method: &'a str,
+    /// The route template, e.g. `/pedidos/vendas/{id}`.
+    pub route: &'a str,
+    /// Bling's HTTP status; `None` when no answer came (timeout, connection failure).
+    pub status: Option<u16>,
+    pub latency: Duration,
+}
+
+/// Told of every HTTP attempt the client makes (metrics); it must not block.
+pub trait CallObserver: Send + Sync {
+    fn on_call(&self, call: &CallEvent<'_>);
+}
+
 /// The typed Bling API v3 client. Cheap to clone (one `Arc` inside); share one per process so
 /// that the per-tenant limiter sees every call.
 #[derive(Clone)]
@@ -141,6 +159,7 @@ struct Inner {
     tokens: Arc<dyn AccessTokens>,
     limiter: TenantLimiter,
     retry: RetryPolicy,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl std::fmt::Debug for BlingClient {
@@ -212,6 +231,25 @@ impl BlingClient {
         tokens: Arc<dyn AccessTokens>,
         config: ClientConfig,
     ) -> Result<BlingClient, ClientBuildError> {
+        Self::build(base_url, tokens, config, None)
+    }
+
+    /// [`BlingClient::new`], telling `observer` of every HTTP attempt.
+    pub fn observed(
+        base_url: &str,
+        tokens: Arc<dyn AccessTokens>,
+        config: ClientConfig,
+        observer: Arc<dyn CallObserver>,
+    ) -> Result<BlingClient, ClientBuildError> {
+        Self::build(base_url, tokens, config, Some(observer))
+    }
+
+    fn build(
+        base_url: &str,
+        tokens: Arc<dyn AccessTokens>,
+        config: ClientConfig,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<BlingClient, ClientBuildError> {
         let base = base_url.trim_end_matches('/').to_string();
         let parsed = Url::parse(&base).map_err(|e| ClientBuildError::BaseUrl {
             url: base_url.to_string(),
@@ -240,6 +278,7 @@ impl BlingClient {
                 tokens,
                 limiter: TenantLimiter::new(config.rate_limit_per_sec, config.daily_quota),
                 retry: config.retry,
+                observer,
             }),
         })
     }
@@ -597,6 +636,7 @@ impl BlingClient {
             Ok(u) => u,
             Err(e) => return (Err(e), calls),
         };
+        let route = route_template(&req.path);
         let token_at = Instant::now();
         let mut token = match inner.tokens.access_token(tenant).await {
             Ok(t) => t,
@@ -614,16 +654,28 @@ impl BlingClient {
                 return (Err(BlingError::Revoked { evidence: None }), calls);
             }
             attempts += 1;
+            let sent = Instant::now();
             let (outcome, call) = self.attempt(req, &url, &call_path, &token).await;
+            let latency = sent.elapsed();
+            // The route, not the path: a query may carry a document number.
             tracing::debug!(
                 tenant = %tenant,
                 method = %call.method,
-                path = %call.path,
+                route = %route,
                 status = ?call.status,
                 latency_ms = call.latency_ms,
                 error_type = ?call.error_type,
                 "bling call"
             );
+            if let Some(observer) = &inner.observer {
+                observer.on_call(&CallEvent {
+                    tenant,
+                    method: &call.method,
+                    route: &route,
+                    status: call.status,
+                    latency,
+                });
+            }
             calls.push(call);
             let failure = match outcome {
                 Ok(answer) => return (Ok(answer), calls),
@@ -641,7 +693,7 @@ impl BlingClient {
                     message: message.clone(),
                 };
                 if renewed {
-                    tracing::warn!(tenant = %tenant, call = %evidence.call, "renewed Bling token refused: access revoked");
+                    tracing::warn!(tenant = %tenant, method = %req.method, %route, "renewed Bling token refused: access revoked");
                     inner.tokens.report_revoked(tenant, evidence.clone()).await;
                     return (
                         Err(BlingError::Revoked {
@@ -663,7 +715,7 @@ impl BlingClient {
                             "{}; token renewal answered: authorization revoked",
                             evidence.message
                         );
-                        tracing::warn!(tenant = %tenant, call = %evidence.call, "Bling token renewal refused: access revoked");
+                        tracing::warn!(tenant = %tenant, method = %req.method, %route, "Bling token renewal refused: access revoked");
                         inner.tokens.report_revoked(tenant, evidence.clone()).await;
                         return (
                             Err(BlingError::Revoked {
@@ -796,6 +848,21 @@ fn list_request(path: &str, filters: &[(&str, &str)], page: Page) -> Request {
     )
 }
 
+/// `path` with every all-digit segment replaced by `{id}`: `/pedidos/vendas/12/situacoes/9`
+/// → `/pedidos/vendas/{id}/situacoes/{id}` (a bounded label for metrics and logs).
+pub fn route_template(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The module holding sales-order situações: "Pedidos de venda" by name or description
 /// first, else one named "Vendas".
 fn pick_sales_module(modulos: &[ModuloSistema]) -> Option<ModuloSistema> {
@@ -909,6 +976,20 @@ mod tests {
         assert_eq!(pick_sales_module(&mods).map(|m| m.id), Some(3));
         assert_eq!(pick_sales_module(&mods[..2]).map(|m| m.id), Some(2));
         assert_eq!(pick_sales_module(&mods[..1]), None);
+    }
+
+    #[test]
+    fn routes_hide_ids() {
+        assert_eq!(route_template("/pedidos/vendas/12"), "/pedidos/vendas/{id}");
+        assert_eq!(
+            route_template("/pedidos/vendas/12/situacoes/9"),
+            "/pedidos/vendas/{id}/situacoes/{id}"
+        );
+        assert_eq!(route_template("/contatos"), "/contatos");
+        assert_eq!(
+            route_template("/empresas/me/dados-basicos"),
+            "/empresas/me/dados-basicos"
+        );
     }
 
     #[test]

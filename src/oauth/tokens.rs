@@ -122,6 +122,11 @@ impl TokenManager {
         &self.endpoint
     }
 
+    /// The fleet's token-endpoint budget (for metrics).
+    pub fn budget(&self) -> &TokenBudget {
+        &self.budget
+    }
+
     /// Token-endpoint calls this process made.
     pub fn token_calls(&self) -> u64 {
         self.token_calls.load(Ordering::Relaxed)
@@ -234,6 +239,7 @@ impl TokenManager {
     /// Renews the token read at `seen_version`. One renewal per tenant at a time: in this
     /// process by a mutex, across processes by a PostgreSQL advisory lock held for the call.
     /// Whoever waited behind a renewal finds a newer version and uses it without a call.
+    #[tracing::instrument(name = "token_renewal", skip_all, fields(tenant = %tenant))]
     async fn refresh(&self, tenant: &TenantId, seen_version: i64) -> Result<Secret, TokenError> {
         let flight = self.flight(tenant);
         let _in_process = flight.lock().await;

@@ -345,6 +345,20 @@ pub async fn counts(
     .map_err(StoreError::from)
 }
 
+/// Work not done, by state (pending, blocked, failed, parked), for `/metrics`. Done rows,
+/// the bulk of the table, are not read: the `(state, due_at_ms)` index answers this.
+pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    sql!(
+        db,
+        as (String, i64),
+        "SELECT state, count(*) FROM sync_work
+         WHERE state IN ('pending', 'blocked', 'failed', 'parked') GROUP BY state",
+        [],
+        fetch_all
+    )
+    .map_err(StoreError::from)
+}
+
 /// Takes or renews the tenant's lease for `holder`. `false`: another live worker has it.
 pub async fn lease(db: &Db, tenant: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
     let now = now_ms();

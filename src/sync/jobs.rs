@@ -31,6 +31,17 @@ use crate::bling::models::{FormaPagamento, PedidoVenda, SituacoesDeVenda};
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::{now_ms, Db, StoreError};
 
+/// The outcome's name in metrics and spans: done, retry, blocked, failed or parked.
+pub fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Blocked { .. } => "blocked",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Parked { .. } => "parked",
+    }
+}
+
 /// A step that did not work: what to record and what to do next.
 struct Failure {
     cause: FailureCause,
@@ -161,8 +172,40 @@ impl Executor {
         .caused_by(format!("position:{}", job.last_position))
     }
 
-    /// Runs one job and records where it stands.
+    /// Runs one job and records where it stands, in a span carrying ids only (tenant, kind,
+    /// customer or invoice id, attempt) and the outcome; the Bling client's per-call events
+    /// sit inside it.
+    #[tracing::instrument(
+        name = "sync_job",
+        skip_all,
+        fields(
+            tenant = job.tenant.as_str(),
+            kind = job.kind.as_str(),
+            customer_id = job.customer_id.as_str(),
+            invoice_id = tracing::field::Empty,
+            attempt = job.attempts + 1,
+            outcome = tracing::field::Empty,
+        )
+    )]
     pub async fn run(&self, job: &Job) -> Result<Outcome, StoreError> {
+        let span = tracing::Span::current();
+        if job.kind == Kind::Invoice {
+            span.record("invoice_id", job.key.as_str());
+        }
+        let outcome = self.run_job(job).await;
+        let label = outcome.as_ref().map_or("error", outcome_label);
+        span.record("outcome", label);
+        // Every outcome is an event in the ledger and a count in /metrics: a line per job
+        // only at DEBUG. The outcome's error text may quote Bling on the customer's data, so
+        // the line carries the label only.
+        match &outcome {
+            Ok(_) => tracing::debug!("sync job"),
+            Err(error) => tracing::warn!(%error, "sync job could not record its outcome"),
+        }
+        outcome
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<Outcome, StoreError> {
         let Ok(tenant) = TenantId::parse(&job.tenant) else {
             let outcome = Outcome::Failed {
                 error: format!("invalid tenant id {:?}", job.tenant),

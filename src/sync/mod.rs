@@ -15,6 +15,7 @@ pub mod mapping;
 pub mod payment_methods;
 pub mod queue;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::bling::client::BlingClient;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::store::{Db, StoreError};
 use jobs::Executor;
 
@@ -108,6 +110,33 @@ pub struct SyncWorker {
     settings: SyncSettings,
     holder: String,
     wake: Notify,
+    metrics: Arc<Metrics>,
+    /// Tenants whose lease this worker holds right now.
+    leases: AtomicUsize,
+}
+
+/// Counts a lease in [`SyncWorker::leases_held`] from when it is taken until this is dropped
+/// (released, lost, or the round ended by an error).
+struct HeldLease<'a> {
+    leases: &'a AtomicUsize,
+    held: bool,
+}
+
+impl HeldLease<'_> {
+    fn taken(&mut self) {
+        if !self.held {
+            self.held = true;
+            self.leases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for HeldLease<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.leases.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// How long a woken worker waits for more changes before its round (Bling's 3 req/s makes
@@ -121,13 +150,31 @@ impl SyncWorker {
         client: BlingClient,
         settings: SyncSettings,
     ) -> Arc<Self> {
+        Self::with_metrics(db, ledger, client, settings, Arc::default())
+    }
+
+    /// [`SyncWorker::new`], counting its jobs in `metrics` (the service's `/metrics`).
+    pub fn with_metrics(
+        db: Db,
+        ledger: Arc<Ledger>,
+        client: BlingClient,
+        settings: SyncSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             executor: Executor::new(db.clone(), ledger, client, settings.clone()),
             db,
             settings,
             holder: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
+            metrics,
+            leases: AtomicUsize::new(0),
         })
+    }
+
+    /// Tenants whose lease this worker holds now.
+    pub fn leases_held(&self) -> usize {
+        self.leases.load(Ordering::Relaxed)
     }
 
     pub fn client(&self) -> &BlingClient {
@@ -157,8 +204,21 @@ impl SyncWorker {
     /// A job's slot is refilled as soon as it finishes, not when a whole batch has: a batch
     /// waits for its slowest job, and meanwhile the tenant's rate budget goes unused (at a
     /// scaled-up rate that idle tail cost 10% of the ceiling).
+    #[tracing::instrument(name = "sync_tenant", skip(self), fields(ran))]
     pub async fn run_tenant(&self, tenant: &str) -> Result<usize, StoreError> {
+        let ran = self.run_tenant_jobs(tenant).await;
+        if let Ok(n) = &ran {
+            tracing::Span::current().record("ran", n);
+        }
+        ran
+    }
+
+    async fn run_tenant_jobs(&self, tenant: &str) -> Result<usize, StoreError> {
         let ttl = self.settings.lease_ttl;
+        let mut lease = HeldLease {
+            leases: &self.leases,
+            held: false,
+        };
         let slots = self.settings.jobs_per_tenant.max(1);
         let mut ran = 0;
         let mut renewed_at: Option<tokio::time::Instant> = None;
@@ -172,6 +232,7 @@ impl SyncWorker {
                 if !queue::lease(&self.db, tenant, &self.holder, ttl.as_millis() as i64).await? {
                     return finish(&mut running, ran).await;
                 }
+                lease.taken();
                 renewed_at = Some(tokio::time::Instant::now());
             }
             if running.len() < slots {
@@ -182,8 +243,10 @@ impl SyncWorker {
                     }
                     if busy.insert(job.customer_id.clone()) {
                         running.push(async move {
-                            let outcome = self.executor.run(&job).await.map(|_| ());
-                            (job.customer_id, outcome)
+                            let outcome = self.executor.run(&job).await;
+                            let label = outcome.as_ref().map_or("error", jobs::outcome_label);
+                            self.metrics.record_job(job.kind.as_str(), label);
+                            (job.customer_id, outcome.map(|_| ()))
                         });
                     }
                 }

@@ -1103,3 +1103,65 @@ async fn the_causes_are_served_from_their_one_definition() {
         ["authorization_expired", "authorization_revoked"]
     );
 }
+
+/// Every answer carries its request id: the caller's `X-Request-Id`, or a fresh one, which is
+/// also the correlation id of the events the request appended.
+async fn request_ids_are_echoed(t: TestDb) {
+    let server = start_server(&t.url).await;
+    let api = Api::new(&server);
+    let put = |id: Option<&'static str>| {
+        let mut request = api
+            .http
+            .put(format!("{}/v1/tenants/shop-a/customers/c1", api.base))
+            .bearer_auth(INGEST_TOKEN)
+            .json(&customer_body("Maria Souza"));
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.send()
+    };
+    let given = put(Some("caller-req-7")).await.unwrap();
+    assert_eq!(given.status(), StatusCode::CREATED);
+    assert_eq!(given.headers()["x-request-id"], "caller-req-7");
+    let changed = customer_body("Maria Souza Lima");
+    let fresh = api
+        .http
+        .put(format!("{}/v1/tenants/shop-a/customers/c1", api.base))
+        .bearer_auth(INGEST_TOKEN)
+        .json(&changed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK);
+    let generated = fresh.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let events = read_eventually(&t.db, 0, 2, &Default::default()).await;
+    let ids: Vec<_> = events
+        .iter()
+        .map(|e| e.metadata["correlation_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["caller-req-7".to_string(), generated]);
+    // Routes without a tenant carry one too; an invalid one is neither used nor echoed.
+    let health = api
+        .http
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.headers().contains_key("x-request-id"));
+    let unchanged = put(None).await.unwrap();
+    assert!(unchanged.headers().contains_key("x-request-id"));
+    let bad = api
+        .http
+        .get(format!("{}/health", api.base))
+        .header("x-request-id", "has space")
+        .send()
+        .await
+        .unwrap();
+    assert!(!bad.headers().contains_key("x-request-id"));
+    server.stop().await.unwrap();
+}
+both_backends!(request_ids, request_ids_are_echoed);

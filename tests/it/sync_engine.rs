@@ -78,6 +78,11 @@ async fn fast_stack(t: &TestDb) -> Stack {
 
 async fn all_synced(stack: &Stack, db: &Db, expected: usize) -> bool {
     let _ = stack;
+    synced(db, expected).await
+}
+
+/// Whether `expected` invoices have had their situação changed.
+async fn synced(db: &Db, expected: usize) -> bool {
     let changed = events_of_type(db, "SituacaoChanged").await;
     let distinct: HashSet<_> = changed.iter().map(|e| e.aggregate_id.clone()).collect();
     distinct.len() >= expected
@@ -504,6 +509,11 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
         },
     )
     .await;
+    // Only the workers started below (and killed) run: the server runs none of its own.
+    assert!(
+        stack.server.sync.is_none(),
+        "run_worker = false: no server worker"
+    );
     assert_eq!(stack.connect("shop-a").await.0, 200);
     stack.sandbox.set_faults(
         None,
@@ -633,6 +643,11 @@ async fn two_workers_share_the_work_postgres() {
         },
     )
     .await;
+    // Exactly the two workers below share the work: the server runs none of its own.
+    assert!(
+        stack.server.sync.is_none(),
+        "run_worker = false: no server worker"
+    );
     for shop in ["shop-a", "shop-b", "shop-c"] {
         assert_eq!(stack.connect(shop).await.0, 200);
         call(
@@ -667,8 +682,20 @@ async fn two_workers_share_the_work_postgres() {
         )
         .unwrap();
         let worker = SyncWorker::new(db.clone(), Ledger::new(db), client, SyncSettings::default());
+        let log = t.db.clone();
+        // No server worker finishes what these two leave: each runs until every invoice is
+        // synced. A round can end early, "idle", while work remains: events not yet readable
+        // (PostgreSQL numbers them once the cluster's older transactions finish) or a retry
+        // due later.
         tasks.push(tokio::spawn(async move {
-            worker.run_until_idle(Duration::from_secs(60)).await
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                worker.run_until_idle(Duration::from_secs(60)).await?;
+                if synced(&log, 60).await || tokio::time::Instant::now() > deadline {
+                    return Ok::<(), bling_ledger::store::StoreError>(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }));
     }
     for task in tasks {
@@ -1232,3 +1259,165 @@ async fn a_daily_429_stops_the_account_and_its_status_says_so() {
     );
     stack.stop().await;
 }
+
+/// `/metrics` as `name{labels}` → value (comments dropped).
+async fn scrape(stack: &Stack) -> HashMap<String, f64> {
+    let text = stack
+        .http
+        .get(format!("{}/metrics", stack.server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of every sample of `family` whose labels include all of `labels`.
+fn sum(metrics: &HashMap<String, f64>, family: &str, labels: &[&str]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(k, _)| {
+            k.split('{').next() == Some(family) && labels.iter().all(|l| k.contains(l))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// After a sync, `/metrics` has every worker family, with plausible values: jobs done for
+/// every synced invoice and customer, the Bling calls by route template (no ids), a latency
+/// histogram agreeing with the call counts, the queue depth (the invoice of a customer
+/// without an address waits, blocked), the lease gauge, the token budget and the renewals due.
+async fn metrics_after_a_sync(t: TestDb) {
+    let stack = fast_stack(&t).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    for c in 0..2 {
+        call(
+            &stack,
+            "PUT",
+            &format!("/v1/tenants/shop-a/customers/c{c}"),
+            Some(&customer("Cliente", c)),
+        )
+        .await;
+    }
+    let mut homeless = customer("Sem Endereço", 2);
+    homeless.as_object_mut().unwrap().remove("address");
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c2",
+        Some(&homeless),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    for i in 0..5 {
+        call(
+            &stack,
+            "POST",
+            &format!("/v1/tenants/shop-a/invoices/inv-{i}/bill"),
+            Some(&invoice(&format!("c{}", i % 2), i)),
+        )
+        .await;
+    }
+    call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/inv-blocked/bill",
+        Some(&invoice("c2", 99)),
+    )
+    .await;
+    assert!(eventually(60, || all_synced(&stack, &t.db, 5)).await);
+    let blocked = "state=\"blocked\"";
+    assert!(
+        eventually(30, || async {
+            sum(
+                &scrape(&stack).await,
+                "bling_ledger_sync_queue_depth",
+                &[blocked],
+            ) >= 2.0
+        })
+        .await,
+        "the homeless customer's contato and invoice wait, blocked"
+    );
+    let m = scrape(&stack).await;
+    let jobs = "bling_ledger_sync_jobs_total";
+    assert!(
+        sum(&m, jobs, &["kind=\"invoice\"", "outcome=\"done\""]) >= 5.0,
+        "{m:?}"
+    );
+    assert!(
+        sum(&m, jobs, &["kind=\"contact\"", "outcome=\"done\""]) >= 2.0,
+        "{m:?}"
+    );
+    assert!(sum(&m, jobs, &["outcome=\"blocked\""]) >= 2.0, "{m:?}");
+    assert_eq!(sum(&m, jobs, &["outcome=\"error\""]), 0.0, "{m:?}");
+
+    let calls_total = "bling_ledger_bling_calls_total";
+    let creates = sum(
+        &m,
+        calls_total,
+        &["method=\"POST\"", "route=\"/pedidos/vendas\""],
+    );
+    assert!(creates >= 5.0, "{m:?}");
+    let situacoes = "route=\"/pedidos/vendas/{id}/situacoes/{id}\"";
+    assert!(
+        sum(&m, calls_total, &["method=\"PATCH\"", situacoes]) >= 5.0,
+        "{m:?}"
+    );
+    assert!(
+        sum(&m, calls_total, &["route=\"/contatos\"", "status=\"200\""]) >= 2.0,
+        "{m:?}"
+    );
+    for key in m.keys().filter(|k| k.starts_with(calls_total)) {
+        assert!(
+            !key.split('/')
+                .any(|s| s.starts_with(|c: char| c.is_ascii_digit())),
+            "no id in a route label: {key}"
+        );
+    }
+    let seconds = "bling_ledger_bling_call_seconds";
+    let route = ["method=\"POST\"", "route=\"/pedidos/vendas\""];
+    let count = sum(&m, &format!("{seconds}_count"), &route);
+    assert_eq!(count, creates, "one latency sample per call");
+    let inf = sum(
+        &m,
+        &format!("{seconds}_bucket"),
+        &[route[0], route[1], "le=\"+Inf\""],
+    );
+    assert_eq!(inf, count);
+    let fast = sum(
+        &m,
+        &format!("{seconds}_bucket"),
+        &[route[0], route[1], "le=\"5\""],
+    );
+    assert!(
+        fast <= inf && fast >= 1.0,
+        "the local sandbox answers within 5 s"
+    );
+    assert!(sum(&m, &format!("{seconds}_sum"), &route) > 0.0);
+
+    for state in ["pending", "blocked", "failed", "parked"] {
+        let key = format!("bling_ledger_sync_queue_depth{{state=\"{state}\"}}");
+        assert!(m.contains_key(&key), "{key} in {m:?}");
+    }
+    let leases = m["bling_ledger_sync_leases_held"];
+    assert!((0.0..=1.0).contains(&leases), "one tenant: {leases}");
+    let used = m["bling_ledger_token_budget_used"];
+    let limit = m["bling_ledger_token_budget_limit"];
+    assert_eq!(limit, 15.0);
+    assert!((0.0..=limit).contains(&used), "{used}");
+    assert_eq!(m["bling_ledger_connected_tenants"], 1.0);
+    // Sandbox tokens live 6 h; the tests renew 60 s ahead: nothing is due.
+    assert_eq!(m["bling_ledger_token_renewals_due"], 0.0);
+    assert!(m.contains_key("bling_ledger_token_endpoint_calls_total"));
+    assert!(sum(&m, "bling_ledger_http_requests_total", &["status=\"201\""]) >= 8.0);
+    stack.stop().await;
+}
+both_backends!(metrics, metrics_after_a_sync);
