@@ -254,7 +254,7 @@ async fn read_in(
 }
 
 /// A decoded event of the batch.
-struct Item {
+pub(crate) struct Item {
     log: LogEvent,
     domain: Domain,
 }
@@ -304,11 +304,11 @@ async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreEr
         }
         let slice: Vec<&Item> = items.iter().filter(|i| i.log.position > after).collect();
         match *name {
-            projections::invoices::NAME => apply_invoices(&mut tx, &slice).await?,
-            projections::timeline::NAME => apply_timeline(&mut tx, &slice).await?,
-            projections::failures::NAME => apply_failures(&mut tx, &slice).await?,
-            projections::connections::NAME => apply_connections(&mut tx, &slice).await?,
-            projections::customers::NAME => apply_customers(&mut tx, &slice).await?,
+            Invoices::NAME => apply::<Invoices>(&mut tx, &slice).await?,
+            Timeline::NAME => apply::<Timeline>(&mut tx, &slice).await?,
+            Failures::NAME => apply::<Failures>(&mut tx, &slice).await?,
+            Connections::NAME => apply::<Connections>(&mut tx, &slice).await?,
+            Customers::NAME => apply::<Customers>(&mut tx, &slice).await?,
             other => return Err(StoreError::Corrupt(format!("unknown projection {other}"))),
         }
         save_checkpoint(&mut tx, name, last).await?;
@@ -330,7 +330,7 @@ async fn run_batch(db: &Db, names: &[&str], batch: i64) -> Result<usize, StoreEr
 }
 
 /// Rows of one keyed view, loaded for a batch and written back once each.
-struct Working<R> {
+pub(crate) struct Working<R> {
     rows: HashMap<Vec<String>, Slot<R>>,
     /// Keys of the rows written to, in first-touch order (so writes go in a stable order).
     touched: Vec<Vec<String>>,
@@ -439,158 +439,192 @@ fn key2(a: &str, b: &str) -> Vec<String> {
     vec![a.to_string(), b.to_string()]
 }
 
-async fn apply_invoices(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    let keys = items
-        .iter()
-        .filter_map(|i| match &i.domain {
-            Domain::Invoice { invoice_id, .. } => Some(key2(&i.log.tenant, invoice_id)),
-            _ => None,
-        })
-        .collect();
-    let mut work = Working::<projections::invoices::InvoiceSync>::load(tx, keys).await?;
-    fold_invoices(&mut work, items);
-    work.flush(tx).await
+/// One projection to the runner and the rebuild: the keyed rows it keeps, the rows it only
+/// appends, which row an event touches, and how a batch folds into them (with the pure
+/// reducers of the `projections` crate). The live runner loads the touched rows, folds and
+/// writes them back ([`apply`]); the rebuild folds into empty rows held in memory and writes
+/// them once. A new view is one more implementation, nothing else.
+pub(crate) trait View {
+    const NAME: &'static str;
+    /// The rows the view keeps by key, loaded for a batch and written back once each.
+    type Row: Stored;
+    /// The rows the view only inserts (timeline entries, failures). A view that appends
+    /// nothing names its own row type and returns none.
+    type Appended: Stored;
+    /// The key of the kept row `item` touches, if it touches one.
+    fn key(item: &Item) -> Option<Vec<String>>;
+    /// Folds `items` into `rows`; returns the rows to append.
+    fn fold(rows: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended>;
 }
 
-fn fold_invoices(work: &mut Working<projections::invoices::InvoiceSync>, items: &[&Item]) {
-    for item in items {
-        if let Domain::Invoice { invoice_id, event } = &item.domain {
-            let key = key2(&item.log.tenant, invoice_id);
-            let current = work.take(&key);
-            if let Some(row) = projections::invoices::apply(current, &item.log, invoice_id, event) {
-                work.put(key, row);
-            }
-        }
+/// Applies a batch to one view inside the batch's transaction.
+async fn apply<V: View>(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
+    let keys = items.iter().filter_map(|i| V::key(i)).collect();
+    let mut rows = Working::<V::Row>::load(tx, keys).await?;
+    let appended = V::fold(&mut rows, items);
+    rows.flush(tx).await?;
+    if appended.is_empty() {
+        return Ok(());
     }
-}
-
-async fn apply_customers(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    let keys = items
-        .iter()
-        .filter_map(|i| match &i.domain {
-            Domain::Customer { customer_id, .. } => Some(key2(&i.log.tenant, customer_id)),
-            _ => None,
-        })
-        .collect();
-    let mut work = Working::<projections::customers::CustomerSync>::load(tx, keys).await?;
-    fold_customers(&mut work, items);
-    work.flush(tx).await
-}
-
-fn fold_customers(work: &mut Working<projections::customers::CustomerSync>, items: &[&Item]) {
-    for item in items {
-        if let Domain::Customer { customer_id, event } = &item.domain {
-            let key = key2(&item.log.tenant, customer_id);
-            let current = work.take(&key);
-            if let Some(row) = projections::customers::apply(current, &item.log, customer_id, event)
-            {
-                work.put(key, row);
-            }
-        }
-    }
-}
-
-async fn apply_connections(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    let keys = items
-        .iter()
-        .filter(|i| matches!(i.domain, Domain::Connection { .. }))
-        .map(|i| vec![i.log.tenant.clone()])
-        .collect();
-    let mut work = Working::<projections::connections::ConnectionStatus>::load(tx, keys).await?;
-    fold_connections(&mut work, items);
-    work.flush(tx).await
-}
-
-fn fold_connections(
-    work: &mut Working<projections::connections::ConnectionStatus>,
-    items: &[&Item],
-) {
-    for item in items {
-        if let Domain::Connection { event } = &item.domain {
-            let key = vec![item.log.tenant.clone()];
-            let current = work.take(&key);
-            work.put(
-                key,
-                projections::connections::apply(current, &item.log, event),
-            );
-        }
-    }
-}
-
-async fn apply_timeline(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    let keys = items
-        .iter()
-        .filter(|i| !matches!(i.domain, Domain::Other))
-        .map(|i| vec![i.log.tenant.clone()])
-        .collect();
-    let mut tenants = Working::<projections::timeline::TenantConnection>::load(tx, keys).await?;
-    let entries = fold_timeline(&mut tenants, items);
-    tenants.flush(tx).await?;
-    let refs: Vec<&projections::timeline::Entry> = entries.iter().collect();
+    let refs: Vec<&V::Appended> = appended.iter().collect();
     write(tx, &refs).await
 }
 
-/// Applies `items` to the tenants' connection states; returns the timeline entries to insert.
-fn fold_timeline(
-    tenants: &mut Working<projections::timeline::TenantConnection>,
-    items: &[&Item],
-) -> Vec<projections::timeline::Entry> {
-    use projections::timeline::{apply, TenantConnection};
-    let mut entries = Vec::with_capacity(items.len());
-    for item in items {
-        if matches!(item.domain, Domain::Other) {
-            continue;
-        }
-        let key = std::slice::from_ref(&item.log.tenant);
-        let mut connection = tenants
-            .take(key)
-            .unwrap_or_else(|| TenantConnection::new(&item.log.tenant));
-        // Only connection events move the state.
-        let before =
-            matches!(item.domain, Domain::Connection { .. }).then(|| connection.state.clone());
-        if let Some(entry) = apply(&mut connection, &item.log, &item.domain) {
-            entries.push(entry);
-        }
-        // Only a changed state is written: a missing row means "never connected".
-        match before {
-            Some(before) if connection.state != before => tenants.put(key.to_vec(), connection),
-            _ => tenants.keep(key, connection),
-        }
-    }
-    entries
-}
+/// Invoice sync state, one row per invoice.
+pub(crate) struct Invoices;
 
-async fn apply_failures(tx: &mut Tx, items: &[&Item]) -> Result<(), StoreError> {
-    use projections::failures::needs_invoice;
-    let keys = items
-        .iter()
-        .filter_map(|i| needs_invoice(&i.domain).map(|id| key2(&i.log.tenant, id)))
-        .collect();
-    let mut known = Working::<projections::failures::InvoiceRef>::load(tx, keys).await?;
-    let failures = fold_failures(&mut known, items);
-    known.flush(tx).await?;
-    let refs: Vec<&projections::failures::Failure> = failures.iter().collect();
-    write(tx, &refs).await
-}
+impl View for Invoices {
+    const NAME: &'static str = projections::invoices::NAME;
+    type Row = projections::invoices::InvoiceSync;
+    type Appended = Self::Row;
 
-/// Applies `items` to the invoices the failure view knows; returns the failures to insert.
-fn fold_failures(
-    known: &mut Working<projections::failures::InvoiceRef>,
-    items: &[&Item],
-) -> Vec<projections::failures::Failure> {
-    use projections::failures::{apply, Change};
-    let mut failures = Vec::new();
-    for item in items {
-        let key = match &item.domain {
+    fn key(item: &Item) -> Option<Vec<String>> {
+        match &item.domain {
             Domain::Invoice { invoice_id, .. } => Some(key2(&item.log.tenant, invoice_id)),
             _ => None,
-        };
-        let current = key.as_ref().and_then(|k| known.get(k));
-        match apply(current, &item.log, &item.domain) {
-            Some(Change::Invoice(r)) => known.put(r.key(), r),
-            Some(Change::Failure(f)) => failures.push(f),
-            None => {}
         }
     }
-    failures
+
+    fn fold(rows: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended> {
+        for item in items {
+            if let Domain::Invoice { invoice_id, event } = &item.domain {
+                let key = key2(&item.log.tenant, invoice_id);
+                let current = rows.take(&key);
+                if let Some(row) =
+                    projections::invoices::apply(current, &item.log, invoice_id, event)
+                {
+                    rows.put(key, row);
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// Customer sync state, one row per customer.
+pub(crate) struct Customers;
+
+impl View for Customers {
+    const NAME: &'static str = projections::customers::NAME;
+    type Row = projections::customers::CustomerSync;
+    type Appended = Self::Row;
+
+    fn key(item: &Item) -> Option<Vec<String>> {
+        match &item.domain {
+            Domain::Customer { customer_id, .. } => Some(key2(&item.log.tenant, customer_id)),
+            _ => None,
+        }
+    }
+
+    fn fold(rows: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended> {
+        for item in items {
+            if let Domain::Customer { customer_id, event } = &item.domain {
+                let key = key2(&item.log.tenant, customer_id);
+                let current = rows.take(&key);
+                if let Some(row) =
+                    projections::customers::apply(current, &item.log, customer_id, event)
+                {
+                    rows.put(key, row);
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// Connection status, one row per tenant.
+pub(crate) struct Connections;
+
+impl View for Connections {
+    const NAME: &'static str = projections::connections::NAME;
+    type Row = projections::connections::ConnectionStatus;
+    type Appended = Self::Row;
+
+    fn key(item: &Item) -> Option<Vec<String>> {
+        matches!(item.domain, Domain::Connection { .. }).then(|| vec![item.log.tenant.clone()])
+    }
+
+    fn fold(rows: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended> {
+        for item in items {
+            if let Domain::Connection { event } = &item.domain {
+                let key = vec![item.log.tenant.clone()];
+                let current = rows.take(&key);
+                rows.put(
+                    key,
+                    projections::connections::apply(current, &item.log, event),
+                );
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// The timeline: an entry per event, and each tenant's connection state at that moment.
+pub(crate) struct Timeline;
+
+impl View for Timeline {
+    const NAME: &'static str = projections::timeline::NAME;
+    type Row = projections::timeline::TenantConnection;
+    type Appended = projections::timeline::Entry;
+
+    fn key(item: &Item) -> Option<Vec<String>> {
+        (!matches!(item.domain, Domain::Other)).then(|| vec![item.log.tenant.clone()])
+    }
+
+    fn fold(tenants: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended> {
+        use projections::timeline::{apply, TenantConnection};
+        let mut entries = Vec::with_capacity(items.len());
+        for item in items {
+            if matches!(item.domain, Domain::Other) {
+                continue;
+            }
+            let key = std::slice::from_ref(&item.log.tenant);
+            let mut connection = tenants
+                .take(key)
+                .unwrap_or_else(|| TenantConnection::new(&item.log.tenant));
+            // Only connection events move the state.
+            let before =
+                matches!(item.domain, Domain::Connection { .. }).then(|| connection.state.clone());
+            if let Some(entry) = apply(&mut connection, &item.log, &item.domain) {
+                entries.push(entry);
+            }
+            // Only a changed state is written: a missing row means "never connected".
+            match before {
+                Some(before) if connection.state != before => tenants.put(key.to_vec(), connection),
+                _ => tenants.keep(key, connection),
+            }
+        }
+        entries
+    }
+}
+
+/// The failure audit: a row per failure, and the invoices it knows (for their numbers).
+pub(crate) struct Failures;
+
+impl View for Failures {
+    const NAME: &'static str = projections::failures::NAME;
+    type Row = projections::failures::InvoiceRef;
+    type Appended = projections::failures::Failure;
+
+    fn key(item: &Item) -> Option<Vec<String>> {
+        projections::failures::needs_invoice(&item.domain).map(|id| key2(&item.log.tenant, id))
+    }
+
+    fn fold(known: &mut Working<Self::Row>, items: &[&Item]) -> Vec<Self::Appended> {
+        use projections::failures::{apply, Change};
+        let mut failures = Vec::new();
+        for item in items {
+            let key = match &item.domain {
+                Domain::Invoice { invoice_id, .. } => Some(key2(&item.log.tenant, invoice_id)),
+                _ => None,
+            };
+            let current = key.as_ref().and_then(|k| known.get(k));
+            match apply(current, &item.log, &item.domain) {
+                Some(Change::Invoice(r)) => known.put(r.key(), r),
+                Some(Change::Failure(f)) => failures.push(f),
+                None => {}
+            }
+        }
+        failures
+    }
 }

@@ -15,8 +15,8 @@
 use tokio::sync::mpsc;
 
 use super::{
-    empty, fold_connections, fold_customers, fold_failures, fold_invoices, fold_timeline, items,
-    lock_checkpoints, read, read_in, save_checkpoint, Item, Progress, Working,
+    empty, items, lock_checkpoints, read, read_in, save_checkpoint, Connections, Customers,
+    Failures, Invoices, Item, Progress, Timeline, View, Working,
 };
 use crate::store::views::{restore_indexes, set_indexes_aside, write_bulk, CopyWriter};
 use crate::store::{log, Db, StoreError, Tx};
@@ -24,11 +24,11 @@ use projections::{connections, customers, failures, invoices, timeline};
 
 /// The views being rebuilt, held in memory until the end.
 struct Views {
-    invoices: Option<Working<invoices::InvoiceSync>>,
-    customers: Option<Working<customers::CustomerSync>>,
-    connections: Option<Working<connections::ConnectionStatus>>,
-    timeline: Option<Working<timeline::TenantConnection>>,
-    failures: Option<Working<failures::InvoiceRef>>,
+    invoices: Option<Working<<Invoices as View>::Row>>,
+    customers: Option<Working<<Customers as View>::Row>>,
+    connections: Option<Working<<Connections as View>::Row>>,
+    timeline: Option<Working<<Timeline as View>::Row>>,
+    failures: Option<Working<<Failures as View>::Row>>,
     /// Failure rows found so far (few next to the timeline's), written at the end so the
     /// timeline can keep its `COPY` open meanwhile.
     found_failures: Vec<failures::Failure>,
@@ -50,21 +50,22 @@ impl Views {
     /// Folds one chunk in; returns its timeline entries, for the caller to write.
     fn apply(&mut self, items: &[Item]) -> Vec<timeline::Entry> {
         let items: Vec<&Item> = items.iter().collect();
+        // The keyed views append nothing: their rows are written once, in `finish`.
         if let Some(view) = &mut self.invoices {
-            fold_invoices(view, &items);
+            Invoices::fold(view, &items);
         }
         if let Some(view) = &mut self.customers {
-            fold_customers(view, &items);
+            Customers::fold(view, &items);
         }
         if let Some(view) = &mut self.connections {
-            fold_connections(view, &items);
+            Connections::fold(view, &items);
         }
         if let Some(view) = &mut self.failures {
-            let found = fold_failures(view, &items);
+            let found = Failures::fold(view, &items);
             self.found_failures.extend(found);
         }
         match &mut self.timeline {
-            Some(view) => fold_timeline(view, &items),
+            Some(view) => Timeline::fold(view, &items),
             None => Vec::new(),
         }
     }
