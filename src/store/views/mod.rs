@@ -419,431 +419,240 @@ pub fn copy_line(out: &mut String, values: &[V]) {
 
 use Ty::{Int as I, Text as T};
 
-impl Stored for InvoiceSync {
-    const TABLE: Table = Table {
-        name: "proj_invoices",
-        cols: &[
-            ("tenant", T),
-            ("invoice_id", T),
-            ("customer_id", T),
-            ("number", T),
-            ("total_centavos", I),
-            ("issue_date", T),
-            ("billed_at_ms", I),
-            ("billed_position", I),
-            ("content_version", I),
-            ("synced_version", I),
-            ("bling_order_id", I),
-            ("bling_number", I),
-            ("situacao_id", I),
-            ("situacao_name", T),
-            ("situacao_position", I),
-            ("nfe_id", I),
-            ("cancelled", I),
-            ("cancelled_position", I),
-            ("cancel_reason", T),
-            ("last_outcome", T),
-            ("state", T),
-            ("last_cause_kind", T),
-            ("last_cause_message", T),
-            ("last_failure_at_ms", I),
-            ("retry_at_ms", I),
-            ("attempts", I),
-            ("failures_total", I),
-            ("updated_at_ms", I),
-            ("last_position", I),
-        ],
-        key: 2,
-        upsert: true,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone(), self.invoice_id.clone()]
+/// A value of a view column: its SQL type, and how it is written and read back. The types a
+/// view row's fields have; a row's encoder and decoder are these, field by field.
+pub trait Column: Sized {
+    const TY: Ty;
+    fn encode(&self) -> V<'_>;
+    fn decode(v: &mut Vals) -> Result<Self, StoreError>;
+}
+
+impl Column for String {
+    const TY: Ty = T;
+    fn encode(&self) -> V<'_> {
+        t(self)
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            t(&self.invoice_id),
-            t(&self.customer_id),
-            t(&self.number),
-            i(self.total_centavos),
-            t(&self.issue_date),
-            i(self.billed_at_ms),
-            i(self.billed_position),
-            i(self.content_version),
-            oi(self.synced_version),
-            oi(self.bling_order_id),
-            oi(self.bling_number),
-            oi(self.situacao_id),
-            ot(&self.situacao_name),
-            oi(self.situacao_position),
-            oi(self.nfe_id),
-            i(self.cancelled as i64),
-            oi(self.cancelled_position),
-            ot(&self.cancel_reason),
-            t(self.last_outcome.as_str()),
-            t(self.state.as_str()),
-            ot(&self.last_cause_kind),
-            ot(&self.last_cause_message),
-            oi(self.last_failure_at_ms),
-            oi(self.retry_at_ms),
-            i(self.attempts),
-            i(self.failures_total),
-            i(self.updated_at_ms),
-            i(self.last_position),
-        ]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(InvoiceSync {
-            tenant: v.t()?,
-            invoice_id: v.t()?,
-            customer_id: v.t()?,
-            number: v.t()?,
-            total_centavos: v.i()?,
-            issue_date: v.t()?,
-            billed_at_ms: v.i()?,
-            billed_position: v.i()?,
-            content_version: v.i()?,
-            synced_version: v.oi()?,
-            bling_order_id: v.oi()?,
-            bling_number: v.oi()?,
-            situacao_id: v.oi()?,
-            situacao_name: v.ot()?,
-            situacao_position: v.oi()?,
-            nfe_id: v.oi()?,
-            cancelled: v.i()? != 0,
-            cancelled_position: v.oi()?,
-            cancel_reason: v.ot()?,
-            last_outcome: Outcome::parse(&v.t()?),
-            state: {
-                let raw = v.t()?;
-                SyncState::parse(&raw)
-                    .ok_or_else(|| StoreError::Corrupt(format!("invoice state {raw:?}")))?
-            },
-            last_cause_kind: v.ot()?,
-            last_cause_message: v.ot()?,
-            last_failure_at_ms: v.oi()?,
-            retry_at_ms: v.oi()?,
-            attempts: v.i()?,
-            failures_total: v.i()?,
-            updated_at_ms: v.i()?,
-            last_position: v.i()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        v.t()
     }
 }
 
-impl Stored for Entry {
-    const TABLE: Table = Table {
-        name: "proj_timeline",
-        cols: &[
-            ("tenant", T),
-            ("subject", T),
-            ("subject_id", T),
-            ("position", I),
-            ("recorded_at_ms", I),
-            ("event_type", T),
-            ("actor", T),
-            ("correlation_id", T),
-            ("summary", T),
-            ("calls", T),
-            ("connection_state", T),
-            ("cause_kind", T),
-            ("cause_message", T),
-            ("detail", T),
-        ],
-        key: 3,
-        upsert: false,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![
-            self.tenant.clone(),
-            self.subject.clone(),
-            self.subject_id.clone(),
-        ]
+impl Column for Option<String> {
+    const TY: Ty = T;
+    fn encode(&self) -> V<'_> {
+        ot(self)
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            t(&self.subject),
-            t(&self.subject_id),
-            i(self.position),
-            i(self.recorded_at_ms),
-            t(&self.event_type),
-            ot(&self.actor),
-            ot(&self.correlation_id),
-            t(&self.summary),
-            t(&self.calls),
-            t(&self.connection_state),
-            ot(&self.cause_kind),
-            ot(&self.cause_message),
-            t(&self.detail),
-        ]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(Entry {
-            tenant: v.t()?,
-            subject: v.t()?,
-            subject_id: v.t()?,
-            position: v.i()?,
-            recorded_at_ms: v.i()?,
-            event_type: v.t()?,
-            actor: v.ot()?,
-            correlation_id: v.ot()?,
-            summary: v.t()?,
-            calls: v.t()?,
-            connection_state: v.t()?,
-            cause_kind: v.ot()?,
-            cause_message: v.ot()?,
-            detail: v.t()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        v.ot()
     }
 }
 
-impl Stored for TenantConnection {
-    const TABLE: Table = Table {
-        name: "proj_timeline_tenants",
-        cols: &[("tenant", T), ("state", T)],
-        key: 1,
-        upsert: true,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone()]
+impl Column for i64 {
+    const TY: Ty = I;
+    fn encode(&self) -> V<'_> {
+        i(*self)
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![t(&self.tenant), t(&self.state)]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(TenantConnection {
-            tenant: v.t()?,
-            state: v.t()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        v.i()
     }
 }
 
-impl Stored for Failure {
-    const TABLE: Table = Table {
-        name: "proj_failures",
-        cols: &[
-            ("tenant", T),
-            ("position", I),
-            ("subject", T),
-            ("invoice_id", T),
-            ("invoice_number", T),
-            ("customer_id", T),
-            ("recorded_at_ms", I),
-            ("outcome", T),
-            ("cause_kind", T),
-            ("message", T),
-            ("evidence", T),
-            ("attempt", I),
-            ("retry_at_ms", I),
-        ],
-        key: 1,
-        upsert: false,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone()]
+impl Column for Option<i64> {
+    const TY: Ty = I;
+    fn encode(&self) -> V<'_> {
+        oi(*self)
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            i(self.position),
-            t(&self.subject),
-            ot(&self.invoice_id),
-            ot(&self.invoice_number),
-            ot(&self.customer_id),
-            i(self.recorded_at_ms),
-            t(&self.outcome),
-            t(&self.cause_kind),
-            t(&self.message),
-            t(&self.evidence),
-            oi(self.attempt),
-            oi(self.retry_at_ms),
-        ]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(Failure {
-            tenant: v.t()?,
-            position: v.i()?,
-            subject: v.t()?,
-            invoice_id: v.ot()?,
-            invoice_number: v.ot()?,
-            customer_id: v.ot()?,
-            recorded_at_ms: v.i()?,
-            outcome: v.t()?,
-            cause_kind: v.t()?,
-            message: v.t()?,
-            evidence: v.t()?,
-            attempt: v.oi()?,
-            retry_at_ms: v.oi()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        v.oi()
     }
 }
 
-impl Stored for InvoiceRef {
-    const TABLE: Table = Table {
-        name: "proj_failure_invoices",
-        cols: &[
-            ("tenant", T),
-            ("invoice_id", T),
-            ("customer_id", T),
-            ("number", T),
-        ],
-        key: 2,
-        upsert: true,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone(), self.invoice_id.clone()]
+/// Booleans are integer columns, 0 or 1.
+impl Column for bool {
+    const TY: Ty = I;
+    fn encode(&self) -> V<'_> {
+        i(i64::from(*self))
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            t(&self.invoice_id),
-            t(&self.customer_id),
-            t(&self.number),
-        ]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(InvoiceRef {
-            tenant: v.t()?,
-            invoice_id: v.t()?,
-            customer_id: v.t()?,
-            number: v.t()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(v.i()? != 0)
     }
 }
 
-impl Stored for ConnectionStatus {
-    const TABLE: Table = Table {
-        name: "proj_connections",
-        cols: &[
-            ("tenant", T),
-            ("state", T),
-            ("scopes", T),
-            ("connected_at_ms", I),
-            ("access_expires_at_ms", I),
-            ("token_fingerprint", T),
-            ("last_refresh_at_ms", I),
-            ("last_error", T),
-            ("last_error_at_ms", I),
-            ("revoked_since_ms", I),
-            ("revoked_evidence", T),
-            ("disconnected_at_ms", I),
-            ("disconnected_by", T),
-            ("updated_at_ms", I),
-            ("last_position", I),
-        ],
-        key: 1,
-        upsert: true,
-    };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone()]
+impl Column for Outcome {
+    const TY: Ty = T;
+    fn encode(&self) -> V<'_> {
+        t(self.as_str())
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            t(&self.state),
-            ot(&self.scopes),
-            oi(self.connected_at_ms),
-            oi(self.access_expires_at_ms),
-            ot(&self.token_fingerprint),
-            oi(self.last_refresh_at_ms),
-            ot(&self.last_error),
-            oi(self.last_error_at_ms),
-            oi(self.revoked_since_ms),
-            ot(&self.revoked_evidence),
-            oi(self.disconnected_at_ms),
-            ot(&self.disconnected_by),
-            i(self.updated_at_ms),
-            i(self.last_position),
-        ]
-    }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(ConnectionStatus {
-            tenant: v.t()?,
-            state: v.t()?,
-            scopes: v.ot()?,
-            connected_at_ms: v.oi()?,
-            access_expires_at_ms: v.oi()?,
-            token_fingerprint: v.ot()?,
-            last_refresh_at_ms: v.oi()?,
-            last_error: v.ot()?,
-            last_error_at_ms: v.oi()?,
-            revoked_since_ms: v.oi()?,
-            revoked_evidence: v.ot()?,
-            disconnected_at_ms: v.oi()?,
-            disconnected_by: v.ot()?,
-            updated_at_ms: v.i()?,
-            last_position: v.i()?,
-        })
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        Ok(Outcome::parse(&v.t()?))
     }
 }
 
-impl Stored for CustomerSync {
-    const TABLE: Table = Table {
-        name: "proj_customers",
-        cols: &[
-            ("tenant", T),
-            ("customer_id", T),
-            ("name", T),
-            ("tax_id", T),
-            ("person_type", T),
-            ("profile_version", I),
-            ("synced_version", I),
-            ("bling_contact_id", I),
-            ("state", T),
-            ("failed_version", I),
-            ("last_cause_kind", T),
-            ("last_cause_message", T),
-            ("last_failure_at_ms", I),
-            ("registered_at_ms", I),
-            ("updated_at_ms", I),
-            ("last_position", I),
-        ],
-        key: 2,
-        upsert: true,
+impl Column for SyncState {
+    const TY: Ty = T;
+    fn encode(&self) -> V<'_> {
+        t(self.as_str())
+    }
+    fn decode(v: &mut Vals) -> Result<Self, StoreError> {
+        let raw = v.t()?;
+        SyncState::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("invoice state {raw:?}")))
+    }
+}
+
+/// One declaration per view row: its table, its key (the leading columns), whether rows are
+/// replaced or only inserted, and its columns in order, each a field of the row with its type.
+/// The column list, the encoder and the decoder all follow from it, so they cannot disagree.
+macro_rules! view_row {
+    ($row:ident in $table:literal, key($($k:ident),+), upsert: $upsert:literal, {
+        $($f:ident: $ty:ty),+ $(,)?
+    }) => {
+        impl Stored for $row {
+            const TABLE: Table = Table {
+                name: $table,
+                cols: &[$((stringify!($f), <$ty as Column>::TY)),+],
+                key: [$(stringify!($k)),+].len(),
+                upsert: $upsert,
+            };
+            fn key(&self) -> Vec<String> {
+                vec![$(self.$k.clone()),+]
+            }
+            fn to_vals(&self) -> Vec<V<'_>> {
+                vec![$(Column::encode(&self.$f)),+]
+            }
+            fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
+                Ok($row {
+                    $($f: <$ty as Column>::decode(v)?),+
+                })
+            }
+        }
     };
-    fn key(&self) -> Vec<String> {
-        vec![self.tenant.clone(), self.customer_id.clone()]
+}
+
+view_row! {
+    InvoiceSync in "proj_invoices", key(tenant, invoice_id), upsert: true, {
+        tenant: String,
+        invoice_id: String,
+        customer_id: String,
+        number: String,
+        total_centavos: i64,
+        issue_date: String,
+        billed_at_ms: i64,
+        billed_position: i64,
+        content_version: i64,
+        synced_version: Option<i64>,
+        bling_order_id: Option<i64>,
+        bling_number: Option<i64>,
+        situacao_id: Option<i64>,
+        situacao_name: Option<String>,
+        situacao_position: Option<i64>,
+        nfe_id: Option<i64>,
+        cancelled: bool,
+        cancelled_position: Option<i64>,
+        cancel_reason: Option<String>,
+        last_outcome: Outcome,
+        state: SyncState,
+        last_cause_kind: Option<String>,
+        last_cause_message: Option<String>,
+        last_failure_at_ms: Option<i64>,
+        retry_at_ms: Option<i64>,
+        attempts: i64,
+        failures_total: i64,
+        updated_at_ms: i64,
+        last_position: i64,
     }
-    fn to_vals(&self) -> Vec<V<'_>> {
-        vec![
-            t(&self.tenant),
-            t(&self.customer_id),
-            t(&self.name),
-            t(&self.tax_id),
-            t(&self.person_type),
-            i(self.profile_version),
-            oi(self.synced_version),
-            oi(self.bling_contact_id),
-            t(&self.state),
-            oi(self.failed_version),
-            ot(&self.last_cause_kind),
-            ot(&self.last_cause_message),
-            oi(self.last_failure_at_ms),
-            i(self.registered_at_ms),
-            i(self.updated_at_ms),
-            i(self.last_position),
-        ]
+}
+
+view_row! {
+    Entry in "proj_timeline", key(tenant, subject, subject_id), upsert: false, {
+        tenant: String,
+        subject: String,
+        subject_id: String,
+        position: i64,
+        recorded_at_ms: i64,
+        event_type: String,
+        actor: Option<String>,
+        correlation_id: Option<String>,
+        summary: String,
+        calls: String,
+        connection_state: String,
+        cause_kind: Option<String>,
+        cause_message: Option<String>,
+        detail: String,
     }
-    fn from_vals(v: &mut Vals) -> Result<Self, StoreError> {
-        Ok(CustomerSync {
-            tenant: v.t()?,
-            customer_id: v.t()?,
-            name: v.t()?,
-            tax_id: v.t()?,
-            person_type: v.t()?,
-            profile_version: v.i()?,
-            synced_version: v.oi()?,
-            bling_contact_id: v.oi()?,
-            state: v.t()?,
-            failed_version: v.oi()?,
-            last_cause_kind: v.ot()?,
-            last_cause_message: v.ot()?,
-            last_failure_at_ms: v.oi()?,
-            registered_at_ms: v.i()?,
-            updated_at_ms: v.i()?,
-            last_position: v.i()?,
-        })
+}
+
+view_row! {
+    TenantConnection in "proj_timeline_tenants", key(tenant), upsert: true, {
+        tenant: String,
+        state: String,
+    }
+}
+
+view_row! {
+    Failure in "proj_failures", key(tenant), upsert: false, {
+        tenant: String,
+        position: i64,
+        subject: String,
+        invoice_id: Option<String>,
+        invoice_number: Option<String>,
+        customer_id: Option<String>,
+        recorded_at_ms: i64,
+        outcome: String,
+        cause_kind: String,
+        message: String,
+        evidence: String,
+        attempt: Option<i64>,
+        retry_at_ms: Option<i64>,
+    }
+}
+
+view_row! {
+    InvoiceRef in "proj_failure_invoices", key(tenant, invoice_id), upsert: true, {
+        tenant: String,
+        invoice_id: String,
+        customer_id: String,
+        number: String,
+    }
+}
+
+view_row! {
+    ConnectionStatus in "proj_connections", key(tenant), upsert: true, {
+        tenant: String,
+        state: String,
+        scopes: Option<String>,
+        connected_at_ms: Option<i64>,
+        access_expires_at_ms: Option<i64>,
+        token_fingerprint: Option<String>,
+        last_refresh_at_ms: Option<i64>,
+        last_error: Option<String>,
+        last_error_at_ms: Option<i64>,
+        revoked_since_ms: Option<i64>,
+        revoked_evidence: Option<String>,
+        disconnected_at_ms: Option<i64>,
+        disconnected_by: Option<String>,
+        updated_at_ms: i64,
+        last_position: i64,
+    }
+}
+
+view_row! {
+    CustomerSync in "proj_customers", key(tenant, customer_id), upsert: true, {
+        tenant: String,
+        customer_id: String,
+        name: String,
+        tax_id: String,
+        person_type: String,
+        profile_version: i64,
+        synced_version: Option<i64>,
+        bling_contact_id: Option<i64>,
+        state: String,
+        failed_version: Option<i64>,
+        last_cause_kind: Option<String>,
+        last_cause_message: Option<String>,
+        last_failure_at_ms: Option<i64>,
+        registered_at_ms: i64,
+        updated_at_ms: i64,
+        last_position: i64,
     }
 }
 
