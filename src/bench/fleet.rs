@@ -266,7 +266,7 @@ async fn measure(
             )));
         }
         for c in 0..customers_of(i) {
-            let body = serde_json::json!({"name": format!("Cliente {c}"), "tax_id": super::cpf((i * 100 + c) as u32),
+            let body = serde_json::json!({"name": format!("Cliente {c}"), "tax_id": super::cpf((i * 100 + c) as u64),
                 "address": {"street": "Rua Augusta", "number": "100", "district": "Consolação",
                     "city": "São Paulo", "state": "SP", "cep": "01304-001"}});
             http.put(format!("{base}/v1/tenants/{}/customers/c{c}", shop(i)))

@@ -59,11 +59,10 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
 }
 
 /// The `n`-th valid CPF (check digits computed), so every benchmark customer is distinct.
-pub(crate) fn cpf(n: u32) -> String {
-    let mut digits: Vec<u32> = format!("{:09}", 100_000_000 + n * 7_919)
-        .chars()
-        .filter_map(|c| c.to_digit(10))
-        .collect();
+pub(crate) fn cpf(n: u64) -> String {
+    // Spread over the 9-digit bases so that millions of customers stay distinct.
+    let base = format!("{:09}", 100_000_000 + (n * 7_919) % 800_000_000);
+    let mut digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
     for len in [9usize, 10] {
         let sum: u32 = digits
             .iter()

@@ -35,26 +35,6 @@ pub struct Seeded {
     pub seconds: f64,
 }
 
-/// The `n`-th valid CPF (check digits computed).
-fn cpf(n: u64) -> String {
-    let base = format!("{:09}", 100_000_000 + (n * 7_919) % 800_000_000);
-    let mut digits: Vec<u32> = base.chars().filter_map(|c| c.to_digit(10)).collect();
-    for len in [9usize, 10] {
-        let sum: u32 = digits
-            .iter()
-            .take(len)
-            .enumerate()
-            .map(|(i, d)| d * (len as u32 + 1 - i as u32))
-            .sum();
-        let r = sum % 11;
-        digits.push(if r < 2 { 0 } else { 11 - r });
-    }
-    digits
-        .iter()
-        .filter_map(|d| char::from_digit(*d, 10))
-        .collect()
-}
-
 struct Row {
     aggregate_type: &'static str,
     aggregate_id: String,
@@ -182,7 +162,7 @@ pub async fn seed(db: &Db, target: usize, numbering: Numbering) -> Result<Seeded
         if *cseq == 0 {
             let divergent = c % 50 == 7;
             let cep = if divergent { "20040-002" } else { "01001-000" };
-            let tax = cpf(t as u64 * 10_000 + c);
+            let tax = super::cpf(t as u64 * 10_000 + c);
             g.push(tenant, "Customer", format!("{tenant}/{customer}"), 1, json!({"CustomerRegistered": {
                 "tenant": tenant, "customer_id": customer, "profile": profile(&format!("Cliente {c}"), &tax, cep)}}));
             *cseq = 1;

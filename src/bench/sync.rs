@@ -171,7 +171,7 @@ async fn drive(
     // measures invoices "whose contact is already synced").
     for c in 0..CUSTOMERS {
         let customer = serde_json::json!({
-            "name": format!("Tutor {c}"), "tax_id": super::cpf(c as u32),
+            "name": format!("Tutor {c}"), "tax_id": super::cpf(c as u64),
             "address": {"street": "Rua A", "number": "1", "district": "Centro", "city": "São Paulo", "state": "SP", "cep": "01001-000"}
         });
         http.put(format!("{base}/v1/tenants/{TENANT}/customers/c{c}"))
