@@ -139,7 +139,15 @@ pub struct Executor {
     /// One discovery of an account's situações or payment methods at a time per tenant: the
     /// tenant's parallel jobs wait for it rather than each asking Bling the same thing.
     discovering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Look-up-then-create of a contato, one at a time per document: two customers with one
+    /// CPF synced in parallel would otherwise both find no contato and both create one. A
+    /// tenant's work runs in one process (its lease), so a lock in memory is enough; striped,
+    /// so memory stays bounded (two documents rarely share a stripe, and then only wait).
+    documents: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of [`Executor::documents`].
+const DOCUMENT_STRIPES: usize = 256;
 
 impl Executor {
     pub fn new(db: Db, ledger: Arc<Ledger>, client: BlingClient, settings: SyncSettings) -> Self {
@@ -151,6 +159,9 @@ impl Executor {
             situacoes: Mutex::new(HashMap::new()),
             formas: Mutex::new(HashMap::new()),
             discovering: Mutex::new(HashMap::new()),
+            documents: (0..DOCUMENT_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -275,6 +286,10 @@ impl Executor {
         }
         let contato = mapping::contato(customer_id, profile);
         let mut calls = Vec::new();
+        let _same_document = match customer.bling_contact_id {
+            None => Some(self.document_lock(tenant, profile.tax_id.as_str()).await),
+            Some(_) => None,
+        };
         let (bling_id, created) = match customer.bling_contact_id {
             Some(id) => (id, None),
             None => {
@@ -884,6 +899,19 @@ impl Executor {
                 std::mem::take(calls),
             )
         })
+    }
+
+    /// Waits for the document's turn to look up and create its contato (see `documents`).
+    async fn document_lock(
+        &self,
+        tenant: &TenantId,
+        document: &str,
+    ) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (tenant.as_str(), document).hash(&mut hasher);
+        let stripe = (hasher.finish() % DOCUMENT_STRIPES as u64) as usize;
+        self.documents[stripe].lock().await
     }
 
     /// The tenant's discovery lock (see `discovering`).

@@ -1421,3 +1421,61 @@ async fn metrics_after_a_sync(t: TestDb) {
     stack.stop().await;
 }
 both_backends!(metrics, metrics_after_a_sync);
+
+/// Two customers of one tenant with one CPF, synced in parallel (jobs are by customer, and
+/// PostgreSQL runs several of a tenant's at once), get one contato: the look-up and the create
+/// run one at a time per document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_sharing_a_document_get_one_contato_in_parallel_postgres() {
+    let t = TestDb::postgres().await;
+    let stack = Stack::start_with(
+        &t.url,
+        |s| {
+            s.rate_limit_per_sec = 0;
+            // A little latency, so that parallel look-ups overlap as they do against Bling.
+            s.faults = FaultConfig::none().with_rule(
+                FaultRule::any().latency(Duration::from_millis(20), Duration::from_millis(60)),
+            );
+        },
+        |_| {},
+        |sync| {
+            sync.client.rate_limit_per_sec = 0;
+            sync.settings.jobs_per_tenant = 4;
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    for pair in 0..10u32 {
+        for side in ["a", "b"] {
+            let (s, b) = call(
+                &stack,
+                "PUT",
+                &format!("/v1/tenants/shop-a/customers/c{pair}{side}"),
+                Some(&customer("Maria", 100 + pair)),
+            )
+            .await;
+            assert_eq!(s, 201, "{b}");
+        }
+    }
+    for pair in 0..10u32 {
+        for side in ["a", "b"] {
+            let (s, b) = call(
+                &stack,
+                "POST",
+                &format!("/v1/tenants/shop-a/invoices/i{pair}{side}/bill"),
+                Some(&invoice(&format!("c{pair}{side}"), pair as usize)),
+            )
+            .await;
+            assert_eq!(s, 201, "{b}");
+        }
+    }
+    assert!(eventually(60, || all_synced(&stack, &t.db, 20)).await);
+    let contatos = stack.sandbox.contatos("shop-a");
+    assert_eq!(
+        contatos.len(),
+        10,
+        "one contato per document: {}",
+        contatos.len()
+    );
+    stack.stop().await;
+}
