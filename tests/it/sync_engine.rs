@@ -67,11 +67,26 @@ fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
 
 /// A fast sandbox and client: the engine's logic, not Bling's 3 req/s, is under test here.
 async fn fast_stack(t: &TestDb) -> Stack {
+    fast_stack_with(t, |_| {}, |_| {}).await
+}
+
+/// [`fast_stack`], with the sandbox's and the worker's settings adjusted on top.
+async fn fast_stack_with(
+    t: &TestDb,
+    sandbox: impl FnOnce(&mut bling_ledger::sandbox::SandboxConfig) + Send + 'static,
+    sync: impl FnOnce(&mut bling_ledger::server::SyncConfig) + Send + 'static,
+) -> Stack {
     Stack::start_with(
         &t.url,
-        |s| s.rate_limit_per_sec = 0,
+        move |s| {
+            s.rate_limit_per_sec = 0;
+            sandbox(s);
+        },
         |_| {},
-        |sync| sync.client.rate_limit_per_sec = 0,
+        move |c| {
+            c.client.rate_limit_per_sec = 0;
+            sync(c);
+        },
     )
     .await
 }
@@ -719,12 +734,10 @@ async fn two_workers_share_the_work_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_replays_a_rejected_invoice() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
+    let stack = fast_stack_with(
+        &t,
         |_| {},
         |sync| {
-            sync.client.rate_limit_per_sec = 0;
             sync.settings.situacao_billed = "Aguardando NF-e".into();
         },
     )
@@ -948,12 +961,10 @@ both_backends!(old_contato, an_old_contato_is_found_and_shared);
 /// and since it already holds the invoice no `PUT` is sent (Bling would refuse it, code 3);
 /// the order reaches its situação and its NF-e.
 async fn a_lost_create_is_adopted_and_reaches_its_nfe(t: TestDb) {
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
+    let stack = fast_stack_with(
+        &t,
         |_| {},
         |sync| {
-            sync.client.rate_limit_per_sec = 0;
             sync.settings.generate_nfe = bling_ledger::sync::NfeTenants::All;
         },
     )
@@ -1079,12 +1090,10 @@ both_backends!(adopted_current, an_adopted_order_gets_the_current_content);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmapped_payment_method_is_account_setup_until_configured() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
+    let stack = fast_stack_with(
+        &t,
         |_| {},
         |sync| {
-            sync.client.rate_limit_per_sec = 0;
             sync.settings.payment_methods =
                 bling_ledger::sync::payment_methods::PaymentMethodMap::parse("voucher=tipo:12")
                     .unwrap();
@@ -1150,16 +1159,7 @@ async fn an_unmapped_payment_method_is_account_setup_until_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_only_bling_works() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| {
-            s.rate_limit_per_sec = 0;
-            s.jwt_only = true;
-        },
-        |_| {},
-        |sync| sync.client.rate_limit_per_sec = 0,
-    )
-    .await;
+    let stack = fast_stack_with(&t, |s| s.jwt_only = true, |_| {}).await;
     connect_and_bill(&stack, None).await;
     assert!(eventually(20, || all_synced(&stack, &t.db, 1)).await);
     let api_calls: Vec<_> = stack
@@ -1183,19 +1183,12 @@ async fn jwt_only_bling_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daily_429_stops_the_account_and_its_status_says_so() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| {
-            s.rate_limit_per_sec = 0;
-            // The first invoice takes 7 calls (contato look-up and create, payment methods,
-            // the order, two to discover the situações, the situação): the 8th is refused.
-            s.daily_quota = 7;
-        },
-        |_| {},
-        |sync| {
-            sync.client.rate_limit_per_sec = 0;
-            sync.client.daily_quota = 0;
-        },
+    let stack = fast_stack_with(
+        &t,
+        // The first invoice takes 7 calls (contato look-up and create, payment methods, the
+        // order, two to discover the situações, the situação): the 8th is refused.
+        |s| s.daily_quota = 7,
+        |sync| sync.client.daily_quota = 0,
     )
     .await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
@@ -1428,20 +1421,15 @@ both_backends!(metrics, metrics_after_a_sync);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customers_sharing_a_document_get_one_contato_in_parallel_postgres() {
     let t = TestDb::postgres().await;
-    let stack = Stack::start_with(
-        &t.url,
+    let stack = fast_stack_with(
+        &t,
+        // A little latency, so that parallel look-ups overlap as they do against Bling.
         |s| {
-            s.rate_limit_per_sec = 0;
-            // A little latency, so that parallel look-ups overlap as they do against Bling.
             s.faults = FaultConfig::none().with_rule(
                 FaultRule::any().latency(Duration::from_millis(20), Duration::from_millis(60)),
-            );
+            )
         },
-        |_| {},
-        |sync| {
-            sync.client.rate_limit_per_sec = 0;
-            sync.settings.jobs_per_tenant = 4;
-        },
+        |sync| sync.settings.jobs_per_tenant = 4,
     )
     .await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
