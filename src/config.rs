@@ -149,6 +149,17 @@ pub struct BlingArgs {
     /// Requests per day per Bling account (Bling allows 120,000).
     #[arg(long, env = "BLING_DAILY_QUOTA", default_value_t = 120_000)]
     pub bling_daily_quota: u64,
+    /// Sync jobs running at once in this process, across all shops (capped at half the
+    /// connection pool; each shop is also bounded by its own 3 req/s).
+    #[arg(long, env = "BLING_LEDGER_SYNC_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub sync_max_in_flight: usize,
+    /// Sync jobs of one shop running at once, for different customers.
+    #[arg(long, env = "BLING_LEDGER_SYNC_JOBS_PER_TENANT", default_value_t = 4)]
+    pub sync_jobs_per_tenant: usize,
+    /// Seconds a sync lease lives without a heartbeat; a dead process's shops are taken over
+    /// after this.
+    #[arg(long, env = "BLING_LEDGER_SYNC_LEASE_TTL_SECS", default_value_t = 60)]
+    pub sync_lease_ttl_secs: u64,
     /// Name of the sales-order situação that lets the shop issue the NF-e (ids are discovered
     /// per account).
     #[arg(long, env = "BLING_SITUACAO_BILLED", default_value = "Atendido")]
@@ -265,6 +276,9 @@ impl BlingArgs {
                 situacao_cancelled: self.situacao_cancelled.clone(),
                 generate_nfe,
                 payment_methods: self.payment_methods.clone(),
+                max_in_flight: self.sync_max_in_flight.max(1),
+                jobs_per_tenant: self.sync_jobs_per_tenant.max(1),
+                lease_ttl: std::time::Duration::from_secs(self.sync_lease_ttl_secs.max(1)),
                 ..Default::default()
             },
         }

@@ -119,16 +119,17 @@ impl Server {
                 let mut sync_settings = settings.sync.settings.clone();
                 // Measured: 32 jobs on a 24-connection pool timed out waiting for a connection
                 // (some step of a job holds one connection while it waits for another), and 24
-                // jobs on 48 connections ran clean. Keep the jobs to half the pool.
+                // jobs on 48 connections ran clean. Keep the jobs in flight to half the pool.
                 let most = (settings.max_connections as usize / 2).max(1);
-                if sync_settings.jobs_per_tenant > most {
-                    tracing::warn!(
-                        jobs_per_tenant = sync_settings.jobs_per_tenant,
+                if sync_settings.max_in_flight > most {
+                    tracing::info!(
+                        max_in_flight = sync_settings.max_in_flight,
                         max_connections = settings.max_connections,
-                        "fewer jobs per tenant than asked: at most half the connection pool"
+                        "sync jobs in flight capped at half the connection pool"
                     );
-                    sync_settings.jobs_per_tenant = most;
+                    sync_settings.max_in_flight = most;
                 }
+                sync_settings.jobs_per_tenant = sync_settings.jobs_per_tenant.min(most);
                 let worker = SyncWorker::with_metrics(
                     db.clone(),
                     Arc::clone(&ledger),

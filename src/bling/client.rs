@@ -653,6 +653,10 @@ impl BlingClient {
             if inner.tokens.revoked_after(tenant, token_at) {
                 return (Err(BlingError::Revoked { evidence: None }), calls);
             }
+            // And the work itself may have lost the right to act (a sync job's lease).
+            if let Err(why) = super::gate::check() {
+                return (Err(BlingError::Halted(why)), calls);
+            }
             attempts += 1;
             let sent = Instant::now();
             let (outcome, call) = self.attempt(req, &url, &call_path, &token).await;

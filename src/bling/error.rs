@@ -330,6 +330,10 @@ pub enum BlingError {
     /// Bling answered success with a body we could not read (or we could not encode ours).
     #[error("unexpected answer from Bling: {0}")]
     Decode(String),
+    /// Not sent: the caller's [`gate`](super::gate) closed (a sync job whose lease on the tenant
+    /// was lost). Nothing reached Bling; whoever holds the work now will do it.
+    #[error("call not sent: {0}")]
+    Halted(String),
 }
 
 struct RetryAfter(Option<Duration>);
@@ -449,9 +453,11 @@ impl BlingError {
                 description: body.description.clone(),
                 bling_fields: body.field_errors(),
             },
-            BlingError::Unavailable { .. } => FailureCause::BlingUnavailable {
-                message: self.to_string(),
-            },
+            BlingError::Unavailable { .. } | BlingError::Halted(_) => {
+                FailureCause::BlingUnavailable {
+                    message: self.to_string(),
+                }
+            }
             BlingError::RateLimited { .. } => FailureCause::RateLimited {
                 message: self.to_string(),
             },
@@ -499,6 +505,7 @@ impl BlingError {
                 | BlingError::RateLimited { .. }
                 | BlingError::Unauthorized { .. }
                 | BlingError::Auth(_)
+                | BlingError::Halted(_)
         )
     }
 
@@ -521,6 +528,7 @@ impl BlingError {
             BlingError::NotConnected => "not_connected".into(),
             BlingError::Auth(_) => "auth".into(),
             BlingError::Decode(_) => "DECODE_ERROR".into(),
+            BlingError::Halted(_) => "HALTED".into(),
         }
     }
 }
@@ -618,6 +626,7 @@ mod tests {
             BlingError::NotConnected,
             BlingError::Auth(String::new()),
             BlingError::Decode(String::new()),
+            BlingError::Halted(String::new()),
         ];
         for e in &all {
             for op in [

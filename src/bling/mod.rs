@@ -24,10 +24,12 @@
 //!   and reais on the wire;
 //! - [`error`]: [`BlingError`], [`BlingErrorBody`];
 //! - [`limiter`]: 3 req/s and 120,000 req/day per Bling account;
+//! - [`gate`]: the caller's last word before each call leaves (a sync job's lease);
 //! - [`retry`]: [`RetryPolicy`], and which calls may be replayed.
 
 pub mod client;
 pub mod error;
+pub mod gate;
 pub mod limiter;
 pub mod models;
 pub mod retry;

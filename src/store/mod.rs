@@ -45,6 +45,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A job's write refused because the lease it ran under has passed to another holder
+    /// (`sync_work`'s fence): the job must stop without writing or calling Bling again.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
 }
 
 /// The database behind the ledger. Cloning is cheap: both variants are connection pools.

@@ -5,9 +5,16 @@
 //! rows in the transaction that moves its checkpoint; jobs reconcile Bling with the aggregate's
 //! *current* state, so running one twice is harmless and later events simply fold into the
 //! pending row ([`upsert`]). A job's result is recorded with a fence on `last_position`
-//! ([`finish`]): a job that saw newer events meanwhile stays pending, due now. A tenant's work
-//! runs under a lease ([`lease`]) so two workers never run it at once.
-
+//! ([`finish`]): a job that saw newer events meanwhile stays pending, due now.
+//!
+//! # Leases that fence
+//! A tenant's work runs under a lease ([`take_lease`]) so two workers never run it at once.
+//! Each take bumps the lease's **fence**, and the row is never deleted (a release only expires
+//! it), so fences only grow. A job carries the [`LeaseToken`] it was started under, and every
+//! write of its outcome ([`finish`], [`mark_create_sent`]) first touches the lease row with
+//! that holder and fence, in the same transaction: if the tenant has passed to another holder
+//! the write changes nothing and says [`StoreError::LeaseLost`]. On PostgreSQL the touch also
+//! locks the lease row, so a takeover waits for a write already under way to commit.
 use super::{now_ms, Db, StoreError, Tx};
 use crate::sql;
 
@@ -34,6 +41,13 @@ impl Kind {
     }
 }
 
+/// The lease a job was started under: who held the tenant, and the fence of that take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseToken {
+    pub holder: String,
+    pub fence: i64,
+}
+
 /// One row of work, as a job reads it.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -46,6 +60,9 @@ pub struct Job {
     pub last_position: i64,
     pub create_sent: bool,
     pub resume_reason: Option<String>,
+    /// The lease this job runs under; its writes are fenced by it. `None` only for work run
+    /// outside the scheduler (tools and tests that hold no lease).
+    pub lease: Option<LeaseToken>,
 }
 
 /// What a job's attempt came to.
@@ -163,21 +180,31 @@ fn job(
         last_position,
         create_sent: create_sent != 0,
         resume_reason,
+        lease: None,
     })
 }
 
 /// Tenants with work due now, oldest work first.
 pub async fn due_tenants(db: &Db, limit: i64) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String, i64)> = sql!(
+    Ok(waiting_tenants(db, limit)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
+/// Tenants with work due now and since when their oldest due work has waited (ms), the
+/// longest-waiting first: the order in which a scheduler with free capacity takes them.
+pub async fn waiting_tenants(db: &Db, limit: i64) -> Result<Vec<(String, i64)>, StoreError> {
+    Ok(sql!(
         db,
         as (String, i64),
-        "SELECT tenant, MIN(first_position) AS oldest FROM sync_work
+        "SELECT tenant, MIN(due_at_ms) AS since FROM sync_work
          WHERE state = 'pending' AND due_at_ms <= $1
-         GROUP BY tenant ORDER BY oldest LIMIT $2",
+         GROUP BY tenant ORDER BY since, tenant LIMIT $2",
         [now_ms(), limit],
         fetch_all
-    )?;
-    Ok(rows.into_iter().map(|(t, _)| t).collect())
+    )?)
 }
 
 /// The tenant's next due job: contacts before invoices of the same moment, otherwise in the
@@ -236,19 +263,57 @@ pub async fn get_job(
     Ok(row.and_then(job))
 }
 
-/// Marks that a create is about to be sent, durably, before it is sent.
+/// Opens the transaction a job's write runs in, touching its lease first: `LeaseLost` when the
+/// tenant has passed to another holder since the job started. The touch is a write (an update
+/// that changes nothing), so on SQLite the transaction holds the write lock from its first
+/// statement, and on PostgreSQL the lease row stays locked until the write commits.
+async fn fenced(db: &Db, job: &Job) -> Result<Tx, StoreError> {
+    let mut tx = db.begin().await?;
+    if let Some(lease) = &job.lease {
+        let held = sql!(
+            &mut tx,
+            "UPDATE sync_leases SET fence = fence WHERE tenant = $1 AND holder = $2 AND fence = $3",
+            [&job.tenant, &lease.holder, lease.fence]
+        )?;
+        if held == 0 {
+            return Err(StoreError::LeaseLost(format!(
+                "tenant {} is no longer leased to {} (fence {})",
+                job.tenant, lease.holder, lease.fence
+            )));
+        }
+    }
+    Ok(tx)
+}
+
+/// Marks that a create is about to be sent, durably, before it is sent. Fenced by the job's
+/// lease: a job that lost its lease learns it here, before the create leaves.
 pub async fn mark_create_sent(db: &Db, job: &Job) -> Result<(), StoreError> {
+    let mut tx = fenced(db, job).await?;
     sql!(
-        db,
+        &mut tx,
         "UPDATE sync_work SET create_sent = 1 WHERE tenant = $1 AND kind = $2 AND key = $3",
         [&job.tenant, job.kind.as_str(), &job.key]
     )?;
-    Ok(())
+    tx.commit().await
+}
+
+/// Whether the tenant's lease is still `lease` (same holder, same fence).
+pub async fn lease_holds(db: &Db, tenant: &str, lease: &LeaseToken) -> Result<bool, StoreError> {
+    let row = sql!(
+        db,
+        as (i64,),
+        "SELECT fence FROM sync_leases WHERE tenant = $1 AND holder = $2 AND fence = $3",
+        [tenant, &lease.holder, lease.fence],
+        fetch_optional
+    )?;
+    Ok(row.is_some())
 }
 
 /// Records where a job stands after an attempt. A job that saw newer events meanwhile stays
-/// pending, due now, whatever this attempt did.
+/// pending, due now, whatever this attempt did. Fenced by the job's lease (`LeaseLost`: nothing
+/// written; the tenant's new holder runs the job again).
 pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreError> {
+    let mut tx = fenced(db, job).await?;
     let now = now_ms();
     let (state, due, attempts, error) = match outcome {
         Outcome::Done => ("done", now, 0, None),
@@ -269,7 +334,7 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
         ) && job.create_sent,
     );
     let updated = sql!(
-        db,
+        &mut tx,
         "UPDATE sync_work SET state = $5, due_at_ms = $6, attempts = $7, last_error = $8,
              create_sent = CASE WHEN $9 = 1 THEN create_sent ELSE 0 END, resume_reason = NULL
          WHERE tenant = $1 AND kind = $2 AND key = $3 AND last_position = $4",
@@ -294,13 +359,13 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
             "pending"
         };
         sql!(
-            db,
+            &mut tx,
             "UPDATE sync_work SET state = $4, due_at_ms = $5, resume_reason = NULL
              WHERE tenant = $1 AND kind = $2 AND key = $3",
             [&job.tenant, job.kind.as_str(), &job.key, state, now]
         )?;
     }
-    Ok(())
+    tx.commit().await
 }
 
 /// Support asks for failed, blocked or parked work to run again.
@@ -359,30 +424,68 @@ pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     .map_err(StoreError::from)
 }
 
-/// Takes or renews the tenant's lease for `holder`. `false`: another live worker has it.
-pub async fn lease(db: &Db, tenant: &str, holder: &str, ttl_ms: i64) -> Result<bool, StoreError> {
+/// Takes the tenant's lease for `holder` if nobody holds it (never held, released, or
+/// expired), bumping its fence. `None`: another live holder has it.
+pub async fn take_lease(
+    db: &Db,
+    tenant: &str,
+    holder: &str,
+    ttl_ms: i64,
+) -> Result<Option<LeaseToken>, StoreError> {
     let now = now_ms();
-    let taken: Option<(String,)> = sql!(
+    let taken: Option<(i64,)> = sql!(
         db,
-        as (String,),
-        "INSERT INTO sync_leases (tenant, holder, expires_at_ms) VALUES ($1, $2, $3)
-         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms
-         WHERE sync_leases.holder = excluded.holder OR sync_leases.expires_at_ms < $4
-         RETURNING holder",
+        as (i64,),
+        "INSERT INTO sync_leases (tenant, holder, expires_at_ms, fence) VALUES ($1, $2, $3, 1)
+         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder,
+             expires_at_ms = excluded.expires_at_ms, fence = sync_leases.fence + 1
+         WHERE sync_leases.expires_at_ms < $4
+         RETURNING fence",
         [tenant, holder, now + ttl_ms, now],
         fetch_optional
     )?;
-    Ok(taken.is_some())
+    Ok(taken.map(|(fence,)| LeaseToken {
+        holder: holder.to_string(),
+        fence,
+    }))
 }
 
-/// Gives the tenant's lease back.
-pub async fn release(db: &Db, tenant: &str, holder: &str) -> Result<(), StoreError> {
+/// Extends a lease its holder still has (same holder and fence), even past its expiry when
+/// nobody took it meanwhile. `false`: the tenant has passed to another holder.
+pub async fn renew_lease(
+    db: &Db,
+    tenant: &str,
+    lease: &LeaseToken,
+    ttl_ms: i64,
+) -> Result<bool, StoreError> {
+    let renewed = sql!(
+        db,
+        "UPDATE sync_leases SET expires_at_ms = $4 WHERE tenant = $1 AND holder = $2 AND fence = $3",
+        [tenant, &lease.holder, lease.fence, now_ms() + ttl_ms]
+    )?;
+    Ok(renewed == 1)
+}
+
+/// Gives the tenant's lease back (it expires now; the row and its fence stay).
+pub async fn release(db: &Db, tenant: &str, lease: &LeaseToken) -> Result<(), StoreError> {
     sql!(
         db,
-        "DELETE FROM sync_leases WHERE tenant = $1 AND holder = $2",
-        [tenant, holder]
+        "UPDATE sync_leases SET expires_at_ms = 0 WHERE tenant = $1 AND holder = $2 AND fence = $3",
+        [tenant, &lease.holder, lease.fence]
     )?;
     Ok(())
+}
+
+/// Leases held now (not expired), by anyone: for metrics and the fleet benchmark.
+pub async fn leases_live(db: &Db) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sql!(
+        db,
+        as (i64,),
+        "SELECT count(*) FROM sync_leases WHERE expires_at_ms >= $1",
+        [now_ms()],
+        fetch_one
+    )?;
+    Ok(n)
 }
 
 /// Whether there is anything left to do now or later (not parked, blocked or failed).

@@ -421,6 +421,7 @@ impl Executor {
         customer_id: &str,
         command: CustomerCommand,
     ) -> Result<(), StoreError> {
+        super::lease::ensure_held(&self.db).await?;
         self.ledger
             .execute_customer(ctx, customer_id, command)
             .await
@@ -434,6 +435,7 @@ impl Executor {
         invoice_id: &str,
         command: InvoiceCommand,
     ) -> Result<(), StoreError> {
+        super::lease::ensure_held(&self.db).await?;
         self.ledger
             .execute_invoice(ctx, invoice_id, command)
             .await
@@ -454,6 +456,7 @@ impl Executor {
         ) else {
             return Ok(());
         };
+        super::lease::ensure_held(&self.db).await?;
         self.ledger
             .execute_connection(
                 ctx,

@@ -14,8 +14,8 @@ use crate::store::{checkpoints, now_ms, Db, StoreError, Tx};
 
 /// The to-do list itself, its rows and leases, lives in the store.
 pub use crate::store::sync_work::{
-    counts, depth, due_tenants, finish, get_job, lease, mark_create_sent, next_job, next_jobs,
-    outstanding, release, replay, Job, Kind, Outcome,
+    counts, depth, due_tenants, finish, get_job, mark_create_sent, next_job, next_jobs,
+    outstanding, replay, waiting_tenants, Job, Kind, LeaseToken, Outcome,
 };
 
 pub const DISPATCHER: &str = "sync-dispatcher";
