@@ -68,6 +68,13 @@ pub enum ConnectionCommand {
     RecordRevocation {
         evidence: RevocationEvidence,
     },
+    /// A refresh of ours got no answer (Bling may have rotated the refresh token and the new
+    /// one never arrived), and the next refresh was refused with `invalid_grant`: the chain of
+    /// refresh tokens is broken by the lost answer, not by the shop. Needs a reconnect all the
+    /// same.
+    RecordLostRotation {
+        evidence: RevocationEvidence,
+    },
     /// Bling refused an authorization attempt (the consent redirect came back with `error=…`,
     /// or the code exchange was refused). Nothing else changes: an existing connection stays
     /// as it is, and support sees why the attempt failed.
@@ -117,6 +124,12 @@ pub enum ConnectionEvent {
     AuthorizationRevoked {
         evidence: RevocationEvidence,
     },
+    /// The refresh-token chain broke because a renewal's answer was lost (see
+    /// [`ConnectionCommand::RecordLostRotation`]); `reason` says so in support's words.
+    RotationLost {
+        evidence: RevocationEvidence,
+        reason: String,
+    },
     /// An authorization attempt failed with Bling's answer as evidence (`access_denied`,
     /// `app_inativo`, `UNAUTHORIZED_ERROR`, a reused or expired code…).
     AuthorizationFailed {
@@ -142,6 +155,7 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::TokenRefreshed { .. } => "TokenRefreshed",
             ConnectionEvent::RefreshDeferred { .. } => "RefreshDeferred",
             ConnectionEvent::AuthorizationRevoked { .. } => "AuthorizationRevoked",
+            ConnectionEvent::RotationLost { .. } => "RotationLost",
             ConnectionEvent::AuthorizationFailed { .. } => "AuthorizationFailed",
             ConnectionEvent::Disconnected { .. } => "Disconnected",
             ConnectionEvent::DailyQuotaExhausted { .. } => "DailyQuotaExhausted",
@@ -153,6 +167,10 @@ impl DomainEvent for ConnectionEvent {
         "1".to_string()
     }
 }
+
+/// What support reads when the refresh-token chain broke on a lost answer.
+pub const LOST_ROTATION_REASON: &str = "the renewal's answer was lost (Bling rotated the refresh \
+     token and its answer never arrived); reconnect";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
@@ -288,6 +306,15 @@ impl Aggregate for BlingConnection {
                 }
                 ConnectionEvent::AuthorizationRevoked { evidence }
             }
+            ConnectionCommand::RecordLostRotation { evidence } => {
+                if self.state != ConnectionState::Connected {
+                    return Ok(());
+                }
+                ConnectionEvent::RotationLost {
+                    evidence,
+                    reason: LOST_ROTATION_REASON.to_string(),
+                }
+            }
             ConnectionCommand::RecordAuthorizationFailure { evidence } => {
                 ConnectionEvent::AuthorizationFailed { evidence }
             }
@@ -349,7 +376,8 @@ impl Aggregate for BlingConnection {
                 self.token_fingerprint = Some(token_fingerprint);
             }
             ConnectionEvent::RefreshDeferred { .. } => {}
-            ConnectionEvent::AuthorizationRevoked { evidence } => {
+            ConnectionEvent::AuthorizationRevoked { evidence }
+            | ConnectionEvent::RotationLost { evidence, .. } => {
                 self.state = ConnectionState::Revoked;
                 self.revoked = Some(evidence);
             }

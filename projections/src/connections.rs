@@ -2,7 +2,8 @@
 //!
 //! `state` follows the connection aggregate: `never_connected` → `awaiting_authorization`
 //! (an authorization was requested) → `connected` (`Connected`/`Reconnected`) → `revoked`
-//! (`AuthorizationRevoked`) or `disconnected`. `revoked_since` and its evidence are set while
+//! (`AuthorizationRevoked`), `rotation_lost` (`RotationLost`: a renewal's answer was lost and
+//! the refresh-token chain broke; also needs a reconnect) or `disconnected`. `revoked_since` and its evidence are set while
 //! revoked and cleared by a reconnection; `last_error` (a deferred refresh) is kept with its time.
 
 use aggregates::connection::ConnectionEvent;
@@ -27,6 +28,7 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
         | ConnectionEvent::AuthorizationFailed { .. }
         | ConnectionEvent::DailyQuotaExhausted { .. } => static_state(current),
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
+        ConnectionEvent::RotationLost { .. } => "rotation_lost",
         ConnectionEvent::Disconnected { .. } => "disconnected",
     }
 }
@@ -36,6 +38,7 @@ fn static_state(raw: &str) -> &'static str {
         "awaiting_authorization" => "awaiting_authorization",
         "connected" => "connected",
         "revoked" => "revoked",
+        "rotation_lost" => "rotation_lost",
         "disconnected" => "disconnected",
         _ => NEVER_CONNECTED,
     }
@@ -122,6 +125,12 @@ pub fn apply(
         ConnectionEvent::AuthorizationRevoked { evidence } => {
             row.revoked_since_ms = Some(at);
             row.revoked_evidence = serde_json::to_string(evidence).ok();
+        }
+        ConnectionEvent::RotationLost { evidence, reason } => {
+            row.revoked_since_ms = Some(at);
+            row.revoked_evidence = serde_json::to_string(evidence).ok();
+            row.last_error = Some(reason.clone());
+            row.last_error_at_ms = Some(at);
         }
         ConnectionEvent::AuthorizationFailed { evidence } => {
             row.last_error = Some(format!(

@@ -145,13 +145,14 @@ const INVOICE_EVENTS: [&str; 10] = [
     "SyncParked",
     "SyncResumed",
 ];
-const CONNECTION_EVENTS: [&str; 7] = [
+const CONNECTION_EVENTS: [&str; 8] = [
     "AuthorizationRequested",
     "Connected",
     "Reconnected",
     "TokenRefreshed",
     "RefreshDeferred",
     "AuthorizationRevoked",
+    "RotationLost",
     "Disconnected",
 ];
 

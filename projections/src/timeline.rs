@@ -416,6 +416,13 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                         Some(evidence.message.clone()),
                     ),
                 ),
+                ConnectionEvent::RotationLost { evidence, reason } => (
+                    format!(
+                        "needs reconnect, not revoked by the shop: {reason}; then {} answered {} {} ({})",
+                        evidence.call, evidence.status, evidence.error_type, evidence.message
+                    ),
+                    (Some("rotation_lost".to_string()), Some(reason.clone())),
+                ),
                 ConnectionEvent::AuthorizationFailed { evidence } => (
                     format!(
                         "Bling authorization failed: {} answered {} {} ({})",
@@ -480,10 +487,11 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
 }
 
 /// Connection events that change the state: the ones an invoice's history shows.
-pub const STATE_CHANGES: [&str; 4] = [
+pub const STATE_CHANGES: [&str; 5] = [
     "Connected",
     "Reconnected",
     "AuthorizationRevoked",
+    "RotationLost",
     "Disconnected",
 ];
 

@@ -272,6 +272,11 @@ async fn callback(
             "Bling did not answer",
             &format!("{e}. Nothing was stored; try again in a moment."),
         ),
+        Err(e @ ConnectError::Busy { .. }) => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Bling is busy connecting other shops",
+            &format!("{e}. Nothing was stored and Bling was not called; start the connection again in a minute."),
+        ),
         Err(ConnectError::Store(e)) => {
             tracing::error!(error = %e, "callback could not store the connection");
             page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The ledger could not store the connection. Start again in a moment.")

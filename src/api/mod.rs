@@ -366,23 +366,32 @@ async fn token_samples(auth: &crate::oauth::BlingAuth, samples: &mut Vec<Sample>
         auth.tokens.token_calls() as f64,
     ));
     match auth.tokens.credentials().active_tenants().await {
-        Ok(tenants) => {
-            let ahead = chrono::Duration::from_std(auth.settings.renewal.refresh_ahead)
-                .unwrap_or(chrono::Duration::zero());
-            let horizon = chrono::Utc::now() + ahead;
-            let due = tenants.iter().filter(|(_, _, exp)| *exp <= horizon).count();
-            samples.push(Sample::gauge(
-                "bling_ledger_connected_tenants",
-                "Tenants with active Bling credentials.",
-                tenants.len() as f64,
-            ));
+        Ok(tenants) => samples.push(Sample::gauge(
+            "bling_ledger_connected_tenants",
+            "Tenants with active Bling credentials.",
+            tenants.len() as f64,
+        )),
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the credentials"),
+    }
+    match auth.tokens.renewal_demand().await {
+        Ok(demand) => {
             samples.push(Sample::gauge(
                 "bling_ledger_token_renewals_due",
-                "Connected tenants whose access token expires within the refresh-ahead window.",
-                due as f64,
+                "Connections whose renewal is due now (waiting for the budget or the next pass).",
+                demand.due_now as f64,
+            ));
+            samples.push(Sample::gauge(
+                "bling_ledger_token_renewals_due_next_hour",
+                "Renewals falling due within the next hour, those due now included: the fleet's demand.",
+                demand.due_next_hour as f64,
+            ));
+            samples.push(Sample::gauge(
+                "bling_ledger_token_renewals_budget_per_hour",
+                "Renewals the token budget allows in an hour (the code-exchange reserve left out).",
+                demand.renewals_per_hour as f64,
             ));
         }
-        Err(error) => tracing::warn!(%error, "metrics: cannot read the credentials"),
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the renewal demand"),
     }
 }
 

@@ -69,6 +69,22 @@ impl StatusArgs {
         if tenants.is_empty() {
             println!("no tenant has a Bling connection yet (bling-ledger connect --tenant T)");
         }
+        if let (Some(creds), false) = (&creds, json) {
+            let budget =
+                crate::oauth::budget::TokenBudget::new(db.clone(), bling.token_calls_per_minute);
+            let d = crate::oauth::tokens::RenewalDemand::measure(creds, &budget).await?;
+            println!(
+                "token renewals: {} due now, {} within the hour; the budget allows {} an hour{}",
+                d.due_now,
+                d.due_next_hour,
+                d.renewals_per_hour,
+                if d.exceeds_budget() {
+                    " -- MORE THAN ONE EGRESS IP'S BUDGET: tokens will lapse (README, Limits of a fleet)"
+                } else {
+                    ""
+                }
+            );
+        }
         for raw in tenants {
             let tenant = aggregates::ids::TenantId::parse(&raw)
                 .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aggregates::connection::{ConnectionCommand, ConnectionState, RevocationEvidence};
 use aggregates::ids::TenantId;
 
+use super::budget::{Purpose, TokenBudget};
 use super::credentials::{CredentialStatus, CredentialStore};
 use super::endpoint::{GrantError, TokenEndpoint};
 use super::states::{self, StateError};
@@ -21,7 +22,14 @@ pub enum ConnectError {
     Grant(#[from] GrantError),
     #[error("storage failed: {0}")]
     Store(String),
+    /// The fleet's token budget had no call free while the code was still alive.
+    #[error("too many Bling connections at once: the token budget frees a call in {} s", wait.as_secs().max(1))]
+    Busy { wait: Duration },
 }
+
+/// How long a callback waits for the token budget: Bling's code lives one minute, and the shop's
+/// user is watching.
+pub const CODE_EXCHANGE_PATIENCE: Duration = Duration::from_secs(30);
 
 impl From<StoreError> for ConnectError {
     fn from(e: StoreError) -> Self {
@@ -38,6 +46,8 @@ impl From<super::credentials::CredentialError> for ConnectError {
 pub struct Connector {
     db: Db,
     endpoint: TokenEndpoint,
+    /// Code exchanges are token calls too: they count in the fleet's budget.
+    budget: Arc<TokenBudget>,
     creds: CredentialStore,
     ledger: Arc<Ledger>,
     state_ttl: Duration,
@@ -54,6 +64,7 @@ impl Connector {
     pub fn new(
         db: Db,
         endpoint: TokenEndpoint,
+        budget: Arc<TokenBudget>,
         creds: CredentialStore,
         ledger: Arc<Ledger>,
         state_ttl: Duration,
@@ -61,6 +72,7 @@ impl Connector {
         Self {
             db,
             endpoint,
+            budget,
             creds,
             ledger,
             state_ttl,
@@ -185,6 +197,18 @@ impl Connector {
     pub async fn complete(&self, code: &str, state: &str) -> Result<Connected, ConnectError> {
         let (tenant, requested_by) = states::consume(&self.db, state).await??;
         let tenant = TenantId::parse(&tenant).map_err(|e| ConnectError::Store(e.to_string()))?;
+        if let Err(wait) = self
+            .budget
+            .take_within(
+                tenant.as_str(),
+                Purpose::CodeExchange,
+                CODE_EXCHANGE_PATIENCE,
+            )
+            .await?
+        {
+            tracing::warn!(%tenant, "code exchange refused: the fleet's token budget is spent");
+            return Err(ConnectError::Busy { wait });
+        }
         let grant = match self.endpoint.exchange_code(code).await {
             Ok(grant) => grant,
             Err(e) => {

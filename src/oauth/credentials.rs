@@ -46,6 +46,24 @@ pub struct Credentials {
     pub last_refresh_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// Whether the current access token has been used since it was issued (an unused one is
+    /// not renewed ahead of its expiry).
+    pub used: bool,
+    /// A refresh of this version was sent and its answer lost.
+    pub refresh_unanswered: bool,
+}
+
+/// Bling's refresh tokens live 30 days ([DOC] via `docs/bling-api.md`, "OAuth 2.0").
+pub const REFRESH_TOKEN_LIFE: chrono::Duration = chrono::Duration::days(30);
+/// An idle shop's refresh token is renewed this long after it was issued: three days before
+/// its end, room for an outage or a tight token budget.
+pub const REFRESH_KEEPALIVE: chrono::Duration = chrono::Duration::days(27);
+
+fn idle_schedule() -> connections::IdleSchedule {
+    connections::IdleSchedule {
+        keepalive_ms: REFRESH_KEEPALIVE.num_milliseconds(),
+        refresh_life_ms: REFRESH_TOKEN_LIFE.num_milliseconds(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +106,8 @@ impl CredentialStore {
             last_refresh_at_ms: refreshed,
             last_error: error,
             last_error_at_ms: error_at,
+            used_at_ms,
+            refresh_sent_at_ms,
         }) = connections::load_credentials(&self.db, tenant).await?
         else {
             return Ok(None);
@@ -103,6 +123,8 @@ impl CredentialStore {
             last_refresh_at: refreshed.map(from_ms),
             last_error: error,
             last_error_at: error_at.map(from_ms),
+            used: used_at_ms.is_some(),
+            refresh_unanswered: refresh_sent_at_ms.is_some(),
         }))
     }
 
@@ -125,6 +147,7 @@ impl CredentialStore {
             &refresh,
             grant.access_expires_at.timestamp_millis(),
             &grant.scope,
+            idle_schedule(),
         )
         .await?)
     }
@@ -150,8 +173,58 @@ impl CredentialStore {
             &access,
             &refresh,
             grant.access_expires_at.timestamp_millis(),
+            idle_schedule(),
         )
         .await?)
+    }
+
+    /// The first use of `version`'s access token: renew it at `renew_at` from now on.
+    pub async fn mark_used(
+        &self,
+        tenant: &str,
+        version: i64,
+        renew_at: DateTime<Utc>,
+    ) -> Result<(), CredentialError> {
+        connections::mark_used(&self.db, tenant, version, renew_at.timestamp_millis()).await?;
+        Ok(())
+    }
+
+    /// A refresh of `version` was sent and its answer lost.
+    pub async fn mark_refresh_unanswered(
+        &self,
+        tenant: &str,
+        version: i64,
+    ) -> Result<(), CredentialError> {
+        connections::mark_refresh_unanswered(&self.db, tenant, version).await?;
+        Ok(())
+    }
+
+    /// Puts `version`'s renewal off until `at`.
+    pub async fn postpone_renewal(
+        &self,
+        tenant: &str,
+        version: i64,
+        at: DateTime<Utc>,
+    ) -> Result<(), CredentialError> {
+        connections::postpone_renewal(&self.db, tenant, version, at.timestamp_millis()).await?;
+        Ok(())
+    }
+
+    /// Connections due for renewal now, earliest deadline first: tenant, version, deadline.
+    pub async fn renewals_due(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, i64, DateTime<Utc>)>, CredentialError> {
+        let rows = connections::renewals_due(&self.db, crate::store::now_ms(), limit).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, v, d)| (t, v, from_ms(d)))
+            .collect())
+    }
+
+    /// Renewals falling due before `until` (those already due included).
+    pub async fn renewals_due_before(&self, until: DateTime<Utc>) -> Result<i64, CredentialError> {
+        Ok(connections::renewals_due_before(&self.db, until.timestamp_millis()).await?)
     }
 
     pub async fn set_status(

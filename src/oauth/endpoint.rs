@@ -12,7 +12,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -118,6 +118,8 @@ pub type BlingTokenResponse = StandardTokenResponse<EmptyExtraTokenFields, Bling
 pub struct BlingHttp {
     client: reqwest::Client,
     status: AtomicU16,
+    /// The request never left (no connection could be made): Bling cannot have acted on it.
+    not_sent: AtomicBool,
 }
 
 impl BlingHttp {
@@ -125,11 +127,16 @@ impl BlingHttp {
         Self {
             client,
             status: AtomicU16::new(0),
+            not_sent: AtomicBool::new(false),
         }
     }
 
     fn status(&self) -> u16 {
         self.status.load(Ordering::Relaxed)
+    }
+
+    fn not_sent(&self) -> bool {
+        self.not_sent.load(Ordering::Relaxed)
     }
 }
 
@@ -148,7 +155,11 @@ impl<'c> AsyncHttpClient<'c> for BlingHttp {
         );
         let inner = self.client.call(request);
         Box::pin(async move {
-            let response = inner.await?;
+            let response = inner.await.inspect_err(|e| {
+                if matches!(e, HttpClientError::Reqwest(re) if re.is_connect()) {
+                    self.not_sent.store(true, Ordering::Relaxed);
+                }
+            })?;
             self.status
                 .store(response.status().as_u16(), Ordering::Relaxed);
             Ok(response)
@@ -219,6 +230,11 @@ pub enum GrantError {
     /// Bling is down, slow, limiting us, or answered something unexpected: try later.
     #[error("token endpoint unavailable: {message}")]
     Transient { message: String },
+    /// The request was sent but no usable answer came back (the connection dropped, the
+    /// answer timed out, or a success could not be read). Transient too, but on a refresh
+    /// Bling may have rotated the refresh token: the one we hold may be dead already.
+    #[error("token endpoint answer lost: {message}")]
+    AnswerLost { message: String },
 }
 
 impl GrantError {
@@ -228,6 +244,7 @@ impl GrantError {
             GrantError::NeedsReconnect { error_type, .. } => error_type,
             GrantError::InvalidClient { .. } => "invalid_client",
             GrantError::Transient { .. } => "unavailable",
+            GrantError::AnswerLost { .. } => "answer_lost",
         }
     }
 }
@@ -300,7 +317,7 @@ impl TokenEndpoint {
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .request_async(&http)
             .await;
-        grant(response, http.status())
+        grant(response, http.status(), http.not_sent())
     }
 
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenGrant, GrantError> {
@@ -311,13 +328,14 @@ impl TokenEndpoint {
             .exchange_refresh_token(&token)
             .request_async(&http)
             .await;
-        grant(response, http.status())
+        grant(response, http.status(), http.not_sent())
     }
 }
 
 fn grant<RE: std::error::Error + 'static>(
     response: Result<BlingTokenResponse, RequestTokenError<RE, BlingTokenError>>,
     status: u16,
+    not_sent: bool,
 ) -> Result<TokenGrant, GrantError> {
     match response {
         Ok(tokens) => {
@@ -364,15 +382,24 @@ fn grant<RE: std::error::Error + 'static>(
                 message: error.to_string(),
             },
         }),
-        Err(RequestTokenError::Request(e)) => Err(GrantError::Transient {
-            message: format!("request failed: {e}"),
+        Err(RequestTokenError::Request(e)) if not_sent => Err(GrantError::Transient {
+            message: format!("request not sent: {e}"),
         }),
-        Err(RequestTokenError::Parse(_, body)) => Err(GrantError::Transient {
-            message: format!(
-                "unreadable answer: {}",
+        Err(RequestTokenError::Request(e)) => Err(GrantError::AnswerLost {
+            message: format!("request sent, no answer: {e}"),
+        }),
+        Err(RequestTokenError::Parse(_, body)) => {
+            let message = format!(
+                "unreadable answer (HTTP {status}): {}",
                 String::from_utf8_lossy(&body[..body.len().min(200)])
-            ),
-        }),
+            );
+            // A success Bling answered is a rotation we cannot read.
+            Err(if (200..300).contains(&status) {
+                GrantError::AnswerLost { message }
+            } else {
+                GrantError::Transient { message }
+            })
+        }
         Err(RequestTokenError::Other(m)) => Err(GrantError::Transient { message: m }),
     }
 }

@@ -69,7 +69,14 @@ impl BlingAuth {
             settings.token_calls_per_minute,
             settings.renewal.clone(),
         ));
-        let connector = Connector::new(db, endpoint, creds, ledger, settings.state_ttl);
+        let connector = Connector::new(
+            db,
+            endpoint,
+            tokens.shared_budget(),
+            creds,
+            ledger,
+            settings.state_ttl,
+        );
         Ok(Self {
             tokens,
             connector,
@@ -178,5 +185,8 @@ fn auth_failure(e: tokens::TokenError) -> crate::bling::AuthFailure {
         tokens::TokenError::NotConnected => crate::bling::AuthFailure::NotConnected,
         tokens::TokenError::Revoked => crate::bling::AuthFailure::Revoked,
         tokens::TokenError::Transient(m) => crate::bling::AuthFailure::Transient(m),
+        e @ tokens::TokenError::BudgetExhausted { .. } => {
+            crate::bling::AuthFailure::Transient(e.to_string())
+        }
     }
 }

@@ -1,6 +1,23 @@
 //! Access tokens that renew themselves: refresh ahead of expiry, one refresh per tenant at a
 //! time across every process, rotating refresh tokens written behind a version fence, and the
 //! difference between "revoked" and "Bling is having a bad day".
+//!
+//! # Renewals at fleet scale
+//! - **Only used tokens are renewed ahead.** An access token that has been used since it was
+//!   issued is renewed ahead of its expiry (`refresh_ahead` plus this tenant's jitter). One
+//!   nobody used is left to expire: the next call renews it on demand, and meanwhile only the
+//!   refresh token is kept alive, 27 days after it was issued (3 before its 30-day end). An idle
+//!   shop then costs one token call a month instead of four a day — the token budget, not the
+//!   API, is what limits how many shops one egress IP carries (README, "Limits of a fleet").
+//! - **Earliest deadline first.** Each connection's row says when its renewal is due and by
+//!   when it must happen (the access token's expiry, or the refresh token's end); the loop asks
+//!   an index for the due ones in deadline order and decrypts only those.
+//! - **One budget for the fleet**, with a reserve for code exchanges (`budget`). When it is
+//!   spent the pass stops (the rest stay due, in deadline order) and resumes when the window
+//!   frees a call; the wait is recorded once per tenant (`RefreshDeferred`), not on every pass.
+//! - **A lost rotation is not a revocation.** A refresh that was sent and got no answer may have
+//!   rotated the refresh token; if the next refresh is refused with `invalid_grant`, the chain
+//!   broke on our side of the wire: `RotationLost`, "the renewal's answer was lost; reconnect".
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -14,7 +31,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::budget::TokenBudget;
+use super::budget::{Purpose, TokenBudget};
 use super::credentials::{CredentialError, CredentialStatus, CredentialStore, Credentials};
 use super::crypto::Secret;
 use super::endpoint::{GrantError, TokenEndpoint};
@@ -54,6 +71,9 @@ pub enum TokenError {
     Revoked,
     #[error("token renewal failed for now: {0}")]
     Transient(String),
+    /// The fleet's token budget has no call free for a renewal for `wait` more.
+    #[error("token renewal waits for the token budget ({} ms)", wait.as_millis())]
+    BudgetExhausted { wait: Duration },
 }
 
 impl From<CredentialError> for TokenError {
@@ -70,18 +90,60 @@ impl From<crate::store::StoreError> for TokenError {
 
 const REFRESH_LOCK_PREFIX: &str = "bling-ledger:refresh:";
 
+const BUDGET_EXHAUSTED: &str =
+    "token-endpoint budget exhausted for now (Bling blocks an IP after 20 calls/min)";
+
+/// Due renewals looked at per pass of the renewal loop.
+const RENEWALS_PER_PASS: i64 = 500;
+
+/// The renewals the fleet needs against what the token budget gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenewalDemand {
+    /// Renewals due now (waiting).
+    pub due_now: i64,
+    /// Renewals due within the next hour, those due now included.
+    pub due_next_hour: i64,
+    /// Renewals the budget allows in an hour (the code-exchange reserve left out).
+    pub renewals_per_hour: i64,
+}
+
+impl RenewalDemand {
+    /// Reads the demand from the credentials' renewal schedule (two indexed counts).
+    pub async fn measure(
+        creds: &CredentialStore,
+        budget: &TokenBudget,
+    ) -> Result<RenewalDemand, CredentialError> {
+        let now = Utc::now();
+        Ok(RenewalDemand {
+            due_now: creds.renewals_due_before(now).await?,
+            due_next_hour: creds
+                .renewals_due_before(now + chrono::Duration::hours(1))
+                .await?,
+            renewals_per_hour: budget.renewals_per_minute() * 60,
+        })
+    }
+
+    /// Whether the fleet needs more renewals than one egress IP's budget gives.
+    pub fn exceeds_budget(&self) -> bool {
+        self.due_next_hour > self.renewals_per_hour
+    }
+}
+
 pub struct TokenManager {
     db: Db,
     creds: CredentialStore,
     endpoint: TokenEndpoint,
     ledger: Arc<Ledger>,
-    budget: TokenBudget,
+    budget: Arc<TokenBudget>,
     policy: RenewalPolicy,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     token_calls: AtomicU64,
     /// When this process last recorded each tenant's revocation: calls holding a token taken
     /// before it must not leave (see [`crate::bling::AccessTokens::revoked_after`]).
     revocations: Mutex<HashMap<String, std::time::Instant>>,
+    /// Tenants whose renewal waits for the token budget, already recorded as deferred: the
+    /// wait is recorded once, not on every pass.
+    waiting_for_budget: Mutex<std::collections::HashSet<String>>,
 }
 
 fn check_status(creds: &Credentials) -> Result<(), TokenError> {
@@ -102,7 +164,7 @@ impl TokenManager {
         policy: RenewalPolicy,
     ) -> Self {
         Self {
-            budget: TokenBudget::new(db.clone(), token_calls_per_minute),
+            budget: Arc::new(TokenBudget::new(db.clone(), token_calls_per_minute)),
             db,
             creds,
             endpoint,
@@ -111,6 +173,7 @@ impl TokenManager {
             flights: Mutex::new(HashMap::new()),
             token_calls: AtomicU64::new(0),
             revocations: Mutex::new(HashMap::new()),
+            waiting_for_budget: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -127,6 +190,11 @@ impl TokenManager {
         &self.budget
     }
 
+    /// The budget, for the other token calls of the fleet (code exchanges).
+    pub fn shared_budget(&self) -> Arc<TokenBudget> {
+        Arc::clone(&self.budget)
+    }
+
     /// Token-endpoint calls this process made.
     pub fn token_calls(&self) -> u64 {
         self.token_calls.load(Ordering::Relaxed)
@@ -136,8 +204,9 @@ impl TokenManager {
         CommandContext::new(tenant.clone(), "token-renewal", Actor::System)
     }
 
-    /// Whether the token is inside its renewal window, with this tenant's share of jitter.
-    fn due(&self, tenant: &TenantId, creds: &Credentials) -> bool {
+    /// How long before the access token's expiry this tenant renews it (`refresh_ahead` and
+    /// this tenant's share of jitter).
+    fn window(&self, tenant: &TenantId, creds: &Credentials) -> chrono::Duration {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (tenant.as_str(), creds.version).hash(&mut hasher);
         let spread = self.policy.jitter.as_millis() as u64;
@@ -147,8 +216,12 @@ impl TokenManager {
             hasher.finish() % spread
         };
         let window = self.policy.refresh_ahead + Duration::from_millis(jitter);
-        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
-        Utc::now() + window >= creds.access_expires_at
+        chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero())
+    }
+
+    /// Whether the token is inside its renewal window.
+    fn due(&self, tenant: &TenantId, creds: &Credentials) -> bool {
+        Utc::now() + self.window(tenant, creds) >= creds.access_expires_at
     }
 
     /// A valid access token, renewed first when it is close to expiry.
@@ -159,13 +232,26 @@ impl TokenManager {
             .await?
             .ok_or(TokenError::NotConnected)?;
         check_status(&creds)?;
+        if !creds.used {
+            // First use of this token: from now on it is renewed ahead of its expiry.
+            let renew_at = creds.access_expires_at - self.window(tenant, &creds);
+            if let Err(error) = self
+                .creds
+                .mark_used(tenant.as_str(), creds.version, renew_at)
+                .await
+            {
+                tracing::warn!(%tenant, %error, "could not note the token's first use");
+            }
+        }
         if !self.due(tenant, &creds) {
             return Ok(creds.access);
         }
         match self.refresh(tenant, creds.version).await {
             Ok(token) => Ok(token),
             // Renewal ahead of time failed transiently: the current token still works.
-            Err(TokenError::Transient(_)) if creds.access_expires_at > Utc::now() => {
+            Err(TokenError::Transient(_) | TokenError::BudgetExhausted { .. })
+                if creds.access_expires_at > Utc::now() =>
+            {
                 Ok(creds.access)
             }
             Err(e) => Err(e),
@@ -231,6 +317,38 @@ impl TokenManager {
         tracing::warn!(%tenant, "Bling authorization revoked; sync parked until reconnection");
     }
 
+    /// The refresh-token chain broke on a lost answer: park the tenant like a revocation, but
+    /// say what happened (`RotationLost`), not that the shop revoked access.
+    async fn record_lost_rotation(&self, tenant: &TenantId, evidence: RevocationEvidence) {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), std::time::Instant::now());
+        let message = format!(
+            "needs reconnect: {}; then {} answered {} {}",
+            aggregates::connection::LOST_ROTATION_REASON,
+            evidence.call,
+            evidence.status,
+            evidence.error_type
+        );
+        if let Err(e) = self
+            .creds
+            .set_status(tenant.as_str(), CredentialStatus::Revoked, Some(&message))
+            .await
+        {
+            tracing::error!(%tenant, error = %e, "could not mark credentials as needing a reconnect");
+        }
+        let command = ConnectionCommand::RecordLostRotation { evidence };
+        if let Err(e) = self
+            .ledger
+            .execute_connection(&Self::context(tenant), command)
+            .await
+        {
+            tracing::error!(%tenant, error = %e, "could not record the lost rotation");
+        }
+        tracing::warn!(%tenant, "Bling refresh-token chain broken by a lost renewal answer; sync parked until reconnection");
+    }
+
     fn flight(&self, tenant: &TenantId) -> Arc<tokio::sync::Mutex<()>> {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(flights.entry(tenant.to_string()).or_default())
@@ -258,6 +376,10 @@ impl TokenManager {
         self.token_calls.fetch_add(1, Ordering::Relaxed);
         match self.endpoint.refresh(&creds.refresh).await {
             Ok(grant) => {
+                self.waiting_for_budget
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(tenant.as_str());
                 if self
                     .creds
                     .store_refresh(tenant.as_str(), creds.version, &grant)
@@ -303,53 +425,91 @@ impl TokenManager {
                     check_status(&latest)?;
                     return Ok(latest.access);
                 }
-                self.record_revocation(
-                    tenant,
-                    RevocationEvidence {
-                        call: "POST /oauth/token (grant_type=refresh_token)".into(),
-                        status,
-                        error_type,
-                        message,
-                    },
-                )
-                .await;
+                let evidence = RevocationEvidence {
+                    call: "POST /oauth/token (grant_type=refresh_token)".into(),
+                    status,
+                    error_type,
+                    message,
+                };
+                if latest.refresh_unanswered && evidence.error_type == "invalid_grant" {
+                    self.record_lost_rotation(tenant, evidence).await;
+                } else {
+                    self.record_revocation(tenant, evidence).await;
+                }
                 Err(TokenError::Revoked)
+            }
+            Err(error @ GrantError::AnswerLost { .. }) => {
+                // Bling may have rotated the refresh token we hold; if the next refresh is
+                // refused, that is why.
+                let message = error.to_string();
+                if let Err(e) = self
+                    .creds
+                    .mark_refresh_unanswered(tenant.as_str(), creds.version)
+                    .await
+                {
+                    tracing::error!(%tenant, error = %e, "could not note the lost renewal answer");
+                }
+                self.defer(tenant, creds.version, &message).await;
+                Err(TokenError::Transient(message))
             }
             Err(error @ (GrantError::InvalidClient { .. } | GrantError::Transient { .. })) => {
                 let message = error.to_string();
-                self.defer(tenant, &message).await;
+                self.defer(tenant, creds.version, &message).await;
                 Err(TokenError::Transient(message))
             }
         }
     }
 
     async fn take_budget(&self, tenant: &TenantId) -> Result<(), TokenError> {
-        match self.budget.take(tenant.as_str()).await? {
+        match self
+            .budget
+            .take_within(tenant.as_str(), Purpose::Renewal, self.policy.budget_wait)
+            .await?
+        {
             Ok(()) => Ok(()),
-            Err(wait) if wait <= self.policy.budget_wait => {
-                tokio::time::sleep(wait).await;
-                match self.budget.take(tenant.as_str()).await? {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(self.budget_exhausted(tenant).await),
-                }
+            Err(wait) => {
+                self.budget_exhausted(tenant, wait).await;
+                Err(TokenError::BudgetExhausted { wait })
             }
-            Err(_) => Err(self.budget_exhausted(tenant).await),
         }
     }
 
-    async fn budget_exhausted(&self, tenant: &TenantId) -> TokenError {
-        let message =
-            "token-endpoint budget exhausted (Bling blocks after 20 calls/min)".to_string();
-        self.defer(tenant, &message).await;
-        TokenError::Transient(message)
+    /// The budget is spent for now: record it once per tenant (until a renewal of that tenant
+    /// succeeds), not on every attempt.
+    async fn budget_exhausted(&self, tenant: &TenantId, wait: Duration) {
+        let message = BUDGET_EXHAUSTED.to_string();
+        let first = self
+            .waiting_for_budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+        if first {
+            tracing::warn!(%tenant, wait_ms = wait.as_millis() as u64, "Bling token renewal waits for the token budget");
+            let _ = self.creds.record_error(tenant.as_str(), &message).await;
+            self.record_deferral(tenant, &message, wait).await;
+        } else {
+            tracing::debug!(%tenant, "Bling token renewal still waits for the token budget");
+        }
     }
 
-    async fn defer(&self, tenant: &TenantId, message: &str) {
+    /// A renewal failed for a reason that may pass: try again after `retry_after_failure`
+    /// (the loop's next look at this version is put off until then).
+    async fn defer(&self, tenant: &TenantId, version: i64, message: &str) {
         tracing::warn!(%tenant, %message, "Bling token renewal deferred");
         let _ = self.creds.record_error(tenant.as_str(), message).await;
         let next = Utc::now()
             + chrono::Duration::from_std(self.policy.retry_after_failure)
                 .unwrap_or(chrono::Duration::minutes(1));
+        let _ = self
+            .creds
+            .postpone_renewal(tenant.as_str(), version, next)
+            .await;
+        self.record_deferral(tenant, message, self.policy.retry_after_failure)
+            .await;
+    }
+
+    async fn record_deferral(&self, tenant: &TenantId, message: &str, wait: Duration) {
+        let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
         let command = ConnectionCommand::DeferRefresh {
             reason: message.to_string(),
             next_attempt_at: next,
@@ -363,32 +523,36 @@ impl TokenManager {
         }
     }
 
-    /// Renews every connected tenant whose token is due, busy or idle: an idle shop's 30-day
-    /// refresh token is kept alive by the same 6-hourly renewal. Returns how many renewed.
-    pub async fn renew_due(&self) -> usize {
-        let tenants = match self.creds.active_tenants().await {
-            Ok(t) => t,
+    /// Renews the connections whose renewal is due, earliest deadline first (an indexed
+    /// query; only those are decrypted). Stops when the token budget is spent, leaving the rest
+    /// due for the next pass. Returns how many renewed, and how long until the budget frees a
+    /// call when it stopped for that.
+    pub async fn renew_due(&self) -> (usize, Option<Duration>) {
+        let due = match self.creds.renewals_due(RENEWALS_PER_PASS).await {
+            Ok(d) => d,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list connected tenants");
-                return 0;
+                tracing::error!(error = %e, "cannot list the renewals due");
+                return (0, None);
             }
         };
         let mut renewed = 0;
-        for (tenant, _, _) in tenants {
+        for (tenant, version, _deadline) in due {
             let Ok(tenant) = TenantId::parse(&tenant) else {
                 continue;
             };
-            let Ok(Some(creds)) = self.creds.load(tenant.as_str()).await else {
-                continue;
-            };
-            if creds.status == CredentialStatus::Active
-                && self.due(&tenant, &creds)
-                && self.refresh(&tenant, creds.version).await.is_ok()
-            {
-                renewed += 1;
+            match self.refresh(&tenant, version).await {
+                Ok(_) => renewed += 1,
+                Err(TokenError::BudgetExhausted { wait }) => return (renewed, Some(wait)),
+                Err(_) => {}
             }
         }
-        renewed
+        (renewed, None)
+    }
+
+    /// Renewals due now and in the next hour, against what the budget allows renewals in an
+    /// hour: the fleet's demand on one egress IP's token calls.
+    pub async fn renewal_demand(&self) -> Result<RenewalDemand, TokenError> {
+        Ok(RenewalDemand::measure(&self.creds, &self.budget).await?)
     }
 
     /// Checks every `every` for tokens to renew, until `stop` turns true.
@@ -398,10 +562,24 @@ impl TokenManager {
         mut stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
+            let mut warned_at: Option<tokio::time::Instant> = None;
             loop {
-                self.renew_due().await;
+                let (_, budget_frees_in) = self.renew_due().await;
+                if warned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(600)) {
+                    if let Ok(demand) = self.renewal_demand().await {
+                        if demand.exceeds_budget() {
+                            tracing::warn!(
+                                due_next_hour = demand.due_next_hour,
+                                renewals_per_hour = demand.renewals_per_hour,
+                                "the fleet needs more token renewals than one egress IP's budget gives; tokens will lapse (README, Limits of a fleet)"
+                            );
+                            warned_at = Some(tokio::time::Instant::now());
+                        }
+                    }
+                }
+                let pause = budget_frees_in.map_or(every, |w| w.min(every));
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(pause.max(Duration::from_millis(50))) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }

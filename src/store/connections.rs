@@ -25,6 +25,10 @@ pub struct CredentialRow {
     pub last_refresh_at_ms: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at_ms: Option<i64>,
+    /// The first use of the current access token; `None`: unused since it was issued.
+    pub used_at_ms: Option<i64>,
+    /// A refresh of this version was sent and its answer lost.
+    pub refresh_sent_at_ms: Option<i64>,
 }
 
 type Row = (
@@ -38,6 +42,8 @@ type Row = (
     Option<i64>,
     Option<String>,
     Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 pub async fn load_credentials(db: &Db, tenant: &str) -> Result<Option<CredentialRow>, StoreError> {
@@ -46,7 +52,7 @@ pub async fn load_credentials(db: &Db, tenant: &str) -> Result<Option<Credential
         as Row,
         "SELECT version, access_token, refresh_token, access_expires_at_ms, scope,
                 status, connected_at_ms, last_refresh_at_ms, last_error,
-                last_error_at_ms
+                last_error_at_ms, used_at_ms, refresh_sent_at_ms
          FROM bling_credentials WHERE tenant = $1",
         [tenant],
         fetch_optional
@@ -63,6 +69,8 @@ pub async fn load_credentials(db: &Db, tenant: &str) -> Result<Option<Credential
             last_refresh_at_ms,
             last_error,
             last_error_at_ms,
+            used_at_ms,
+            refresh_sent_at_ms,
         )| CredentialRow {
             version,
             access_token,
@@ -74,12 +82,26 @@ pub async fn load_credentials(db: &Db, tenant: &str) -> Result<Option<Credential
             last_refresh_at_ms,
             last_error,
             last_error_at_ms,
+            used_at_ms,
+            refresh_sent_at_ms,
         },
     ))
 }
 
+/// When a connection's renewal is due and by when it must be done (ms), for tokens just
+/// issued and not yet used: an unused access token is not renewed ahead of its expiry, only
+/// its refresh token is kept alive (see `oauth::tokens`, "Renewals at fleet scale").
+#[derive(Debug, Clone, Copy)]
+pub struct IdleSchedule {
+    /// From the refresh token's issue to its keep-alive renewal.
+    pub keepalive_ms: i64,
+    /// From the refresh token's issue to its end.
+    pub refresh_life_ms: i64,
+}
+
 /// Stores the tokens of a new authorization (connect or reconnect), whatever was there;
 /// returns the new version.
+#[allow(clippy::too_many_arguments)]
 pub async fn store_authorization(
     db: &Db,
     tenant: &str,
@@ -87,15 +109,22 @@ pub async fn store_authorization(
     refresh_token: &str,
     access_expires_at_ms: i64,
     scope: &str,
+    idle: IdleSchedule,
 ) -> Result<i64, StoreError> {
     let now = now_ms();
     let version: (i64,) = sql!(
         db,
         as (i64,),
         "INSERT INTO bling_credentials (tenant, version, access_token, refresh_token,
-             access_expires_at_ms, scope, status, connected_at_ms)
-         VALUES ($1, 1, $2, $3, $4, $5, 'active', $6)
+             access_expires_at_ms, scope, status, connected_at_ms, refresh_issued_at_ms,
+             renew_at_ms, renew_deadline_ms)
+         VALUES ($1, 1, $2, $3, $4, $5, 'active', $6, $6, $6 + $7, $6 + $8)
          ON CONFLICT (tenant) DO UPDATE SET
+             refresh_issued_at_ms = excluded.refresh_issued_at_ms,
+             renew_at_ms = excluded.renew_at_ms,
+             renew_deadline_ms = excluded.renew_deadline_ms,
+             used_at_ms = NULL,
+             refresh_sent_at_ms = NULL,
              version = bling_credentials.version + 1,
              access_token = excluded.access_token,
              refresh_token = excluded.refresh_token,
@@ -107,7 +136,16 @@ pub async fn store_authorization(
              last_error = NULL,
              last_error_at_ms = NULL
          RETURNING version",
-        [tenant, access_token, refresh_token, access_expires_at_ms, scope, now],
+        [
+            tenant,
+            access_token,
+            refresh_token,
+            access_expires_at_ms,
+            scope,
+            now,
+            idle.keepalive_ms,
+            idle.refresh_life_ms
+        ],
         fetch_one
     )?;
     Ok(version.0)
@@ -122,12 +160,15 @@ pub async fn store_refresh(
     access_token: &str,
     refresh_token: &str,
     access_expires_at_ms: i64,
+    idle: IdleSchedule,
 ) -> Result<bool, StoreError> {
     let updated = sql!(
         db,
         "UPDATE bling_credentials SET version = version + 1, access_token = $3,
              refresh_token = $4, access_expires_at_ms = $5, last_refresh_at_ms = $6,
-             last_error = NULL, last_error_at_ms = NULL
+             last_error = NULL, last_error_at_ms = NULL, refresh_issued_at_ms = $6,
+             renew_at_ms = $6 + $7, renew_deadline_ms = $6 + $8, used_at_ms = NULL,
+             refresh_sent_at_ms = NULL
          WHERE tenant = $1 AND version = $2 AND status = 'active'",
         [
             tenant,
@@ -135,10 +176,93 @@ pub async fn store_refresh(
             access_token,
             refresh_token,
             access_expires_at_ms,
-            now_ms()
+            now_ms(),
+            idle.keepalive_ms,
+            idle.refresh_life_ms
         ]
     )?;
     Ok(updated == 1)
+}
+
+/// The first use of `version`'s access token: from now on it is renewed ahead of its expiry,
+/// at `renew_at_ms`. Once per version (later uses change nothing).
+pub async fn mark_used(
+    db: &Db,
+    tenant: &str,
+    version: i64,
+    renew_at_ms: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        db,
+        "UPDATE bling_credentials SET used_at_ms = $3,
+             renew_at_ms = CASE WHEN $4 < renew_at_ms THEN $4 ELSE renew_at_ms END,
+             renew_deadline_ms = CASE WHEN access_expires_at_ms < renew_deadline_ms
+                                      THEN access_expires_at_ms ELSE renew_deadline_ms END
+         WHERE tenant = $1 AND version = $2 AND used_at_ms IS NULL",
+        [tenant, version, now_ms(), renew_at_ms]
+    )?;
+    Ok(())
+}
+
+/// A refresh of `version` was sent and no answer came back: Bling may have rotated the
+/// refresh token we hold.
+pub async fn mark_refresh_unanswered(
+    db: &Db,
+    tenant: &str,
+    version: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        db,
+        "UPDATE bling_credentials SET refresh_sent_at_ms = $3 WHERE tenant = $1 AND version = $2",
+        [tenant, version, now_ms()]
+    )?;
+    Ok(())
+}
+
+/// Puts `version`'s renewal off until `at_ms` (after a transient failure), keeping its deadline.
+pub async fn postpone_renewal(
+    db: &Db,
+    tenant: &str,
+    version: i64,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        db,
+        "UPDATE bling_credentials SET renew_at_ms = $3 WHERE tenant = $1 AND version = $2",
+        [tenant, version, at_ms]
+    )?;
+    Ok(())
+}
+
+/// Connections whose renewal is due at `now`, earliest deadline first: tenant, version and
+/// deadline (ms). Answered by the partial index on `renew_at_ms`; no token is read.
+pub async fn renewals_due(
+    db: &Db,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    Ok(sql!(
+        db,
+        as (String, i64, i64),
+        "SELECT tenant, version, renew_deadline_ms FROM bling_credentials
+         WHERE status = 'active' AND renew_at_ms <= $1
+         ORDER BY renew_deadline_ms, tenant LIMIT $2",
+        [now, limit],
+        fetch_all
+    )?)
+}
+
+/// Renewals falling due before `until` (ms), already due included: the demand on the token
+/// budget.
+pub async fn renewals_due_before(db: &Db, until: i64) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sql!(
+        db,
+        as (i64,),
+        "SELECT count(*) FROM bling_credentials WHERE status = 'active' AND renew_at_ms <= $1",
+        [until],
+        fetch_one
+    )?;
+    Ok(n)
 }
 
 /// Sets the credentials' status (`active`, `revoked`, `disconnected`), with the error that
