@@ -8,6 +8,7 @@
 //!   sandbox), tokens, bodies, `both_backends!`; [`sandbox_support`]: a sandbox and a tiny Bling
 //!   client; [`raw`]: requests sent byte for byte;
 //! - the ledger: [`http_api`], [`edges_fuzz`], [`event_log`], [`connection`], [`sync_engine`],
+//!   [`fleet`] (the scheduler, fenced leases, renewals at fleet scale),
 //!   [`projection_views`], [`audit_export`], [`console_browser`];
 //! - Bling: [`bling_client`] (the client against the sandbox), [`bling_contract`] (recorded
 //!   answers, the client's reading of them and the sandbox's shapes);
@@ -26,6 +27,7 @@ mod connection;
 mod console_browser;
 mod edges_fuzz;
 mod event_log;
+mod fleet;
 mod http_api;
 mod projection_views;
 mod sandbox_faults;
