@@ -82,6 +82,11 @@ pub struct FleetRun {
     pub calls_per_invoice: f64,
     /// Calls by method and route (ids and queries left out), most first.
     pub calls_by_route: Vec<(String, usize)>,
+    /// Orders in Bling (the sandbox) for the invoices measured: one each when no job ran twice.
+    pub orders: usize,
+    /// Look-ups of an order by our key: made only when a job runs again after its create may
+    /// have reached Bling, so 0 when no job ran twice.
+    pub rerun_lookups: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +114,7 @@ impl FleetReport {
              429 answers                  : {}  (target 0)\n\
              calls per invoice            : {:.2}  (target <= 2, contatos known)\n\
              calls by route               : {}\n\
+             jobs run twice               : {} look-ups after a possible create, {} orders for {} invoices  (target 0, one each)\n\
              synced                       : {} of {} in {:.0} s\n\
              not Bling here: per-IP blocks off (Bling: 60 req/s per IP), token guard off for connecting\n",
             self.shops,
@@ -131,6 +137,9 @@ impl FleetReport {
                 .map(|(route, n)| format!("{route} {n}"))
                 .collect::<Vec<_>>()
                 .join(", "),
+            r.rerun_lookups,
+            r.orders,
+            r.invoices,
             r.synced,
             r.invoices,
             r.seconds,
@@ -417,6 +426,13 @@ async fn measure(
     }
     let calls_per_sec = calls_in_work as f64 / seconds_with_work.max(1) as f64;
     let mean_ceiling = ceiling_sum / seconds_with_work.max(1) as f64;
+    let orders: usize = (0..options.shops)
+        .map(|i| sandbox.pedidos(&shop(i)).len())
+        .sum();
+    let rerun_lookups = api
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.contains("numerosLojas"))
+        .count();
     for other in others {
         other
             .stop()
@@ -447,6 +463,8 @@ async fn measure(
         too_many_requests: too_many,
         calls_per_invoice: api.len() as f64 / invoices.max(1) as f64,
         calls_by_route,
+        orders,
+        rerun_lookups,
     })
 }
 
