@@ -473,3 +473,78 @@ async fn exec(db: &Db, statement: &str) {
         }
     }
 }
+
+/// A create reaches Bling but its answer is lost; the invoice is cancelled before the job runs
+/// again. The next run looks the order up by our key and cancels it in Bling: no open order is
+/// left for a cancelled invoice, and no second order is created.
+async fn a_cancel_after_a_lost_create_cancels_the_order(t: TestDb) {
+    let stack = Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.run_worker = false;
+            sync.client.rate_limit_per_sec = 0;
+        },
+    )
+    .await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    bill(&stack, "shop-a", "i", 1).await;
+    stack.sandbox.set_faults(
+        None,
+        FaultConfig::none().with_rule(
+            FaultRule::route("POST", "/pedidos/vendas")
+                .exact()
+                .apply_then_drop_rate(1.0),
+        ),
+    );
+    let settings = SyncSettings {
+        retry_schedule: vec![Duration::from_secs(1)],
+        retry_jitter: 0.0,
+        ..SyncSettings::default()
+    };
+    let (w, db) = worker(&stack, &t.url, settings).await;
+    w.run_until_idle(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        stack.sandbox.pedidos("shop-a").len(),
+        1,
+        "the create was applied"
+    );
+    assert_eq!(
+        count_of(&t.db, "SalesOrderCreated", None).await,
+        0,
+        "its answer was lost"
+    );
+
+    stack.sandbox.set_faults(None, FaultConfig::none());
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i0/cancel",
+        Some(&json!({"reason": "desistiu"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        eventually(20, || async {
+            w.run_until_idle(Duration::from_secs(5)).await.unwrap();
+            let pedidos = stack.sandbox.pedidos("shop-a");
+            pedidos.len() == 1 && pedidos[0]["situacao"]["id"] == 12
+        })
+        .await,
+        "the order is cancelled in Bling: {:?}",
+        stack.sandbox.pedidos("shop-a")
+    );
+    assert_eq!(
+        calls(&stack, "POST", "/pedidos/vendas"),
+        1,
+        "no second create"
+    );
+    db.close().await;
+    stack.stop().await;
+}
+both_backends!(
+    cancel_after_lost_create,
+    a_cancel_after_a_lost_create_cancels_the_order
+);
