@@ -40,6 +40,9 @@ use crate::store::{Db, StoreError};
 const TOKEN: &str = "bench-fleet-admin";
 /// Bling's per-account limit.
 const BLING_RATE: u32 = 3;
+/// Each server instance's connection pool: half of it is the scheduler's budget of jobs in
+/// flight (two instances stay under PostgreSQL's default 100 connections).
+const POOL: u32 = 40;
 
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
@@ -202,7 +205,7 @@ async fn measure(
         s.settings.poll_interval = Duration::from_millis(50);
     };
     let Stack { sandbox, server } = StackBuilder::new(url)
-        .max_connections(32)
+        .max_connections(POOL)
         .tokens(tokens.clone())
         .keys(keys.clone())
         .sandbox(move |s| {
@@ -233,7 +236,7 @@ async fn measure(
             Server::start(
                 Settings {
                     database_url: url.to_string(),
-                    max_connections: 32,
+                    max_connections: POOL,
                     tokens: tokens.clone(),
                     auth: Some(auth),
                     sync,

@@ -3,6 +3,7 @@
 //! - [`scheduler`]: [`SyncWorker`], the fleet scheduler: continuous dispatch, a loop per tenant
 //!   with due work, one fair budget of jobs in flight;
 //! - [`lease`]: a tenant's lease as a worker holds it — heartbeat, and the fence on its jobs;
+//! - [`slots`]: the budget of jobs in flight, handed to the shop with the fewest running;
 //! - [`queue`]: the to-do list derived from the log (checkpointed), leases per tenant;
 //! - [`jobs`]: one customer or invoice made to match, every outcome an event;
 //! - [`mapping`]: our records as Bling's (discounts to the centavo);
@@ -19,6 +20,7 @@ pub mod mapping;
 pub mod payment_methods;
 pub mod queue;
 pub mod scheduler;
+pub mod slots;
 
 use std::time::Duration;
 

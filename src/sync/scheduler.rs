@@ -9,11 +9,11 @@
 //!   running. Its jobs run up to `jobs_per_tenant` at a time for different customers, in the
 //!   order their events were written per customer, all under the tenant's 3 req/s.
 //! - **A global budget of jobs in flight** (`max_in_flight`) bounds the process instead of a
-//!   count of tenants. A tenant loop takes a permit for each job and gives it back when the job
-//!   ends. The semaphore is fair (first come, first served): a freed permit goes to the loop
-//!   that has waited longest, and a shop that got a little service queues again behind those
-//!   already waiting — round-robin by construction, so one shop's backlog never delays another
-//!   shop's fresh work by more than the few jobs ahead of it.
+//!   count of tenants. A tenant loop takes a slot for each job and gives it back when the job
+//!   ends. Slots are handed out fairly ([`FairSlots`]): a freed one goes to the waiting shop
+//!   with the fewest jobs running, then to the one that waited longest — a fresh invoice of an
+//!   idle shop passes every backlog shop's extra jobs, and a shop that got a little service
+//!   queues again behind those already waiting.
 //! - **Several processes share the fleet** through the leases: each takes free tenants,
 //!   longest-waiting first. A process whose budget is exhausted leaves fresh tenants to the
 //!   others for [`SATURATED_GRACE`] before taking them anyway, so work moves to whoever has
@@ -30,12 +30,13 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::jobs::{self, Executor};
 use super::lease::TenantLease;
 use super::queue;
+use super::slots::{FairSlots, Slot};
 use super::SyncSettings;
 use crate::bling::client::BlingClient;
 use crate::ledger::Ledger;
@@ -63,7 +64,7 @@ pub struct SyncWorker {
     /// New work may be due, or a tenant loop ended (the scheduler looks for tenants to take).
     work: Notify,
     metrics: Arc<Metrics>,
-    slots: Arc<Semaphore>,
+    slots: Arc<FairSlots>,
     /// Tenants this process runs now.
     active: Mutex<HashSet<String>>,
     in_flight: AtomicUsize,
@@ -92,7 +93,7 @@ impl SyncWorker {
         Arc::new(Self {
             executor: Executor::new(db.clone(), ledger, client, settings.clone()),
             db,
-            slots: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            slots: FairSlots::new(settings.max_in_flight),
             settings,
             holder: format!("worker-{}", uuid::Uuid::new_v4().simple()),
             wake: Notify::new(),
@@ -116,7 +117,7 @@ impl SyncWorker {
 
     /// The budget of jobs in flight.
     pub fn max_in_flight(&self) -> usize {
-        self.settings.max_in_flight.max(1)
+        self.slots.capacity()
     }
 
     fn active_tenants(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -155,7 +156,7 @@ impl SyncWorker {
             if self.active_tenants().contains(&tenant) {
                 continue;
             }
-            if self.slots.available_permits() == 0 && now - since < grace {
+            if self.slots.available() == 0 && now - since < grace {
                 continue;
             }
             if let Some(lease) =
@@ -207,16 +208,12 @@ impl SyncWorker {
             if running.len() < per_tenant && !exhausted {
                 // Queue for a slot, and keep taking the results of jobs that end meanwhile.
                 let permit = tokio::select! {
-                    permit = Arc::clone(&self.slots).acquire_owned() => permit.ok(),
+                    permit = self.slots.acquire(running.len()) => permit,
                     Some(done) = running.next(), if !running.is_empty() => {
                         self.job_ended(done, &mut busy, &mut ran, &mut first_error);
                         exhausted = false;
                         continue;
                     }
-                };
-                let Some(permit) = permit else {
-                    exhausted = true;
-                    continue;
                 };
                 match self.next_job(lease, &busy).await {
                     Ok(Some(job)) => {
@@ -278,7 +275,7 @@ impl SyncWorker {
         &self,
         lease: &Arc<TenantLease>,
         job: queue::Job,
-        permit: OwnedSemaphorePermit,
+        permit: Slot,
     ) -> (String, Result<(), StoreError>) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = lease.scope(self.executor.run(&job)).await;
