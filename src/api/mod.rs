@@ -337,6 +337,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "Tenants whose sync lease this process holds now.",
             worker.leases_held() as f64,
         ));
+        samples.push(Sample::gauge(
+            "bling_ledger_sync_jobs_in_flight",
+            "Sync jobs running now in this process.",
+            worker.jobs_in_flight() as f64,
+        ));
+        samples.push(Sample::gauge(
+            "bling_ledger_sync_jobs_in_flight_limit",
+            "This process's budget of sync jobs in flight (BLING_LEDGER_SYNC_MAX_IN_FLIGHT).",
+            worker.max_in_flight() as f64,
+        ));
     }
     if let Some(auth) = &state.auth {
         token_samples(auth, &mut samples).await;
