@@ -424,8 +424,9 @@ pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     .map_err(StoreError::from)
 }
 
-/// Takes the tenant's lease for `holder` if nobody holds it (never held, released, or
-/// expired), bumping its fence. `None`: another live holder has it.
+/// Takes the tenant's lease for `holder` if nobody else holds it (never held, expired, or
+/// lingering after `holder`'s own release), bumping its fence. `None`: another live holder has
+/// it.
 pub async fn take_lease(
     db: &Db,
     tenant: &str,
@@ -439,7 +440,7 @@ pub async fn take_lease(
         "INSERT INTO sync_leases (tenant, holder, expires_at_ms, fence) VALUES ($1, $2, $3, 1)
          ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder,
              expires_at_ms = excluded.expires_at_ms, fence = sync_leases.fence + 1
-         WHERE sync_leases.expires_at_ms < $4
+         WHERE sync_leases.expires_at_ms < $4 OR sync_leases.holder = excluded.holder
          RETURNING fence",
         [tenant, holder, now + ttl_ms, now],
         fetch_optional
@@ -466,12 +467,18 @@ pub async fn renew_lease(
     Ok(renewed == 1)
 }
 
-/// Gives the tenant's lease back (it expires now; the row and its fence stay).
-pub async fn release(db: &Db, tenant: &str, lease: &LeaseToken) -> Result<(), StoreError> {
+/// Gives the tenant's lease back: it lingers for `linger_ms`, during which only its holder may
+/// take it again, then expires (the row and its fence stay).
+pub async fn release(
+    db: &Db,
+    tenant: &str,
+    lease: &LeaseToken,
+    linger_ms: i64,
+) -> Result<(), StoreError> {
     sql!(
         db,
-        "UPDATE sync_leases SET expires_at_ms = 0 WHERE tenant = $1 AND holder = $2 AND fence = $3",
-        [tenant, &lease.holder, lease.fence]
+        "UPDATE sync_leases SET expires_at_ms = $4 WHERE tenant = $1 AND holder = $2 AND fence = $3",
+        [tenant, &lease.holder, lease.fence, now_ms() + linger_ms]
     )?;
     Ok(())
 }

@@ -25,6 +25,9 @@ use crate::bling::gate::{self, CallGate};
 use crate::store::sync_work::{self, Job, LeaseToken};
 use crate::store::{Db, StoreError};
 
+/// How long a released lease stays its holder's alone.
+pub const LINGER: Duration = Duration::from_secs(15);
+
 pub struct TenantLease {
     pub tenant: String,
     pub token: LeaseToken,
@@ -97,12 +100,17 @@ impl TenantLease {
         }
     }
 
-    /// Gives the lease back, unless it was lost.
+    /// Gives the lease back, unless it was lost. It lingers a while for this holder
+    /// ([`LINGER`], at most the lease's life): a shop billing every few seconds stays with the
+    /// process that has its rate-limiter state and account discoveries, and a shop passes to
+    /// another process only once its last call here is more than Bling's one-second window old
+    /// (so the new holder's first calls cannot make a fourth in that window).
     pub async fn release(&self, db: &Db) -> Result<(), StoreError> {
         if self.is_lost() {
             return Ok(());
         }
-        sync_work::release(db, &self.tenant, &self.token).await
+        let linger = LINGER.min(self.ttl);
+        sync_work::release(db, &self.tenant, &self.token, ttl_ms(linger)).await
     }
 
     /// Marks `job` as run under this lease (its to-do-list writes are fenced by it).

@@ -225,7 +225,9 @@ async fn a_job_that_outlived_its_lease_cannot_write_postgres() {
     );
 
     // The new holder's process ends; the next worker adopts the order the first one created.
-    sync_work::release(&t.db, "shop-a", &thief).await.unwrap();
+    sync_work::release(&t.db, "shop-a", &thief, 0)
+        .await
+        .unwrap();
     stack.sandbox.set_faults(None, FaultConfig::none());
     let (second, second_db) = worker(&stack, &t.url, settings).await;
     second

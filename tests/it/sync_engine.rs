@@ -586,8 +586,21 @@ async fn lost_answers_and_killed_workers_never_duplicate(t: TestDb) {
             },
         )
     };
-    // Kill workers at random points, over and over.
-    for round in 0..25u64 {
+    // Kill workers at random points, over and over: at least 25 times, and until some of them
+    // were killed after Bling applied a write whose answer was dropped (on a busy machine a
+    // short-lived worker may not reach Bling at all; a dead worker's lease also blocks the
+    // next ones for its 300 ms).
+    let faulted = |stack: &Stack| {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .filter(|c| c.fault.is_some())
+            .count()
+    };
+    let mut round = 0u64;
+    while round < 25 || (faulted(&stack) == 0 && round < 200) {
+        round += 1;
         // Each worker has its own connections, as a separate process would: killing it
         // closes them, and the database rolls back whatever it had open.
         let own = Db::connect(&t.url, 2).await.unwrap();
