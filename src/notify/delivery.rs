@@ -1,0 +1,297 @@
+//! The delivery worker: sends each endpoint its pending messages, signed (Standard Webhooks),
+//! one at a time in ledger order, and records every attempt.
+//!
+//! # Invariants
+//! - Per endpoint, messages go in ledger order: only the oldest pending delivery is attempted,
+//!   so a receiver that is down holds its own queue back until it answers 2xx or the message
+//!   runs out of attempts (then it is marked `failed`, kept, and can be resent).
+//! - Endpoints are served by separate tasks: one tenant's slow or dead receiver never delays
+//!   another's (nor another endpoint of the same tenant).
+//! - At least once: an attempt is recorded after the receiver answered, so a crash in between
+//!   sends the message again, with the same `webhook-id`.
+//! - An endpoint whose attempts have all failed for `disable_after` (5 days) is disabled, with
+//!   the reason and time on the endpoint; its deliveries wait until it is enabled again.
+//!
+//! One process delivers at a time per database is assumed (two would both send, with the same
+//! `webhook-id`, which receivers dedupe, but the order per endpoint would no longer hold).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::schedule::{parse_retry_after, RetrySchedule};
+use super::signing;
+use crate::store::notify::{self, AfterAttempt, AttemptRow, DueDelivery};
+use crate::store::{now_ms, Db, StoreError};
+
+/// How the worker delivers.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub schedule: RetrySchedule,
+    /// How long an endpoint may fail continuously before it is disabled (5 days).
+    pub disable_after: Duration,
+    /// How long to wait for a receiver's answer.
+    pub timeout: Duration,
+    /// How often to look for due deliveries when nothing wakes the worker.
+    pub poll_interval: Duration,
+    /// Endpoints served at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::default(),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            timeout: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(250),
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// The most of a receiver's answer kept with an attempt.
+const EXCERPT_BYTES: usize = 512;
+
+pub struct Deliverer {
+    db: Db,
+    http: reqwest::Client,
+    settings: DeliverySettings,
+    running: Mutex<HashSet<String>>,
+    permits: Arc<Semaphore>,
+    wake: Notify,
+}
+
+impl Deliverer {
+    pub fn new(db: Db, settings: DeliverySettings) -> Result<Arc<Self>, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("bling-ledger-notify/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Arc::new(Self {
+            db,
+            http,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            settings,
+            running: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        }))
+    }
+
+    /// Asks the worker to look now (new messages were written, or a resend).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = Arc::clone(&self).dispatch().await {
+                    tracing::error!(%error, "notification dispatch failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = self.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    }
+
+    /// Starts a task for every endpoint whose next delivery is due and that has none running.
+    async fn dispatch(self: Arc<Self>) -> Result<(), StoreError> {
+        let now = now_ms();
+        for (endpoint, due_ms) in notify::endpoints_with_work(&self.db).await? {
+            if due_ms > now {
+                continue;
+            }
+            {
+                let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                if !running.insert(endpoint.clone()) {
+                    continue;
+                }
+            }
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let permit = Arc::clone(&me.permits).acquire_owned().await;
+                if permit.is_ok() {
+                    if let Err(error) = me.serve(&endpoint).await {
+                        tracing::error!(%error, endpoint, "notification delivery failed; retrying");
+                    }
+                }
+                me.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&endpoint);
+                // More may have become due while this endpoint was busy.
+                me.wake();
+            });
+        }
+        Ok(())
+    }
+
+    /// Sends an endpoint's due messages in order, until none is due or one fails.
+    async fn serve(&self, endpoint_id: &str) -> Result<(), StoreError> {
+        loop {
+            let Some(endpoint) = notify::endpoint_by_id(&self.db, endpoint_id).await? else {
+                return Ok(());
+            };
+            if endpoint.enabled != 1 {
+                return Ok(());
+            }
+            let Some(due) = notify::head(&self.db, endpoint_id).await? else {
+                return Ok(());
+            };
+            if due.next_attempt_ms > now_ms() {
+                return Ok(());
+            }
+            let delivered = self.attempt(&endpoint.url, &endpoint.secret, &due).await?;
+            if !delivered {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One attempt; returns whether it was delivered.
+    async fn attempt(
+        &self,
+        url: &str,
+        secret: &str,
+        due: &DueDelivery,
+    ) -> Result<bool, StoreError> {
+        let attempt = due.attempts + 1;
+        let at = chrono::Utc::now();
+        let started = Instant::now();
+        let outcome = match signing::secret_key(secret) {
+            Ok(key) => self.send(url, &key, due).await,
+            Err(e) => Sent::NoAnswer(format!("endpoint secret unusable: {e}")),
+        };
+        let latency_ms = started.elapsed().as_millis() as i64;
+        let (status, error, excerpt, retry_after) = match outcome {
+            Sent::Answered {
+                status,
+                excerpt,
+                retry_after,
+            } => (Some(i64::from(status)), None, excerpt, retry_after),
+            Sent::NoAnswer(error) => (None, Some(error), String::new(), None),
+        };
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        let after = if ok {
+            AfterAttempt::Delivered
+        } else {
+            let wish = match status {
+                Some(429 | 503) => retry_after,
+                _ => None,
+            };
+            match self.settings.schedule.next_delay(attempt as usize, wish) {
+                Some(delay) => {
+                    AfterAttempt::RetryAt(at.timestamp_millis() + delay.as_millis() as i64)
+                }
+                None => AfterAttempt::GaveUp,
+            }
+        };
+        let row = AttemptRow {
+            endpoint_id: due.endpoint_id.clone(),
+            message_id: due.message_id.clone(),
+            attempt,
+            at_ms: at.timestamp_millis(),
+            status,
+            latency_ms,
+            error,
+            response_excerpt: excerpt,
+        };
+        notify::record_attempt(&self.db, &due.tenant, &row, after).await?;
+        if ok {
+            notify::endpoint_succeeded(&self.db, &due.endpoint_id).await?;
+            return Ok(true);
+        }
+        notify::endpoint_failed(&self.db, &due.endpoint_id, row.at_ms).await?;
+        let now = now_ms();
+        let horizon = now - self.settings.disable_after.as_millis() as i64;
+        let reason = format!(
+            "every delivery attempt failed for {} (last: {})",
+            human(self.settings.disable_after),
+            match (row.status, &row.error) {
+                (Some(s), _) => format!("HTTP {s}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "no answer".to_string(),
+            }
+        );
+        if notify::disable_if_failing_since(&self.db, &due.endpoint_id, horizon, now, &reason)
+            .await?
+        {
+            tracing::warn!(endpoint = due.endpoint_id, tenant = due.tenant, %reason, "endpoint disabled");
+        }
+        Ok(false)
+    }
+
+    async fn send(&self, url: &str, key: &[u8], due: &DueDelivery) -> Sent {
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = signing::sign(key, &due.message_id, timestamp, &due.payload);
+        let request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &due.message_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(due.payload.clone());
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Sent::NoAnswer(describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        let mut body = Vec::new();
+        while body.len() < EXCERPT_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(EXCERPT_BYTES);
+        Sent::Answered {
+            status,
+            excerpt: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
+        }
+    }
+}
+
+enum Sent {
+    Answered {
+        status: u16,
+        excerpt: String,
+        retry_after: Option<Duration>,
+    },
+    NoAnswer(String),
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection refused or unreachable".to_string()
+    } else {
+        format!("request failed: {e}")
+    }
+}
+
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 86_400 && secs % 86_400 == 0 {
+        format!("{} days", secs / 86_400)
+    } else if secs >= 3600 && secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
