@@ -12,8 +12,10 @@
 //! - An endpoint whose attempts have all failed for `disable_after` (5 days) is disabled, with
 //!   the reason and time on the endpoint; its deliveries wait until it is enabled again.
 //!
-//! One process delivers at a time per database is assumed (two would both send, with the same
-//! `webhook-id`, which receivers dedupe, but the order per endpoint would no longer hold).
+//! - Several processes may deliver: each attempt first claims its delivery (moves its due time
+//!   past the attempt's timeout), so only one sends it, and the endpoint's next message is not
+//!   due until the claimed one is settled. A process that dies mid-attempt leaves the claim to
+//!   expire, and the message is sent again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -52,6 +54,9 @@ impl Default for DeliverySettings {
         }
     }
 }
+
+/// How much longer than the receiver's timeout a claimed attempt stays claimed.
+const CLAIM_MARGIN_MS: i64 = 5_000;
 
 /// The most of a receiver's answer kept with an attempt.
 const EXCERPT_BYTES: usize = 512;
@@ -146,7 +151,22 @@ impl Deliverer {
             let Some(due) = notify::head(&self.db, endpoint_id).await? else {
                 return Ok(());
             };
-            if due.next_attempt_ms > now_ms() {
+            let now = now_ms();
+            if due.next_attempt_ms > now {
+                return Ok(());
+            }
+            // Another process serving the same endpoint finds the head not due, so the order
+            // holds with several replicas too.
+            let until = now + self.settings.timeout.as_millis() as i64 + CLAIM_MARGIN_MS;
+            if !notify::claim(
+                &self.db,
+                endpoint_id,
+                &due.message_id,
+                due.next_attempt_ms,
+                until,
+            )
+            .await?
+            {
                 return Ok(());
             }
             let delivered = self.attempt(&endpoint.url, &endpoint.secret, &due).await?;

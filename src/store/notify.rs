@@ -339,6 +339,25 @@ pub async fn head(db: &Db, endpoint_id: &str) -> Result<Option<DueDelivery>, Sto
     )?)
 }
 
+/// Claims the delivery for one attempt: moves its due time (read as `due_ms`) to `until_ms`,
+/// so another process reading the same head finds it not due. True for the one caller that
+/// moved it; a crash mid-attempt leaves it due again at `until_ms` (at least once).
+pub async fn claim(
+    db: &Db,
+    endpoint_id: &str,
+    message_id: &str,
+    due_ms: i64,
+    until_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = sql!(
+        db,
+        "UPDATE notify_deliveries SET next_attempt_ms = $4
+         WHERE endpoint_id = $1 AND message_id = $2 AND state = 'pending' AND next_attempt_ms = $3",
+        [endpoint_id, message_id, due_ms, until_ms]
+    )?;
+    Ok(n == 1)
+}
+
 /// One attempt, as support reads it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AttemptRow {
