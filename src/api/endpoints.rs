@@ -503,12 +503,10 @@ struct ResendInput {
 #[derive(Debug, Serialize)]
 struct ResendAnswer {
     endpoint_id: String,
+    /// The message resent, when one was asked for (a range says only how many).
     message_ids: Vec<String>,
     resent: usize,
 }
-
-/// Most messages one resend covers.
-const MAX_RESEND: i64 = 10_000;
 
 fn instant(raw: &str, field: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(raw)
@@ -535,8 +533,8 @@ async fn resend(
     let row = notify::get_endpoint(&state.db, tenant.as_str(), &endpoint)
         .await?
         .ok_or_else(no_such_endpoint)?;
-    let messages = match (&input.message_id, &input.from, &input.to) {
-        (Some(id), None, None) => vec![notify::message(&state.db, tenant.as_str(), id)
+    let message = match (&input.message_id, &input.from, &input.to) {
+        (Some(id), None, None) => notify::message(&state.db, tenant.as_str(), id)
             .await?
             .ok_or_else(|| {
                 ApiError::field(
@@ -545,7 +543,7 @@ async fn resend(
                     "message_id",
                     "no message with this id in this tenant",
                 )
-            })?],
+            })?,
         (None, from, to) if from.is_some() || to.is_some() => {
             let required = |v: &Option<String>, field: &str, other: &str| {
                 v.clone().ok_or_else(|| {
@@ -568,11 +566,27 @@ async fn resend(
                 ));
             }
             // A range resends what the endpoint subscribes to.
-            notify::messages_between(&state.db, tenant.as_str(), from, to, MAX_RESEND)
-                .await?
-                .into_iter()
-                .filter(|m| row.event_types.split(',').any(|t| t == m.event_type))
-                .collect()
+            let n = notify::resend_between(
+                &state.db,
+                &row.id,
+                tenant.as_str(),
+                &row.event_types,
+                from,
+                to,
+                now_ms(),
+            )
+            .await?;
+            state.notify.deliverer.wake();
+            tracing::info!(%tenant, endpoint, n, by = principal.name, "notifications resent");
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(ResendAnswer {
+                    endpoint_id: row.id,
+                    resent: n as usize,
+                    message_ids: Vec::new(),
+                }),
+            )
+                .into_response());
         }
         _ => {
             return Err(ApiError::field(
@@ -583,18 +597,15 @@ async fn resend(
             ))
         }
     };
-    let now = now_ms();
-    for m in &messages {
-        notify::resend(&state.db, &row.id, m, now).await?;
-    }
+    notify::resend(&state.db, &row.id, &message, now_ms()).await?;
     state.notify.deliverer.wake();
-    tracing::info!(%tenant, endpoint, n = messages.len(), by = principal.name, "notifications resent");
+    tracing::info!(%tenant, endpoint, message = message.id, by = principal.name, "notification resent");
     Ok((
         StatusCode::ACCEPTED,
         Json(ResendAnswer {
             endpoint_id: row.id,
-            resent: messages.len(),
-            message_ids: messages.into_iter().map(|m| m.id).collect(),
+            resent: 1,
+            message_ids: vec![message.id],
         }),
     )
         .into_response())

@@ -55,6 +55,12 @@ impl Default for DeliverySettings {
     }
 }
 
+/// Pending deliveries of one endpoint read at a time (sent one by one, in order).
+const HEADS: i64 = 50;
+
+/// How often a busy endpoint's settings are read again.
+const REREAD: Duration = Duration::from_secs(1);
+
 /// How much longer than the receiver's timeout a claimed attempt stays claimed.
 const CLAIM_MARGIN_MS: i64 = 5_000;
 
@@ -139,39 +145,63 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Sends an endpoint's due messages in order, until none is due or one fails.
+    /// Sends an endpoint's due messages in order, until none is due or one fails. The
+    /// endpoint is read again every [`REREAD`] (an admin may disable it or change its URL).
     async fn serve(&self, endpoint_id: &str) -> Result<(), StoreError> {
+        let mut read_at = Instant::now();
+        let Some(mut endpoint) = notify::endpoint_by_id(&self.db, endpoint_id).await? else {
+            return Ok(());
+        };
         loop {
-            let Some(endpoint) = notify::endpoint_by_id(&self.db, endpoint_id).await? else {
-                return Ok(());
-            };
+            if read_at.elapsed() > REREAD {
+                let Some(fresh) = notify::endpoint_by_id(&self.db, endpoint_id).await? else {
+                    return Ok(());
+                };
+                endpoint = fresh;
+                read_at = Instant::now();
+            }
             if endpoint.enabled != 1 {
                 return Ok(());
             }
-            let Some(due) = notify::head(&self.db, endpoint_id).await? else {
+            let batch = notify::heads(&self.db, endpoint_id, HEADS).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            // The due prefix of the queue, claimed at once.
+            let now = now_ms();
+            let due: Vec<&DueDelivery> = batch
+                .iter()
+                .take_while(|d| d.next_attempt_ms <= now)
+                .collect();
+            let (Some(first), Some(last)) = (due.first(), due.last()) else {
                 return Ok(());
             };
-            let now = now_ms();
-            if due.next_attempt_ms > now {
-                return Ok(());
-            }
-            // Another process serving the same endpoint finds the head not due, so the order
-            // holds with several replicas too.
+            let (first, last) = (first.position, last.position);
+            // Another process serving the same endpoint finds them not due, so the order holds
+            // with several replicas too.
             let until = now + self.settings.timeout.as_millis() as i64 + CLAIM_MARGIN_MS;
-            if !notify::claim(
-                &self.db,
-                endpoint_id,
-                &due.message_id,
-                due.next_attempt_ms,
-                until,
-            )
-            .await?
-            {
-                return Ok(());
-            }
-            let delivered = self.attempt(&endpoint.url, &endpoint.secret, &due).await?;
-            if !delivered {
-                return Ok(());
+            let claimed = notify::claim(&self.db, endpoint_id, first, last, now, until).await?;
+            for d in due {
+                if !claimed.contains(&d.position) {
+                    // Someone else holds it: give ours back and leave the queue to them.
+                    notify::release(&self.db, endpoint_id, d.position, last, until, now_ms())
+                        .await?;
+                    return Ok(());
+                }
+                let delivered = self
+                    .attempt(
+                        &endpoint.url,
+                        &endpoint.secret,
+                        endpoint.failing_since_ms,
+                        d,
+                    )
+                    .await?;
+                if !delivered {
+                    notify::release(&self.db, endpoint_id, d.position, last, until, now_ms())
+                        .await?;
+                    return Ok(());
+                }
+                endpoint.failing_since_ms = None;
             }
         }
     }
@@ -181,6 +211,7 @@ impl Deliverer {
         &self,
         url: &str,
         secret: &str,
+        failing_since_ms: Option<i64>,
         due: &DueDelivery,
     ) -> Result<bool, StoreError> {
         let attempt = due.attempts + 1;
@@ -226,7 +257,9 @@ impl Deliverer {
         };
         notify::record_attempt(&self.db, &due.tenant, &row, after).await?;
         if ok {
-            notify::endpoint_succeeded(&self.db, &due.endpoint_id).await?;
+            if failing_since_ms.is_some() {
+                notify::endpoint_succeeded(&self.db, &due.endpoint_id).await?;
+            }
             return Ok(true);
         }
         notify::endpoint_failed(&self.db, &due.endpoint_id, row.at_ms).await?;

@@ -229,25 +229,6 @@ pub async fn message(db: &Db, tenant: &str, id: &str) -> Result<Option<MessageRo
     )?)
 }
 
-/// Messages of `tenant` created in `[from_ms, to_ms)`, in ledger order (at most `limit`).
-pub async fn messages_between(
-    db: &Db,
-    tenant: &str,
-    from_ms: i64,
-    to_ms: i64,
-    limit: i64,
-) -> Result<Vec<MessageRow>, StoreError> {
-    Ok(sql!(
-        db,
-        as MessageRow,
-        "SELECT id, tenant, position, event_type, payload, created_at_ms FROM notify_messages
-         WHERE tenant = $1 AND created_at_ms >= $2 AND created_at_ms < $3
-         ORDER BY position LIMIT $4",
-        [tenant, from_ms, to_ms, limit],
-        fetch_all
-    )?)
-}
-
 /// A new pending delivery of a message to an endpoint, due at `now`.
 pub async fn insert_delivery(
     tx: &mut Tx,
@@ -297,6 +278,30 @@ pub async fn resend(
     Ok(())
 }
 
+/// [`resend`] for every message of `tenant` created in `[from_ms, to_ms)` whose type is one
+/// of `types` (comma-separated), in one statement. Returns how many.
+pub async fn resend_between(
+    db: &Db,
+    endpoint_id: &str,
+    tenant: &str,
+    types: &str,
+    from_ms: i64,
+    to_ms: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    Ok(sql!(
+        db,
+        "INSERT INTO notify_deliveries (endpoint_id, message_id, tenant, position, state,
+             attempts, next_attempt_ms, updated_at_ms)
+         SELECT $1, id, tenant, position, 'pending', 0, $6, $6 FROM notify_messages
+         WHERE tenant = $2 AND created_at_ms >= $4 AND created_at_ms < $5
+           AND ',' || $3 || ',' LIKE '%,' || event_type || ',%'
+         ON CONFLICT (endpoint_id, message_id) DO UPDATE
+         SET state = 'pending', attempts = 0, next_attempt_ms = $6, updated_at_ms = $6",
+        [endpoint_id, tenant, types, from_ms, to_ms, now]
+    )?)
+}
+
 /// The endpoints with a pending delivery, each with when its oldest one (the next to send, in
 /// ledger order) is due. Disabled endpoints are left out: their deliveries wait.
 pub async fn endpoints_with_work(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
@@ -325,7 +330,8 @@ pub struct DueDelivery {
     pub payload: String,
 }
 
-pub async fn head(db: &Db, endpoint_id: &str) -> Result<Option<DueDelivery>, StoreError> {
+/// The endpoint's oldest `limit` pending deliveries, in ledger order, with their messages.
+pub async fn heads(db: &Db, endpoint_id: &str, limit: i64) -> Result<Vec<DueDelivery>, StoreError> {
     Ok(sql!(
         db,
         as DueDelivery,
@@ -333,29 +339,70 @@ pub async fn head(db: &Db, endpoint_id: &str) -> Result<Option<DueDelivery>, Sto
                 m.payload
          FROM notify_deliveries d JOIN notify_messages m ON m.id = d.message_id
          WHERE d.endpoint_id = $1 AND d.state = 'pending'
-         ORDER BY d.position LIMIT 1",
-        [endpoint_id],
-        fetch_optional
+         ORDER BY d.position LIMIT $2",
+        [endpoint_id, limit],
+        fetch_all
     )?)
 }
 
-/// Claims the delivery for one attempt: moves its due time (read as `due_ms`) to `until_ms`,
-/// so another process reading the same head finds it not due. True for the one caller that
-/// moved it; a crash mid-attempt leaves it due again at `until_ms` (at least once).
+/// A transaction for the delivery bookkeeping (claims, attempts). On PostgreSQL it commits
+/// without waiting for the disk (`synchronous_commit = off`): a crash may forget the last
+/// claims and attempts of the past few hundred milliseconds, and the worker then sends those
+/// messages again with the same `webhook-id` (at least once). Messages themselves are
+/// written with the notifier's checkpoint, durably.
+async fn bookkeeping(db: &Db) -> Result<Tx, StoreError> {
+    let mut tx = db.begin().await?;
+    if let Tx::Postgres(_) = tx {
+        sql!(&mut tx, "SET LOCAL synchronous_commit TO OFF", [])?;
+    }
+    Ok(tx)
+}
+
+/// Claims the endpoint's pending deliveries at positions `first..=last` that are due at `now`:
+/// moves their due time to `until_ms`, so another process finds them not due (and, as the
+/// oldest pending ones, holding the endpoint's queue). Returns the positions claimed. A crash
+/// mid-attempt leaves them due again at `until_ms` (at least once).
 pub async fn claim(
     db: &Db,
     endpoint_id: &str,
-    message_id: &str,
-    due_ms: i64,
+    first: i64,
+    last: i64,
+    now: i64,
     until_ms: i64,
-) -> Result<bool, StoreError> {
-    let n = sql!(
-        db,
-        "UPDATE notify_deliveries SET next_attempt_ms = $4
-         WHERE endpoint_id = $1 AND message_id = $2 AND state = 'pending' AND next_attempt_ms = $3",
-        [endpoint_id, message_id, due_ms, until_ms]
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = bookkeeping(db).await?;
+    let rows: Vec<(i64,)> = sql!(
+        &mut tx,
+        as (i64,),
+        "UPDATE notify_deliveries SET next_attempt_ms = $5
+         WHERE endpoint_id = $1 AND state = 'pending' AND position >= $2 AND position <= $3
+           AND next_attempt_ms <= $4
+         RETURNING position",
+        [endpoint_id, first, last, now, until_ms],
+        fetch_all
     )?;
-    Ok(n == 1)
+    tx.commit().await?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+/// Gives back claims (`until_ms`) on positions after `after` up to `last` that were not
+/// attempted: due again now, behind the endpoint's head.
+pub async fn release(
+    db: &Db,
+    endpoint_id: &str,
+    after: i64,
+    last: i64,
+    until_ms: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        db,
+        "UPDATE notify_deliveries SET next_attempt_ms = $5
+         WHERE endpoint_id = $1 AND state = 'pending' AND position > $2 AND position <= $3
+           AND next_attempt_ms = $4",
+        [endpoint_id, after, last, until_ms, now]
+    )?;
+    Ok(())
 }
 
 /// One attempt, as support reads it.
@@ -379,54 +426,76 @@ pub enum AfterAttempt {
     GaveUp,
 }
 
-/// Records an attempt and moves its delivery on, in one transaction.
+/// Records an attempt and moves its delivery on, atomically: one statement on PostgreSQL (a
+/// data-modifying `WITH`), a transaction on SQLite (see [`bookkeeping`] for its durability).
 pub async fn record_attempt(
     db: &Db,
     tenant: &str,
     a: &AttemptRow,
     after: AfterAttempt,
 ) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    sql!(
-        &mut tx,
-        "INSERT INTO notify_attempts (endpoint_id, message_id, tenant, attempt, at_ms, status,
-             latency_ms, error, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [
-            &a.endpoint_id,
-            &a.message_id,
-            tenant,
-            a.attempt,
-            a.at_ms,
-            a.status,
-            a.latency_ms,
-            &a.error,
-            &a.response_excerpt
-        ]
-    )?;
     let (state, next) = match after {
         AfterAttempt::Delivered => ("delivered", a.at_ms),
         AfterAttempt::RetryAt(at) => ("pending", at),
         AfterAttempt::GaveUp => ("failed", a.at_ms),
     };
-    sql!(
-        &mut tx,
-        "UPDATE notify_deliveries
-         SET state = $3, attempts = $4, next_attempt_ms = $5, last_status = $6, last_error = $7,
-             updated_at_ms = $8
-         WHERE endpoint_id = $1 AND message_id = $2",
-        [
-            &a.endpoint_id,
-            &a.message_id,
-            state,
-            a.attempt,
-            next,
-            a.status,
-            &a.error,
-            a.at_ms
-        ]
-    )?;
-    tx.commit().await?;
+    const INSERT: &str = "INSERT INTO notify_attempts (endpoint_id, message_id, tenant, attempt,
+             at_ms, status, latency_ms, error, response_excerpt)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    const UPDATE: &str = "UPDATE notify_deliveries
+         SET state = $10, attempts = $4, next_attempt_ms = $11, last_status = $6,
+             last_error = $8, updated_at_ms = $5
+         WHERE endpoint_id = $1 AND message_id = $2";
+    macro_rules! run {
+        ($on:expr, $sql:expr) => {
+            sql!(
+                $on,
+                $sql,
+                [
+                    &a.endpoint_id,
+                    &a.message_id,
+                    tenant,
+                    a.attempt,
+                    a.at_ms,
+                    a.status,
+                    a.latency_ms,
+                    &a.error,
+                    &a.response_excerpt,
+                    state,
+                    next
+                ]
+            )
+        };
+    }
+    match db {
+        Db::Postgres(_) => {
+            let both = format!("WITH recorded AS ({INSERT}) {UPDATE}");
+            let mut tx = bookkeeping(db).await?;
+            run!(&mut tx, &both)?;
+            tx.commit().await?;
+        }
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
+            sql!(
+                &mut tx,
+                INSERT,
+                [
+                    &a.endpoint_id,
+                    &a.message_id,
+                    tenant,
+                    a.attempt,
+                    a.at_ms,
+                    a.status,
+                    a.latency_ms,
+                    &a.error,
+                    &a.response_excerpt
+                ]
+            )?;
+            // The same numbers as the combined statement ($3, $7 and $9 unused).
+            run!(&mut tx, UPDATE)?;
+            tx.commit().await?;
+        }
+    }
     Ok(())
 }
 
