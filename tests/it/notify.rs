@@ -1213,3 +1213,57 @@ both_backends!(
     reconnect_link,
     a_revoked_shop_reconnects_through_its_own_link
 );
+
+async fn two_processes_deliver_each_message_once_in_order(t: TestDb) {
+    let one = ledger(&t.url, fast(&[0, 100, 200], Duration::from_secs(3600))).await;
+    let two = ledger(&t.url, fast(&[0, 100, 200], Duration::from_secs(3600))).await;
+    let receiver = Receiver::start().await;
+    subscribe(
+        &one.base_url(),
+        "shop-a",
+        &receiver.url(),
+        &["invoice.failed"],
+    )
+    .await;
+    for i in 0..6 {
+        bill(&one.base_url(), "shop-a", &format!("inv-{i}")).await;
+    }
+    for attempt in 1..=5 {
+        for i in 0..6 {
+            let server = if i % 2 == 0 { &one } else { &two };
+            fail(server, "shop-a", &format!("inv-{i}"), attempt).await;
+        }
+    }
+    assert!(eventually(30, || async { receiver.got().len() >= 30 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, feed) = request(
+        &one.base_url(),
+        ADMIN_TOKEN,
+        "GET",
+        "/v1/tenants/shop-a/changes?limit=100",
+        None,
+    )
+    .await;
+    let expected: Vec<String> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        expected.len(),
+        30,
+        "one message per event, whichever process followed the log"
+    );
+    let got: Vec<String> = receiver.got().iter().map(Received::id).collect();
+    assert_eq!(
+        got, expected,
+        "each message once, in ledger order, from two processes"
+    );
+    one.stop().await.unwrap();
+    two.stop().await.unwrap();
+}
+both_backends!(
+    two_processes,
+    two_processes_deliver_each_message_once_in_order
+);
