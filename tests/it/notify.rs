@@ -1267,3 +1267,104 @@ both_backends!(
     two_processes,
     two_processes_deliver_each_message_once_in_order
 );
+
+/// The console's notification and link panels in a real headless Chromium (Debian's
+/// `chromium`, driven by tests/console_browser/notify.js): an endpoint disabled for failing and
+/// why, a delivery's attempts, resend, and a reconnect link made and listed. The data behind
+/// them is tested on both backends above; the page on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_deliveries_attempts_and_links_in_chromium() {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is needed for the console's browser tests (apt-get install chromium; .ci/run does it)"
+    );
+    let t = TestDb::sqlite().await;
+    let s = bling_ledger::stack::StackBuilder::new(&t.url)
+        .tokens(test_tokens())
+        .keys(test_key_ring())
+        .notify(fast(
+            &[0, 100, 100, 100, 100, 100, 100, 100, 100, 100],
+            Duration::from_millis(500),
+        ))
+        .start()
+        .await
+        .expect("the stack starts");
+    let base = s.server.base_url();
+    let receiver = Receiver::start().await;
+    receiver.answer(vec![], 500);
+    let (endpoint, _) = subscribe(&base, "shop-a", &receiver.url(), &["invoice.failed"]).await;
+    bill(&base, "shop-a", "inv-1").await;
+    fail(&s.server, "shop-a", "inv-1", 1).await;
+    let one = format!("/v1/tenants/shop-a/endpoints/{endpoint}");
+    assert!(
+        eventually(20, || async {
+            request(&base, SUPPORT_TOKEN, "GET", &one, None).await.1["enabled"] == false
+        })
+        .await
+    );
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console_browser");
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm runs");
+        assert!(
+            out.status.success(),
+            "npm ci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let profile = tempfile::tempdir().expect("user data dir");
+    let out = tokio::task::spawn_blocking({
+        let base = base.clone();
+        let url = receiver.url();
+        let profile = profile.path().to_path_buf();
+        move || {
+            Command::new("node")
+                .arg("notify.js")
+                .current_dir(&dir)
+                .env("CONSOLE_URL", base)
+                .env("SUPPORT_TOKEN", SUPPORT_TOKEN)
+                .env("TENANT", "shop-a")
+                .env("ENDPOINT_URL", url)
+                .env("USER_DATA_DIR", profile)
+                .env("CHROMIUM", CHROMIUM)
+                .output()
+        }
+    })
+    .await
+    .unwrap()
+    .expect("node runs notify.js");
+    assert!(
+        out.status.success(),
+        "notify.js failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("reconnect link made and listed"),
+        "{summary}"
+    );
+    // The resend the page asked for is in the store.
+    let (_, deliveries) = request(
+        &base,
+        SUPPORT_TOKEN,
+        "GET",
+        &format!("{one}/deliveries"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        deliveries["deliveries"][0]["attempts"], 0,
+        "resent: from the start of the schedule"
+    );
+    s.server.stop().await.unwrap();
+    s.sandbox.shutdown().await;
+}

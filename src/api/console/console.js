@@ -515,13 +515,13 @@
     }
     const body = clear($('links-body'));
     for (const l of data.links || []) {
-      append(body, el('tr', { 'data-link': l.link_id },
+      append(body, [el('tr', { 'data-link': l.link_id },
         el('td', {}, timeEl(l.created_at)),
         el('td', { text: l.created_by }),
         el('td', {}, badge('link-' + l.state, LINK_STATES[l.state] || l.state)),
         el('td', {}, l.opened_at ? timeEl(l.opened_at) : '—'),
         el('td', {}, l.used_at ? timeEl(l.used_at) : '—'),
-        el('td', {}, timeEl(l.expires_at))));
+        el('td', {}, timeEl(l.expires_at)))]);
     }
   }
 
@@ -560,7 +560,7 @@
       if (ep.disabled_reason) warnings.push('Disabled ' + when(ep.disabled_at) + ': ' + ep.disabled_reason + '. An admin enables it again once the receiver works; then resend the time range it missed.');
       else if (!ep.enabled) warnings.push('Disabled by an admin.');
       if (ep.failing_since) warnings.push('Every attempt has failed since ' + when(ep.failing_since) + '.');
-      for (const w of warnings) append(section, el('p', { class: 'error', 'data-testid': 'endpoint-warning', text: w }));
+      for (const w of warnings) append(section, [el('p', { class: 'error', 'data-testid': 'endpoint-warning', text: w })]);
       const range = el('form', { class: 'inline' },
         el('label', { for: 'from-' + ep.id, text: 'Resend from' }),
         el('input', { id: 'from-' + ep.id, type: 'datetime-local', required: true }),
@@ -574,17 +574,17 @@
         if (!from || !to) return;
         await resend(tenant, ep.id, { from: new Date(from).toISOString(), to: new Date(to).toISOString() });
       });
-      append(section, range);
+      append(section, [range]);
       const table = el('table', { 'data-testid': 'deliveries' },
         el('thead', {}, el('tr', {},
           ['Message', 'Type', 'State', 'Attempts', 'Last status', 'Updated', ''].map((h) => el('th', { scope: 'col', text: h })))));
       const tbody = el('tbody', {});
-      append(table, tbody);
-      append(section, el('div', { class: 'table-wrap' }, table));
-      append(box, section);
+      append(table, [tbody]);
+      append(section, [el('div', { class: 'table-wrap' }, table)]);
+      append(box, [section]);
       try {
         const d = await api('GET', tenantPath(tenant) + '/endpoints/' + enc(ep.id) + '/deliveries?limit=50');
-        for (const row of d.deliveries || []) append(tbody, deliveryRow(tenant, ep.id, row));
+        for (const row of d.deliveries || []) append(tbody, [deliveryRow(tenant, ep.id, row)]);
       } catch (e) {
         failed(e, 'Deliveries');
       }
@@ -611,11 +611,11 @@
         const m = await api('GET', tenantPath(tenant) + '/messages/' + enc(row.message_id));
         const list = el('ol', { class: 'timeline' });
         for (const a of (m.attempts || []).filter((x) => x.endpoint_id === endpoint)) {
-          append(list, el('li', {},
+          append(list, [el('li', {},
             '#' + a.attempt + ' ', timeEl(new Date(a.at_ms).toISOString()), ' · ',
             a.status === null ? (a.error || 'no answer') : 'HTTP ' + a.status,
             ' · ' + a.latency_ms + ' ms',
-            a.response_excerpt ? el('pre', { class: 'bling-says', text: a.response_excerpt }) : null));
+            a.response_excerpt ? el('pre', { class: 'bling-says', text: a.response_excerpt }) : null)]);
         }
         tr.after(el('tr', { class: 'attempts' }, el('td', { colspan: 7 }, list)));
       } catch (e) {
