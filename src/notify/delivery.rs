@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use super::schedule::{parse_retry_after, RetrySchedule};
 use super::signing;
-use crate::store::notify::{self, AfterAttempt, AttemptRow, DueDelivery};
+use crate::store::notify::{self, AfterAttempt, AttemptRow, DueDelivery, EndpointRow};
 use crate::store::{now_ms, Db, StoreError};
 
 /// How the worker delivers.
@@ -55,8 +55,10 @@ impl Default for DeliverySettings {
     }
 }
 
-/// Pending deliveries of one endpoint read at a time (sent one by one, in order).
-const HEADS: i64 = 50;
+/// Pending deliveries of one endpoint read, claimed and recorded at a time (sent one by one,
+/// in order). A process that dies holding a claim delays that endpoint by at most this many
+/// timeouts.
+const HEADS: i64 = 20;
 
 /// How often a busy endpoint's settings are read again.
 const REREAD: Duration = Duration::from_secs(1);
@@ -178,90 +180,89 @@ impl Deliverer {
             };
             let (first, last) = (first.position, last.position);
             // Another process serving the same endpoint finds them not due, so the order holds
-            // with several replicas too.
-            let until = now + self.settings.timeout.as_millis() as i64 + CLAIM_MARGIN_MS;
+            // with several replicas too. The claim outlasts every one of them timing out.
+            let until =
+                now + self.settings.timeout.as_millis() as i64 * due.len() as i64 + CLAIM_MARGIN_MS;
             let claimed = notify::claim(&self.db, endpoint_id, first, last, now, until).await?;
+            // Successes are recorded together after the run (or before a failure), so a run
+            // costs two statements rather than one per message; a crash before that re-sends
+            // them, with the same ids.
+            let mut delivered = Vec::new();
             for d in due {
                 if !claimed.contains(&d.position) {
                     // Someone else holds it: give ours back and leave the queue to them.
+                    self.flush(&mut endpoint, &mut delivered).await?;
                     notify::release(&self.db, endpoint_id, d.position, last, until, now_ms())
                         .await?;
                     return Ok(());
                 }
-                let delivered = self
-                    .attempt(
-                        &endpoint.url,
-                        &endpoint.secret,
-                        endpoint.failing_since_ms,
-                        d,
-                    )
-                    .await?;
-                if !delivered {
-                    notify::release(&self.db, endpoint_id, d.position, last, until, now_ms())
-                        .await?;
-                    return Ok(());
+                let sent = self.send_once(&endpoint.url, &endpoint.secret, d).await;
+                if sent.ok() {
+                    delivered.push(sent.row(d));
+                    continue;
                 }
-                endpoint.failing_since_ms = None;
+                self.flush(&mut endpoint, &mut delivered).await?;
+                self.failed(sent, d).await?;
+                notify::release(&self.db, endpoint_id, d.position, last, until, now_ms()).await?;
+                return Ok(());
             }
+            self.flush(&mut endpoint, &mut delivered).await?;
         }
     }
 
-    /// One attempt; returns whether it was delivered.
-    async fn attempt(
+    /// Records the run's successes; a success ends the endpoint's failure streak.
+    async fn flush(
         &self,
-        url: &str,
-        secret: &str,
-        failing_since_ms: Option<i64>,
-        due: &DueDelivery,
-    ) -> Result<bool, StoreError> {
-        let attempt = due.attempts + 1;
+        endpoint: &mut EndpointRow,
+        delivered: &mut Vec<AttemptRow>,
+    ) -> Result<(), StoreError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        notify::record_delivered(&self.db, &endpoint.tenant, delivered).await?;
+        delivered.clear();
+        if endpoint.failing_since_ms.take().is_some() {
+            notify::endpoint_succeeded(&self.db, &endpoint.id).await?;
+        }
+        Ok(())
+    }
+
+    /// One attempt, not yet recorded.
+    async fn send_once(&self, url: &str, secret: &str, due: &DueDelivery) -> Attempt {
         let at = chrono::Utc::now();
         let started = Instant::now();
         let outcome = match signing::secret_key(secret) {
             Ok(key) => self.send(url, &key, due).await,
             Err(e) => Sent::NoAnswer(format!("endpoint secret unusable: {e}")),
         };
-        let latency_ms = started.elapsed().as_millis() as i64;
-        let (status, error, excerpt, retry_after) = match outcome {
+        Attempt {
+            at,
+            latency_ms: started.elapsed().as_millis() as i64,
+            outcome,
+        }
+    }
+
+    /// Records a failed attempt: when to try again (or give up), the endpoint's failure
+    /// streak, and disables an endpoint failing for too long.
+    async fn failed(&self, attempt: Attempt, due: &DueDelivery) -> Result<(), StoreError> {
+        let row = attempt.row(due);
+        let wish = match &attempt.outcome {
             Sent::Answered {
-                status,
-                excerpt,
+                status: 429 | 503,
                 retry_after,
-            } => (Some(i64::from(status)), None, excerpt, retry_after),
-            Sent::NoAnswer(error) => (None, Some(error), String::new(), None),
+                ..
+            } => *retry_after,
+            _ => None,
         };
-        let ok = status.is_some_and(|s| (200..300).contains(&s));
-        let after = if ok {
-            AfterAttempt::Delivered
-        } else {
-            let wish = match status {
-                Some(429 | 503) => retry_after,
-                _ => None,
-            };
-            match self.settings.schedule.next_delay(attempt as usize, wish) {
-                Some(delay) => {
-                    AfterAttempt::RetryAt(at.timestamp_millis() + delay.as_millis() as i64)
-                }
-                None => AfterAttempt::GaveUp,
-            }
-        };
-        let row = AttemptRow {
-            endpoint_id: due.endpoint_id.clone(),
-            message_id: due.message_id.clone(),
-            attempt,
-            at_ms: at.timestamp_millis(),
-            status,
-            latency_ms,
-            error,
-            response_excerpt: excerpt,
+        let after = match self
+            .settings
+            .schedule
+            .next_delay(row.attempt as usize, wish)
+        {
+            Some(delay) => AfterAttempt::RetryAt(row.at_ms + delay.as_millis() as i64),
+            None => AfterAttempt::GaveUp,
         };
         notify::record_attempt(&self.db, &due.tenant, &row, after).await?;
-        if ok {
-            if failing_since_ms.is_some() {
-                notify::endpoint_succeeded(&self.db, &due.endpoint_id).await?;
-            }
-            return Ok(true);
-        }
         notify::endpoint_failed(&self.db, &due.endpoint_id, row.at_ms).await?;
         let now = now_ms();
         let horizon = now - self.settings.disable_after.as_millis() as i64;
@@ -279,7 +280,7 @@ impl Deliverer {
         {
             tracing::warn!(endpoint = due.endpoint_id, tenant = due.tenant, %reason, "endpoint disabled");
         }
-        Ok(false)
+        Ok(())
     }
 
     async fn send(&self, url: &str, key: &[u8], due: &DueDelivery) -> Sent {
@@ -315,6 +316,38 @@ impl Deliverer {
             status,
             excerpt: String::from_utf8_lossy(&body).into_owned(),
             retry_after,
+        }
+    }
+}
+
+/// One attempt's outcome, before it is recorded.
+struct Attempt {
+    at: chrono::DateTime<chrono::Utc>,
+    latency_ms: i64,
+    outcome: Sent,
+}
+
+impl Attempt {
+    fn ok(&self) -> bool {
+        matches!(self.outcome, Sent::Answered { status, .. } if (200..300).contains(&status))
+    }
+
+    fn row(&self, due: &DueDelivery) -> AttemptRow {
+        let (status, error, excerpt) = match &self.outcome {
+            Sent::Answered {
+                status, excerpt, ..
+            } => (Some(i64::from(*status)), None, excerpt.clone()),
+            Sent::NoAnswer(error) => (None, Some(error.clone()), String::new()),
+        };
+        AttemptRow {
+            endpoint_id: due.endpoint_id.clone(),
+            message_id: due.message_id.clone(),
+            attempt: due.attempts + 1,
+            at_ms: self.at.timestamp_millis(),
+            status,
+            latency_ms: self.latency_ms,
+            error,
+            response_excerpt: excerpt,
         }
     }
 }

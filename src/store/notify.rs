@@ -499,6 +499,93 @@ pub async fn record_attempt(
     Ok(())
 }
 
+/// Records a run of successful attempts (each its delivery's, all answered 2xx) and marks their
+/// deliveries delivered: two statements in one [`bookkeeping`] transaction, whatever the run's
+/// length (the delivery worker sends an endpoint's queue in order and records it afterwards).
+pub async fn record_delivered(
+    db: &Db,
+    tenant: &str,
+    rows: &[AttemptRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = String::from(
+        "INSERT INTO notify_attempts (endpoint_id, message_id, tenant, attempt, at_ms, status,
+             latency_ms, error, response_excerpt) VALUES ",
+    );
+    let mut update = String::from(
+        "UPDATE notify_deliveries SET state = 'delivered', attempts = v.attempt,
+             next_attempt_ms = v.at_ms, last_status = v.status, last_error = NULL,
+             updated_at_ms = v.at_ms
+         FROM (",
+    );
+    for i in 0..rows.len() {
+        let b = i * 8;
+        if i > 0 {
+            insert.push_str(", ");
+            update.push_str(" UNION ALL ");
+        }
+        insert.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8
+        ));
+        // A derived table of SELECTs: SQLite has no column list for VALUES.
+        update.push_str(&format!(
+            "SELECT CAST(${} AS TEXT) AS endpoint_id, CAST(${} AS TEXT) AS message_id, \
+             CAST(${} AS BIGINT) AS attempt, CAST(${} AS BIGINT) AS at_ms, CAST(${} AS BIGINT) AS status",
+            b + 1,
+            b + 2,
+            b + 4,
+            b + 5,
+            b + 6
+        ));
+    }
+    update.push_str(
+        ") AS v
+         WHERE notify_deliveries.endpoint_id = v.endpoint_id
+           AND notify_deliveries.message_id = v.message_id",
+    );
+    // Both statements take the same parameters, eight per attempt.
+    macro_rules! bound {
+        ($sql:expr) => {{
+            let mut q = sqlx::query($sql);
+            for a in rows {
+                q = q
+                    .bind(&a.endpoint_id)
+                    .bind(&a.message_id)
+                    .bind(tenant)
+                    .bind(a.attempt)
+                    .bind(a.at_ms)
+                    .bind(a.status)
+                    .bind(a.latency_ms)
+                    .bind(&a.response_excerpt);
+            }
+            q
+        }};
+    }
+    let mut tx = bookkeeping(db).await?;
+    match &mut tx {
+        Tx::Postgres(t) => {
+            bound!(&insert).execute(&mut **t).await?;
+            bound!(&update).execute(&mut **t).await?;
+        }
+        Tx::Sqlite(t) => {
+            bound!(&insert).execute(&mut **t).await?;
+            bound!(&update).execute(&mut **t).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// One delivery, as support reads it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct DeliveryRow {
