@@ -7,15 +7,15 @@
 //!   runs out of attempts (then it is marked `failed`, kept, and can be resent).
 //! - Endpoints are served by separate tasks: one tenant's slow or dead receiver never delays
 //!   another's (nor another endpoint of the same tenant).
-//! - At least once: an attempt is recorded after the receiver answered, so a crash in between
-//!   sends the message again, with the same `webhook-id`.
+//! - At least once: attempts are recorded after the receiver answered (a run of successes
+//!   together, a failure at once; on PostgreSQL without waiting for the disk), so a crash
+//!   before that sends those messages again, with the same `webhook-id`.
 //! - An endpoint whose attempts have all failed for `disable_after` (5 days) is disabled, with
 //!   the reason and time on the endpoint; its deliveries wait until it is enabled again.
-//!
-//! - Several processes may deliver: each attempt first claims its delivery (moves its due time
-//!   past the attempt's timeout), so only one sends it, and the endpoint's next message is not
-//!   due until the claimed one is settled. A process that dies mid-attempt leaves the claim to
-//!   expire, and the message is sent again.
+//! - Several processes may deliver: a worker first claims the due head of an endpoint's queue
+//!   (moves those deliveries' due time past their timeouts), so only it sends them, and the
+//!   endpoint's later messages are not due before them. A process that dies holding a claim
+//!   leaves it to expire, and the messages are sent again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
