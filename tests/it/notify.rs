@@ -662,9 +662,9 @@ both_backends!(
 );
 
 async fn a_receiver_down_then_back_gets_everything_in_ledger_order(t: TestDb) {
-    // Retries every 200 ms for long enough to outlast the outage.
+    // Retries every 200 ms for 30 s: long enough to outlast the outage on a busy machine.
     let mut delays = vec![0];
-    delays.extend(std::iter::repeat_n(200, 40));
+    delays.extend(std::iter::repeat_n(200, 150));
     let server = ledger(&t.url, fast(&delays, Duration::from_secs(3600))).await;
     let base = server.base_url();
     let down = Receiver::start().await;
