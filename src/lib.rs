@@ -20,6 +20,8 @@
 //!   classification; it touches no database;
 //! - [`oauth`]: the shops' connections — consent, encrypted credentials, renewal, revocation;
 //! - [`audit`]: the verifiable export and its offline check;
+//! - [`notify`]: telling the pet-shop system — signed notifications, the change feed, and
+//!   the shops' self-service reconnect links;
 //! - [`server`]: wiring it all into one running service; [`config`]: its configuration;
 //!   [`metrics`]: Prometheus text;
 //! - [`cli`]: the command line, one file per command family;
@@ -42,6 +44,7 @@ pub mod config;
 pub mod demo;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod oauth;
 pub mod projections;
 #[cfg(feature = "dev-tools")]

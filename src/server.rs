@@ -60,6 +60,8 @@ pub enum ServeError {
     Bling(#[from] crate::oauth::endpoint::EndpointConfigError),
     #[error("Bling client: {0}")]
     Client(#[from] crate::bling::client::ClientBuildError),
+    #[error("notification client: {0}")]
+    Notify(#[from] reqwest::Error),
 }
 
 /// A running service. Dropping it does not stop it; call [`Server::stop`].
@@ -72,6 +74,8 @@ pub struct Server {
     pub sync: Option<Arc<SyncWorker>>,
     /// The read models' runner (support views), always running.
     pub projections: Arc<crate::projections::Projections>,
+    /// Outbound notifications and the change feed, always running.
+    pub notify: Arc<crate::notify::Notifier>,
     stop: watch::Sender<bool>,
     http: JoinHandle<Result<(), std::io::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -80,6 +84,17 @@ pub struct Server {
 impl Server {
     /// Connects, migrates and serves on `listener` in the background.
     pub async fn start(settings: Settings, listener: TcpListener) -> Result<Server, ServeError> {
+        Self::start_with(settings, listener, crate::notify::NotifySettings::default()).await
+    }
+
+    /// [`Server::start`] with the notifier's settings (retry schedule, link lifetime, public
+    /// URL) given too.
+    pub async fn start_with(
+        settings: Settings,
+        listener: TcpListener,
+        notify_settings: crate::notify::NotifySettings,
+    ) -> Result<Server, ServeError> {
+        let listener_addr = listener.local_addr()?;
         let db = Db::connect(&settings.database_url, settings.max_connections).await?;
         db.migrate().await?;
         let ledger = Ledger::new(db.clone());
@@ -144,6 +159,21 @@ impl Server {
         };
         let projections = crate::projections::Projections::new(db.clone(), Default::default());
         background.push(Arc::clone(&projections).spawn(stop.subscribe()));
+        // Reconnect links are signed with a key derived from the encryption key, so they exist
+        // only with a Bling app (and a connection to reconnect).
+        let public_url = notify_settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", listener_addr));
+        let links = auth.as_ref().map(|a| {
+            crate::notify::ReconnectLinks::new(
+                a.settings.keys.signing_key(),
+                &public_url,
+                notify_settings.link_lifetime,
+            )
+        });
+        let notify = crate::notify::Notifier::new(db.clone(), notify_settings, links)?;
+        background.extend(Arc::clone(&notify).spawn(stop.subscribe()));
         let state = AppState {
             db: db.clone(),
             ledger: Arc::clone(&ledger),
@@ -151,6 +181,7 @@ impl Server {
             metrics,
             auth: auth.clone(),
             sync: sync.clone(),
+            notify: Arc::clone(&notify),
         };
         let addr = listener.local_addr()?;
         let app = api::router(state);
@@ -169,6 +200,7 @@ impl Server {
             auth,
             sync,
             projections,
+            notify,
             stop,
             http,
             background,

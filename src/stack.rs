@@ -59,6 +59,7 @@ impl Stack {
 type SandboxTweak = Box<dyn FnOnce(&mut SandboxConfig) + Send>;
 type AuthTweak = Box<dyn FnOnce(&mut AuthSettings) + Send>;
 type SyncTweak = Box<dyn FnOnce(&mut SyncConfig) + Send>;
+type NotifyTweak = Box<dyn FnOnce(&mut crate::notify::NotifySettings) + Send>;
 
 /// Builds a [`Stack`]: the product's defaults, the caller's changes on top.
 pub struct StackBuilder {
@@ -71,6 +72,7 @@ pub struct StackBuilder {
     sandbox: Vec<SandboxTweak>,
     auth: Vec<AuthTweak>,
     sync: Vec<SyncTweak>,
+    notify: Vec<NotifyTweak>,
 }
 
 impl StackBuilder {
@@ -86,6 +88,7 @@ impl StackBuilder {
             sandbox: Vec::new(),
             auth: Vec::new(),
             sync: Vec::new(),
+            notify: Vec::new(),
         }
     }
 
@@ -136,6 +139,15 @@ impl StackBuilder {
         self
     }
 
+    /// Changes the notifier's settings (retry schedule, link lifetime).
+    pub fn notify(
+        mut self,
+        f: impl FnOnce(&mut crate::notify::NotifySettings) + Send + 'static,
+    ) -> Self {
+        self.notify.push(Box::new(f));
+        self
+    }
+
     pub async fn start(self) -> Result<Stack, StackError> {
         let ledger_listener = match self.ledger_listener {
             Some(l) => l,
@@ -175,7 +187,11 @@ impl StackBuilder {
         for tweak in self.sync {
             tweak(&mut sync);
         }
-        let server = Server::start(
+        let mut notify = crate::notify::NotifySettings::default();
+        for tweak in self.notify {
+            tweak(&mut notify);
+        }
+        let server = Server::start_with(
             Settings {
                 database_url: self.database_url,
                 max_connections: self.max_connections,
@@ -184,6 +200,7 @@ impl StackBuilder {
                 sync,
             },
             ledger_listener,
+            notify,
         )
         .await?;
         Ok(Stack { sandbox, server })

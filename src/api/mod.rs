@@ -1,5 +1,8 @@
 //! The HTTP API (axum). Routes:
 //! - `/v1/tenants/{tenant}/customers/{id}` and `/v1/tenants/{tenant}/invoices/{id}…`: ingest;
+//! - `/v1/tenants/{tenant}/endpoints…`, `/changes`, `/connection/reconnect-link`: outbound
+//!   notifications, the change feed and self-service reconnect links (`crate::notify`);
+//!   `/reconnect/{tenant}/{link}`: the shop owner's page, no token (the link is signed);
 //! - `/health`, `/metrics`;
 //! - `/`, `/console.js`, `/console.css`: the support console's static page (see [`console`]).
 //!
@@ -15,10 +18,13 @@ pub mod answers;
 mod audit;
 pub mod body;
 mod causes;
+mod changes;
 mod connection;
 mod console;
+mod endpoints;
 pub mod error;
 mod ingest;
+mod reconnect;
 mod replay;
 mod support;
 
@@ -54,6 +60,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::oauth::BlingAuth>>,
     /// The sync worker, woken after each accepted change.
     pub sync: Option<Arc<crate::sync::SyncWorker>>,
+    /// Outbound notifications, the change feed and reconnect links.
+    pub notify: Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -187,6 +195,9 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(support::routes())
         .merge(replay::routes())
+        .merge(endpoints::routes())
+        .merge(changes::routes())
+        .merge(reconnect::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

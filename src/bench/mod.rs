@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod ingest;
+pub mod notify;
 pub mod projections;
 pub mod queries;
 pub mod sync;

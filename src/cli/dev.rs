@@ -133,6 +133,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Notifications fanned out to a local receiver that verifies every signature:
+    /// deliveries/s against raw signed POSTs, and the latency added from event to receiver at
+    /// a steady rate (target p95 < 1 s at 200 events/s). PostgreSQL, in a scratch database.
+    Notify {
+        #[arg(long, default_value_t = 10)]
+        tenants: usize,
+        #[arg(long, default_value_t = 2)]
+        endpoints_per_tenant: usize,
+        /// Events per second in the steady phase.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds of the steady phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Messages in the drain phase's backlog.
+        #[arg(long, default_value_t = 1000)]
+        backlog: usize,
+    },
 }
 
 impl BenchCommand {
@@ -210,6 +228,62 @@ impl BenchCommand {
                     crate::bench::queries::run(&database.database_url, events, samples).await?;
                 print!("{}", report.text());
                 println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
+            BenchCommand::Notify {
+                tenants,
+                endpoints_per_tenant,
+                rate,
+                seconds,
+                backlog,
+            } => {
+                if !database.is_postgres() {
+                    bail!("bench notify runs on PostgreSQL: pass --database-url postgres://…");
+                }
+                if tenants == 0
+                    || endpoints_per_tenant == 0
+                    || rate == 0
+                    || seconds == 0
+                    || backlog == 0
+                {
+                    bail!("--tenants, --endpoints-per-tenant, --rate, --seconds and --backlog must be at least 1");
+                }
+                eprintln!(
+                    "bench notify: {tenants} shops × {endpoints_per_tenant} endpoints, backlog {backlog}, {rate} events/s for {seconds} s…"
+                );
+                let r = crate::bench::notify::run(
+                    &database.database_url,
+                    &crate::bench::notify::NotifyOptions {
+                        tenants,
+                        endpoints_per_tenant,
+                        rate,
+                        seconds,
+                        backlog,
+                    },
+                )
+                .await?;
+                println!(
+                    "baseline: raw signed POSTs     : {:>8.0} /s",
+                    r.baseline_posts_per_sec
+                );
+                println!("drain: ledger deliveries       : {:>8.0} /s  ({} delivered, {:.0}% of baseline)", r.drain_deliveries_per_sec, r.drain_deliveries, r.drain_ratio * 100.0);
+                println!(
+                    "steady: events appended        : {:>8.0} /s  ({} events)",
+                    r.steady_events_per_sec, r.steady_events
+                );
+                println!(
+                    "steady: deliveries             : {:>8.0} /s",
+                    r.steady_deliveries_per_sec
+                );
+                println!(
+                    "event → receiver latency       : p50 {:.0} ms, p95 {:.0} ms (target < 1000), p99 {:.0} ms, max {:.0} ms",
+                    r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms, r.latency_max_ms
+                );
+                println!(
+                    "lost {}, signature failures {}",
+                    r.lost, r.signature_failures
+                );
+                println!("{}", serde_json::to_string(&r)?);
                 Ok(())
             }
             BenchCommand::Ingest { clients, seconds } => {

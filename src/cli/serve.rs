@@ -19,6 +19,53 @@ pub struct ServeArgs {
     tokens: TokenArgs,
     #[command(flatten)]
     bling: BlingArgs,
+    #[command(flatten)]
+    notify: NotifyArgs,
+}
+
+/// Outbound notifications and reconnect links.
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The ledger's address as shop owners' browsers reach it, for reconnect links
+    /// (default: http://<listen address>).
+    #[arg(long, env = "BLING_LEDGER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long a reconnect link stays valid, in hours.
+    #[arg(long, env = "BLING_LEDGER_RECONNECT_LINK_HOURS", default_value_t = 168)]
+    reconnect_link_hours: u64,
+    /// Disable a notification endpoint after its attempts have all failed for this many hours.
+    #[arg(
+        long,
+        env = "BLING_LEDGER_NOTIFY_DISABLE_AFTER_HOURS",
+        default_value_t = 120
+    )]
+    notify_disable_after_hours: u64,
+}
+
+impl NotifyArgs {
+    fn settings(&self) -> Result<crate::notify::NotifySettings> {
+        if let Some(url) = &self.public_url {
+            let parsed = reqwest::Url::parse(url)
+                .with_context(|| format!("BLING_LEDGER_PUBLIC_URL {url:?} is not a URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("BLING_LEDGER_PUBLIC_URL must be an http:// or https:// URL");
+            }
+        }
+        if self.reconnect_link_hours == 0 {
+            bail!("BLING_LEDGER_RECONNECT_LINK_HOURS must be at least 1");
+        }
+        if self.notify_disable_after_hours == 0 {
+            bail!("BLING_LEDGER_NOTIFY_DISABLE_AFTER_HOURS must be at least 1");
+        }
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        let mut settings = crate::notify::NotifySettings {
+            public_url: self.public_url.clone(),
+            link_lifetime: hours(self.reconnect_link_hours),
+            ..Default::default()
+        };
+        settings.delivery.disable_after = hours(self.notify_disable_after_hours);
+        Ok(settings)
+    }
 }
 
 impl ServeArgs {
@@ -27,7 +74,9 @@ impl ServeArgs {
             listen,
             tokens,
             bling,
+            notify,
         } = self;
+        let notify = notify.settings()?;
         let mut registry = tokens.load()?;
         if registry.is_empty() {
             if database.is_postgres() {
@@ -53,7 +102,7 @@ impl ServeArgs {
             auth: bling.auth_settings(&database.database_url)?,
             sync: bling.sync_config(),
         };
-        let server = Server::start(settings, listener)
+        let server = Server::start_with(settings, listener, notify)
             .await
             .with_context(|| format!("starting on {}", redact_url(&database.database_url)))?;
         eprintln!("bling-ledger listening on http://{}", server.addr);

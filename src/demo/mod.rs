@@ -3,8 +3,11 @@
 //! A Bling sandbox, the ledger on an embedded SQLite file, the sync worker and the support
 //! console. A demo pet shop connects through the real OAuth flow (consent page, redirect,
 //! code exchange), lives through a day of customers and invoices, has its authorization
-//! revoked at lunch as a password change would, reconnects, and watches the parked work replay.
+//! revoked at lunch as a password change would, reconnects through the link its own
+//! notification carried, and watches the parked work replay. A small receiver inside the demo
+//! plays the pet-shop system's side: it verifies every notification's signature.
 
+mod receiver;
 mod script;
 
 use std::net::SocketAddr;
@@ -56,6 +59,8 @@ pub struct RunningDemo {
     pub support_token: String,
     pub ingest_token: String,
     pub summary: Summary,
+    /// The pet-shop system's receiver of notifications.
+    pub receiver_url: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,6 +72,9 @@ pub struct Summary {
     pub rejected_at_ingest: usize,
     pub bling_calls: usize,
     pub too_many_requests: usize,
+    /// Notifications received with a valid signature, by type.
+    pub notifications: Vec<(String, usize)>,
+    pub reconnected_by_link: bool,
 }
 
 fn random_token(prefix: &str) -> String {
@@ -126,6 +134,11 @@ impl Shop<'_> {
             .as_str()
             .filter(|_| status == 200)
             .ok_or_else(|| DemoError::Story(format!("authorize answered {status}: {answer}")))?;
+        self.consent(sandbox, url).await
+    }
+
+    /// On Bling's consent page (`url`), the shop's user presses Authorize.
+    async fn consent(&self, sandbox: &Sandbox, url: &str) -> Result<(), DemoError> {
         let page = self
             .http
             .get(format!("{url}&account={TENANT}"))
@@ -250,6 +263,7 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     let database_url = format!("sqlite://{}", options.database_path.display());
     let support_token = random_token("support");
     let ingest_token = random_token("ingest");
+    let admin_token = random_token("admin");
     let tenant =
         aggregates::ids::TenantId::parse(TENANT).map_err(|e| DemoError::Story(e.to_string()))?;
     let tokens = TokenRegistry::default()
@@ -263,6 +277,12 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
             &support_token,
             "support-demo",
             Role::Support,
+            TenantScope::One(tenant.clone()),
+        )
+        .with_token(
+            &admin_token,
+            "shop-admin",
+            Role::Admin,
             TenantScope::One(tenant),
         );
     let key = EncryptionKey::load_or_create_file(&std::path::PathBuf::from(format!(
@@ -308,6 +328,33 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         support: &support_token,
     };
     let mut summary = Summary::default();
+
+    let (receiver, receiver_url) = receiver::Receiver::start().await?;
+    let (code, endpoint) = shop
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{TENANT}/endpoints"),
+            &admin_token,
+            Some(&serde_json::json!({
+                "url": receiver_url,
+                "event_types": crate::notify::types::NotificationType::names(),
+                "description": "the pet-shop system",
+            })),
+        )
+        .await?;
+    let secret = endpoint["secret"]
+        .as_str()
+        .filter(|_| code == 201)
+        .ok_or_else(|| {
+            DemoError::Story(format!("creating the endpoint answered {code}: {endpoint}"))
+        })?;
+    receiver
+        .set_secret(secret)
+        .map_err(|e| DemoError::Story(e.to_string()))?;
+    say(format!(
+        "  pet-shop system {receiver_url}  (subscribed to every notification; it verifies each signature with the secret {}…, shown once)",
+        &secret[..secret.len().min(12)]
+    ));
 
     say("\n1. Connecting the shop to Bling (consent page, Authorize, redirect, code exchange)…");
     shop.connect(&sandbox).await?;
@@ -415,6 +462,19 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         say(format!("      what to do: {}", advice(cause)));
     }
 
+    wait_notifications(&receiver, |t| {
+        t.iter()
+            .filter(|(k, _)| k == "invoice.synced")
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+            >= synced as usize
+    })
+    .await;
+    say(format!(
+        "   the pet-shop system was told, every signature verified: {}",
+        tally_text(&receiver.tally())
+    ));
+
     // Later in the morning one customer adds an item; another returns and cancels.
     let (upd_id, upd_customer, _) = &morning[0];
     let updated = script::invoice(
@@ -505,8 +565,59 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     ));
     summary.parked_and_replayed = count(&server.db, &Tally::Parked).await? as usize;
 
-    say("\n4. Support reconnects the shop (the same OAuth flow); parked work replays by itself, in order.");
-    shop.connect(&sandbox).await?;
+    wait_notifications(&receiver, |t| {
+        t.iter().any(|(k, _)| k == "connection.revoked")
+    })
+    .await;
+    let link = receiver
+        .taken()
+        .into_iter()
+        .filter(|t| t.verified && t.payload["type"] == "connection.revoked")
+        .find_map(|t| {
+            t.payload["data"]["reconnect_url"]
+                .as_str()
+                .map(str::to_string)
+        });
+    match &link {
+        Some(link) => {
+            say("   the pet-shop system is told at once (connection.revoked), with a reconnect link for the owner:");
+            say(format!("   {link}"));
+            say("\n4. The owner opens the link (no support, no token), continues to Bling and authorizes; parked work replays by itself, in order.");
+            let no_redirect = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?;
+            let page = no_redirect.get(link).send().await?;
+            if !page.status().is_success() {
+                return Err(DemoError::Story(format!(
+                    "the reconnect link answered {}",
+                    page.status()
+                )));
+            }
+            let go = no_redirect.post(link).send().await?;
+            let consent = go
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    DemoError::Story(format!(
+                        "the reconnect link's button answered {}",
+                        go.status()
+                    ))
+                })?;
+            shop.consent(&sandbox, &consent).await?;
+            summary.reconnected_by_link = true;
+            let again = no_redirect.get(link).send().await?;
+            say(format!(
+                "   reconnected; the same link opened again answers {} (used once, nothing stored)",
+                again.status()
+            ));
+        }
+        None => {
+            say("\n4. Support reconnects the shop (the same OAuth flow); parked work replays by itself, in order.");
+            shop.connect(&sandbox).await?;
+        }
+    }
     // The clerk also fixes the two customer records Bling could not take.
     for id in ["cli-008", "cli-009"] {
         if let Some(fixed) = script::corrected(id) {
@@ -574,6 +685,24 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         "   Bling calls            {} ({} answered 429)",
         summary.bling_calls, summary.too_many_requests
     ));
+    wait_notifications(&receiver, |t| {
+        t.iter().any(|(k, _)| k == "connection.restored")
+    })
+    .await;
+    summary.notifications = receiver.tally();
+    let unverified = receiver.taken().iter().filter(|t| !t.verified).count();
+    say(format!(
+        "   notifications          {} (signatures verified; {unverified} refused)",
+        tally_text(&summary.notifications)
+    ));
+    say(format!(
+        "   reconnected by         {}",
+        if summary.reconnected_by_link {
+            "the owner, through the link in connection.revoked"
+        } else {
+            "support"
+        }
+    ));
     let work: Vec<String> = counts
         .iter()
         .map(|(kind, state, n)| format!("{kind} {state}: {n}"))
@@ -585,7 +714,28 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         support_token,
         ingest_token,
         summary,
+        receiver_url,
     })
+}
+
+/// Waits (up to 20 s) until the receiver's tally satisfies `done`; the notifier runs a moment
+/// behind the log.
+async fn wait_notifications(
+    receiver: &receiver::Receiver,
+    done: impl Fn(&[(String, usize)]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done(&receiver.tally()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tally_text(tally: &[(String, usize)]) -> String {
+    tally
+        .iter()
+        .map(|(kind, n)| format!("{kind} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn advice(cause: &str) -> &'static str {
@@ -610,4 +760,6 @@ pub fn print_where_to_look(demo: &RunningDemo) {
         demo.sandbox.control_url()
     ));
     say(format!("   ingest token      {}", demo.ingest_token));
+    say(format!("   change feed       curl -H 'Authorization: Bearer {}' '{base}/v1/tenants/{TENANT}/changes?after=0&wait=30'", demo.ingest_token));
+    say(format!("   notifications     received by the pet-shop system at {}; deliveries: the console's Notifications panel", demo.receiver_url));
 }

@@ -64,6 +64,9 @@ impl fmt::Debug for Secret {
 pub struct EncryptionKey {
     id: String,
     cipher: Aes256Gcm,
+    /// A second key derived from this one for signing (never used to encrypt), so that
+    /// signed links need no key of their own in the configuration.
+    signing: [u8; 32],
 }
 
 impl fmt::Debug for EncryptionKey {
@@ -79,7 +82,16 @@ impl EncryptionKey {
         }
         let id = hex::encode(&Sha256::digest(bytes)[..4]);
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes));
-        Ok(Self { id, cipher })
+        let signing = Sha256::new()
+            .chain_update(b"bling-ledger signing key v1\0")
+            .chain_update(bytes)
+            .finalize()
+            .into();
+        Ok(Self {
+            id,
+            cipher,
+            signing,
+        })
     }
 
     pub fn from_base64(text: &str) -> Result<Self, CryptoError> {
@@ -156,6 +168,12 @@ impl KeyRing {
 
     pub fn current_id(&self) -> &str {
         self.current.id()
+    }
+
+    /// The signing key derived from the current key (self-service reconnect links are signed
+    /// with it): rotating the encryption key invalidates what it signed.
+    pub fn signing_key(&self) -> [u8; 32] {
+        self.current.signing
     }
 
     pub fn encrypt(&self, plaintext: &Secret, context: &str) -> Result<String, CryptoError> {

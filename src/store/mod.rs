@@ -11,6 +11,8 @@
 //! - [`connections`]: Bling credentials, OAuth states and the token-endpoint budget;
 //! - [`views`]: the projection tables (reads, batched writes, `COPY` for a rebuild);
 //! - [`idempotency`]: remembered answers for the `Idempotency-Key` header;
+//! - [`notify`]: outbound notifications (endpoints, outbox, deliveries, attempts) and
+//!   [`reconnect_links`]: the shops' self-service reconnect links;
 //! - `scratch` (dev tools): the benchmarks' scratch databases, baselines and seeders.
 //!
 //! One technique for the two backends: a statement is written once with `$N` placeholders
@@ -21,6 +23,8 @@ pub mod checkpoints;
 pub mod connections;
 pub mod events;
 pub mod idempotency;
+pub mod notify;
+pub mod reconnect_links;
 #[cfg(feature = "dev-tools")]
 pub mod scratch;
 pub mod sync_work;

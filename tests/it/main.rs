@@ -9,7 +9,8 @@
 //!   client; [`raw`]: requests sent byte for byte;
 //! - the ledger: [`http_api`], [`edges_fuzz`], [`event_log`], [`connection`], [`sync_engine`],
 //!   [`fleet`] (the scheduler, fenced leases, renewals at fleet scale),
-//!   [`projection_views`], [`audit_export`], [`console_browser`];
+//!   [`projection_views`], [`audit_export`], [`console_browser`], [`notify`] (notifications,
+//!   the change feed, reconnect links);
 //! - Bling: [`bling_client`] (the client against the sandbox), [`bling_contract`] (recorded
 //!   answers, the client's reading of them and the sandbox's shapes);
 //! - the sandbox on its own: [`sandbox_resources`], [`sandbox_oauth`], [`sandbox_limits`],
@@ -29,6 +30,7 @@ mod edges_fuzz;
 mod event_log;
 mod fleet;
 mod http_api;
+mod notify;
 mod projection_views;
 mod sandbox_faults;
 mod sandbox_limits;

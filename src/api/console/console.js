@@ -496,7 +496,143 @@
     $('filter-cause').value = filters.cause;
     $('filter-q').value = filters.q;
     setText('reconnect-result', '');
-    await Promise.all([loadConnection(tenant), loadFailures(tenant), loadInvoices(false)]);
+    setText('link-result', '');
+    await Promise.all([loadConnection(tenant), loadFailures(tenant), loadInvoices(false),
+      loadLinks(tenant), loadEndpoints(tenant)]);
+  }
+
+  // ---- reconnect links and notifications -------------------------------------------------
+
+  const LINK_STATES = { unused: 'not opened yet', opened: 'opened, not used', used: 'used', expired: 'expired' };
+
+  async function loadLinks(tenant) {
+    let data;
+    try {
+      data = await api('GET', tenantPath(tenant) + '/connection/reconnect-links');
+    } catch (e) {
+      failed(e, 'Reconnect links');
+      return;
+    }
+    const body = clear($('links-body'));
+    for (const l of data.links || []) {
+      append(body, [el('tr', { 'data-link': l.link_id },
+        el('td', {}, timeEl(l.created_at)),
+        el('td', { text: l.created_by }),
+        el('td', {}, badge('link-' + l.state, LINK_STATES[l.state] || l.state)),
+        el('td', {}, l.opened_at ? timeEl(l.opened_at) : '—'),
+        el('td', {}, l.used_at ? timeEl(l.used_at) : '—'),
+        el('td', {}, timeEl(l.expires_at)))]);
+    }
+  }
+
+  async function newLink(tenant) {
+    const output = $('link-result');
+    clear(output);
+    try {
+      const answer = await api('POST', tenantPath(tenant) + '/connection/reconnect-link');
+      const url = safeUrl(answer.url);
+      append(output, ['Send this link to the shop owner (it works once, until ', when(answer.expires_at), '): ',
+        el('code', { 'data-testid': 'link-url', text: url || answer.url })]);
+      await loadLinks(tenant);
+    } catch (e) {
+      failed(e, 'Reconnect link');
+    }
+  }
+
+  const DELIVERY_STATES = { pending: 'pending', delivered: 'delivered', failed: 'gave up' };
+
+  async function loadEndpoints(tenant) {
+    let data;
+    try {
+      data = await api('GET', tenantPath(tenant) + '/endpoints');
+    } catch (e) {
+      failed(e, 'Notifications');
+      return;
+    }
+    const box = clear($('endpoints'));
+    show('endpoints-empty', !(data.endpoints || []).length);
+    for (const ep of data.endpoints || []) {
+      const section = el('section', { class: 'endpoint', 'data-endpoint': ep.id },
+        el('h3', {}, el('code', { text: ep.url }), ' ',
+          ep.enabled ? badge('synced', 'enabled') : badge('failed', 'disabled')),
+        el('p', { class: 'hint', text: ep.event_types.join(', ') + (ep.description ? ' · ' + ep.description : '') }));
+      const warnings = [];
+      if (ep.disabled_reason) warnings.push('Disabled ' + when(ep.disabled_at) + ': ' + ep.disabled_reason + '. An admin enables it again once the receiver works; then resend the time range it missed.');
+      else if (!ep.enabled) warnings.push('Disabled by an admin.');
+      if (ep.failing_since) warnings.push('Every attempt has failed since ' + when(ep.failing_since) + '.');
+      for (const w of warnings) append(section, [el('p', { class: 'error', 'data-testid': 'endpoint-warning', text: w })]);
+      const range = el('form', { class: 'inline' },
+        el('label', { for: 'from-' + ep.id, text: 'Resend from' }),
+        el('input', { id: 'from-' + ep.id, type: 'datetime-local', required: true }),
+        el('label', { for: 'to-' + ep.id, text: 'to' }),
+        el('input', { id: 'to-' + ep.id, type: 'datetime-local', required: true }),
+        el('button', { type: 'submit', class: 'quiet', text: 'Resend range' }));
+      range.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        const from = $('from-' + ep.id).value;
+        const to = $('to-' + ep.id).value;
+        if (!from || !to) return;
+        await resend(tenant, ep.id, { from: new Date(from).toISOString(), to: new Date(to).toISOString() });
+      });
+      append(section, [range]);
+      const table = el('table', { 'data-testid': 'deliveries' },
+        el('thead', {}, el('tr', {},
+          ['Message', 'Type', 'State', 'Attempts', 'Last status', 'Updated', ''].map((h) => el('th', { scope: 'col', text: h })))));
+      const tbody = el('tbody', {});
+      append(table, [tbody]);
+      append(section, [el('div', { class: 'table-wrap' }, table)]);
+      append(box, [section]);
+      try {
+        const d = await api('GET', tenantPath(tenant) + '/endpoints/' + enc(ep.id) + '/deliveries?limit=50');
+        for (const row of d.deliveries || []) append(tbody, [deliveryRow(tenant, ep.id, row)]);
+      } catch (e) {
+        failed(e, 'Deliveries');
+      }
+    }
+  }
+
+  function deliveryRow(tenant, endpoint, row) {
+    const details = el('button', { type: 'button', class: 'quiet', text: 'Attempts' });
+    const again = el('button', { type: 'button', class: 'quiet', text: 'Resend' });
+    const tr = el('tr', { 'data-message': row.message_id },
+      el('td', {}, el('code', { text: row.message_id })),
+      el('td', { text: row.event_type }),
+      el('td', {}, badge(row.state === 'delivered' ? 'synced' : row.state === 'failed' ? 'failed' : 'pending',
+        DELIVERY_STATES[row.state] || row.state)),
+      el('td', { class: 'num', text: row.attempts }),
+      el('td', { text: row.last_status === null ? (row.last_error || '—') : row.last_status }),
+      el('td', {}, timeEl(new Date(row.updated_at_ms).toISOString())),
+      el('td', {}, details, ' ', again));
+    again.addEventListener('click', () => resend(tenant, endpoint, { message_id: row.message_id }));
+    details.addEventListener('click', async () => {
+      const next = tr.nextElementSibling;
+      if (next && next.classList.contains('attempts')) { next.remove(); return; }
+      try {
+        const m = await api('GET', tenantPath(tenant) + '/messages/' + enc(row.message_id));
+        const list = el('ol', { class: 'timeline' });
+        for (const a of (m.attempts || []).filter((x) => x.endpoint_id === endpoint)) {
+          append(list, [el('li', {},
+            '#' + a.attempt + ' ', timeEl(new Date(a.at_ms).toISOString()), ' · ',
+            a.status === null ? (a.error || 'no answer') : 'HTTP ' + a.status,
+            ' · ' + a.latency_ms + ' ms',
+            a.response_excerpt ? el('pre', { class: 'bling-says', text: a.response_excerpt }) : null)]);
+        }
+        tr.after(el('tr', { class: 'attempts' }, el('td', { colspan: 7 }, list)));
+      } catch (e) {
+        failed(e, 'Attempts');
+      }
+    });
+    return tr;
+  }
+
+  async function resend(tenant, endpoint, body) {
+    try {
+      const answer = await api('POST', tenantPath(tenant) + '/endpoints/' + enc(endpoint) + '/resend', body);
+      flash(answer.resent + ' message(s) will be sent again to this endpoint.');
+      await loadEndpoints(tenant);
+    } catch (e) {
+      failed(e, 'Resend');
+    }
   }
 
   async function loadConnection(tenant) {
@@ -874,6 +1010,7 @@
       if (r.view === 'invoice') loadInvoice(r.tenant, r.invoice);
     });
     $('reprocess').addEventListener('click', reprocess);
+    $('link-new').addEventListener('click', () => newLink(current.tenant));
     window.addEventListener('hashchange', () => {
       if (token()) route();
     });
