@@ -11,6 +11,7 @@
 //! - [`connections`]: Bling credentials, OAuth states and the token-endpoint budget;
 //! - [`views`]: the projection tables (reads, batched writes, `COPY` for a rebuild);
 //! - [`idempotency`]: remembered answers for the `Idempotency-Key` header;
+//! - [`signed_checkpoints`]: the sealed log's signed checkpoints;
 //! - `scratch` (dev tools): the benchmarks' scratch databases, baselines and seeders.
 //!
 //! One technique for the two backends: a statement is written once with `$N` placeholders
@@ -23,6 +24,7 @@ pub mod events;
 pub mod idempotency;
 #[cfg(feature = "dev-tools")]
 pub mod scratch;
+pub mod signed_checkpoints;
 pub mod sync_work;
 pub mod views;
 

@@ -8,7 +8,7 @@
 //!   sandbox), tokens, bodies, `both_backends!`; [`sandbox_support`]: a sandbox and a tiny Bling
 //!   client; [`raw`]: requests sent byte for byte;
 //! - the ledger: [`http_api`], [`edges_fuzz`], [`event_log`], [`connection`], [`sync_engine`],
-//!   [`projection_views`], [`audit_export`], [`console_browser`];
+//!   [`projection_views`], [`audit_export`], [`sealed_log`], [`console_browser`];
 //! - Bling: [`bling_client`] (the client against the sandbox), [`bling_contract`] (recorded
 //!   answers, the client's reading of them and the sandbox's shapes);
 //! - the sandbox on its own: [`sandbox_resources`], [`sandbox_oauth`], [`sandbox_limits`],
@@ -28,6 +28,7 @@ mod edges_fuzz;
 mod event_log;
 mod http_api;
 mod projection_views;
+mod sealed_log;
 mod sandbox_faults;
 mod sandbox_limits;
 mod sandbox_oauth;
