@@ -54,6 +54,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::oauth::BlingAuth>>,
     /// The sync worker, woken after each accepted change.
     pub sync: Option<Arc<crate::sync::SyncWorker>>,
+    /// The checkpoint signing key, when one is configured.
+    pub signing: Option<Arc<crate::audit::checkpoint::SigningKey>>,
 }
 
 impl AppState {

@@ -53,7 +53,10 @@ impl SigningKey {
         let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
             AuditError::invalid(
                 "signing key",
-                format!("an Ed25519 key is 32 bytes, base64-encoded (got {} bytes)", b.len()),
+                format!(
+                    "an Ed25519 key is 32 bytes, base64-encoded (got {} bytes)",
+                    b.len()
+                ),
             )
         })?;
         Ok(SigningKey {
@@ -70,7 +73,8 @@ impl SigningKey {
 
     /// Reads the key file, creating it (mode 0600) with a new key when it does not exist.
     pub fn load_or_create_file(path: &Path) -> Result<SigningKey, AuditError> {
-        let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -232,7 +236,9 @@ mod tests {
         forged.head_hash = "c".repeat(64);
         assert!(forged.verify(&key.public_key()).is_err());
         let mut resigned = c.clone();
-        resigned.statement = resigned.statement.replace("\"position\":7", "\"position\":8");
+        resigned.statement = resigned
+            .statement
+            .replace("\"position\":7", "\"position\":8");
         assert!(resigned.verify(&key.public_key()).is_err());
         let other = SigningKey::from_base64(&SigningKey::generate_base64()).unwrap();
         assert!(c.verify(&other.public_key()).is_err());

@@ -167,7 +167,11 @@ mod tests {
             let root = root(&hs);
             for h in &hs {
                 let proof = prove(&hs, &h.tenant).unwrap();
-                assert_eq!(root_from_proof(&proof).as_deref(), Some(root.as_str()), "n={n}");
+                assert_eq!(
+                    root_from_proof(&proof).as_deref(),
+                    Some(root.as_str()),
+                    "n={n}"
+                );
                 let mut forged = proof.clone();
                 forged.head.hash = "0".repeat(64);
                 assert_ne!(root_from_proof(&forged).as_deref(), Some(root.as_str()));

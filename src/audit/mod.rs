@@ -29,6 +29,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+pub mod checkpointer;
 pub mod cli;
 pub mod export;
 pub mod manifest;

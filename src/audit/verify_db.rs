@@ -113,7 +113,10 @@ impl fmt::Display for DbReport {
                 "  first break: {} at position {}{}: {}",
                 b.kind,
                 b.position,
-                b.event.as_ref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                b.event
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
                 b.detail
             )?;
         }
@@ -485,7 +488,9 @@ pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbRepor
     report.tenants = check.tenant_count();
     report.checkpoints_checked = check.checkpoints_checked;
     report.first_break = check.first_break.take();
-    report.checkpoint_failures.append(&mut check.checkpoint_failures);
+    report
+        .checkpoint_failures
+        .append(&mut check.checkpoint_failures);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

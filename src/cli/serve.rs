@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::redact_url;
 use crate::config::{ephemeral_admin, BlingArgs, DatabaseArgs, TokenArgs};
-use crate::server::{Server, Settings};
+use crate::server::{SealSettings, Server, Settings};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -19,6 +19,16 @@ pub struct ServeArgs {
     tokens: TokenArgs,
     #[command(flatten)]
     bling: BlingArgs,
+    #[command(flatten)]
+    seal: crate::config::SealArgs,
+    /// Sign a checkpoint of the sealed log every this many seconds (0: only on demand, with
+    /// `bling-ledger checkpoint`).
+    #[arg(
+        long,
+        env = "BLING_LEDGER_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 600
+    )]
+    checkpoint_interval_secs: u64,
 }
 
 impl ServeArgs {
@@ -27,6 +37,8 @@ impl ServeArgs {
             listen,
             tokens,
             bling,
+            seal,
+            checkpoint_interval_secs,
         } = self;
         let mut registry = tokens.load()?;
         if registry.is_empty() {
@@ -53,7 +65,19 @@ impl ServeArgs {
             auth: bling.auth_settings(&database.database_url)?,
             sync: bling.sync_config(),
         };
-        let server = Server::start(settings, listener)
+        let key = seal.signing_key(&database.database_url)?;
+        if key.is_none() {
+            tracing::warn!(
+                "no checkpoint signing key (BLING_LEDGER_SIGNING_KEY): the log is sealed, but no \
+                 checkpoint is signed"
+            );
+        }
+        let seal = SealSettings {
+            checkpoint_interval: (checkpoint_interval_secs > 0 && key.is_some())
+                .then(|| std::time::Duration::from_secs(checkpoint_interval_secs)),
+            key: key.map(std::sync::Arc::new),
+        };
+        let server = Server::start_sealed(settings, listener, seal)
             .await
             .with_context(|| format!("starting on {}", redact_url(&database.database_url)))?;
         eprintln!("bling-ledger listening on http://{}", server.addr);

@@ -46,7 +46,12 @@ pub async fn insert(db: &Db, c: &Checkpoint) -> Result<bool, StoreError> {
 }
 
 /// Checkpoints with `from <= position <= to`, oldest first, at most `limit`.
-pub async fn between(db: &Db, from: i64, to: i64, limit: i64) -> Result<Vec<Checkpoint>, StoreError> {
+pub async fn between(
+    db: &Db,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Vec<Checkpoint>, StoreError> {
     let rows = sql!(
         db,
         as Row,

@@ -147,7 +147,10 @@ async fn pg_tenant_heads(
     Ok(rows.into_iter().collect())
 }
 
-async fn pg_write_heads(tx: &mut PgTx<'_>, heads: &[(String, i64, String)]) -> Result<(), StoreError> {
+async fn pg_write_heads(
+    tx: &mut PgTx<'_>,
+    heads: &[(String, i64, String)],
+) -> Result<(), StoreError> {
     let chains: Vec<&str> = heads.iter().map(|h| h.0.as_str()).collect();
     let positions: Vec<i64> = heads.iter().map(|h| h.1).collect();
     let hashes: Vec<&str> = heads.iter().map(|h| h.2.as_str()).collect();
@@ -186,8 +189,7 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
         let tenant_heads = pg_tenant_heads(tx, &events).await?;
         let sealed = link_run(&head_hash, &tenant_heads, &events);
         let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
-        let (hashes, tenant_hashes): (Vec<String>, Vec<String>) =
-            sealed.links.into_iter().unzip();
+        let (hashes, tenant_hashes): (Vec<String>, Vec<String>) = sealed.links.into_iter().unzip();
         sqlx::query(
             "UPDATE events e SET hash = u.h, tenant_hash = u.th
              FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(p, h, th)
