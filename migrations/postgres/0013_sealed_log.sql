@@ -10,22 +10,25 @@ ALTER TABLE events ADD COLUMN hash text, ADD COLUMN tenant_hash text;
 CREATE TABLE seal_heads
 (
     chain    text PRIMARY KEY,
-    position bigint NOT NULL,
-    hash     text   NOT NULL
+    position    bigint  NOT NULL,
+    hash        text    NOT NULL
 );
 INSERT INTO seal_heads (chain, position, hash)
 VALUES ('*', 0, '0000000000000000000000000000000000000000000000000000000000000000');
 
 -- Signed checkpoints: an Ed25519 signature over (position, global head, Merkle root of the
--- tenant heads, time). `statement` is the exact signed text.
+-- tenant heads, time). `statement` is the exact signed text; `heads` the tree's leaves (JSON),
+-- kept so that a tenant's Merkle proof never depends on the other tenants' rows as they are
+-- later.
 CREATE TABLE seal_checkpoints
 (
     position    bigint PRIMARY KEY,
-    head_hash   text        NOT NULL,
-    tenant_root text        NOT NULL,
-    tenants     bigint      NOT NULL,
-    signed_at   text        NOT NULL,
-    key_id      text        NOT NULL,
-    statement   text        NOT NULL,
-    signature   text        NOT NULL
+    head_hash   text    NOT NULL,
+    tenant_root text    NOT NULL,
+    tenants     bigint  NOT NULL,
+    signed_at   text    NOT NULL,
+    key_id      text    NOT NULL,
+    statement   text    NOT NULL,
+    signature   text    NOT NULL,
+    heads       text    NOT NULL
 );

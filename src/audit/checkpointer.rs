@@ -54,7 +54,8 @@ pub async fn take_checkpoint(db: &Db, key: &SigningKey) -> Result<Option<Checkpo
         signed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
     };
     let checkpoint = Checkpoint::sign(&statement, key);
-    if !signed_checkpoints::insert(db, &checkpoint).await? {
+    let leaves = serde_json::to_string(&heads).map_err(std::io::Error::other)?;
+    if !signed_checkpoints::insert(db, &checkpoint, &leaves).await? {
         // Another process signed this position first: theirs is the stored one.
         return Ok(signed_checkpoints::between(db, position, position, 1)
             .await?

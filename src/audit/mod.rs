@@ -39,6 +39,7 @@ pub mod redact;
 pub mod seal;
 pub mod verify;
 pub mod verify_db;
+pub mod verify_sealed;
 
 use aggregates::ids::TenantId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};

@@ -70,6 +70,10 @@ pub struct VerifyArgs {
     /// /v1/audit/public-key); by default the configured signing key's.
     #[arg(long)]
     public_key: Option<String>,
+    /// Prove the export holds what the log sealed: a checkpoint (JSON, from `bling-ledger
+    /// checkpoint` or GET /v1/audit/checkpoints) signed by --public-key.
+    #[arg(long, requires = "public_key", requires = "file")]
+    checkpoint: Option<std::path::PathBuf>,
     #[command(flatten)]
     seal: crate::config::SealArgs,
 }
@@ -100,6 +104,22 @@ impl VerifyArgs {
         print!("{report}");
         if !report.ok() {
             bail!("{} does not verify", file.display());
+        }
+        if let (Some(checkpoint), Some(public)) = (&self.checkpoint, &public) {
+            use crate::audit::verify_sealed::{read_checkpoint, verify_against_checkpoint};
+            let manifest_path = self
+                .manifest
+                .clone()
+                .unwrap_or_else(|| crate::audit::manifest::default_path(file));
+            let manifest = crate::audit::verify::read_manifest(&manifest_path)?;
+            let c = read_checkpoint(checkpoint)?;
+            let sealed = verify_against_checkpoint(file, &manifest, &c, public)
+                .map_err(|e| anyhow::anyhow!("{} is not what was sealed: {e}", file.display()))?;
+            println!(
+                "  sealed: {} record(s) recomputed; the {} at or below position {} are what the \
+                 log sealed (checkpoint signed {} by key {})",
+                sealed.records, sealed.proven, c.position, c.signed_at, c.key_id
+            );
         }
         Ok(())
     }

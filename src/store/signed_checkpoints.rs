@@ -24,13 +24,14 @@ fn checkpoint(row: Row) -> Checkpoint {
 const COLUMNS: &str =
     "position, head_hash, tenant_root, tenants, signed_at, key_id, statement, signature";
 
-/// Stores `c`; a checkpoint already stored at that position is kept (returns false).
-pub async fn insert(db: &Db, c: &Checkpoint) -> Result<bool, StoreError> {
+/// Stores `c` with the leaves of its Merkle tree (`heads`, JSON); a checkpoint already stored
+/// at that position is kept (returns false).
+pub async fn insert(db: &Db, c: &Checkpoint, heads: &str) -> Result<bool, StoreError> {
     let n = sql!(
         db,
         "INSERT INTO seal_checkpoints (position, head_hash, tenant_root, tenants, signed_at, key_id,
-                                       statement, signature)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (position) DO NOTHING",
+                                       statement, signature, heads)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (position) DO NOTHING",
         [
             c.position,
             &c.head_hash,
@@ -39,7 +40,8 @@ pub async fn insert(db: &Db, c: &Checkpoint) -> Result<bool, StoreError> {
             &c.signed_at,
             &c.key_id,
             &c.statement,
-            &c.signature
+            &c.signature,
+            heads
         ]
     )?;
     Ok(n == 1)
@@ -75,4 +77,16 @@ pub async fn latest(db: &Db) -> Result<Option<Checkpoint>, StoreError> {
         fetch_optional
     )?;
     Ok(row.map(checkpoint))
+}
+
+/// The leaves (JSON) the checkpoint at `position` signed the root of.
+pub async fn heads(db: &Db, position: i64) -> Result<Option<String>, StoreError> {
+    let row = sql!(
+        db,
+        as (String,),
+        "SELECT heads FROM seal_checkpoints WHERE position = $1",
+        [position],
+        fetch_optional
+    )?;
+    Ok(row.map(|(h,)| h))
 }

@@ -526,3 +526,222 @@ async fn cli_checkpoint_key_and_verify_database() {
     let (ok, out, _) = run(bin().args(["checkpoint", "--list"]).args(url));
     assert!(ok && out.lines().count() == 1, "{out}");
 }
+
+/// `verify FILE --checkpoint C --public-key K`, offline, as an auditor runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_verify_export_against_checkpoint() {
+    let t = TestDb::sqlite().await;
+    seed(&t.db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = ["--database-url", t.url.as_str()];
+    let (_, public, _) = run(bin().args(["key", "public"]).args(url));
+    let (ok, checkpoint, err) = run(bin().arg("checkpoint").args(url));
+    assert!(ok, "{err}");
+    let checkpoint_file = dir.path().join("checkpoint.json");
+    std::fs::write(&checkpoint_file, checkpoint).unwrap();
+    let file = dir.path().join("shop-a.jsonl");
+    let (ok, out, err) = run(bin()
+        .args(["export", "--tenant", "shop-a", "-o"])
+        .arg(&file)
+        .args(url));
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(bin()
+        .arg("verify")
+        .arg(&file)
+        .arg("--checkpoint")
+        .arg(&checkpoint_file)
+        .args(["--public-key", public.trim()]));
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("sealed: 4 record(s) recomputed"), "{out}");
+    let other = bling_ledger::audit::checkpoint::SigningKey::from_base64(
+        &bling_ledger::audit::checkpoint::SigningKey::generate_base64(),
+    )
+    .unwrap()
+    .public_key()
+    .base64();
+    let (ok, out, err) = run(bin()
+        .arg("verify")
+        .arg(&file)
+        .arg("--checkpoint")
+        .arg(&checkpoint_file)
+        .args(["--public-key", &other]));
+    assert!(!ok, "{out}");
+    assert!(err.contains("does not verify with key"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports against checkpoints
+
+use bling_ledger::audit::cli::{export, ExportArgs};
+use bling_ledger::audit::verify_sealed::verify_against_checkpoint;
+use bling_ledger::audit::{verify_file, Manifest};
+
+fn export_args(
+    dir: &std::path::Path,
+    name: &str,
+    tenant: Option<&str>,
+    redact: bool,
+) -> ExportArgs {
+    ExportArgs {
+        from: None,
+        to: None,
+        tenant: tenant.map(str::to_string),
+        format: if name.ends_with(".csv") {
+            "csv"
+        } else {
+            "jsonl"
+        }
+        .into(),
+        redact_pii: redact,
+        salt: None,
+        output: dir.join(name),
+        manifest: None,
+    }
+}
+
+/// Exports, checks the file's own chain, returns its path and manifest.
+async fn export_checked(db: &Db, args: &ExportArgs) -> (std::path::PathBuf, Manifest) {
+    let outcome = export(db, args).await.expect("export");
+    let report = verify_file(&outcome.output, Some(&outcome.manifest_path)).unwrap();
+    assert!(report.ok(), "{report}");
+    (outcome.output, outcome.manifest)
+}
+
+fn records(path: &std::path::Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Two more events after the checkpoint, so that a tenant's head now is not its head then.
+async fn more_events(db: &Db) {
+    let ledger = Ledger::new(db.clone());
+    for (i, shop) in ["shop-a", "shop-b"].iter().enumerate() {
+        let tenant = TenantId::parse(shop).unwrap();
+        let ctx = CommandContext::new(
+            tenant.clone(),
+            format!("late-{i}"),
+            Actor::Ingest("p".into()),
+        );
+        let id = format!("late{i}");
+        ledger
+            .execute_customer(&ctx, &id, save(&tenant, &id, "Tardio"))
+            .await
+            .unwrap();
+    }
+    crate::support::read_eventually(db, 0, EVENTS + 2, &LogFilter::default()).await;
+}
+
+async fn exports_are_proven_by_checkpoints(t: TestDb) {
+    let key = key();
+    let public = key.public_key();
+    let dir = tempfile::tempdir().unwrap();
+    seed(&t.db).await;
+    let c = take_checkpoint(&t.db, &key).await.unwrap().unwrap();
+    more_events(&t.db).await;
+
+    // Every tenant, JSONL and CSV: each record's seal recomputes, and position 8 is signed.
+    for name in ["all.jsonl", "all.csv"] {
+        let (path, manifest) =
+            export_checked(&t.db, &export_args(dir.path(), name, None, false)).await;
+        let seal = manifest.seal.as_ref().unwrap();
+        assert_eq!(seal.prev.as_deref(), Some(GENESIS));
+        assert_eq!(seal.checkpoints, vec![c.clone()]);
+        let r = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap();
+        assert_eq!(
+            (r.records, r.proven),
+            (EVENTS as u64 + 2, EVENTS as u64),
+            "{name}"
+        );
+    }
+    // One tenant: its own chain and the Merkle proof of its head at the checkpoint.
+    for shop in ["shop-a", "shop-b"] {
+        let (path, manifest) = export_checked(
+            &t.db,
+            &export_args(dir.path(), &format!("{shop}.jsonl"), Some(shop), false),
+        )
+        .await;
+        let proofs = &manifest.seal.as_ref().unwrap().proofs;
+        assert_eq!(proofs.len(), 1);
+        assert_eq!(proofs[0].as_ref().unwrap().head.tenant, shop);
+        let r = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap();
+        assert_eq!(
+            (r.records, r.proven),
+            (EVENTS as u64 / 2 + 1, EVENTS as u64 / 2),
+            "{shop}"
+        );
+    }
+    // Two overlapping exports agree on every record they share.
+    let (all, _) =
+        export_checked(&t.db, &export_args(dir.path(), "again.jsonl", None, false)).await;
+    let (a, _) = export_checked(
+        &t.db,
+        &export_args(dir.path(), "again-a.jsonl", Some("shop-a"), false),
+    )
+    .await;
+    let all = records(&all);
+    let strip = |mut r: serde_json::Map<String, serde_json::Value>| {
+        r.remove("prev_hash");
+        r.remove("hash");
+        r
+    };
+    for record in records(&a) {
+        let position = record["position"].as_i64().unwrap();
+        let same = all
+            .iter()
+            .find(|r| r["position"] == position)
+            .unwrap()
+            .clone();
+        assert_eq!(strip(record), strip(same));
+    }
+    // A forged checkpoint proves nothing.
+    let (path, manifest) =
+        export_checked(&t.db, &export_args(dir.path(), "x.jsonl", None, false)).await;
+    let mut forged = c.clone();
+    forged.head_hash = "f".repeat(64);
+    assert!(verify_against_checkpoint(&path, &manifest, &forged, &public).is_err());
+    assert!(verify_against_checkpoint(&path, &manifest, &c, &self::key().public_key()).is_err());
+    // A redacted export still verifies on its own, and says why it cannot be proven.
+    let (path, manifest) =
+        export_checked(&t.db, &export_args(dir.path(), "r.jsonl", None, true)).await;
+    let e = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap_err();
+    assert!(e.to_string().contains("redacted"), "{e}");
+
+    // The log altered in place: a fresh export carries the stored seal, which no longer fits.
+    let pg = ["UPDATE events SET payload = replace(payload::text, 'Cliente 2', 'Cliente X')::json WHERE global_position = 3"];
+    let sqlite = ["UPDATE events SET payload = replace(payload, 'Cliente 2', 'Cliente X') WHERE global_position = 3"];
+    exec(&t.db, &pg, &sqlite).await;
+    let (path, manifest) =
+        export_checked(&t.db, &export_args(dir.path(), "t1.jsonl", None, false)).await;
+    let e = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap_err();
+    assert!(
+        e.to_string().contains("position 3 is not what was sealed"),
+        "{e}"
+    );
+    // Rewritten with every link recomputed: the export is consistent, the checkpoint is not.
+    rewrite_and_reseal(&t.db, 3).await;
+    let (path, manifest) =
+        export_checked(&t.db, &export_args(dir.path(), "t2.jsonl", None, false)).await;
+    let e = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap_err();
+    assert!(e.to_string().contains("rewritten"), "{e}");
+    // Event 3 is shop-a's: its export fails, shop-b's (untouched) still proves.
+    let (path, manifest) = export_checked(
+        &t.db,
+        &export_args(dir.path(), "t3.jsonl", Some("shop-a"), false),
+    )
+    .await;
+    let e = verify_against_checkpoint(&path, &manifest, &c, &public).unwrap_err();
+    assert!(e.to_string().contains("rewritten"), "{e}");
+    let (path, manifest) = export_checked(
+        &t.db,
+        &export_args(dir.path(), "t4.jsonl", Some("shop-b"), false),
+    )
+    .await;
+    verify_against_checkpoint(&path, &manifest, &c, &public).unwrap();
+}
+both_backends!(
+    exports_against_checkpoints,
+    exports_are_proven_by_checkpoints
+);

@@ -369,15 +369,27 @@ pub async fn read_sealed(
     after: i64,
     limit: i64,
 ) -> Result<Vec<SealedEvent>, StoreError> {
+    read_sealed_of(db, after, limit, None).await
+}
+
+/// [`read_sealed`], of one tenant only when `tenant` is given.
+pub async fn read_sealed_of(
+    db: &crate::store::Db,
+    after: i64,
+    limit: i64,
+    tenant: Option<&str>,
+) -> Result<Vec<SealedEvent>, StoreError> {
     use crate::store::Db;
     match db {
         Db::Postgres(pool) => {
             let rows = sqlx::query(&format!(
                 "SELECT global_position, {PG_COLUMNS}, hash, tenant_hash FROM events
-                 WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+                 WHERE global_position > $1 AND ($3::text IS NULL OR tenant = $3)
+                 ORDER BY global_position LIMIT $2"
             ))
             .bind(after)
             .bind(limit)
+            .bind(tenant)
             .fetch_all(pool)
             .await?;
             rows.iter()
@@ -394,10 +406,12 @@ pub async fn read_sealed(
             let rows = sqlx::query(
                 "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
                         event_version, payload, metadata, recorded_at, hash, tenant_hash
-                 FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+                 FROM events WHERE global_position > $1 AND ($3 IS NULL OR tenant = $3)
+                 ORDER BY global_position LIMIT $2",
             )
             .bind(after)
             .bind(limit)
+            .bind(tenant)
             .fetch_all(pool)
             .await?;
             rows.iter()
@@ -411,6 +425,44 @@ pub async fn read_sealed(
                 .collect()
         }
     }
+}
+
+/// The stored global link just before `position` ([`GENESIS`] before position 1), and, with
+/// `tenant`, that tenant chain's last link before it.
+pub async fn links_before(
+    db: &crate::store::Db,
+    position: i64,
+    tenant: Option<&str>,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let global = if position <= 1 {
+        Some(GENESIS.to_string())
+    } else {
+        crate::sql!(
+            db,
+            as (Option<String>,),
+            "SELECT hash FROM events WHERE global_position = $1",
+            [position - 1],
+            fetch_optional
+        )?
+        .and_then(|(h,)| h)
+    };
+    let tenant_link = match tenant {
+        None => None,
+        Some(tenant) => Some(
+            crate::sql!(
+                db,
+                as (Option<String>,),
+                "SELECT tenant_hash FROM events
+                 WHERE tenant = $1 AND global_position IS NOT NULL AND global_position < $2
+                 ORDER BY global_position DESC LIMIT 1",
+                [tenant, position],
+                fetch_optional
+            )?
+            .and_then(|(h,)| h)
+            .unwrap_or_else(|| GENESIS.to_string()),
+        ),
+    };
+    Ok((global, tenant_link))
 }
 
 /// The sealed heads, read in one statement (so from one consistent state): the global chain's
