@@ -182,7 +182,7 @@ pub struct ChainCheck {
 
 impl ChainCheck {
     pub fn new(mut checkpoints: Vec<Checkpoint>) -> ChainCheck {
-        checkpoints.sort_by(|a, b| b.position.cmp(&a.position));
+        checkpoints.sort_by_key(|c| std::cmp::Reverse(c.position));
         ChainCheck {
             prev_position: 0,
             prev_hash: GENESIS.to_string(),
