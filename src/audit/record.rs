@@ -288,7 +288,8 @@ mod tests {
             "aggregate_type": "Customer", "aggregate_id": "shop-a/c,1", "sequence": 1,
             "event_type": "CustomerRegistered", "event_version": "1",
             "payload": {"CustomerRegistered": {"profile": {"name": "Ana \"Nina\", filha\nde Zé"}}},
-            "metadata": {"tenant": "shop-a", "actor": "ingest:petshop-a"}
+            "metadata": {"tenant": "shop-a", "actor": "ingest:petshop-a"},
+            "seal": "ab".repeat(32), "tenant_seal": null
         }) else {
             unreachable!()
         };
