@@ -16,6 +16,10 @@
 //!
 //! On SQLite there is one writer at a time and a trigger numbers events inside the writing
 //! transaction, so positions are commit order already.
+//!
+//! Numbering is also sealing (`super::seals`): with sealing on (always, but in benchmarks'
+//! baselines) the sequencer numbers *and* links events in one step, and on SQLite the writing
+//! transaction links them before its commit.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
