@@ -296,3 +296,42 @@ pub fn sqlite_key_path(database_url: &str) -> Option<PathBuf> {
     }
     Some(PathBuf::from(format!("{path}.key")))
 }
+
+/// The checkpoint signing key (see `audit::checkpoint`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SealArgs {
+    /// Ed25519 secret key (base64 of 32 bytes) that signs checkpoints of the sealed log;
+    /// `bling-ledger key new-signing`. On SQLite, `<database>.signing-key` is created when none
+    /// is given.
+    #[arg(long, env = "BLING_LEDGER_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// A file holding that key.
+    #[arg(long, env = "BLING_LEDGER_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl SealArgs {
+    /// The configured key, or on SQLite the key file beside the database (created the first
+    /// time); `None` on PostgreSQL without one.
+    pub fn signing_key(
+        &self,
+        database_url: &str,
+    ) -> Result<Option<crate::audit::checkpoint::SigningKey>, crate::audit::AuditError> {
+        use crate::audit::checkpoint::SigningKey;
+        Ok(if let Some(key) = &self.signing_key {
+            Some(SigningKey::from_base64(key)?)
+        } else if let Some(path) = &self.signing_key_file {
+            Some(SigningKey::load_or_create_file(path)?)
+        } else if let Some(path) = sqlite_signing_key_path(database_url) {
+            Some(SigningKey::load_or_create_file(&path)?)
+        } else {
+            None
+        })
+    }
+}
+
+/// `sqlite://path/to/db` → `path/to/db.signing-key`; `None` for PostgreSQL and in-memory.
+pub fn sqlite_signing_key_path(database_url: &str) -> Option<PathBuf> {
+    let key = sqlite_key_path(database_url)?;
+    Some(key.with_extension("signing-key"))
+}

@@ -29,6 +29,32 @@ pub struct Settings {
 }
 
 /// Where Bling's API is and how the worker uses it.
+/// The sealed log's checkpoints: the signing key (none: no checkpoints are signed, the
+/// checkpoint endpoints answer 503) and how often `serve` takes one.
+#[derive(Debug, Clone, Default)]
+pub struct SealSettings {
+    pub key: Option<Arc<crate::audit::checkpoint::SigningKey>>,
+    /// `None`: only on demand.
+    pub checkpoint_interval: Option<std::time::Duration>,
+}
+
+impl SealSettings {
+    /// The default for a database: on SQLite the key file beside it (created the first time)
+    /// and a checkpoint every 10 minutes; on PostgreSQL nothing unless configured.
+    pub fn for_database(database_url: &str) -> SealSettings {
+        match crate::config::SealArgs::default().signing_key(database_url) {
+            Ok(key) => SealSettings {
+                checkpoint_interval: key.as_ref().map(|_| std::time::Duration::from_secs(600)),
+                key: key.map(Arc::new),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpoint signing key");
+                SealSettings::default()
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     /// Run the sync worker in this process (API-only replicas set it false: the API, the
@@ -93,6 +119,26 @@ impl Server {
         settings: Settings,
         listener: TcpListener,
         notify_settings: crate::notify::NotifySettings,
+    ) -> Result<Server, ServeError> {
+        let seal = SealSettings::for_database(&settings.database_url);
+        Self::start_full(settings, listener, notify_settings, seal).await
+    }
+
+    /// [`Self::start`] with the checkpoint settings given.
+    pub async fn start_sealed(
+        settings: Settings,
+        listener: TcpListener,
+        seal: SealSettings,
+    ) -> Result<Server, ServeError> {
+        Self::start_full(settings, listener, Default::default(), seal).await
+    }
+
+    /// [`Self::start`] with the notifier's and the checkpoints' settings given.
+    pub async fn start_full(
+        settings: Settings,
+        listener: TcpListener,
+        notify_settings: crate::notify::NotifySettings,
+        seal: SealSettings,
     ) -> Result<Server, ServeError> {
         let listener_addr = listener.local_addr()?;
         let db = Db::connect(&settings.database_url, settings.max_connections).await?;
@@ -174,7 +220,16 @@ impl Server {
         });
         let notify = crate::notify::Notifier::new(db.clone(), notify_settings, links)?;
         background.extend(Arc::clone(&notify).spawn(stop.subscribe()));
+        if let (Some(key), Some(interval)) = (&seal.key, seal.checkpoint_interval) {
+            background.push(crate::audit::checkpointer::spawn_periodic(
+                db.clone(),
+                Arc::clone(key),
+                interval,
+                stop.subscribe(),
+            ));
+        }
         let state = AppState {
+            signing: seal.key.clone(),
             db: db.clone(),
             ledger: Arc::clone(&ledger),
             tokens: Arc::new(settings.tokens),

@@ -14,6 +14,11 @@
 //! same server process (behind a load balancer, route both requests to the same instance, or
 //! use the CLI, which writes both files at once).
 //!
+//! - `GET /v1/audit/checkpoints?from&to&limit` lists the signed checkpoints of the sealed log
+//!   with `from <= position <= to` (oldest first, at most `limit`, 1000 by default);
+//!   `GET /v1/audit/public-key` is the Ed25519 key that verifies them. Both for any auditor: a
+//!   checkpoint names no tenant and no person. 503 when no signing key is configured.
+//!
 //! A tenant-scoped auditor must name its tenant; an export of every tenant needs a token for
 //! every tenant.
 
@@ -38,6 +43,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/audit/export", get(export))
         .route("/v1/audit/export/manifest", get(manifest))
+        .route("/v1/audit/checkpoints", get(checkpoints))
+        .route("/v1/audit/public-key", get(public_key))
 }
 
 const EXPORT_PARAMS: [&str; 6] = ["from", "to", "tenant", "format", "redact_pii", "upto"];
@@ -258,4 +265,67 @@ async fn manifest(
         .await
         .map_err(audit_error)?;
     Ok(Json(manifest).into_response())
+}
+
+fn no_signing_key() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_signing_key",
+        "no checkpoint signing key is configured (BLING_LEDGER_SIGNING_KEY)",
+    )
+}
+
+/// The signed checkpoints, oldest first.
+async fn checkpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    raw: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Auditor], None)?;
+    let Query(pairs) = raw.map_err(|e| bad("query", e.body_text()))?;
+    let mut range = (0i64, i64::MAX, 1_000i64);
+    for (name, value) in &pairs {
+        let slot = match name.as_str() {
+            "from" => &mut range.0,
+            "to" => &mut range.1,
+            "limit" => &mut range.2,
+            other => {
+                return Err(bad(
+                    other,
+                    "unknown parameter; expected one of from, to, limit",
+                ))
+            }
+        };
+        *slot = value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .ok_or_else(|| bad(name, "must be a non-negative integer"))?;
+    }
+    if range.2 == 0 || range.2 > 10_000 {
+        return Err(bad("limit", "must be between 1 and 10000"));
+    }
+    let list = crate::store::signed_checkpoints::between(&state.db, range.0, range.1, range.2)
+        .await
+        .map_err(ApiError::from)?;
+    let key_id = state.signing.as_ref().map(|k| k.key_id());
+    Ok(Json(serde_json::json!({"key_id": key_id, "checkpoints": list})).into_response())
+}
+
+/// The public key that verifies checkpoints.
+async fn public_key(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require(&[Role::Auditor], None)?;
+    let key = state.signing.as_ref().ok_or_else(no_signing_key)?;
+    let public = key.public_key();
+    Ok(Json(serde_json::json!({
+        "algorithm": "Ed25519",
+        "key_id": public.key_id(),
+        "public_key": public.base64(),
+        "statement": crate::audit::checkpoint::STATEMENT,
+    }))
+    .into_response())
 }

@@ -62,6 +62,8 @@ pub struct AppState {
     pub sync: Option<Arc<crate::sync::SyncWorker>>,
     /// Outbound notifications, the change feed and reconnect links.
     pub notify: Arc<crate::notify::Notifier>,
+    /// The checkpoint signing key, when one is configured.
+    pub signing: Option<Arc<crate::audit::checkpoint::SigningKey>>,
 }
 
 impl AppState {

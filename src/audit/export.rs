@@ -7,13 +7,15 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde_json::{Map, Value};
 
-use super::manifest::{Manifest, ManifestFilters, ManifestRange, ManifestRedaction};
+use super::manifest::{Manifest, ManifestFilters, ManifestRange, ManifestRedaction, ManifestSeal};
+use super::merkle::{self, TenantHead};
 use super::record::{self, GENESIS};
 use super::redact::{self, Redactor, SaltSource};
 use super::{format_bound, AuditError, ExportQuery, Format, TOOL};
 use crate::store::events;
+use crate::store::events::seals::{self, SealedEvent};
 use crate::store::log::{self, LogFilter};
-use crate::store::Db;
+use crate::store::{signed_checkpoints, Db, StoreError};
 
 /// Events read from the log per query.
 pub const PAGE_SIZE: i64 = 1_000;
@@ -84,11 +86,11 @@ impl ExportCursor {
     /// The next sealed records (never an empty page), or `None` when the export is complete.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Map<String, Value>>>, AuditError> {
         while !self.done {
-            let events = log::read_from(
+            let events = seals::read_sealed_of(
                 &self.db,
                 self.after,
                 self.query.page_size.max(1),
-                &self.filter,
+                self.filter.tenant.as_deref(),
             )
             .await?;
             if events.is_empty() {
@@ -96,7 +98,8 @@ impl ExportCursor {
                 break;
             }
             let mut page = Vec::with_capacity(events.len());
-            for event in events {
+            for sealed in events {
+                let event = &sealed.event;
                 if event.position > self.last {
                     self.done = true;
                     break;
@@ -105,7 +108,7 @@ impl ExportCursor {
                 if !self.in_range(&event.recorded_at) {
                     continue;
                 }
-                page.push(self.seal(&event));
+                page.push(self.seal(&sealed));
             }
             if self.after >= self.last {
                 self.done = true;
@@ -121,8 +124,12 @@ impl ExportCursor {
         self.query.from.is_none_or(|from| *at >= from) && self.query.to.is_none_or(|to| *at < to)
     }
 
-    fn seal(&mut self, event: &crate::store::log::RecordedEvent) -> Map<String, Value> {
+    fn seal(&mut self, sealed: &SealedEvent) -> Map<String, Value> {
+        let event = &sealed.event;
         let mut record = record::record_of(event);
+        let link = |h: &Option<String>| h.clone().map(Value::from).unwrap_or(Value::Null);
+        record.insert("seal".into(), link(&sealed.hash));
+        record.insert("tenant_seal".into(), link(&sealed.tenant_hash));
         for key in ["payload", "metadata"] {
             if let Some(value) = record.get_mut(key) {
                 self.summary.secrets_removed += redact::remove_secrets(value);
@@ -207,7 +214,54 @@ impl ExportCursor {
                 values_redacted: r.values_redacted,
             }),
             secrets_removed: s.secrets_removed,
+            seal: None,
         }
+    }
+
+    /// [`Self::manifest`] with its seal: the links before the first record, the checkpoints
+    /// the export covers and, for a tenant, the Merkle proofs of its head in each.
+    pub async fn sealed_manifest(&self) -> Result<Manifest, AuditError> {
+        let mut manifest = self.manifest();
+        let tenant = self.filter.tenant.as_deref();
+        let (prev, tenant_prev, checkpoints) = match self.summary.first_position {
+            None => (None, None, Vec::new()),
+            Some(first) => {
+                let (prev, tenant_prev) = seals::links_before(&self.db, first, tenant).await?;
+                // A tenant's head at a checkpoint after its last record is still that record.
+                let last = match tenant {
+                    Some(_) => self.upto,
+                    None => self.summary.last_position.unwrap_or(first),
+                };
+                let checkpoints = signed_checkpoints::between(&self.db, first, last, 1_000).await?;
+                (prev, tenant_prev, checkpoints)
+            }
+        };
+        let mut proofs = Vec::new();
+        if let Some(tenant) = tenant {
+            for c in &checkpoints {
+                // The leaves as signed: the other tenants' rows as they are now do not matter.
+                let heads: Vec<TenantHead> =
+                    match signed_checkpoints::heads(&self.db, c.position).await? {
+                        Some(json) => serde_json::from_str(&json).map_err(|e| {
+                            StoreError::Corrupt(format!("checkpoint {} heads: {e}", c.position))
+                        })?,
+                        None => Vec::new(),
+                    };
+                proofs.push(merkle::prove(&heads, tenant));
+            }
+        }
+        manifest.seal = Some(ManifestSeal {
+            rule: "seal = hex(sha256(previous seal || canonical_json(the record's position, \
+                   recorded_at, tenant, aggregate_type, aggregate_id, sequence, event_type, \
+                   event_version, payload, metadata))) in global position order; tenant_seal the \
+                   same over the tenant's events only"
+                .to_string(),
+            prev,
+            tenant_prev: tenant_prev.filter(|_| tenant.is_some()),
+            checkpoints,
+            proofs,
+        });
+        Ok(manifest)
     }
 }
 
@@ -259,14 +313,14 @@ pub async fn export_to_writer<W: Write>(
     out.flush()?;
     let (done, total) = cursor.progress();
     progress(done, total);
-    Ok(cursor.manifest())
+    cursor.sealed_manifest().await
 }
 
 /// Computes the manifest of an export without writing it (reads the whole range).
 pub async fn compute_manifest(db: &Db, query: &ExportQuery) -> Result<Manifest, AuditError> {
     let mut cursor = ExportCursor::open(db, query).await?;
     while cursor.next_page().await?.is_some() {}
-    Ok(cursor.manifest())
+    cursor.sealed_manifest().await
 }
 
 /// The export as a stream of byte chunks, one per page (for an HTTP body). The cursor is

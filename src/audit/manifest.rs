@@ -34,6 +34,28 @@ pub struct Manifest {
     pub redaction: Option<ManifestRedaction>,
     /// Values removed because their key names a secret (should always be 0).
     pub secrets_removed: u64,
+    /// What ties the records to the log sealed at write time (absent in exports made before
+    /// the seal existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<ManifestSeal>,
+}
+
+/// The seal of an export: each record carries `seal` and `tenant_seal`, the links the log
+/// stored when the event got its position ([`crate::audit::seal`]); with the links before the
+/// first record, and the signed checkpoints that fall in the range, `verify FILE --checkpoint`
+/// proves the records are what was sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSeal {
+    /// How `seal` and `tenant_seal` are made.
+    pub rule: String,
+    /// The global link just before the first record (64 zeros before position 1).
+    pub prev: Option<String>,
+    /// For a tenant export: that tenant chain's link just before the first record.
+    pub tenant_prev: Option<String>,
+    /// The signed checkpoints whose position the export covers.
+    pub checkpoints: Vec<crate::audit::checkpoint::Checkpoint>,
+    /// For a tenant export: per checkpoint (same order), the Merkle proof of the tenant's head.
+    pub proofs: Vec<Option<crate::audit::merkle::InclusionProof>>,
 }
 
 /// The time range on `recorded_at` (from inclusive, to exclusive, RFC 3339 UTC; `null` is

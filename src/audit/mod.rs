@@ -28,12 +28,18 @@
 //! yields byte-identical output; the HTTP manifest endpoint relies on that.
 
 pub mod canonical;
+pub mod checkpoint;
+pub mod checkpointer;
 pub mod cli;
 pub mod export;
 pub mod manifest;
+pub mod merkle;
 pub mod record;
 pub mod redact;
+pub mod seal;
 pub mod verify;
+pub mod verify_db;
+pub mod verify_sealed;
 
 use aggregates::ids::TenantId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};

@@ -22,7 +22,25 @@ use crate::store::log::RecordedEvent;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The CSV columns, in order (also the header row).
-pub const CSV_COLUMNS: [&str; 12] = [
+pub const CSV_COLUMNS: [&str; 14] = [
+    "position",
+    "recorded_at",
+    "tenant",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "seal",
+    "tenant_seal",
+    "prev_hash",
+    "hash",
+];
+
+/// The columns of CSV exports made before records carried their seal (still verified).
+pub const CSV_COLUMNS_UNSEALED: [&str; 12] = [
     "position",
     "recorded_at",
     "tenant",
@@ -154,21 +172,24 @@ fn csv_cell(cell: &str, out: &mut String) {
 
 /// Rebuilds the record object from the cells of one CSV row (in [`CSV_COLUMNS`] order).
 pub fn record_from_csv(cells: &[String]) -> Result<Map<String, Value>, String> {
-    if cells.len() != CSV_COLUMNS.len() {
-        return Err(format!(
-            "expected {} CSV fields, found {}",
-            CSV_COLUMNS.len(),
-            cells.len()
-        ));
-    }
+    let columns: &[&str] = match cells.len() {
+        n if n == CSV_COLUMNS.len() => &CSV_COLUMNS,
+        n if n == CSV_COLUMNS_UNSEALED.len() => &CSV_COLUMNS_UNSEALED,
+        n => {
+            return Err(format!(
+                "expected {} CSV fields, found {n}",
+                CSV_COLUMNS.len()
+            ))
+        }
+    };
     let mut record = Map::new();
-    for (column, cell) in CSV_COLUMNS.iter().zip(cells) {
+    for (column, cell) in columns.iter().zip(cells) {
         let value = match *column {
             "position" | "sequence" => Value::from(
                 cell.parse::<i64>()
                     .map_err(|_| format!("{column} is not an integer: {cell:?}"))?,
             ),
-            "tenant" if cell.is_empty() => Value::Null,
+            "tenant" | "seal" | "tenant_seal" if cell.is_empty() => Value::Null,
             "payload" | "metadata" => {
                 serde_json::from_str(cell).map_err(|e| format!("{column} is not JSON: {e}"))?
             }
@@ -267,7 +288,8 @@ mod tests {
             "aggregate_type": "Customer", "aggregate_id": "shop-a/c,1", "sequence": 1,
             "event_type": "CustomerRegistered", "event_version": "1",
             "payload": {"CustomerRegistered": {"profile": {"name": "Ana \"Nina\", filha\nde Zé"}}},
-            "metadata": {"tenant": "shop-a", "actor": "ingest:petshop-a"}
+            "metadata": {"tenant": "shop-a", "actor": "ingest:petshop-a"},
+            "seal": "ab".repeat(32), "tenant_seal": null
         }) else {
             unreachable!()
         };

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::manifest::Manifest;
-use super::record::{chain_hash, read_csv_row, record_from_csv, CsvError, CSV_COLUMNS, GENESIS};
+use super::record::{
+    chain_hash, read_csv_row, record_from_csv, CsvError, CSV_COLUMNS, CSV_COLUMNS_UNSEALED, GENESIS,
+};
 use super::{AuditError, Format};
 
 /// Why a record breaks the chain.
@@ -379,10 +381,10 @@ fn fields(record: Map<String, Value>) -> Result<(Map<String, Value>, i64, String
 }
 
 /// A record read from a file: the line it starts on, and the record or what is wrong with it.
-type ReadRecord = (u64, Result<Map<String, Value>, String>);
+pub(crate) type ReadRecord = (u64, Result<Map<String, Value>, String>);
 
 /// The records of a file, each with the line it starts on.
-struct Records<R> {
+pub(crate) struct Records<R> {
     lines: std::io::Lines<R>,
     format: Format,
     line: u64,
@@ -393,7 +395,7 @@ struct Records<R> {
 }
 
 impl<R: BufRead> Records<R> {
-    fn new(reader: R, format: Format) -> Self {
+    pub(crate) fn new(reader: R, format: Format) -> Self {
         Records {
             lines: reader.lines(),
             format,
@@ -413,14 +415,16 @@ impl<R: BufRead> Records<R> {
         )
     }
 
-    fn next(&mut self) -> Option<ReadRecord> {
+    pub(crate) fn next(&mut self) -> Option<ReadRecord> {
         if self.failed {
             return None;
         }
         if self.format == Format::Csv && !self.header_checked {
             self.header_checked = true;
             match self.next_line()? {
-                Ok(header) if header == CSV_COLUMNS.join(",") => {}
+                Ok(header)
+                    if header == CSV_COLUMNS.join(",")
+                        || header == CSV_COLUMNS_UNSEALED.join(",") => {}
                 Ok(header) => {
                     self.failed = true;
                     return Some((

@@ -20,6 +20,10 @@ pub struct IngestReport {
     pub ingest_requests_per_sec: f64,
     pub ratio: f64,
     pub ingest_errors: u64,
+    /// The same ingest with sealing off (its own scratch database, same run), and what the
+    /// seal costs: `1 - sealed / unsealed`.
+    pub unsealed_ingest_requests_per_sec: f64,
+    pub sealing_cost: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,17 @@ pub async fn run(
     let scratch = ScratchDb::create(admin_url).await?;
     let outcome = measure(&scratch.url, clients, duration).await;
     scratch.drop_database().await?;
-    outcome
+    let mut report = outcome?;
+    // Sealing off, on a fresh database: the sequencer numbers without linking.
+    let unsealed = ScratchDb::create(admin_url).await?;
+    crate::store::events::seals::set_sealing(false);
+    let baseline = ingest_phase(&unsealed.url, clients, duration).await;
+    crate::store::events::seals::set_sealing(true);
+    unsealed.drop_database().await?;
+    let (rate, _) = baseline?;
+    report.unsealed_ingest_requests_per_sec = rate;
+    report.sealing_cost = 1.0 - report.ingest_requests_per_sec / rate.max(1e-9);
+    Ok(report)
 }
 
 async fn measure(
@@ -85,7 +99,26 @@ async fn measure(
     }
     let raw_rate = per_second(inserted.load(Ordering::Relaxed), started.elapsed());
     db.close().await;
+    let (ingest_rate, errors) = ingest_phase(url, clients, duration).await?;
+    Ok(IngestReport {
+        clients,
+        seconds: duration.as_secs_f64(),
+        raw_inserts_per_sec: raw_rate,
+        ingest_requests_per_sec: ingest_rate,
+        ratio: ingest_rate / raw_rate.max(1e-9),
+        ingest_errors: errors,
+        unsealed_ingest_requests_per_sec: 0.0,
+        sealing_cost: 0.0,
+    })
+}
 
+/// Ingest requests accepted per second for `duration` (and the errors), the log sequenced (and
+/// sealed, when on) by the server's own readers meanwhile.
+async fn ingest_phase(
+    url: &str,
+    clients: usize,
+    duration: Duration,
+) -> Result<(f64, u64), BenchError> {
     // The product: HTTP requests that each register a new customer (one event each).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let tokens =
@@ -144,12 +177,5 @@ async fn measure(
     }
     let ingest_rate = per_second(accepted.load(Ordering::Relaxed), started.elapsed());
     server.stop().await?;
-    Ok(IngestReport {
-        clients,
-        seconds: duration.as_secs_f64(),
-        raw_inserts_per_sec: raw_rate,
-        ingest_requests_per_sec: ingest_rate,
-        ratio: ingest_rate / raw_rate.max(1e-9),
-        ingest_errors: errors.load(Ordering::Relaxed),
-    })
+    Ok((ingest_rate, errors.load(Ordering::Relaxed)))
 }

@@ -118,6 +118,12 @@ pub enum Numbering {
 
 /// Seeds about `target` events into `db` (PostgreSQL) and numbers them.
 pub async fn seed(db: &Db, target: usize, numbering: Numbering) -> Result<Seeded, StoreError> {
+    if numbering == Numbering::Direct {
+        // Rows written already numbered skip the sequencer, and so its seal: sealing them
+        // afterwards would rewrite every row once more. This process is the benchmark's own, so
+        // it reads the log unsealed (see `store::events::seals::set_sealing`).
+        crate::store::events::seals::set_sealing(false);
+    }
     if let Db::Sqlite(_) = db {
         return Err(StoreError::UnsupportedUrl(
             "the benchmark seeds PostgreSQL only".into(),
@@ -366,6 +372,12 @@ pub struct ProjectionsReport {
     /// Each projection rebuilt alone.
     pub per_projection: Vec<(String, f64)>,
     pub cores: usize,
+    /// The same seeding and rebuild with sealing off, in the same run (another scratch
+    /// database): what the seal costs the sequencer and the readers.
+    pub unsealed_seed_seconds: f64,
+    pub unsealed_rebuild_all_events_per_sec: f64,
+    /// `verify --database` over the sealed log.
+    pub verify_events_per_sec: f64,
 }
 
 impl ProjectionsReport {
@@ -387,15 +399,53 @@ impl ProjectionsReport {
         for (name, rate) in &self.per_projection {
             s.push_str(&format!("  rebuild {name:<18}: {rate:>10.0} events/s\n"));
         }
+        s.push_str(&format!(
+            "sealing: seed (sequencer) {:.1} s sealed vs {:.1} s unsealed ({:+.1}%)\n\
+             sealing: rebuild, all     {:>10.0} events/s sealed vs {:.0} unsealed ({:+.1}%)\n\
+             verify --database          : {:>10.0} events/s   (target >= 200000)\n",
+            self.seed_seconds,
+            self.unsealed_seed_seconds,
+            (self.seed_seconds / self.unsealed_seed_seconds.max(1e-9) - 1.0) * 100.0,
+            self.rebuild_all_events_per_sec,
+            self.unsealed_rebuild_all_events_per_sec,
+            (self.rebuild_all_events_per_sec / self.unsealed_rebuild_all_events_per_sec.max(1e-9)
+                - 1.0)
+                * 100.0,
+            self.verify_events_per_sec,
+        ));
         s
     }
 }
 
 pub async fn run(admin_url: &str, events: usize) -> Result<ProjectionsReport, BenchError> {
+    // Baseline first: the same seed and rebuild with sealing off, in its own database.
+    let unsealed = ScratchDb::create(admin_url).await?;
+    crate::store::events::seals::set_sealing(false);
+    let baseline = baseline(&unsealed.url, events).await;
+    crate::store::events::seals::set_sealing(true);
+    unsealed.drop_database().await?;
+    let (unsealed_seed_seconds, unsealed_rebuild) = baseline?;
     let scratch = ScratchDb::create(admin_url).await?;
     let outcome = measure(&scratch.url, events).await;
     scratch.drop_database().await?;
-    outcome
+    let mut report = outcome?;
+    report.unsealed_seed_seconds = unsealed_seed_seconds;
+    report.unsealed_rebuild_all_events_per_sec = unsealed_rebuild;
+    Ok(report)
+}
+
+/// Seed seconds and rebuild rate (all projections) on `url`, with sealing as it is set.
+async fn baseline(url: &str, events: usize) -> Result<(f64, f64), BenchError> {
+    let db = Db::connect(url, 4).await?;
+    db.migrate().await?;
+    eprintln!("seeding {events} events, sealing off (baseline)…");
+    let seeded = seed(&db, events, Numbering::Sequencer).await?;
+    scratch::analyze(&db, false).await?;
+    raw_copy(&db).await?;
+    let runner = Projections::new(db.clone(), RunnerSettings::default());
+    let all = runner.rebuild(&[], 5_000, |_| {}).await?;
+    db.close().await;
+    Ok((seeded.seconds, all.events_per_sec))
 }
 
 async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchError> {
@@ -421,6 +471,16 @@ async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchErr
         let one = runner.rebuild(&[name], 5_000, |_| {}).await?;
         per_projection.push((name.to_string(), one.events_per_sec));
     }
+    eprintln!("verifying the sealed log…");
+    let verified = crate::audit::verify_db::verify_database(&db, None)
+        .await
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if !verified.ok() {
+        return Err(
+            StoreError::Corrupt(format!("the sealed log does not verify: {verified}")).into(),
+        );
+    }
+    let verify_rate = verified.events as f64 / verified.seconds.max(1e-9);
     db.close().await;
     Ok(ProjectionsReport {
         bench: "projections",
@@ -435,5 +495,8 @@ async fn measure(url: &str, events: usize) -> Result<ProjectionsReport, BenchErr
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        unsealed_seed_seconds: 0.0,
+        unsealed_rebuild_all_events_per_sec: 0.0,
+        verify_events_per_sec: verify_rate,
     })
 }

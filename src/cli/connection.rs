@@ -139,6 +139,14 @@ pub enum KeyCommand {
         #[command(flatten)]
         bling: Box<BlingArgs>,
     },
+    /// Print a new random Ed25519 checkpoint signing key (base64) for BLING_LEDGER_SIGNING_KEY.
+    NewSigning,
+    /// Print the public key that verifies the checkpoints (base64) and its id: what an auditor
+    /// needs to check them offline (also at GET /v1/audit/public-key).
+    Public {
+        #[command(flatten)]
+        seal: crate::config::SealArgs,
+    },
 }
 
 impl KeyCommand {
@@ -157,6 +165,24 @@ impl KeyCommand {
                     "re-encrypted the tokens of {changed} tenant(s) under key {}",
                     ring.current_id()
                 );
+                Ok(())
+            }
+            KeyCommand::NewSigning => {
+                println!(
+                    "{}",
+                    crate::audit::checkpoint::SigningKey::generate_base64()
+                );
+                Ok(())
+            }
+            KeyCommand::Public { seal } => {
+                let Some(key) = seal.signing_key(&database.database_url)? else {
+                    anyhow::bail!(
+                        "no signing key: set BLING_LEDGER_SIGNING_KEY or BLING_LEDGER_SIGNING_KEY_FILE"
+                    );
+                };
+                let public = key.public_key();
+                println!("{}", public.base64());
+                eprintln!("key id {} (Ed25519)", public.key_id());
                 Ok(())
             }
         }

@@ -313,6 +313,11 @@ impl BenchCommand {
                     report.ratio * 100.0
                 );
                 println!("ingest errors         : {:>10}", report.ingest_errors);
+                println!(
+                    "ingest, sealing off   : {:>10.0} requests/s; sealing costs {:.1}%  (target <= 10%)",
+                    report.unsealed_ingest_requests_per_sec,
+                    report.sealing_cost * 100.0
+                );
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }

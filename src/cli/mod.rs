@@ -4,11 +4,12 @@
 //! One file per command family, each a clap type with its own `run`:
 //!
 //! - [`serve`]: `serve`, the whole service;
-//! - [`connection`]: `connect`, `status`, `key new|rotate`: the shops' Bling connections;
+//! - [`connection`]: `connect`, `status`, `key new|rotate|new-signing|public`: the shops' Bling connections;
 //! - [`sync`]: `replay`: queue failed, blocked or parked work again;
 //! - [`log`]: `migrate`, `events`: the database and the event log;
 //! - [`support`]: `history`, `failures`, `projections status|rebuild`: what support reads;
-//! - [`audit`]: `export`, `verify`: what auditors receive and check;
+//! - [`audit`]: `export`, `verify` (a file, or `--database`), `checkpoint`: what auditors
+//!   receive and check;
 //! - [`token`]: `token new`: API tokens;
 //! - [`dev`] (feature `dev-tools`, on by default): `demo`, `sandbox`, `bench`, which a
 //!   production build (`--no-default-features`) leaves out.
@@ -91,6 +92,9 @@ pub enum Command {
     /// Check an export offline: recompute its hash chain and compare it with its manifest
     /// (-m, or FILE.manifest.json when present). Exits non-zero on the first broken record.
     Verify(audit::VerifyArgs),
+    /// Sign a checkpoint of the sealed log now (position, global head, Merkle root of the
+    /// tenant heads, time), or list them (--list).
+    Checkpoint(audit::CheckpointArgs),
     /// Run the bundled Bling API v3 sandbox (OAuth, contatos, pedidos de venda, situações,
     /// NF-e, rate limits, faults) until Ctrl-C. Configured by BLING_SANDBOX_* variables; see
     /// docs/sandbox.md.
@@ -158,7 +162,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Migrate => log::migrate(database).await,
         Command::Events(args) => args.run(database).await,
         Command::Export(args) => args.run(database).await,
-        Command::Verify(args) => args.run(),
+        Command::Verify(args) => args.run(database).await,
+        Command::Checkpoint(args) => args.run(database).await,
         #[cfg(feature = "dev-tools")]
         Command::Sandbox(args) => args.run().await,
         Command::History(args) => args.run(database).await,

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::redact_url;
 use crate::config::{ephemeral_admin, BlingArgs, DatabaseArgs, TokenArgs};
-use crate::server::{Server, Settings};
+use crate::server::{SealSettings, Server, Settings};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -21,6 +21,16 @@ pub struct ServeArgs {
     bling: BlingArgs,
     #[command(flatten)]
     notify: NotifyArgs,
+    #[command(flatten)]
+    seal: crate::config::SealArgs,
+    /// Sign a checkpoint of the sealed log every this many seconds (0: only on demand, with
+    /// `bling-ledger checkpoint`).
+    #[arg(
+        long,
+        env = "BLING_LEDGER_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 600
+    )]
+    checkpoint_interval_secs: u64,
 }
 
 /// Outbound notifications and reconnect links.
@@ -75,6 +85,8 @@ impl ServeArgs {
             tokens,
             bling,
             notify,
+            seal,
+            checkpoint_interval_secs,
         } = self;
         let notify = notify.settings()?;
         let mut registry = tokens.load()?;
@@ -102,7 +114,19 @@ impl ServeArgs {
             auth: bling.auth_settings(&database.database_url)?,
             sync: bling.sync_config(),
         };
-        let server = Server::start_with(settings, listener, notify)
+        let key = seal.signing_key(&database.database_url)?;
+        if key.is_none() {
+            tracing::warn!(
+                "no checkpoint signing key (BLING_LEDGER_SIGNING_KEY): the log is sealed, but no \
+                 checkpoint is signed"
+            );
+        }
+        let seal = SealSettings {
+            checkpoint_interval: (checkpoint_interval_secs > 0 && key.is_some())
+                .then(|| std::time::Duration::from_secs(checkpoint_interval_secs)),
+            key: key.map(std::sync::Arc::new),
+        };
+        let server = Server::start_full(settings, listener, notify, seal)
             .await
             .with_context(|| format!("starting on {}", redact_url(&database.database_url)))?;
         eprintln!("bling-ledger listening on http://{}", server.addr);

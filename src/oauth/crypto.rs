@@ -129,6 +129,11 @@ impl EncryptionKey {
     }
 }
 
+/// Creates `path` with `text`, readable by its owner only (mode 0600); fails if it exists.
+pub fn write_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    write_private(path, text)
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;

@@ -13,6 +13,7 @@
 //! - [`idempotency`]: remembered answers for the `Idempotency-Key` header;
 //! - [`notify`]: outbound notifications (endpoints, outbox, deliveries, attempts) and
 //!   [`reconnect_links`]: the shops' self-service reconnect links;
+//! - [`signed_checkpoints`]: the sealed log's signed checkpoints;
 //! - `scratch` (dev tools): the benchmarks' scratch databases, baselines and seeders.
 //!
 //! One technique for the two backends: a statement is written once with `$N` placeholders
@@ -27,6 +28,7 @@ pub mod notify;
 pub mod reconnect_links;
 #[cfg(feature = "dev-tools")]
 pub mod scratch;
+pub mod signed_checkpoints;
 pub mod sync_work;
 pub mod views;
 

@@ -293,6 +293,12 @@ async fn concurrent_writers_one_reader(t: TestDb, per_writer: usize) {
             .unwrap(),
         total as i64
     );
+    // Sealed under the same concurrency: both chains recompute over every event.
+    let sealed = bling_ledger::audit::verify_db::verify_database(&t.db, None)
+        .await
+        .unwrap();
+    assert!(sealed.ok(), "{sealed}");
+    assert_eq!(sealed.events, total as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

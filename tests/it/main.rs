@@ -9,8 +9,8 @@
 //!   client; [`raw`]: requests sent byte for byte;
 //! - the ledger: [`http_api`], [`edges_fuzz`], [`event_log`], [`connection`], [`sync_engine`],
 //!   [`fleet`] (the scheduler, fenced leases, renewals at fleet scale),
-//!   [`projection_views`], [`audit_export`], [`console_browser`], [`notify`] (notifications,
-//!   the change feed, reconnect links);
+//!   [`projection_views`], [`audit_export`], [`sealed_log`], [`console_browser`], [`notify`]
+//!   (notifications, the change feed, reconnect links);
 //! - Bling: [`bling_client`] (the client against the sandbox), [`bling_contract`] (recorded
 //!   answers, the client's reading of them and the sandbox's shapes);
 //! - the sandbox on its own: [`sandbox_resources`], [`sandbox_oauth`], [`sandbox_limits`],
@@ -37,4 +37,5 @@ mod sandbox_limits;
 mod sandbox_oauth;
 mod sandbox_resources;
 mod sandbox_third_party;
+mod sealed_log;
 mod sync_engine;

@@ -16,6 +16,10 @@
 //!
 //! On SQLite there is one writer at a time and a trigger numbers events inside the writing
 //! transaction, so positions are commit order already.
+//!
+//! Numbering is also sealing (`super::seals`): with sealing on (always, but in benchmarks'
+//! baselines) the sequencer numbers *and* links events in one step, and on SQLite the writing
+//! transaction links them before its commit.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -62,8 +66,9 @@ const SEQUENCER_LOCK: i64 = 0x626c_696e_675f_6c67; // "bling_lg"
 /// Gives positions to committed events that have none yet. Returns how many it numbered;
 /// 0 also when another process holds the sequencer (it will do the work).
 pub async fn sequence_pending(db: &Db) -> Result<u64, StoreError> {
-    let Db::Postgres(pool) = db else {
-        return Ok(0);
+    let pool = match db {
+        Db::Postgres(pool) => pool,
+        Db::Sqlite(pool) => return super::seals::sqlite_backlog(pool).await,
     };
     let mut numbered = 0;
     loop {
@@ -74,6 +79,16 @@ pub async fn sequence_pending(db: &Db) -> Result<u64, StoreError> {
             .await?;
         if !locked {
             return Ok(numbered);
+        }
+        if super::seals::sealing() {
+            // Numbered and sealed together (see `seals`); a backlog is sealed first.
+            let (done, backlog) = super::seals::pg_step(&mut tx, SEQUENCER_BATCH).await?;
+            tx.commit().await?;
+            numbered += done;
+            if !backlog && done < SEQUENCER_BATCH as u64 {
+                return Ok(numbered);
+            }
+            continue;
         }
         let done = sqlx::query(
             "WITH pending AS (

@@ -4,26 +4,31 @@
 //!   after commit (its module documentation explains why);
 //! - [`pg_events`]: the per-stream repository the ledger runs commands through on PostgreSQL
 //!   (one multi-row append, one connection per command);
+//! - [`sqlite_events`]: the same on SQLite (append, number and seal in one transaction);
+//! - [`seals`]: the log sealed at sequencing (both chains' links and heads) and the reads that
+//!   `verify --database` and checkpoints make of it;
 //! - here: the other readers of the table: the projections' text-payload range scan, the
 //!   customer directory, the audit export's position bounds, and the event stores of
 //!   `cqrs-es` on either backend ([`AggregateStore`]).
 
 pub mod log;
 pub mod pg_events;
+pub mod seals;
+pub mod sqlite_events;
 
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::Aggregate;
 use projections::LogEvent;
-use sqlite_es::SqliteEventRepository;
 
 use crate::sql;
 use crate::store::{Db, StoreError, Tx};
 use pg_events::PgEventRepository;
+use sqlite_events::SealingSqliteRepository;
 
 /// One aggregate type's `cqrs-es` event store on the configured backend.
 pub enum AggregateStore<A: Aggregate> {
     Postgres(PersistedEventStore<PgEventRepository, A>),
-    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
+    Sqlite(PersistedEventStore<SealingSqliteRepository, A>),
 }
 
 impl<A: Aggregate> AggregateStore<A> {
@@ -33,7 +38,7 @@ impl<A: Aggregate> AggregateStore<A> {
                 PgEventRepository::new(pool.clone()),
             )),
             Db::Sqlite(pool) => AggregateStore::Sqlite(PersistedEventStore::new_event_store(
-                SqliteEventRepository::new(pool.clone()),
+                SealingSqliteRepository::new(pool.clone()),
             )),
         }
     }
