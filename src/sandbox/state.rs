@@ -11,6 +11,7 @@ use crate::sandbox::nfe::Nfe;
 use crate::sandbox::oauth::OAuthStore;
 use crate::sandbox::pedidos::Pedido;
 use crate::sandbox::situacoes::Situacao;
+use crate::sandbox::webhooks::WebhookHub;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -145,6 +146,9 @@ pub(crate) struct Shared {
     limits: Mutex<Limits>,
     faults: Mutex<FaultEngine>,
     log: Mutex<CallLog>,
+    webhooks: Mutex<WebhookHub>,
+    /// Wakes the webhook sender when a delivery is queued.
+    pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -166,6 +170,8 @@ impl Shared {
             )),
             faults: Mutex::new(faults),
             log: Mutex::new(CallLog::default()),
+            webhooks: Mutex::new(WebhookHub::new(config.seed)),
+            webhook_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             config,
         }
     }
@@ -188,6 +194,12 @@ impl Shared {
         self.faults
             .lock()
             .expect("sandbox faults mutex poisoned by a panicking handler")
+    }
+
+    pub fn webhooks(&self) -> MutexGuard<'_, WebhookHub> {
+        self.webhooks
+            .lock()
+            .expect("sandbox webhooks mutex poisoned by a panicking handler")
     }
 
     pub fn log(&self) -> MutexGuard<'_, CallLog> {
