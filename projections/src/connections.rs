@@ -25,7 +25,9 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
         ConnectionEvent::TokenRefreshed { .. }
         | ConnectionEvent::RefreshDeferred { .. }
         | ConnectionEvent::AuthorizationFailed { .. }
-        | ConnectionEvent::DailyQuotaExhausted { .. } => static_state(current),
+        | ConnectionEvent::DailyQuotaExhausted { .. }
+        | ConnectionEvent::CompanyIdentified { .. }
+        | ConnectionEvent::NfeModeChosen { .. } => static_state(current),
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
         ConnectionEvent::Disconnected { .. } => "disconnected",
     }
@@ -123,6 +125,7 @@ pub fn apply(
             row.revoked_since_ms = Some(at);
             row.revoked_evidence = serde_json::to_string(evidence).ok();
         }
+        ConnectionEvent::CompanyIdentified { .. } | ConnectionEvent::NfeModeChosen { .. } => {}
         ConnectionEvent::AuthorizationFailed { evidence } => {
             row.last_error = Some(format!(
                 "authorization failed: {} answered {} {} ({})",
