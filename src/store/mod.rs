@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod scratch;
 pub mod sync_work;
 pub mod views;
+pub mod webhooks;
 
 pub use events::{log, pg_events};
 

@@ -12,6 +12,7 @@
 
 pub mod jobs;
 pub mod mapping;
+pub mod nfe;
 pub mod payment_methods;
 pub mod queue;
 
