@@ -141,6 +141,20 @@ impl Server {
             }
             None => None,
         };
+        let webhooks = crate::webhooks::Webhooks::new(
+            auth.as_ref()
+                .map(|a| a.settings.oauth.client_secret.expose().to_string()),
+        );
+        if let Some(worker) = &sync {
+            let processor = Arc::new(crate::webhooks::Processor {
+                db: db.clone(),
+                ledger: Arc::clone(&ledger),
+                client: worker.client().clone(),
+                hooks: Arc::clone(&webhooks),
+                poll: settings.sync.settings.poll_interval,
+            });
+            background.push(processor.spawn(stop.subscribe()));
+        }
         let projections = crate::projections::Projections::new(db.clone(), Default::default());
         background.push(Arc::clone(&projections).spawn(stop.subscribe()));
         let state = AppState {
@@ -150,6 +164,7 @@ impl Server {
             metrics,
             auth: auth.clone(),
             sync: sync.clone(),
+            webhooks,
         };
         let addr = listener.local_addr()?;
         let app = api::router(state);

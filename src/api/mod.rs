@@ -21,6 +21,7 @@ pub mod error;
 mod ingest;
 mod replay;
 mod support;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub auth: Option<Arc<crate::oauth::BlingAuth>>,
     /// The sync worker, woken after each accepted change.
     pub sync: Option<Arc<crate::sync::SyncWorker>>,
+    /// Bling's webhooks: the intake's secret, refusals, the processor's wake-up.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -187,6 +190,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .merge(support::routes())
         .merge(replay::routes())
+        .merge(webhooks::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -1,0 +1,326 @@
+//! Bling talks back: the webhook intake's shared state and the processor that applies stored
+//! deliveries (the HTTP side is `api::webhooks`, the rows `store::webhooks`, the NF-e and
+//! order logic `sync::nfe`).
+//!
+//! Invariants:
+//! - the intake answers 2xx only after the delivery is stored; everything else happens here,
+//!   later, so an answer never waits for Bling or for the ledger (Bling wants one in 5 s);
+//! - the processor confirms with a `GET` what a delivery announces and records the state
+//!   Bling shows now, so duplicates and reordering leave one outcome;
+//! - a delivery for a company no tenant has is kept (`unknown_company`) and taken up again
+//!   when a tenant connects with that company;
+//! - unsigned or wrongly signed deliveries are never stored (anyone can send them): the last
+//!   [`REFUSALS_KEPT`] are kept in memory for support, with what they claimed to be.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aggregates::connection::{ConnectionCommand, NfeMode};
+use aggregates::ids::TenantId;
+use aggregates::invoice::{NfeStatus, Source};
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::bling::client::BlingClient;
+use crate::bling::webhooks::Envelope;
+use crate::ledger::{Actor, CommandContext, Ledger};
+use crate::store::webhooks::{self as rows, Due};
+use crate::store::{now_ms, Db, StoreError};
+use crate::sync::nfe::{self, Read};
+use crate::sync::queue::{self, Kind};
+
+/// Refused deliveries kept in memory for support.
+pub const REFUSALS_KEPT: usize = 1000;
+/// Deliveries processed per round.
+const BATCH: i64 = 64;
+/// A delivery whose invoice is not known yet (the ledger is still recording our own call) is
+/// looked at again this many times, waiting longer each time, before it is set aside as
+/// "nothing of ours".
+const NOT_YET_KNOWN_TRIES: i64 = 6;
+
+/// A delivery refused at the door.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refusal {
+    pub at_ms: i64,
+    /// `signature_missing`, `signature_malformed`, `signature_mismatch`, `invalid_envelope`,
+    /// `no_secret`.
+    pub reason: String,
+    /// What the body claimed, unverified (`companyId`, `eventId`, `event`), when it parsed.
+    pub claimed_company_id: Option<String>,
+    pub claimed_event_id: Option<String>,
+    pub claimed_event: Option<String>,
+    pub bytes: usize,
+}
+
+/// The intake's state: the app's secret, recent refusals, and the processor's wake-up.
+pub struct Webhooks {
+    secret: Option<String>,
+    refusals: Mutex<VecDeque<Refusal>>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// `secret`: the Bling app's client secret (deliveries are refused without one).
+    pub fn new(secret: Option<String>) -> Arc<Webhooks> {
+        Arc::new(Webhooks {
+            secret,
+            refusals: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn secret(&self) -> Option<&[u8]> {
+        self.secret.as_deref().map(str::as_bytes)
+    }
+
+    pub fn refuse(&self, refusal: Refusal) {
+        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        if r.len() >= REFUSALS_KEPT {
+            r.pop_front();
+        }
+        r.push_back(refusal);
+    }
+
+    /// Refusals newest first, those claiming one of `companies` (all with `None`).
+    pub fn refusals(&self, companies: Option<&[String]>) -> Vec<Refusal> {
+        let r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        r.iter()
+            .rev()
+            .filter(|x| {
+                companies.is_none_or(|c| {
+                    x.claimed_company_id
+                        .as_ref()
+                        .is_some_and(|id| c.contains(id))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Tells the processor a delivery is waiting.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Reads the tenant's Bling company (`GET /empresas/me/dados-basicos`) and records it on the
+/// connection and in the company table; deliveries that waited for it are taken up again.
+pub async fn identify_company(
+    db: &Db,
+    ledger: &Ledger,
+    client: &BlingClient,
+    tenant: &TenantId,
+) -> Result<String, String> {
+    let empresa = client
+        .empresa(tenant)
+        .await
+        .into_result()
+        .map_err(|e| e.to_string())?;
+    if empresa.id.is_empty() {
+        return Err("Bling answered no company id".into());
+    }
+    let ctx = CommandContext::new(tenant.clone(), "identify-company", Actor::System);
+    ledger
+        .execute_connection(
+            &ctx,
+            ConnectionCommand::RecordCompany {
+                company_id: empresa.id.clone(),
+                name: empresa.nome.clone(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    rows::record_company(db, &empresa.id, tenant.as_str(), &empresa.nome)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(empresa.id)
+}
+
+/// Applies stored deliveries.
+pub struct Processor {
+    pub db: Db,
+    pub ledger: Arc<Ledger>,
+    pub client: BlingClient,
+    pub hooks: Arc<Webhooks>,
+    /// How often to look for due deliveries when nothing wakes it.
+    pub poll: Duration,
+}
+
+/// What processing a delivery came to.
+enum Step {
+    Done(&'static str, String),
+    Later(Duration, String),
+}
+
+impl Processor {
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                match self.round().await {
+                    Ok(n) if n as i64 >= BATCH => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "webhook processing failed; retrying"),
+                }
+                tokio::select! {
+                    _ = self.hooks.wake.notified() => {}
+                    _ = tokio::time::sleep(self.poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        })
+    }
+
+    /// Processes the deliveries due now; returns how many it looked at.
+    pub async fn round(&self) -> Result<usize, StoreError> {
+        let due = rows::due(&self.db, BATCH).await?;
+        let n = due.len();
+        for d in due {
+            let (state, detail) = match self.process(&d).await {
+                Ok(Step::Done(state, detail)) => (state, detail),
+                Ok(Step::Later(wait, detail)) => {
+                    rows::later(&self.db, d.id, now_ms() + wait.as_millis() as i64, &detail)
+                        .await?;
+                    continue;
+                }
+                Err(e) => {
+                    if d.attempts + 1 >= NOT_YET_KNOWN_TRIES * 2 {
+                        ("failed", e.to_string())
+                    } else {
+                        rows::later(&self.db, d.id, now_ms() + 2000, &e.to_string()).await?;
+                        continue;
+                    }
+                }
+            };
+            rows::settle(&self.db, d.id, state, d.tenant.as_deref(), &detail).await?;
+        }
+        Ok(n)
+    }
+
+    async fn process(&self, d: &Due) -> Result<Step, StoreError> {
+        let env = match Envelope::parse(d.body.as_bytes()) {
+            Ok(e) => e,
+            Err(e) => return Ok(Step::Done("failed", format!("unreadable envelope: {e}"))),
+        };
+        let tenant = match &d.tenant {
+            Some(t) => Some(t.clone()),
+            None => rows::company_tenant(&self.db, &d.company_id).await?,
+        };
+        let Some(tenant) = tenant.and_then(|t| TenantId::parse(&t).ok()) else {
+            return Ok(Step::Done(
+                "unknown_company",
+                format!("no tenant is connected to Bling company {}", d.company_id),
+            ));
+        };
+        let Some(resource_id) = env.resource_id() else {
+            return Ok(Step::Done("ignored", "no data.id in the payload".into()));
+        };
+        let correlation = format!("webhook:{}", env.event_id);
+        let later = |what: String| {
+            let wait = Duration::from_secs(1 << d.attempts.clamp(0, 5));
+            if d.attempts + 1 >= NOT_YET_KNOWN_TRIES {
+                Step::Done("ignored", format!("{what}: not ours"))
+            } else {
+                Step::Later(wait, format!("{what} yet; looking again"))
+            }
+        };
+        match env.resource() {
+            "invoice" => {
+                let Some(invoice_id) =
+                    rows::invoice_of_nfe(&self.db, tenant.as_str(), resource_id).await?
+                else {
+                    return Ok(later(format!("no invoice has NF-e {resource_id}")));
+                };
+                let invoice = self.ledger.invoice(&tenant, &invoice_id).await?;
+                // Our own send is in flight: its answer carries SEFAZ's reason, let it land.
+                let sending = invoice.nfe_status == Some(NfeStatus::Generated)
+                    && self.ledger.connection(&tenant).await?.nfe_mode == NfeMode::GenerateAndSend
+                    && d.attempts < 2;
+                if sending {
+                    return Ok(Step::Later(
+                        Duration::from_secs(2),
+                        "our own send of this NF-e is in flight".into(),
+                    ));
+                }
+                let read = nfe::observe_nfe(
+                    &self.ledger,
+                    &self.client,
+                    &tenant,
+                    &invoice_id,
+                    resource_id,
+                    Source::Webhook,
+                    None,
+                    &correlation,
+                    Vec::new(),
+                )
+                .await?;
+                Ok(self.outcome(read, &invoice_id))
+            }
+            "order" => {
+                let Some(invoice_id) =
+                    rows::invoice_of_order(&self.db, tenant.as_str(), resource_id).await?
+                else {
+                    return Ok(later(format!("no invoice has Bling order {resource_id}")));
+                };
+                // Our own sync of this order is under way: what Bling shows may be our change
+                // half-recorded. Look once it is done.
+                if let Some(job) =
+                    queue::get_job(&self.db, tenant.as_str(), Kind::Invoice, &invoice_id).await?
+                {
+                    if job.state == "pending" && d.attempts < NOT_YET_KNOWN_TRIES {
+                        return Ok(Step::Later(
+                            Duration::from_secs(1),
+                            "the ledger's own sync of this order is pending".into(),
+                        ));
+                    }
+                }
+                let invoice = self.ledger.invoice(&tenant, &invoice_id).await?;
+                let read = nfe::check_order(
+                    &self.ledger,
+                    &self.client,
+                    &tenant,
+                    &invoice_id,
+                    &invoice,
+                    resource_id,
+                    Source::Webhook,
+                    &correlation,
+                )
+                .await?;
+                Ok(self.outcome(read, &invoice_id))
+            }
+            other => Ok(Step::Done(
+                "ignored",
+                format!("resource {other} is not followed"),
+            )),
+        }
+    }
+
+    fn outcome(&self, read: Read, invoice_id: &str) -> Step {
+        match read {
+            Read::Settled(text) => Step::Done("processed", format!("invoice {invoice_id}: {text}")),
+            Read::Undecided(text) => {
+                Step::Done("processed", format!("invoice {invoice_id}: {text}"))
+            }
+            Read::Missing => Step::Done(
+                "processed",
+                format!("invoice {invoice_id}: the resource is no longer in Bling"),
+            ),
+            Read::Transient(text) => Step::Later(
+                Duration::from_secs(5),
+                format!("Bling could not be read: {text}"),
+            ),
+        }
+    }
+}
