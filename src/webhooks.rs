@@ -229,7 +229,7 @@ impl Processor {
         };
         let correlation = format!("webhook:{}", env.event_id);
         let later = |what: String| {
-            let wait = Duration::from_secs(1 << d.attempts.clamp(0, 5));
+            let wait = Duration::from_secs(d.attempts.clamp(0, 4) as u64 + 1);
             if d.attempts + 1 >= NOT_YET_KNOWN_TRIES {
                 Step::Done("ignored", format!("{what}: not ours"))
             } else {

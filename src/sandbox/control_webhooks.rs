@@ -104,6 +104,11 @@ impl Sandbox {
         nfe::send_from_screen(self.shared(), account, id)
     }
 
+    /// Seeded SEFAZ answers for `account`'s NF-e (documents rejected or denied).
+    pub fn set_sefaz_rules(&self, account: &str, rules: nfe::SefazRules) {
+        self.shared().store().account_mut(account).sefaz = rules;
+    }
+
     /// The NF-e moves to `situacao` (2 cancelled, 9 denied…) as if done in Bling.
     pub fn screen_set_nfe_situacao(&self, account: &str, id: i64, situacao: i64) -> bool {
         nfe::set_situacao(self.shared(), account, id, situacao)
@@ -252,8 +257,23 @@ async fn screen_nfe_situacao(
     }
 }
 
+async fn sefaz_put(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    match serde_json::from_slice::<nfe::SefazRules>(&body) {
+        Ok(rules) => {
+            s.store().account_mut(&name).sefaz = rules;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => bad(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/_sandbox/accounts/{name}/sefaz", put(sefaz_put))
         .route(
             "/_sandbox/apps/{client_id}/webhook",
             get(webhook_get).put(webhook_put).delete(webhook_delete),

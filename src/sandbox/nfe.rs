@@ -203,10 +203,27 @@ pub(crate) async fn get_one(
     Ok(Json(json!({"data": nfe.json()})))
 }
 
+/// Seeded SEFAZ answers, per account, by recipient document (digits): SEFAZ rejects an NF-e
+/// for a CPF/CNPJ in `reject_documents` (rejeição 237: the document is not valid for SEFAZ)
+/// and denies one for a recipient in `deny_documents` (irregular with the tax authority:
+/// "Uso Denegado").
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SefazRules {
+    pub reject_documents: Vec<String>,
+    pub deny_documents: Vec<String>,
+}
+
+const DENEGADA: i64 = 9;
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
 /// Why SEFAZ refuses an NF-e, by the sandbox's seeded rules (checked in this order): the
-/// recipient has no CPF/CNPJ, or no complete address (street, number, município, UF and an
-/// 8-digit CEP). `None`: it is authorized.
-fn rejection(nfe: &Nfe) -> Option<(&'static str, &'static str)> {
+/// recipient's document is in the account's `reject_documents`, it has no CPF/CNPJ, or no
+/// complete address (street, number, município, UF and an 8-digit CEP). `None`: authorized.
+fn rejection(nfe: &Nfe, rules: &SefazRules) -> Option<(&'static str, &'static str)> {
     let text = |v: &Value, k: &str| {
         v.get(k)
             .and_then(Value::as_str)
@@ -214,6 +231,10 @@ fn rejection(nfe: &Nfe) -> Option<(&'static str, &'static str)> {
             .trim()
             .to_string()
     };
+    let documento = digits(&text(&nfe.contato, "numeroDocumento"));
+    if !documento.is_empty() && rules.reject_documents.iter().any(|d| digits(d) == documento) {
+        return Some(("numeroDocumento", "Rejeição 237: CPF do destinatário inválido"));
+    }
     if text(&nfe.contato, "numeroDocumento").is_empty() && nfe.tipo_contato != "E" {
         return Some((
             "numeroDocumento",
@@ -272,7 +293,28 @@ pub(crate) fn transmit(acct: &mut Account, id: i64) -> ApiResult<String> {
             nfe.tipo_contato = fresh.1;
         }
     }
-    if let Some((element, reason)) = rejection(&nfe) {
+    let documento = digits(
+        nfe.contato
+            .get("numeroDocumento")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
+    if !documento.is_empty() && acct.sefaz.deny_documents.iter().any(|d| digits(d) == documento) {
+        // Uso denegado: the number is spent, the NF-e can never be authorized.
+        nfe.situacao = DENEGADA;
+        nfe.motivo = "Uso Denegado: Irregularidade fiscal do destinatário".to_string();
+        acct.nfes.insert(id, nfe);
+        return Err(ApiError::validation(
+            FAILED,
+            vec![FieldError::in_ns(
+                NS,
+                codes::NFE_REJEITADA,
+                "numeroDocumento",
+                "Uso Denegado: Irregularidade fiscal do destinatário",
+            )],
+        ));
+    }
+    if let Some((element, reason)) = rejection(&nfe, &acct.sefaz) {
         nfe.situacao = REJEITADA;
         nfe.motivo = reason.to_string();
         acct.nfes.insert(id, nfe);

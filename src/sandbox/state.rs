@@ -37,6 +37,8 @@ pub(crate) struct Account {
     pub empresa_id: String,
     /// When the account was created (`dataContrato`).
     pub contratado: chrono::NaiveDateTime,
+    /// Seeded SEFAZ answers for this account's NF-e (see `nfe::SefazRules`).
+    pub sefaz: crate::sandbox::nfe::SefazRules,
 }
 
 /// Resource ids are global, as Bling's are, and start above 2^32 so a client storing them in
@@ -60,6 +62,7 @@ fn new_account(name: &str, ids: SituacaoIds, n: u64) -> Account {
         last_sale: None,
         empresa_id: crate::sandbox::empresa::empresa_id(name),
         contratado: crate::sandbox::validation::now_brt(),
+        sefaz: Default::default(),
     }
 }
 

@@ -34,3 +34,4 @@ mod sandbox_oauth;
 mod sandbox_resources;
 mod sandbox_third_party;
 mod sync_engine;
+mod webhooks;
