@@ -38,7 +38,7 @@ const BATCH: i64 = 64;
 /// A delivery whose invoice is not known yet (the ledger is still recording our own call) is
 /// looked at again this many times, waiting longer each time, before it is set aside as
 /// "nothing of ours".
-const NOT_YET_KNOWN_TRIES: i64 = 6;
+const NOT_YET_KNOWN_TRIES: i64 = 4;
 
 /// A delivery refused at the door.
 #[derive(Debug, Clone, Serialize)]
@@ -59,7 +59,13 @@ pub struct Webhooks {
     secret: Option<String>,
     refusals: Mutex<VecDeque<Refusal>>,
     wake: Notify,
+    /// companyId → tenant, as read from `bling_companies` (known companies only: an unknown
+    /// one is asked again each time, so a tenant that connects is found at once).
+    companies: Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
 }
+
+/// How long a known company's tenant is trusted without reading it again.
+const COMPANY_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +82,7 @@ impl Webhooks {
             secret,
             refusals: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
+            companies: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -105,6 +112,35 @@ impl Webhooks {
             })
             .cloned()
             .collect()
+    }
+
+    /// The tenant whose Bling account is `company_id` (cached for known companies).
+    pub async fn tenant_of(&self, db: &Db, company_id: &str) -> Result<Option<String>, StoreError> {
+        {
+            let cache = self.companies.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((tenant, at)) = cache.get(company_id) {
+                if at.elapsed() < COMPANY_TTL {
+                    return Ok(Some(tenant.clone()));
+                }
+            }
+        }
+        let tenant = rows::company_tenant(db, company_id).await?;
+        let mut cache = self.companies.lock().unwrap_or_else(|p| p.into_inner());
+        match &tenant {
+            Some(t) => {
+                if cache.len() > 100_000 {
+                    cache.clear();
+                }
+                cache.insert(
+                    company_id.to_string(),
+                    (t.clone(), std::time::Instant::now()),
+                );
+            }
+            None => {
+                cache.remove(company_id);
+            }
+        }
+        Ok(tenant)
     }
 
     /// Tells the processor a delivery is waiting.

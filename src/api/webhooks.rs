@@ -102,7 +102,7 @@ async fn intake(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         return ApiError::field(StatusCode::BAD_REQUEST, "invalid_envelope", "body", problem)
             .into_response();
     };
-    let tenant = match rows::company_tenant(&state.db, &envelope.company_id).await {
+    let tenant = match hooks.tenant_of(&state.db, &envelope.company_id).await {
         Ok(t) => t,
         Err(e) => return storage_unavailable(&state, e),
     };

@@ -44,8 +44,8 @@ pub use calllog::CallRecord;
 pub use config::{AccountConfig, ClientApp, IpBlockConfig, SandboxConfig, SituacaoIds};
 pub use control::{AccountSummary, SituacaoInfo};
 pub use error::SandboxError;
-pub use nfe::SefazRules;
 pub use faults::{FaultConfig, FaultKind, FaultRule};
+pub use nfe::SefazRules;
 pub use oauth::TokenSet;
 pub use server::{serve_cli, Sandbox};
 pub use webhooks::{

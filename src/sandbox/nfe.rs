@@ -232,8 +232,16 @@ fn rejection(nfe: &Nfe, rules: &SefazRules) -> Option<(&'static str, &'static st
             .to_string()
     };
     let documento = digits(&text(&nfe.contato, "numeroDocumento"));
-    if !documento.is_empty() && rules.reject_documents.iter().any(|d| digits(d) == documento) {
-        return Some(("numeroDocumento", "Rejeição 237: CPF do destinatário inválido"));
+    if !documento.is_empty()
+        && rules
+            .reject_documents
+            .iter()
+            .any(|d| digits(d) == documento)
+    {
+        return Some((
+            "numeroDocumento",
+            "Rejeição 237: CPF do destinatário inválido",
+        ));
     }
     if text(&nfe.contato, "numeroDocumento").is_empty() && nfe.tipo_contato != "E" {
         return Some((
@@ -299,7 +307,13 @@ pub(crate) fn transmit(acct: &mut Account, id: i64) -> ApiResult<String> {
             .and_then(Value::as_str)
             .unwrap_or(""),
     );
-    if !documento.is_empty() && acct.sefaz.deny_documents.iter().any(|d| digits(d) == documento) {
+    if !documento.is_empty()
+        && acct
+            .sefaz
+            .deny_documents
+            .iter()
+            .any(|d| digits(d) == documento)
+    {
         // Uso denegado: the number is spent, the NF-e can never be authorized.
         nfe.situacao = DENEGADA;
         nfe.motivo = "Uso Denegado: Irregularidade fiscal do destinatário".to_string();

@@ -89,7 +89,10 @@ async fn billed_with_nfe(stack: &Stack, t: &TestDb, tax_id: Option<&str>) -> i64
     )
     .await;
     assert_eq!(s, 201, "{b}");
-    assert!(wait_for(&t.db, "i1", "NfeGenerated", 1).await, "NF-e generated");
+    assert!(
+        wait_for(&t.db, "i1", "NfeGenerated", 1).await,
+        "NF-e generated"
+    );
     stack.sandbox.nfes("shop-a")[0]["id"].as_i64().unwrap()
 }
 
@@ -162,7 +165,11 @@ async fn signatures_are_checked_on_raw_bytes(t: TestDb) {
 
     let listed = deliveries(&stack).await;
     let rows = listed["deliveries"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "only the signed delivery is stored: {listed}");
+    assert_eq!(
+        rows.len(),
+        1,
+        "only the signed delivery is stored: {listed}"
+    );
     assert_eq!(rows[0]["event_id"], "ev-1");
     assert_eq!(listed["company_id"], company.as_str());
     let refused = listed["refused"].as_array().unwrap();
@@ -225,6 +232,9 @@ async fn nfe_authorized_via_webhook_once_despite_duplicates(t: TestDb) {
         },
     );
     let nfe_id = billed_with_nfe(&stack, &t, None).await;
+    // Past the follow-up's second read (2 s), so its next one (5 s later) comes after the
+    // webhook: the webhook alone must tell.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         stack.sandbox.screen_send_nfe("shop-a", nfe_id),
         Some(Ok(()))
@@ -260,11 +270,13 @@ async fn nfe_authorized_via_webhook_once_despite_duplicates(t: TestDb) {
         .unwrap();
     assert_eq!(authorized.payload["NfeAuthorized"]["source"], "webhook");
     let nfe = &stack.sandbox.nfes("shop-a")[0];
-    assert!(eventually(10, || async {
-        let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
-        inv["state"] == "nfe_issued"
-    })
-    .await);
+    assert!(
+        eventually(10, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["state"] == "nfe_issued"
+        })
+        .await
+    );
     let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
     let got = &inv["bling"]["nfe"];
     assert_eq!(got["status"], "authorized", "{inv}");
@@ -274,7 +286,10 @@ async fn nfe_authorized_via_webhook_once_despite_duplicates(t: TestDb) {
     assert_eq!(got["chave_acesso"].as_str().unwrap().len(), 44);
     stack.stop().await;
 }
-both_backends!(nfe_by_webhook, nfe_authorized_via_webhook_once_despite_duplicates);
+both_backends!(
+    nfe_by_webhook,
+    nfe_authorized_via_webhook_once_despite_duplicates
+);
 
 /// Reordered by hand: a stale "pendente" delivery after the "autorizada" one, and both twice,
 /// change nothing more: the ledger records what `GET /nfe/{id}` shows.
@@ -312,7 +327,11 @@ async fn reordered_deliveries_leave_one_outcome(t: TestDb) {
     );
     assert_eq!(count(&t.db, "i1", "NfeAuthorized").await, 1);
     let listed = deliveries(&stack).await;
-    assert_eq!(listed["deliveries"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(
+        listed["deliveries"].as_array().unwrap().len(),
+        2,
+        "{listed}"
+    );
     stack.stop().await;
 }
 both_backends!(reordered, reordered_deliveries_leave_one_outcome);
@@ -408,18 +427,31 @@ async fn nfe_rejected_then_fixed_and_retried(t: TestDb) {
     let failed = events
         .iter()
         .filter(|e| {
-            e.event_type == "SyncFailed" && e.payload["SyncFailed"]["cause"]["kind"] == "nfe_rejected"
+            e.event_type == "SyncFailed"
+                && e.payload["SyncFailed"]["cause"]["kind"] == "nfe_rejected"
         })
         .collect::<Vec<_>>();
     assert_eq!(failed.len(), 1, "one rejection recorded");
     let cause = &failed[0].payload["SyncFailed"]["cause"];
     assert_eq!(cause["fix"], "customer_record", "{cause}");
-    assert!(cause["reason"].as_str().unwrap().contains("CPF do destinat"));
-    assert!(eventually(10, || async {
-        let (_, f) = call(&stack, "GET", "/v1/tenants/shop-a/failures?cause=nfe_rejected", None).await;
-        f["failures"].as_array().is_some_and(|i| !i.is_empty())
-    })
-    .await, "in the failure audit");
+    assert!(cause["reason"]
+        .as_str()
+        .unwrap()
+        .contains("CPF do destinat"));
+    assert!(
+        eventually(10, || async {
+            let (_, f) = call(
+                &stack,
+                "GET",
+                "/v1/tenants/shop-a/failures?cause=nfe_rejected",
+                None,
+            )
+            .await;
+            f["failures"].as_array().is_some_and(|i| !i.is_empty())
+        })
+        .await,
+        "in the failure audit"
+    );
     // Retrying before anything changed is allowed; retrying an authorized NF-e is not.
     customer["tax_id"] = json!(cpf(78));
     let (s, b) = call(
@@ -434,16 +466,33 @@ async fn nfe_rejected_then_fixed_and_retried(t: TestDb) {
         eventually(20, || async {
             stack.sandbox.contatos("shop-a")[0]["numeroDocumento"]
                 .as_str()
-                .is_some_and(|d| d.chars().filter(char::is_ascii_digit).collect::<String>() == cpf(78))
+                .is_some_and(|d| {
+                    d.chars().filter(char::is_ascii_digit).collect::<String>() == cpf(78)
+                })
         })
         .await,
         "the fixed CPF reached Bling's contato"
     );
-    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/nfe/retry", None).await;
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/nfe/retry",
+        None,
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
-    assert!(wait_for(&t.db, "i1", "NfeAuthorized", 1).await, "authorized after the fix");
+    assert!(
+        wait_for(&t.db, "i1", "NfeAuthorized", 1).await,
+        "authorized after the fix"
+    );
     assert_eq!(count(&t.db, "i1", "NfeSent").await, 2, "sent twice");
-    let (s, b) = call(&stack, "POST", "/v1/tenants/shop-a/invoices/i1/nfe/retry", None).await;
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/nfe/retry",
+        None,
+    )
+    .await;
     assert_eq!(s, 409, "{b}");
     assert_eq!(stack.sandbox.nfes("shop-a")[0]["situacao"], 5);
     stack.stop().await;
@@ -454,7 +503,10 @@ both_backends!(nfe_rejected, nfe_rejected_then_fixed_and_retried);
 /// ledger did not set, recorded as a divergence (timeline, failure audit, invoice); support
 /// pushes ours again and Bling's order is back at our situação.
 async fn order_cancelled_in_bling_is_a_divergence(t: TestDb) {
-    let stack = stack(&t, |c| c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None).await;
+    let stack = stack(&t, |c| {
+        c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None
+    })
+    .await;
     subscribe(&stack);
     assert_eq!(stack.connect("shop-a").await.0, 200);
     let (s, _) = call(
@@ -480,7 +532,12 @@ async fn order_cancelled_in_bling_is_a_divergence(t: TestDb) {
     let order = &stack.sandbox.pedidos("shop-a")[0];
     let order_id = order["id"].as_i64().unwrap();
     let ours = order["situacao"]["id"].as_i64().unwrap();
-    let cancelado = stack.sandbox.account("shop-a").unwrap().situacao_ids.cancelado;
+    let cancelado = stack
+        .sandbox
+        .account("shop-a")
+        .unwrap()
+        .situacao_ids
+        .cancelado;
     stack
         .sandbox
         .screen_set_situacao("shop-a", order_id, cancelado)
@@ -494,14 +551,31 @@ async fn order_cancelled_in_bling_is_a_divergence(t: TestDb) {
         .payload["OrderDiverged"]["divergence"];
     assert_eq!(d["expected"]["situacao_id"], ours);
     assert_eq!(d["found"]["situacao_id"], cancelado);
-    assert!(eventually(10, || async {
-        let (_, f) = call(&stack, "GET", "/v1/tenants/shop-a/failures?cause=order_diverged", None).await;
-        f["failures"].as_array().is_some_and(|i| !i.is_empty())
-    })
-    .await);
+    assert!(
+        eventually(10, || async {
+            let (_, f) = call(
+                &stack,
+                "GET",
+                "/v1/tenants/shop-a/failures?cause=order_diverged",
+                None,
+            )
+            .await;
+            f["failures"].as_array().is_some_and(|i| !i.is_empty())
+        })
+        .await
+    );
     let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
-    assert_eq!(inv["bling"]["divergence"]["found"]["situacao_id"], cancelado, "{inv}");
-    let (_, h) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1/history", None).await;
+    assert_eq!(
+        inv["bling"]["divergence"]["found"]["situacao_id"], cancelado,
+        "{inv}"
+    );
+    let (_, h) = call(
+        &stack,
+        "GET",
+        "/v1/tenants/shop-a/invoices/i1/history",
+        None,
+    )
+    .await;
     assert!(h.to_string().contains("differs from ours"), "{h}");
     let (s, b) = call(
         &stack,
@@ -556,7 +630,12 @@ async fn a_crash_after_the_answer_loses_nothing(t: TestDb) {
         .await
         .unwrap();
     sandbox.screen_send_nfe("shop-a", nfe_id);
-    let body = envelope("ev-crash", &company, "invoice.updated", json!({"id": nfe_id, "situacao": 5}));
+    let body = envelope(
+        "ev-crash",
+        &company,
+        "invoice.updated",
+        json!({"id": nfe_id, "situacao": 5}),
+    );
     let r = reqwest::Client::new()
         .post(format!("{}/webhooks/bling", dying.base_url()))
         .header("X-Bling-Signature-256", sign(SECRET.as_bytes(), &body))
@@ -566,13 +645,20 @@ async fn a_crash_after_the_answer_loses_nothing(t: TestDb) {
         .unwrap();
     assert_eq!(r.status(), 202);
     dying.stop().await.unwrap();
-    assert_eq!(count(&t.db, "i1", "NfeAuthorized").await, 0, "not applied yet");
+    assert_eq!(
+        count(&t.db, "i1", "NfeAuthorized").await,
+        0,
+        "not applied yet"
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let next = bling_ledger::server::Server::start(settings(true), listener)
         .await
         .unwrap();
-    assert!(wait_for(&t.db, "i1", "NfeAuthorized", 1).await, "applied after the restart");
+    assert!(
+        wait_for(&t.db, "i1", "NfeAuthorized", 1).await,
+        "applied after the restart"
+    );
     let r: Value = reqwest::Client::new()
         .get(format!("{}/v1/tenants/shop-a/webhooks", next.base_url()))
         .bearer_auth(ADMIN_TOKEN)
@@ -606,7 +692,10 @@ both_backends!(crash_after_answer, a_crash_after_the_answer_loses_nothing);
 /// 10,000 signed deliveries, 32 at a time, while the pet shop keeps billing: every delivery
 /// is answered 202 well inside Bling's 5 s, and every ingest request succeeds.
 async fn a_flood_never_blocks_ingest(t: TestDb) {
-    let stack = stack(&t, |c| c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None).await;
+    let stack = stack(&t, |c| {
+        c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None
+    })
+    .await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
     let company = company_of(&stack);
     let (s, _) = call(
@@ -667,7 +756,10 @@ async fn a_flood_never_blocks_ingest(t: TestDb) {
     assert_eq!(answers.len(), 10_000);
     assert!(answers.iter().all(|(s, _)| *s == 202));
     let slowest = answers.iter().map(|(_, d)| *d).max().unwrap();
-    assert!(slowest < Duration::from_secs(5), "slowest answer {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest answer {slowest:?}"
+    );
     let slowest_ingest = ingest.iter().max().unwrap();
     assert!(
         *slowest_ingest < Duration::from_secs(5),
