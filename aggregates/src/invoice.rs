@@ -1573,4 +1573,148 @@ mod tests {
                 reason: "revoked again".into(),
             }]);
     }
+    fn authorized() -> NfeObserved {
+        NfeObserved::Authorized {
+            document: NfeDocument {
+                numero: "000001".into(),
+                serie: 1,
+                chave_acesso: "3".repeat(44),
+                link_danfe: "https://x/danfe".into(),
+                link_pdf: "https://x/pdf".into(),
+            },
+        }
+    }
+
+    fn observe(observed: NfeObserved, source: Source) -> InvoiceCommand {
+        InvoiceCommand::RecordNfeState {
+            nfe_id: 7,
+            observed,
+            source,
+            calls: vec![],
+        }
+    }
+
+    #[test]
+    fn an_nfe_state_is_recorded_once_whoever_tells() {
+        let content = input().validate().unwrap().content;
+        let generated = InvoiceEvent::NfeGenerated {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let document = match authorized() {
+            NfeObserved::Authorized { document } => document,
+            _ => unreachable!(),
+        };
+        let event = InvoiceEvent::NfeAuthorized {
+            nfe_id: 7,
+            document,
+            source: Source::Webhook,
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone()])
+            .when(observe(authorized(), Source::Webhook))
+            .then_expect_events(vec![event.clone()]);
+        // The same state again (a duplicate, the poll after the webhook): nothing.
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), generated, event])
+            .when(observe(authorized(), Source::Poll))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_rejection_is_a_classified_failure_and_only_it_can_be_retried() {
+        let content = input().validate().unwrap().content;
+        let generated = InvoiceEvent::NfeGenerated {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let rejected = InvoiceEvent::SyncFailed {
+            cause: FailureCause::NfeRejected {
+                nfe_id: 7,
+                reason: "Rejeição 237: CPF do destinatário inválido".into(),
+                fix: NfeFix::CustomerRecord,
+            },
+            attempt: 1,
+            retry_at: None,
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone()])
+            .when(observe(
+                NfeObserved::Rejected {
+                    reason: "Rejeição 237: CPF do destinatário inválido".into(),
+                },
+                Source::Send,
+            ))
+            .then_expect_events(vec![rejected.clone()]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone(), rejected])
+            .when(InvoiceCommand::RetryNfe { by: "ana".into() })
+            .then_expect_events(vec![InvoiceEvent::NfeRetryRequested {
+                nfe_id: 7,
+                by: "ana".into(),
+            }]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), generated])
+            .when(InvoiceCommand::RetryNfe { by: "ana".into() })
+            .then_expect_error(InvoiceError::Nfe(NfeCommandError::NotRejected("generated")));
+    }
+
+    #[test]
+    fn rejection_reasons_say_whose_data_to_fix() {
+        assert_eq!(
+            NfeFix::classify("Rejeição 237: CPF do destinatário inválido"),
+            NfeFix::CustomerRecord
+        );
+        assert_eq!(
+            NfeFix::classify("Rejeição 778: Informado NCM inexistente"),
+            NfeFix::ProductFiscalData
+        );
+        assert_eq!(
+            NfeFix::classify("Rejeição 280: Certificado Transmissor inválido"),
+            NfeFix::AccountSetup
+        );
+        assert_eq!(NfeFix::classify("Rejeição 999: Erro"), NfeFix::Unknown);
+    }
+
+    #[test]
+    fn the_same_divergence_is_recorded_once() {
+        let content = input().validate().unwrap().content;
+        let divergence = Divergence {
+            bling_order_id: 9,
+            expected: OrderFacts {
+                situacao_id: Some(9),
+                total: Some(17000),
+            },
+            found: OrderFacts {
+                situacao_id: Some(12),
+                total: Some(17000),
+            },
+            changed_by: "the shop in Bling".into(),
+            source: Source::Webhook,
+        };
+        let diverged = InvoiceEvent::OrderDiverged {
+            divergence: divergence.clone(),
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), diverged.clone()])
+            .when(InvoiceCommand::RecordDivergence {
+                divergence: divergence.clone(),
+                calls: vec![],
+            })
+            .then_expect_events(vec![]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), diverged])
+            .when(InvoiceCommand::ResolveDivergence {
+                choice: DivergenceChoice::PushOurs,
+                by: "ana".into(),
+            })
+            .then_expect_events(vec![InvoiceEvent::DivergenceResolved {
+                choice: DivergenceChoice::PushOurs,
+                by: "ana".into(),
+                divergence,
+            }]);
+    }
 }

@@ -768,3 +768,128 @@ async fn a_flood_never_blocks_ingest(t: TestDb) {
     stack.stop().await;
 }
 both_backends!(flood, a_flood_never_blocks_ingest);
+
+/// The sandbox on its own: a receiver that fails twice gets the delivery a third time, later
+/// each time; one that always fails gets its resource disabled until re-enabled; a delivery
+/// with a bad signature is followed by a correctly signed retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_retries_then_disables_a_resource() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Seen {
+        got: Vec<(Instant, bool, Value)>,
+        fail_first: usize,
+    }
+    let seen = Arc::new(Mutex::new(Seen {
+        fail_first: 2,
+        ..Seen::default()
+    }));
+    let app = axum::Router::new().route(
+        "/hook",
+        post({
+            let seen = seen.clone();
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let ok = bling_ledger::bling::webhooks::verify(
+                        SECRET.as_bytes(),
+                        &body,
+                        headers.get("x-bling-signature-256").map(|v| v.as_bytes()),
+                    )
+                    .is_ok();
+                    let mut s = seen.lock().unwrap();
+                    s.got
+                        .push((Instant::now(), ok, serde_json::from_slice(&body).unwrap()));
+                    if s.got.len() <= s.fail_first {
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        axum::http::StatusCode::OK
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sb = crate::sandbox_support::start(crate::sandbox_support::unthrottled()).await;
+    let api = crate::sandbox_support::login(&sb, "shop-a").await;
+    let mut sub = WebhookSubscription::new(hook, &["order"]);
+    sub.first_retry_ms = 100;
+    sub.retry_window_ms = 60_000;
+    sb.set_webhook(APP, Some(sub.clone()));
+    let contato = api.contato("Ana", "529.982.247-25").await;
+    let forma = sb.formas_pagamento("shop-a")[0]["id"].as_i64().unwrap();
+    let (s, b) = api
+        .post(
+            "/pedidos/vendas",
+            &json!({"contato": {"id": contato}, "data": "2026-11-25", "numeroLoja": "W-1",
+                    "itens": [{"codigo": "B", "descricao": "Banho", "quantidade": 1, "valor": 10}],
+                    "parcelas": [{"dataVencimento": "2026-11-25", "valor": 10, "formaPagamento": {"id": forma}}]}),
+        )
+        .await;
+    assert_eq!(s, reqwest::StatusCode::CREATED, "{b}");
+    let order_id = b["data"]["id"].as_i64().unwrap();
+    assert!(eventually(10, || async { seen.lock().unwrap().got.len() >= 3 }).await);
+    {
+        let s = seen.lock().unwrap();
+        let ids: Vec<_> = s.got.iter().map(|g| g.2["eventId"].clone()).collect();
+        assert!(ids.iter().all(|i| *i == ids[0]), "the same event retried");
+        assert!(s.got.iter().all(|g| g.1), "signed with the client secret");
+        let e = &s.got[0].2;
+        assert_eq!(e["event"], "order.created");
+        assert_eq!(e["version"], "v1");
+        assert_eq!(e["companyId"], sb.empresa("shop-a").unwrap()["id"]);
+        assert_eq!(e["data"]["id"], order_id);
+        assert_eq!(e["data"]["numeroLoja"], "W-1");
+        let gaps: Vec<_> = s.got.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps[1] > gaps[0], "growing intervals: {gaps:?}");
+    }
+    let attempts = sb.webhook_attempts(Some(APP));
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect::<Vec<_>>(),
+        ["retrying", "retrying", "delivered"]
+    );
+
+    // A bad signature on the first attempt: refused by the receiver's check, retried signed.
+    seen.lock().unwrap().fail_first = 0;
+    seen.lock().unwrap().got.clear();
+    sb.set_webhook_faults(
+        APP,
+        WebhookFaults {
+            bad_signature: 1.0,
+            ..WebhookFaults::default()
+        },
+    );
+    sb.screen_set_situacao("shop-a", order_id, 9).unwrap();
+    assert!(eventually(10, || async { !seen.lock().unwrap().got.is_empty() }).await);
+    assert!(
+        !seen.lock().unwrap().got[0].1,
+        "the first attempt is badly signed"
+    );
+
+    // Always failing, with a short window: the resource is disabled, then re-enabled.
+    sb.set_webhook_faults(APP, WebhookFaults::default());
+    seen.lock().unwrap().fail_first = usize::MAX;
+    sub.retry_window_ms = 500;
+    sb.set_webhook(APP, Some(sub));
+    sb.screen_set_situacao("shop-a", order_id, 12).unwrap();
+    assert!(
+        eventually(10, || async {
+            sb.disabled_webhook_resources(APP) == ["order".to_string()]
+        })
+        .await
+    );
+    sb.screen_set_situacao("shop-a", order_id, 6).unwrap();
+    assert!(sb
+        .webhook_attempts(Some(APP))
+        .iter()
+        .any(|a| a.outcome == "dropped"));
+    assert!(sb.enable_webhook_resource(APP, "order"));
+    assert!(sb.disabled_webhook_resources(APP).is_empty());
+    sb.shutdown().await;
+}
