@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod projections;
 pub mod queries;
 pub mod sync;
+pub mod webhooks;
 
 use std::time::Duration;
 
