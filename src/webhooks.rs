@@ -305,10 +305,31 @@ impl Processor {
                 Ok(self.outcome(read, &invoice_id))
             }
             "order" => {
-                let Some(invoice_id) =
-                    rows::invoice_of_order(&self.db, tenant.as_str(), resource_id).await?
-                else {
-                    return Ok(later(format!("no invoice has Bling order {resource_id}")));
+                // Our orders carry our invoice id as `numeroLoja`: an order without one of ours
+                // is not the ledger's, and needs no look-up again.
+                let numero_loja = env
+                    .data
+                    .get("numeroLoja")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let linked = rows::invoice_of_order(&self.db, tenant.as_str(), resource_id).await?;
+                let Some(invoice_id) = linked else {
+                    if env.action() == "deleted" || numero_loja.is_empty() {
+                        return Ok(Step::Done(
+                            "ignored",
+                            format!("Bling order {resource_id} is not one of the ledger's"),
+                        ));
+                    }
+                    let ours = self.ledger.invoice(&tenant, &numero_loja).await.map(|i| i.is_billed());
+                    if !matches!(ours, Ok(true)) {
+                        return Ok(Step::Done(
+                            "ignored",
+                            format!("Bling order {resource_id} (numeroLoja {numero_loja:?}) is not one of the ledger's"),
+                        ));
+                    }
+                    return Ok(later(format!("invoice {numero_loja} has no Bling order {resource_id}")));
                 };
                 // Our own sync of this order is under way: what Bling shows may be our change
                 // half-recorded. Look once it is done.
