@@ -322,14 +322,20 @@ impl Processor {
                             format!("Bling order {resource_id} is not one of the ledger's"),
                         ));
                     }
-                    let ours = self.ledger.invoice(&tenant, &numero_loja).await.map(|i| i.is_billed());
+                    let ours = self
+                        .ledger
+                        .invoice(&tenant, &numero_loja)
+                        .await
+                        .map(|i| i.is_billed());
                     if !matches!(ours, Ok(true)) {
                         return Ok(Step::Done(
                             "ignored",
                             format!("Bling order {resource_id} (numeroLoja {numero_loja:?}) is not one of the ledger's"),
                         ));
                     }
-                    return Ok(later(format!("invoice {numero_loja} has no Bling order {resource_id}")));
+                    return Ok(later(format!(
+                        "invoice {numero_loja} has no Bling order {resource_id}"
+                    )));
                 };
                 // Our own sync of this order is under way: what Bling shows may be our change
                 // half-recorded. Look once it is done.

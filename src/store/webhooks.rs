@@ -272,3 +272,16 @@ pub async fn invoice_of_order(
     )?;
     Ok(row.map(|(i,)| i))
 }
+
+/// The tenant's invoices that have an NF-e: id, NF-e status, whether the invoice is
+/// cancelled (from the invoice view).
+pub async fn nfe_statuses(db: &Db, tenant: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(sql!(
+        db,
+        as (String, String, i64),
+        "SELECT invoice_id, nfe_status, cancelled FROM proj_invoices
+         WHERE tenant = $1 AND nfe_status IS NOT NULL ORDER BY invoice_id",
+        [tenant],
+        fetch_all
+    )?)
+}

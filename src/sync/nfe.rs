@@ -261,6 +261,10 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
     let mut calls = Vec::new();
     let mut reason = None;
     let mut source = Source::Poll;
+    if status == NfeStatus::Generated && invoice.cancelled {
+        // Cancelled in the pet shop: its NF-e is not sent, and nothing more is asked of Bling.
+        return Ok(Outcome::Done);
+    }
     if status == NfeStatus::Generated {
         let mode = ledger.connection(tenant).await?.nfe_mode;
         if mode == NfeMode::GenerateAndSend {
