@@ -141,9 +141,10 @@ impl Server {
             }
             None => None,
         };
-        let webhooks = crate::webhooks::Webhooks::new(
+        let webhooks = crate::webhooks::Webhooks::with_writer(
             auth.as_ref()
                 .map(|a| a.settings.oauth.client_secret.expose().to_string()),
+            db.clone(),
         );
         if let Some(worker) = &sync {
             let processor = Arc::new(crate::webhooks::Processor {

@@ -54,8 +54,19 @@ pub struct Refusal {
     pub bytes: usize,
 }
 
+/// A delivery for the writer, and where to send what became of it.
+type ToStore = (
+    rows::OwnedDelivery,
+    tokio::sync::oneshot::Sender<Result<rows::Recorded, String>>,
+);
+
+/// Most deliveries committed together.
+const GROUP: usize = 256;
+
 /// The intake's state: the app's secret, recent refusals, and the processor's wake-up.
 pub struct Webhooks {
+    /// The group-commit writer's queue (`None`: write each delivery alone).
+    writer: Option<tokio::sync::mpsc::Sender<ToStore>>,
     secret: Option<String>,
     refusals: Mutex<VecDeque<Refusal>>,
     wake: Notify,
@@ -79,11 +90,73 @@ impl Webhooks {
     /// `secret`: the Bling app's client secret (deliveries are refused without one).
     pub fn new(secret: Option<String>) -> Arc<Webhooks> {
         Arc::new(Webhooks {
+            writer: None,
             secret,
             refusals: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             companies: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Like [`Webhooks::new`], with a writer that commits concurrent deliveries together:
+    /// each is answered once the commit holding it is done, so "stored before answered"
+    /// holds, with one commit for many deliveries under a flood.
+    pub fn with_writer(secret: Option<String>, db: Db) -> Arc<Webhooks> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ToStore>(4 * GROUP);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let rows: Vec<rows::NewDelivery<'_>> =
+                    batch.iter().map(|(d, _)| d.borrowed()).collect();
+                let result = rows::record_all(&db, &rows).await;
+                drop(rows);
+                match result {
+                    Ok(recorded) => {
+                        for ((_, reply), r) in batch.into_iter().zip(recorded) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Arc::new(Webhooks {
+            writer: Some(tx),
+            secret,
+            refusals: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            companies: Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// Stores a delivery (through the writer when there is one); returns once it is committed.
+    pub async fn store(&self, db: &Db, d: rows::OwnedDelivery) -> Result<rows::Recorded, String> {
+        match &self.writer {
+            Some(writer) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                writer
+                    .send((d, reply))
+                    .await
+                    .map_err(|_| "the delivery writer stopped".to_string())?;
+                answer
+                    .await
+                    .map_err(|_| "the delivery writer stopped".to_string())?
+            }
+            None => rows::record(db, &d.borrowed())
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     pub fn secret(&self) -> Option<&[u8]> {
@@ -223,8 +296,9 @@ impl Processor {
     pub async fn round(&self) -> Result<usize, StoreError> {
         let due = rows::due(&self.db, BATCH).await?;
         let n = due.len();
-        for d in due {
-            let (state, detail) = match self.process(&d).await {
+        let mut settled: Vec<(i64, &'static str, Option<&str>, String)> = Vec::new();
+        for d in &due {
+            let (state, detail) = match self.process(d).await {
                 Ok(Step::Done(state, detail)) => (state, detail),
                 Ok(Step::Later(wait, detail)) => {
                     rows::later(&self.db, d.id, now_ms() + wait.as_millis() as i64, &detail)
@@ -240,8 +314,9 @@ impl Processor {
                     }
                 }
             };
-            rows::settle(&self.db, d.id, state, d.tenant.as_deref(), &detail).await?;
+            settled.push((d.id, state, d.tenant.as_deref(), detail));
         }
+        rows::settle_all(&self.db, &settled).await?;
         Ok(n)
     }
 

@@ -33,7 +33,7 @@ use crate::auth::{Principal, Role, TenantScope};
 use crate::bling::webhooks::{verify, Envelope, SIGNATURE_HEADER};
 use crate::ledger::{Actor, CommandContext};
 use crate::store::now_ms;
-use crate::store::webhooks::{self as rows, NewDelivery};
+use crate::store::webhooks::{self as rows, OwnedDelivery};
 use crate::webhooks::Refusal;
 
 /// Most deliveries listed at once.
@@ -106,20 +106,20 @@ async fn intake(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(t) => t,
         Err(e) => return storage_unavailable(&state, e),
     };
-    let delivery = NewDelivery {
-        event_id: &envelope.event_id,
-        company_id: &envelope.company_id,
-        tenant: tenant.as_deref(),
-        event: &envelope.event,
+    let delivery = OwnedDelivery {
+        event_id: envelope.event_id.clone(),
+        company_id: envelope.company_id.clone(),
+        tenant: tenant.clone(),
+        event: envelope.event.clone(),
         resource_id: envelope.resource_id(),
-        body: text,
+        body: text.to_string(),
         state: if tenant.is_some() {
             "received"
         } else {
             "unknown_company"
         },
     };
-    match rows::record(&state.db, &delivery).await {
+    match hooks.store(&state.db, delivery).await {
         Ok(recorded) => {
             state.metrics.add(
                 if recorded.duplicate {
@@ -149,7 +149,7 @@ async fn intake(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 /// Not stored, so not acknowledged: Bling retries (this is the one 5xx, and only when the
 /// database is down).
-fn storage_unavailable(state: &AppState, e: crate::store::StoreError) -> Response {
+fn storage_unavailable(state: &AppState, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "a webhook delivery could not be stored");
     state.metrics.add("webhook_deliveries_unstored", 1);
     refused(

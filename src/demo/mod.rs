@@ -599,7 +599,7 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         ));
     }
     say(format!(
-        "   NF-e issued            {} ({} rejected by SEFAZ, fixed and authorized; {} left pending)",
+        "   NF-e issued            {} ({} rejected by SEFAZ, fixed and authorized; {} of cancelled invoices not sent)",
         summary.nfe.0, summary.nfe.1, summary.nfe.2
     ));
     say(format!(
@@ -744,7 +744,10 @@ async fn bling_talks_back(
     }
     let rows = crate::store::webhooks::nfe_statuses(db, TENANT).await?;
     let authorized = rows.iter().filter(|(_, s, _)| s == "authorized").count();
-    let pending = rows.iter().filter(|(_, _, c)| *c != 0).count();
+    let pending = rows
+        .iter()
+        .filter(|(_, s, c)| *c != 0 && s == "generated")
+        .count();
     say(format!(
         "   NF-e issued for {authorized} invoices{}",
         if rejected.is_empty() {

@@ -23,6 +23,32 @@ pub struct NewDelivery<'a> {
     pub state: &'a str,
 }
 
+/// A [`NewDelivery`] that owns its text (to hand to another task).
+#[derive(Debug, Clone)]
+pub struct OwnedDelivery {
+    pub event_id: String,
+    pub company_id: String,
+    pub tenant: Option<String>,
+    pub event: String,
+    pub resource_id: Option<i64>,
+    pub body: String,
+    pub state: &'static str,
+}
+
+impl OwnedDelivery {
+    pub fn borrowed(&self) -> NewDelivery<'_> {
+        NewDelivery {
+            event_id: &self.event_id,
+            company_id: &self.company_id,
+            tenant: self.tenant.as_deref(),
+            event: &self.event,
+            resource_id: self.resource_id,
+            body: &self.body,
+            state: self.state,
+        }
+    }
+}
+
 /// What [`record`] did: the row's id, and whether the event id was already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
@@ -30,25 +56,40 @@ pub struct Recorded {
     pub duplicate: bool,
 }
 
-/// Stores a delivery, or counts a repeat of a known event id.
-pub async fn record(db: &Db, d: &NewDelivery<'_>) -> Result<Recorded, StoreError> {
+/// Stores deliveries in one transaction (one commit for the lot: under a flood this is what
+/// keeps the intake's writes from crowding out everything else), each stored or counted as a
+/// repeat of a known event id. All or none: an error stores nothing.
+pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded>, StoreError> {
     let now = now_ms();
-    let (id, times): (i64, i64) = sql!(
-        db,
-        as (i64, i64),
-        "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body, state,
-             times_received, due_at_ms, received_at_ms, last_received_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $8)
-         ON CONFLICT (event_id) DO UPDATE SET times_received = webhook_deliveries.times_received + 1,
-             last_received_ms = excluded.last_received_ms
-         RETURNING id, times_received",
-        [d.event_id, d.company_id, d.tenant, d.event, d.resource_id, d.body, d.state, now],
-        fetch_one
-    )?;
-    Ok(Recorded {
-        id,
-        duplicate: times > 1,
-    })
+    let mut tx = db.begin().await?;
+    let mut out = Vec::with_capacity(all.len());
+    for d in all {
+        let (id, times): (i64, i64) = sql!(
+            tx,
+            as (i64, i64),
+            "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body, state,
+                 times_received, due_at_ms, received_at_ms, last_received_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $8)
+             ON CONFLICT (event_id) DO UPDATE SET times_received = webhook_deliveries.times_received + 1,
+                 last_received_ms = excluded.last_received_ms
+             RETURNING id, times_received",
+            [d.event_id, d.company_id, d.tenant, d.event, d.resource_id, d.body, d.state, now],
+            fetch_one
+        )?;
+        out.push(Recorded {
+            id,
+            duplicate: times > 1,
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Stores one delivery (see [`record_all`]).
+pub async fn record(db: &Db, d: &NewDelivery<'_>) -> Result<Recorded, StoreError> {
+    let mut r = record_all(db, std::slice::from_ref(d)).await?;
+    r.pop()
+        .ok_or_else(|| StoreError::Corrupt("no row recorded".into()))
 }
 
 /// A delivery waiting for processing.
@@ -85,22 +126,27 @@ pub async fn due(db: &Db, limit: i64) -> Result<Vec<Due>, StoreError> {
         .collect())
 }
 
-/// Records how a delivery was processed (`processed`, `ignored`, `unknown_company`,
-/// `failed`), with what was learned or done.
-pub async fn settle(
+/// Records how deliveries were processed (`processed`, `ignored`, `unknown_company`,
+/// `failed`), with what was learned or done: `(id, state, tenant, detail)`, one commit.
+pub async fn settle_all(
     db: &Db,
-    id: i64,
-    state: &str,
-    tenant: Option<&str>,
-    detail: &str,
+    all: &[(i64, &str, Option<&str>, String)],
 ) -> Result<(), StoreError> {
-    sql!(
-        db,
-        "UPDATE webhook_deliveries SET state = $2, tenant = COALESCE($3, tenant), detail = $4,
-             processed_at_ms = $5, attempts = attempts + 1
-         WHERE id = $1",
-        [id, state, tenant, detail, now_ms()]
-    )?;
+    if all.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    for (id, state, tenant, detail) in all {
+        sql!(
+            tx,
+            "UPDATE webhook_deliveries SET state = $2, tenant = COALESCE($3, tenant), detail = $4,
+                 processed_at_ms = $5, attempts = attempts + 1
+             WHERE id = $1",
+            [*id, *state, *tenant, detail.as_str(), now]
+        )?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
