@@ -236,16 +236,6 @@ pub async fn list(
     Ok(rows.into_iter().map(view).collect())
 }
 
-/// Deliveries by state, for `/metrics` and the benchmark.
-pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
-    Ok(sql!(
-        db,
-        as (String, i64),
-        "SELECT state, count(*) FROM webhook_deliveries GROUP BY state ORDER BY state",
-        [],
-        fetch_all
-    )?)
-}
 
 /// The tenant whose Bling account is `company_id`.
 pub async fn company_tenant(db: &Db, company_id: &str) -> Result<Option<String>, StoreError> {
