@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use aggregates::connection::{ConnectionCommand, NfeMode};
 use aggregates::ids::TenantId;
-use aggregates::invoice::{NfeStatus, Source};
+use aggregates::invoice::{NfeStatus, OrderFacts, Source};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -424,7 +424,29 @@ impl Processor {
                         ));
                     }
                 }
+                if env.action() == "created" {
+                    // The ledger created this order: its creation cannot show anyone else's
+                    // change (a later `updated` would).
+                    return Ok(Step::Done(
+                        "processed",
+                        format!(
+                            "invoice {invoice_id}: the ledger's own order {resource_id} created"
+                        ),
+                    ));
+                }
                 let invoice = self.ledger.invoice(&tenant, &invoice_id).await?;
+                // What the delivery says (`total` in reais with centavos, as Bling writes it).
+                let announced = (env.action() != "deleted").then(|| OrderFacts {
+                    situacao_id: env
+                        .data
+                        .pointer("/situacao/id")
+                        .and_then(serde_json::Value::as_i64),
+                    total: env
+                        .data
+                        .get("total")
+                        .and_then(serde_json::Value::as_f64)
+                        .map(|t| (t * 100.0).round() as i64),
+                });
                 let read = nfe::check_order(
                     &self.ledger,
                     &self.client,
@@ -432,6 +454,7 @@ impl Processor {
                     &invoice_id,
                     &invoice,
                     resource_id,
+                    announced,
                     Source::Webhook,
                     &correlation,
                 )

@@ -236,7 +236,6 @@ pub async fn list(
     Ok(rows.into_iter().map(view).collect())
 }
 
-
 /// The tenant whose Bling account is `company_id`.
 pub async fn company_tenant(db: &Db, company_id: &str) -> Result<Option<String>, StoreError> {
     let row: Option<(String,)> = sql!(

@@ -188,6 +188,7 @@ pub async fn check_order(
     invoice_id: &str,
     invoice: &Invoice,
     order_id: i64,
+    announced: Option<OrderFacts>,
     source: Source,
     correlation: &str,
 ) -> Result<Read, StoreError> {
@@ -195,6 +196,18 @@ pub async fn check_order(
         situacao_id: invoice.situacao_id,
         total: invoice.content.as_ref().map(|c| c.total.0 as i64),
     };
+    // The delivery shows what the ledger set (usually the echo of its own change): no need to
+    // spend one of the shop's 3 requests a second to read it back. Only a difference is
+    // confirmed with a GET (the delivery may be stale; Bling's current order decides).
+    if announced.as_ref().is_some_and(|a| {
+        a.situacao_id.is_some()
+            && (a.situacao_id == expected.situacao_id || invoice.accepted_bling_situacao)
+            && (a.total.is_none() || a.total == expected.total)
+    }) {
+        return Ok(Read::Settled(format!(
+            "order {order_id} as the ledger set it (from the delivery)"
+        )));
+    }
     let (order, calls) = client.get_pedido(tenant, order_id).await.into_parts();
     let found = match order {
         Ok(o) => OrderFacts {

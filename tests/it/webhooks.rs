@@ -532,6 +532,21 @@ async fn order_cancelled_in_bling_is_a_divergence(t: TestDb) {
     let order = &stack.sandbox.pedidos("shop-a")[0];
     let order_id = order["id"].as_i64().unwrap();
     let ours = order["situacao"]["id"].as_i64().unwrap();
+    let reads = |stack: &Stack| {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .filter(|c| {
+                c.method == "GET" && c.path.ends_with(&format!("/pedidos/vendas/{order_id}"))
+            })
+            .count()
+    };
+    assert_eq!(
+        reads(&stack),
+        0,
+        "the echoes of our own changes cost no request"
+    );
     let cancelado = stack
         .sandbox
         .account("shop-a")
@@ -543,6 +558,7 @@ async fn order_cancelled_in_bling_is_a_divergence(t: TestDb) {
         .screen_set_situacao("shop-a", order_id, cancelado)
         .unwrap();
     assert!(wait_for(&t.db, "i1", "OrderDiverged", 1).await);
+    assert_eq!(reads(&stack), 1, "a difference is confirmed with one GET");
     let events = invoice_events(&t.db, "i1").await;
     let d = &events
         .iter()
