@@ -62,6 +62,8 @@ type ToStore = (
 
 /// Most deliveries committed together.
 const GROUP: usize = 256;
+/// Writers committing lots at the same time (a lot is being written while the next gathers).
+const WRITERS: usize = 2;
 
 /// The intake's state: the app's secret, recent refusals, and the processor's wake-up.
 pub struct Webhooks {
@@ -102,35 +104,46 @@ impl Webhooks {
     /// each is answered once the commit holding it is done, so "stored before answered"
     /// holds, with one commit for many deliveries under a flood.
     pub fn with_writer(secret: Option<String>, db: Db) -> Arc<Webhooks> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<ToStore>(4 * GROUP);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < GROUP {
-                    match rx.try_recv() {
-                        Ok(more) => batch.push(more),
-                        Err(_) => break,
-                    }
-                }
-                let rows: Vec<rows::NewDelivery<'_>> =
-                    batch.iter().map(|(d, _)| d.borrowed()).collect();
-                let result = rows::record_all(&db, &rows).await;
-                drop(rows);
-                match result {
-                    Ok(recorded) => {
-                        for ((_, reply), r) in batch.into_iter().zip(recorded) {
-                            let _ = reply.send(Ok(r));
+        let (tx, rx) = tokio::sync::mpsc::channel::<ToStore>(4 * GROUP);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (rx, db) = (Arc::clone(&rx), db.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::new();
+                    {
+                        let mut rx = rx.lock().await;
+                        let Some(first) = rx.recv().await else {
+                            return;
+                        };
+                        batch.push(first);
+                        while batch.len() < GROUP {
+                            match rx.try_recv() {
+                                Ok(more) => batch.push(more),
+                                Err(_) => break,
+                            }
                         }
                     }
-                    Err(e) => {
-                        let e = e.to_string();
-                        for (_, reply) in batch {
-                            let _ = reply.send(Err(e.clone()));
+                    let rows: Vec<rows::NewDelivery<'_>> =
+                        batch.iter().map(|(d, _)| d.borrowed()).collect();
+                    let result = rows::record_all(&db, &rows).await;
+                    drop(rows);
+                    match result {
+                        Ok(recorded) => {
+                            for ((_, reply), r) in batch.into_iter().zip(recorded) {
+                                let _ = reply.send(Ok(r));
+                            }
+                        }
+                        Err(e) => {
+                            let e = e.to_string();
+                            for (_, reply) in batch {
+                                let _ = reply.send(Err(e.clone()));
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
+        }
         Arc::new(Webhooks {
             writer: Some(tx),
             secret,

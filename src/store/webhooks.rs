@@ -7,7 +7,7 @@
 //! loses nothing (the processor finds it again). Refused (unsigned) deliveries are never
 //! written: anyone can send them.
 
-use super::{now_ms, Db, StoreError};
+use super::{now_ms, Db, StoreError, Tx};
 use crate::sql;
 
 /// A signed delivery to store.
@@ -58,31 +58,91 @@ pub struct Recorded {
 
 /// Stores deliveries in one transaction (one commit for the lot: under a flood this is what
 /// keeps the intake's writes from crowding out everything else), each stored or counted as a
-/// repeat of a known event id. All or none: an error stores nothing.
+/// repeat of a known event id; an event id twice in the lot is stored once and counted twice.
+/// All or none: an error stores nothing. PostgreSQL takes the lot in one statement
+/// (`INSERT … SELECT FROM UNNEST(arrays)`); SQLite one prepared statement per row (in-process).
 pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded>, StoreError> {
     let now = now_ms();
-    let mut tx = db.begin().await?;
-    let mut out = Vec::with_capacity(all.len());
+    // First occurrence of each event id, and how many times it came in this lot.
+    let mut first: std::collections::HashMap<&str, (usize, i64)> = std::collections::HashMap::new();
+    let mut unique: Vec<&NewDelivery<'_>> = Vec::new();
     for d in all {
-        let (id, times): (i64, i64) = sql!(
-            tx,
-            as (i64, i64),
-            "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body, state,
-                 times_received, due_at_ms, received_at_ms, last_received_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $8)
-             ON CONFLICT (event_id) DO UPDATE SET times_received = webhook_deliveries.times_received + 1,
-                 last_received_ms = excluded.last_received_ms
-             RETURNING id, times_received",
-            [d.event_id, d.company_id, d.tenant, d.event, d.resource_id, d.body, d.state, now],
-            fetch_one
-        )?;
-        out.push(Recorded {
-            id,
-            duplicate: times > 1,
-        });
+        match first.get_mut(d.event_id) {
+            Some((_, n)) => *n += 1,
+            None => {
+                first.insert(d.event_id, (unique.len(), 1));
+                unique.push(d);
+            }
+        }
+    }
+    let counts: Vec<i64> = unique.iter().map(|d| first[d.event_id].1).collect();
+    let mut tx = db.begin().await?;
+    // (id, times_received) per unique delivery, in `unique`'s order.
+    let mut stored: Vec<(i64, i64)> = vec![(0, 0); unique.len()];
+    match &mut tx {
+        Tx::Postgres(t) => {
+            let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+                "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body,
+                     state, times_received, due_at_ms, received_at_ms, last_received_ms)
+                 SELECT e, c, t, ev, r, b, s, n, $9, $9, $9
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                             $7::text[], $8::bigint[]) AS x(e, c, t, ev, r, b, s, n)
+                 ON CONFLICT (event_id) DO UPDATE SET
+                     times_received = webhook_deliveries.times_received + excluded.times_received,
+                     last_received_ms = excluded.last_received_ms
+                 RETURNING id, event_id, times_received",
+            )
+            .bind(unique.iter().map(|d| d.event_id).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.company_id).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.tenant).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.event).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.resource_id).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.body).collect::<Vec<_>>())
+            .bind(unique.iter().map(|d| d.state).collect::<Vec<_>>())
+            .bind(&counts)
+            .bind(now)
+            .fetch_all(&mut **t)
+            .await?;
+            for (id, event_id, times) in rows {
+                if let Some((i, _)) = first.get(event_id.as_str()) {
+                    stored[*i] = (id, times);
+                }
+            }
+        }
+        Tx::Sqlite(_) => {
+            for (i, d) in unique.iter().enumerate() {
+                stored[i] = sql!(
+                    tx,
+                    as (i64, i64),
+                    "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body, state,
+                         times_received, due_at_ms, received_at_ms, last_received_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)
+                     ON CONFLICT (event_id) DO UPDATE SET
+                         times_received = webhook_deliveries.times_received + excluded.times_received,
+                         last_received_ms = excluded.last_received_ms
+                     RETURNING id, times_received",
+                    [d.event_id, d.company_id, d.tenant, d.event, d.resource_id, d.body, d.state, counts[i], now],
+                    fetch_one
+                )?;
+            }
+        }
     }
     tx.commit().await?;
-    Ok(out)
+    // Each delivery in the lot: the first of its event id is new if the row was created by
+    // this lot (its count equals what this lot added); the others are repeats.
+    let mut seen = std::collections::HashSet::new();
+    Ok(all
+        .iter()
+        .map(|d| {
+            let (i, n) = first[d.event_id];
+            let (id, times) = stored[i];
+            let repeat = !seen.insert(d.event_id);
+            Recorded {
+                id,
+                duplicate: repeat || times > n,
+            }
+        })
+        .collect())
 }
 
 /// Stores one delivery (see [`record_all`]).
