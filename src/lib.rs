@@ -18,6 +18,8 @@
 //!   methods, the to-do list and its leases);
 //! - [`bling`]: Bling API v3 as a library — typed models, client, rate limiter, retries, error
 //!   classification; it touches no database;
+//! - [`webhooks`]: Bling talks back — deliveries stored, then applied (NF-e states, orders
+//!   changed in Bling);
 //! - [`oauth`]: the shops' connections — consent, encrypted credentials, renewal, revocation;
 //! - [`audit`]: the verifiable export and its offline check;
 //! - [`notify`]: telling the pet-shop system — signed notifications, the change feed, and
@@ -54,3 +56,4 @@ pub mod server;
 pub mod stack;
 pub mod store;
 pub mod sync;
+pub mod webhooks;

@@ -203,6 +203,21 @@ impl Server {
             }
             None => None,
         };
+        let webhooks = crate::webhooks::Webhooks::with_writer(
+            auth.as_ref()
+                .map(|a| a.settings.oauth.client_secret.expose().to_string()),
+            db.clone(),
+        );
+        if let Some(worker) = &sync {
+            let processor = Arc::new(crate::webhooks::Processor {
+                db: db.clone(),
+                ledger: Arc::clone(&ledger),
+                client: worker.client().clone(),
+                hooks: Arc::clone(&webhooks),
+                poll: settings.sync.settings.poll_interval,
+            });
+            background.push(processor.spawn(stop.subscribe()));
+        }
         let projections = crate::projections::Projections::new(db.clone(), Default::default());
         background.push(Arc::clone(&projections).spawn(stop.subscribe()));
         // Reconnect links are signed with a key derived from the encryption key, so they exist
@@ -237,6 +252,7 @@ impl Server {
             auth: auth.clone(),
             sync: sync.clone(),
             notify: Arc::clone(&notify),
+            webhooks,
         };
         let addr = listener.local_addr()?;
         let app = api::router(state);

@@ -92,6 +92,44 @@ pub enum ConnectionCommand {
         until: DateTime<Utc>,
         evidence: String,
     },
+    /// `GET /empresas/me/dados-basicos` answered: the Bling account behind the connection.
+    /// Its `id` is the webhooks' `companyId`. Recorded when it is new or changed.
+    RecordCompany {
+        company_id: String,
+        name: String,
+    },
+    /// Per tenant: generate the NF-e only (the shop sends it from Bling), or generate and
+    /// send it to SEFAZ (`POST /nfe/{id}/enviar`).
+    ChooseNfeMode {
+        mode: NfeMode,
+        by: String,
+    },
+}
+
+/// What the sync does with an invoice's NF-e.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NfeMode {
+    /// `gerar-nfe` only; the NF-e is followed until the shop sends it and SEFAZ answers.
+    #[default]
+    GenerateOnly,
+    /// `gerar-nfe`, then `enviar`.
+    GenerateAndSend,
+}
+
+impl NfeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NfeMode::GenerateOnly => "generate_only",
+            NfeMode::GenerateAndSend => "generate_and_send",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<NfeMode> {
+        [NfeMode::GenerateOnly, NfeMode::GenerateAndSend]
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +182,16 @@ pub enum ConnectionEvent {
         until: DateTime<Utc>,
         evidence: String,
     },
+    /// The Bling account (company) behind the connection; `company_id` is the webhooks'
+    /// `companyId`.
+    CompanyIdentified {
+        company_id: String,
+        name: String,
+    },
+    NfeModeChosen {
+        mode: NfeMode,
+        by: String,
+    },
 }
 
 impl DomainEvent for ConnectionEvent {
@@ -159,6 +207,8 @@ impl DomainEvent for ConnectionEvent {
             ConnectionEvent::AuthorizationFailed { .. } => "AuthorizationFailed",
             ConnectionEvent::Disconnected { .. } => "Disconnected",
             ConnectionEvent::DailyQuotaExhausted { .. } => "DailyQuotaExhausted",
+            ConnectionEvent::CompanyIdentified { .. } => "CompanyIdentified",
+            ConnectionEvent::NfeModeChosen { .. } => "NfeModeChosen",
         }
         .to_string()
     }
@@ -193,6 +243,11 @@ pub struct BlingConnection {
     /// Until when Bling said the account's daily quota is spent (the last time it said so).
     #[serde(default)]
     pub daily_quota_exhausted_until: Option<DateTime<Utc>>,
+    /// The Bling company id (`companyId` of webhooks), once read.
+    #[serde(default)]
+    pub company_id: Option<String>,
+    #[serde(default)]
+    pub nfe_mode: NfeMode,
 }
 
 impl Default for BlingConnection {
@@ -205,6 +260,8 @@ impl Default for BlingConnection {
             revoked: None,
             last_authorization_failure: None,
             daily_quota_exhausted_until: None,
+            company_id: None,
+            nfe_mode: NfeMode::default(),
         }
     }
 }
@@ -331,6 +388,18 @@ impl Aggregate for BlingConnection {
                 }
                 ConnectionEvent::DailyQuotaExhausted { until, evidence }
             }
+            ConnectionCommand::RecordCompany { company_id, name } => {
+                if self.company_id.as_deref() == Some(company_id.as_str()) {
+                    return Ok(());
+                }
+                ConnectionEvent::CompanyIdentified { company_id, name }
+            }
+            ConnectionCommand::ChooseNfeMode { mode, by } => {
+                if self.nfe_mode == mode {
+                    return Ok(());
+                }
+                ConnectionEvent::NfeModeChosen { mode, by }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -388,6 +457,10 @@ impl Aggregate for BlingConnection {
             ConnectionEvent::DailyQuotaExhausted { until, .. } => {
                 self.daily_quota_exhausted_until = Some(until)
             }
+            ConnectionEvent::CompanyIdentified { company_id, .. } => {
+                self.company_id = Some(company_id)
+            }
+            ConnectionEvent::NfeModeChosen { mode, .. } => self.nfe_mode = mode,
         }
     }
 }

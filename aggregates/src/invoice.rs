@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CustomerId, InvoiceId, TenantId};
 use crate::money::Centavos;
 use crate::problems::{text_problem, Problems, TextKind};
-use crate::sync::{BlingCall, FailureCause};
+use crate::sync::{BlingCall, FailureCause, NfeFix};
 
 /// Answers whether a customer exists; the binary implements it over the event store.
 #[async_trait]
@@ -423,6 +423,105 @@ impl InvoiceInput {
     }
 }
 
+/// Where the ledger learned an NF-e's or an order's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A Bling webhook (then confirmed with a `GET`).
+    Webhook,
+    /// The follow-up poll of `GET /nfe/{id}` or `GET /pedidos/vendas/{id}`.
+    Poll,
+    /// The answer to our own `POST /nfe/{id}/enviar`.
+    Send,
+}
+
+/// The NF-e of an invoice, as far as the ledger knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NfeStatus {
+    /// Generated in Bling, not sent to SEFAZ.
+    Generated,
+    /// Sent to SEFAZ, no answer yet.
+    Sent,
+    Authorized,
+    Rejected,
+    Denied,
+    Cancelled,
+}
+
+impl NfeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NfeStatus::Generated => "generated",
+            NfeStatus::Sent => "sent",
+            NfeStatus::Authorized => "authorized",
+            NfeStatus::Rejected => "rejected",
+            NfeStatus::Denied => "denied",
+            NfeStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether SEFAZ's answer is in (nothing more comes without a person: a rejection waits
+    /// for a fix and a retry; an authorized NF-e can still be cancelled in Bling).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            NfeStatus::Authorized | NfeStatus::Rejected | NfeStatus::Denied | NfeStatus::Cancelled
+        )
+    }
+}
+
+/// The authorized NF-e's identity: what a customer or an auditor asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfeDocument {
+    pub numero: String,
+    pub serie: i64,
+    /// 44 digits.
+    pub chave_acesso: String,
+    pub link_danfe: String,
+    pub link_pdf: String,
+}
+
+/// What Bling's `GET /nfe/{id}` showed, as a command records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NfeObserved {
+    Authorized { document: NfeDocument },
+    Rejected { reason: String },
+    Denied { reason: String },
+    Cancelled,
+}
+
+/// The part of a Bling order the ledger sets, to compare with what Bling has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFacts {
+    /// `None`: the order no longer exists in Bling.
+    pub situacao_id: Option<i64>,
+    /// Total in centavos.
+    pub total: Option<i64>,
+}
+
+/// An order changed in Bling by someone other than the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Divergence {
+    pub bling_order_id: i64,
+    pub expected: OrderFacts,
+    pub found: OrderFacts,
+    /// Who changed it, as far as can be told ("the shop in Bling": Bling does not say who).
+    pub changed_by: String,
+    pub source: Source,
+}
+
+/// Support's choice on a divergence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceChoice {
+    /// Make Bling match the ledger again (recreate a deleted order).
+    PushOurs,
+    /// Keep what Bling has; the ledger stops pushing its situação.
+    AcceptBling,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum InvoiceCommand {
     Bill {
@@ -477,6 +576,43 @@ pub enum InvoiceCommand {
     RecordSyncResumed {
         reason: String,
     },
+    /// `POST /nfe/{id}/enviar` was answered (the NF-e went to SEFAZ).
+    RecordNfeSent {
+        nfe_id: i64,
+        calls: Vec<BlingCall>,
+    },
+    /// Bling shows the NF-e in a state SEFAZ decided. Recording a state already recorded
+    /// appends nothing, so duplicate and late deliveries leave one outcome.
+    RecordNfeState {
+        nfe_id: i64,
+        observed: NfeObserved,
+        source: Source,
+        calls: Vec<BlingCall>,
+    },
+    /// Support (or the API) asks for a rejected NF-e to be sent again after a fix.
+    RetryNfe {
+        by: String,
+    },
+    /// Bling's order differs from what the ledger set. An open divergence with the same
+    /// findings appends nothing.
+    RecordDivergence {
+        divergence: Divergence,
+        calls: Vec<BlingCall>,
+    },
+    ResolveDivergence {
+        choice: DivergenceChoice,
+        by: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NfeCommandError {
+    #[error("the invoice has no NF-e")]
+    NoNfe,
+    #[error("the NF-e is not rejected (it is {0}): nothing to retry")]
+    NotRejected(&'static str),
+    #[error("the invoice has no open divergence")]
+    NoDivergence,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -531,6 +667,45 @@ pub enum InvoiceEvent {
     SyncResumed {
         reason: String,
     },
+    NfeSent {
+        nfe_id: i64,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
+    },
+    NfeAuthorized {
+        nfe_id: i64,
+        document: NfeDocument,
+        source: Source,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
+    },
+    NfeDenied {
+        nfe_id: i64,
+        reason: String,
+        source: Source,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
+    },
+    NfeCancelled {
+        nfe_id: i64,
+        source: Source,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
+    },
+    NfeRetryRequested {
+        nfe_id: i64,
+        by: String,
+    },
+    OrderDiverged {
+        divergence: Divergence,
+        #[serde(default)]
+        calls: Vec<BlingCall>,
+    },
+    DivergenceResolved {
+        choice: DivergenceChoice,
+        by: String,
+        divergence: Divergence,
+    },
 }
 
 impl DomainEvent for InvoiceEvent {
@@ -546,6 +721,13 @@ impl DomainEvent for InvoiceEvent {
             InvoiceEvent::SyncFailed { .. } => "SyncFailed",
             InvoiceEvent::SyncParked { .. } => "SyncParked",
             InvoiceEvent::SyncResumed { .. } => "SyncResumed",
+            InvoiceEvent::NfeSent { .. } => "NfeSent",
+            InvoiceEvent::NfeAuthorized { .. } => "NfeAuthorized",
+            InvoiceEvent::NfeDenied { .. } => "NfeDenied",
+            InvoiceEvent::NfeCancelled { .. } => "NfeCancelled",
+            InvoiceEvent::NfeRetryRequested { .. } => "NfeRetryRequested",
+            InvoiceEvent::OrderDiverged { .. } => "OrderDiverged",
+            InvoiceEvent::DivergenceResolved { .. } => "DivergenceResolved",
         }
         .to_string()
     }
@@ -569,6 +751,8 @@ pub enum InvoiceError {
     CustomerChanged(String),
     #[error("invoice belongs to tenant {0}")]
     WrongTenant(String),
+    #[error(transparent)]
+    Nfe(#[from] NfeCommandError),
 }
 
 /// The invoice's state, rebuilt from its events.
@@ -588,6 +772,16 @@ pub struct Invoice {
     pub failed_attempts: u32,
     /// Waiting for a reconnection; no Bling call is made meanwhile.
     pub parked: bool,
+    #[serde(default)]
+    pub nfe_status: Option<NfeStatus>,
+    #[serde(default)]
+    pub nfe_document: Option<NfeDocument>,
+    /// An order changed in Bling, until support resolves it.
+    #[serde(default)]
+    pub divergence: Option<Divergence>,
+    /// Support accepted Bling's situação: the worker no longer pushes its own.
+    #[serde(default)]
+    pub accepted_bling_situacao: bool,
 }
 
 impl Invoice {
@@ -600,6 +794,54 @@ impl Invoice {
             Some(owner) if owner != tenant => Err(InvoiceError::WrongTenant(owner.to_string())),
             _ => Ok(()),
         }
+    }
+
+    /// The event for an observed NF-e state, or `None` when it is already the known one.
+    fn nfe_transition(
+        &self,
+        nfe_id: i64,
+        observed: NfeObserved,
+        source: Source,
+        calls: Vec<BlingCall>,
+    ) -> Option<InvoiceEvent> {
+        let status = match &observed {
+            NfeObserved::Authorized { .. } => NfeStatus::Authorized,
+            NfeObserved::Rejected { .. } => NfeStatus::Rejected,
+            NfeObserved::Denied { .. } => NfeStatus::Denied,
+            NfeObserved::Cancelled => NfeStatus::Cancelled,
+        };
+        if self.nfe_status == Some(status) {
+            return None;
+        }
+        Some(match observed {
+            NfeObserved::Authorized { document } => InvoiceEvent::NfeAuthorized {
+                nfe_id,
+                document,
+                source,
+                calls,
+            },
+            NfeObserved::Rejected { reason } => InvoiceEvent::SyncFailed {
+                cause: FailureCause::NfeRejected {
+                    nfe_id,
+                    fix: NfeFix::classify(&reason),
+                    reason,
+                },
+                attempt: self.failed_attempts + 1,
+                retry_at: None,
+                calls,
+            },
+            NfeObserved::Denied { reason } => InvoiceEvent::NfeDenied {
+                nfe_id,
+                reason,
+                source,
+                calls,
+            },
+            NfeObserved::Cancelled => InvoiceEvent::NfeCancelled {
+                nfe_id,
+                source,
+                calls,
+            },
+        })
     }
 
     fn require_billed(&self) -> Result<(), InvoiceError> {
@@ -755,6 +997,63 @@ impl Aggregate for Invoice {
                 self.require_billed()?;
                 sink.write(InvoiceEvent::SyncResumed { reason }, self).await;
             }
+            InvoiceCommand::RecordNfeSent { nfe_id, calls } => {
+                self.require_billed()?;
+                sink.write(InvoiceEvent::NfeSent { nfe_id, calls }, self)
+                    .await;
+            }
+            InvoiceCommand::RecordNfeState {
+                nfe_id,
+                observed,
+                source,
+                calls,
+            } => {
+                self.require_billed()?;
+                if let Some(event) = self.nfe_transition(nfe_id, observed, source, calls) {
+                    sink.write(event, self).await;
+                }
+            }
+            InvoiceCommand::RetryNfe { by } => {
+                self.require_billed()?;
+                let nfe_id = self.nfe_id.ok_or(NfeCommandError::NoNfe)?;
+                match self.nfe_status {
+                    Some(NfeStatus::Rejected) => {}
+                    other => {
+                        return Err(NfeCommandError::NotRejected(
+                            other.map_or("not followed", NfeStatus::as_str),
+                        )
+                        .into())
+                    }
+                }
+                sink.write(InvoiceEvent::NfeRetryRequested { nfe_id, by }, self)
+                    .await;
+            }
+            InvoiceCommand::RecordDivergence { divergence, calls } => {
+                self.require_billed()?;
+                let same = self.divergence.as_ref().is_some_and(|d| {
+                    d.found == divergence.found && d.bling_order_id == divergence.bling_order_id
+                });
+                if !same {
+                    sink.write(InvoiceEvent::OrderDiverged { divergence, calls }, self)
+                        .await;
+                }
+            }
+            InvoiceCommand::ResolveDivergence { choice, by } => {
+                self.require_billed()?;
+                let divergence = self
+                    .divergence
+                    .clone()
+                    .ok_or(NfeCommandError::NoDivergence)?;
+                sink.write(
+                    InvoiceEvent::DivergenceResolved {
+                        choice,
+                        by,
+                        divergence,
+                    },
+                    self,
+                )
+                .await;
+            }
         }
         Ok(())
     }
@@ -802,8 +1101,48 @@ impl Aggregate for Invoice {
                 self.situacao_id = Some(situacao_id);
                 self.parked = false;
             }
-            InvoiceEvent::NfeGenerated { nfe_id, .. } => self.nfe_id = Some(nfe_id),
-            InvoiceEvent::SyncFailed { attempt, .. } => self.failed_attempts = attempt,
+            InvoiceEvent::NfeGenerated { nfe_id, .. } => {
+                self.nfe_id = Some(nfe_id);
+                self.nfe_status = Some(NfeStatus::Generated);
+            }
+            InvoiceEvent::SyncFailed { attempt, cause, .. } => {
+                if let FailureCause::NfeRejected { .. } = cause {
+                    self.nfe_status = Some(NfeStatus::Rejected);
+                } else {
+                    self.failed_attempts = attempt;
+                }
+            }
+            InvoiceEvent::NfeSent { .. } => self.nfe_status = Some(NfeStatus::Sent),
+            InvoiceEvent::NfeAuthorized { document, .. } => {
+                self.nfe_status = Some(NfeStatus::Authorized);
+                self.nfe_document = Some(document);
+            }
+            InvoiceEvent::NfeDenied { .. } => self.nfe_status = Some(NfeStatus::Denied),
+            InvoiceEvent::NfeCancelled { .. } => self.nfe_status = Some(NfeStatus::Cancelled),
+            InvoiceEvent::NfeRetryRequested { .. } => self.nfe_status = Some(NfeStatus::Generated),
+            InvoiceEvent::OrderDiverged { divergence, .. } => self.divergence = Some(divergence),
+            InvoiceEvent::DivergenceResolved {
+                choice, divergence, ..
+            } => {
+                self.divergence = None;
+                match choice {
+                    DivergenceChoice::PushOurs => {
+                        // The worker sets its situação again; a deleted order is created anew.
+                        self.situacao_id = None;
+                        self.accepted_bling_situacao = false;
+                        if divergence.found.situacao_id.is_none() {
+                            self.bling_order_id = None;
+                            self.synced_version = None;
+                            self.nfe_id = None;
+                            self.nfe_status = None;
+                        }
+                    }
+                    DivergenceChoice::AcceptBling => {
+                        self.accepted_bling_situacao = true;
+                        self.situacao_id = divergence.found.situacao_id;
+                    }
+                }
+            }
             InvoiceEvent::SyncParked { .. } => self.parked = true,
             InvoiceEvent::SyncResumed { .. } => self.parked = false,
         }
@@ -1232,6 +1571,150 @@ mod tests {
             })
             .then_expect_events(vec![InvoiceEvent::SyncParked {
                 reason: "revoked again".into(),
+            }]);
+    }
+    fn authorized() -> NfeObserved {
+        NfeObserved::Authorized {
+            document: NfeDocument {
+                numero: "000001".into(),
+                serie: 1,
+                chave_acesso: "3".repeat(44),
+                link_danfe: "https://x/danfe".into(),
+                link_pdf: "https://x/pdf".into(),
+            },
+        }
+    }
+
+    fn observe(observed: NfeObserved, source: Source) -> InvoiceCommand {
+        InvoiceCommand::RecordNfeState {
+            nfe_id: 7,
+            observed,
+            source,
+            calls: vec![],
+        }
+    }
+
+    #[test]
+    fn an_nfe_state_is_recorded_once_whoever_tells() {
+        let content = input().validate().unwrap().content;
+        let generated = InvoiceEvent::NfeGenerated {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let document = match authorized() {
+            NfeObserved::Authorized { document } => document,
+            _ => unreachable!(),
+        };
+        let event = InvoiceEvent::NfeAuthorized {
+            nfe_id: 7,
+            document,
+            source: Source::Webhook,
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone()])
+            .when(observe(authorized(), Source::Webhook))
+            .then_expect_events(vec![event.clone()]);
+        // The same state again (a duplicate, the poll after the webhook): nothing.
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), generated, event])
+            .when(observe(authorized(), Source::Poll))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_rejection_is_a_classified_failure_and_only_it_can_be_retried() {
+        let content = input().validate().unwrap().content;
+        let generated = InvoiceEvent::NfeGenerated {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let rejected = InvoiceEvent::SyncFailed {
+            cause: FailureCause::NfeRejected {
+                nfe_id: 7,
+                reason: "Rejeição 237: CPF do destinatário inválido".into(),
+                fix: NfeFix::CustomerRecord,
+            },
+            attempt: 1,
+            retry_at: None,
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone()])
+            .when(observe(
+                NfeObserved::Rejected {
+                    reason: "Rejeição 237: CPF do destinatário inválido".into(),
+                },
+                Source::Send,
+            ))
+            .then_expect_events(vec![rejected.clone()]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), generated.clone(), rejected])
+            .when(InvoiceCommand::RetryNfe { by: "ana".into() })
+            .then_expect_events(vec![InvoiceEvent::NfeRetryRequested {
+                nfe_id: 7,
+                by: "ana".into(),
+            }]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), generated])
+            .when(InvoiceCommand::RetryNfe { by: "ana".into() })
+            .then_expect_error(InvoiceError::Nfe(NfeCommandError::NotRejected("generated")));
+    }
+
+    #[test]
+    fn rejection_reasons_say_whose_data_to_fix() {
+        assert_eq!(
+            NfeFix::classify("Rejeição 237: CPF do destinatário inválido"),
+            NfeFix::CustomerRecord
+        );
+        assert_eq!(
+            NfeFix::classify("Rejeição 778: Informado NCM inexistente"),
+            NfeFix::ProductFiscalData
+        );
+        assert_eq!(
+            NfeFix::classify("Rejeição 280: Certificado Transmissor inválido"),
+            NfeFix::AccountSetup
+        );
+        assert_eq!(NfeFix::classify("Rejeição 999: Erro"), NfeFix::Unknown);
+    }
+
+    #[test]
+    fn the_same_divergence_is_recorded_once() {
+        let content = input().validate().unwrap().content;
+        let divergence = Divergence {
+            bling_order_id: 9,
+            expected: OrderFacts {
+                situacao_id: Some(9),
+                total: Some(17000),
+            },
+            found: OrderFacts {
+                situacao_id: Some(12),
+                total: Some(17000),
+            },
+            changed_by: "the shop in Bling".into(),
+            source: Source::Webhook,
+        };
+        let diverged = InvoiceEvent::OrderDiverged {
+            divergence: divergence.clone(),
+            calls: vec![],
+        };
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content.clone()), diverged.clone()])
+            .when(InvoiceCommand::RecordDivergence {
+                divergence: divergence.clone(),
+                calls: vec![],
+            })
+            .then_expect_events(vec![]);
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), diverged])
+            .when(InvoiceCommand::ResolveDivergence {
+                choice: DivergenceChoice::PushOurs,
+                by: "ana".into(),
+            })
+            .then_expect_events(vec![InvoiceEvent::DivergenceResolved {
+                choice: DivergenceChoice::PushOurs,
+                by: "ana".into(),
+                divergence,
             }]);
     }
 }

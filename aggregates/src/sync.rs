@@ -84,6 +84,91 @@ pub enum FailureCause {
     /// 429 from Bling, or the account's daily quota: retried after the wait Bling's answer
     /// implies (its `period`).
     RateLimited { message: String },
+    /// SEFAZ rejected the invoice's NF-e (Bling's situação 4): `reason` is SEFAZ's text when
+    /// Bling gave it, `fix` says whose data must change before the NF-e is retried.
+    NfeRejected {
+        nfe_id: i64,
+        reason: String,
+        fix: NfeFix,
+    },
+}
+
+/// Whose data a rejected NF-e needs fixed, read from SEFAZ's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NfeFix {
+    /// The recipient: CPF/CNPJ, IE, address (the customer record in the pet-shop system).
+    CustomerRecord,
+    /// A product's fiscal data: NCM, CFOP, CST/CSOSN, origin (in Bling's product register).
+    ProductFiscalData,
+    /// The account's fiscal set-up: certificate, issuer, natureza de operação, série.
+    AccountSetup,
+    /// SEFAZ's reason did not say (or Bling did not pass it on): read the NF-e in Bling.
+    Unknown,
+}
+
+impl NfeFix {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NfeFix::CustomerRecord => "customer_record",
+            NfeFix::ProductFiscalData => "product_fiscal_data",
+            NfeFix::AccountSetup => "account_setup",
+            NfeFix::Unknown => "unknown",
+        }
+    }
+
+    /// Classifies SEFAZ's rejection text (Portuguese, as Bling relays it). Words about the
+    /// recipient win over words about products, which win over the issuer's set-up.
+    pub fn classify(reason: &str) -> NfeFix {
+        let r = reason.to_lowercase();
+        let any = |words: &[&str]| words.iter().any(|w| r.contains(w));
+        if any(&[
+            "destinat",
+            "cpf",
+            "cnpj",
+            "inscrição estadual do dest",
+            "endereço",
+            "cep",
+            "município do dest",
+        ]) {
+            NfeFix::CustomerRecord
+        } else if any(&[
+            "ncm",
+            "cfop",
+            "cst",
+            "csosn",
+            "produto",
+            "item",
+            "origem da mercadoria",
+            "gtin",
+            "cest",
+        ]) {
+            NfeFix::ProductFiscalData
+        } else if any(&[
+            "certificado",
+            "emitente",
+            "natureza",
+            "série",
+            "serie",
+            "credenciad",
+            "ambiente",
+            "regime",
+        ]) {
+            NfeFix::AccountSetup
+        } else {
+            NfeFix::Unknown
+        }
+    }
+
+    /// What to fix, for people.
+    pub fn advice(self) -> &'static str {
+        match self {
+            NfeFix::CustomerRecord => "fix the customer's record (document, address) in the pet-shop system; it reaches Bling's contato, then retry the NF-e",
+            NfeFix::ProductFiscalData => "fix the product's fiscal data (NCM, CFOP, CST/CSOSN, origin) in Bling's product register, then retry the NF-e",
+            NfeFix::AccountSetup => "fix the account's fiscal set-up in Bling (certificate, issuer data, natureza de operação, série), then retry the NF-e",
+            NfeFix::Unknown => "read SEFAZ's reason on the NF-e in Bling, fix what it names, then retry the NF-e",
+        }
+    }
 }
 
 /// The kind of a [`FailureCause`], without its evidence: what filters, metrics, exports, the
@@ -99,11 +184,15 @@ pub enum CauseKind {
     BlingRejected,
     BlingUnavailable,
     RateLimited,
+    NfeRejected,
+    /// Not a failed call: Bling's order was changed or deleted by someone else (see
+    /// `InvoiceEvent::OrderDiverged`); listed with the failures because it waits for support.
+    OrderDiverged,
 }
 
 impl CauseKind {
     /// Every kind, in the order support reads them.
-    pub const ALL: [CauseKind; 8] = [
+    pub const ALL: [CauseKind; 10] = [
         CauseKind::DivergentCustomerRecord,
         CauseKind::OrderRefused,
         CauseKind::AccountSetup,
@@ -112,6 +201,8 @@ impl CauseKind {
         CauseKind::BlingRejected,
         CauseKind::BlingUnavailable,
         CauseKind::RateLimited,
+        CauseKind::NfeRejected,
+        CauseKind::OrderDiverged,
     ];
 
     /// The stable name used in filters, metrics and exports.
@@ -125,6 +216,8 @@ impl CauseKind {
             CauseKind::BlingRejected => "bling_rejected",
             CauseKind::BlingUnavailable => "bling_unavailable",
             CauseKind::RateLimited => "rate_limited",
+            CauseKind::NfeRejected => "nfe_rejected",
+            CauseKind::OrderDiverged => "order_diverged",
         }
     }
 
@@ -144,6 +237,8 @@ impl CauseKind {
             CauseKind::BlingRejected => "Bling refused the request",
             CauseKind::BlingUnavailable => "Bling unavailable",
             CauseKind::RateLimited => "Bling request limit reached",
+            CauseKind::NfeRejected => "SEFAZ rejected the NF-e",
+            CauseKind::OrderDiverged => "Order changed in Bling",
         }
     }
 
@@ -174,6 +269,12 @@ impl CauseKind {
             CauseKind::RateLimited => {
                 "The Bling account's request limit was reached; retried automatically when the limit allows (the next day in Brasília for the daily quota)."
             }
+            CauseKind::NfeRejected => {
+                "SEFAZ rejected the NF-e: fix what its reason names (the customer record, a product's fiscal data in Bling, or the account's fiscal set-up in Bling), then retry the NF-e (POST …/invoices/{id}/nfe/retry)."
+            }
+            CauseKind::OrderDiverged => {
+                "The order was changed or deleted in Bling, not by the ledger: push ours again or accept Bling's (POST …/invoices/{id}/divergence)."
+            }
         }
     }
 
@@ -199,7 +300,7 @@ impl CauseKind {
 
 impl FailureCause {
     /// Every code, for validating filters.
-    pub const CODES: [&'static str; 8] = [
+    pub const CODES: [&'static str; 10] = [
         "divergent_customer_record",
         "order_refused",
         "account_setup",
@@ -208,6 +309,8 @@ impl FailureCause {
         "bling_rejected",
         "bling_unavailable",
         "rate_limited",
+        "nfe_rejected",
+        "order_diverged",
     ];
 
     pub fn kind(&self) -> CauseKind {
@@ -220,6 +323,7 @@ impl FailureCause {
             FailureCause::BlingRejected { .. } => CauseKind::BlingRejected,
             FailureCause::BlingUnavailable { .. } => CauseKind::BlingUnavailable,
             FailureCause::RateLimited { .. } => CauseKind::RateLimited,
+            FailureCause::NfeRejected { .. } => CauseKind::NfeRejected,
         }
     }
 
@@ -266,6 +370,11 @@ impl FailureCause {
             FailureCause::AccountSetup {
                 message, configure, ..
             } => format!("{message}. To fix: {configure}"),
+            FailureCause::NfeRejected {
+                nfe_id,
+                reason,
+                fix,
+            } => format!("NF-e {nfe_id} rejected: {reason}. To fix: {}", fix.advice()),
             FailureCause::BlingRejected {
                 status,
                 error_type,

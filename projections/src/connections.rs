@@ -26,7 +26,9 @@ pub fn next_state(current: &str, event: &ConnectionEvent) -> &'static str {
         ConnectionEvent::TokenRefreshed { .. }
         | ConnectionEvent::RefreshDeferred { .. }
         | ConnectionEvent::AuthorizationFailed { .. }
-        | ConnectionEvent::DailyQuotaExhausted { .. } => static_state(current),
+        | ConnectionEvent::DailyQuotaExhausted { .. }
+        | ConnectionEvent::CompanyIdentified { .. }
+        | ConnectionEvent::NfeModeChosen { .. } => static_state(current),
         ConnectionEvent::AuthorizationRevoked { .. } => "revoked",
         ConnectionEvent::RotationLost { .. } => "rotation_lost",
         ConnectionEvent::Disconnected { .. } => "disconnected",
@@ -132,6 +134,7 @@ pub fn apply(
             row.last_error = Some(reason.clone());
             row.last_error_at_ms = Some(at);
         }
+        ConnectionEvent::CompanyIdentified { .. } | ConnectionEvent::NfeModeChosen { .. } => {}
         ConnectionEvent::AuthorizationFailed { evidence } => {
             row.last_error = Some(format!(
                 "authorization failed: {} answered {} {} ({})",

@@ -60,6 +60,7 @@ pub fn needs_invoice(domain: &Domain) -> Option<&str> {
             event:
                 InvoiceEvent::SyncFailed { .. }
                 | InvoiceEvent::SyncParked { .. }
+                | InvoiceEvent::OrderDiverged { .. }
                 | InvoiceEvent::InvoiceUpdated { .. },
         } => Some(invoice_id),
         _ => None,
@@ -133,6 +134,13 @@ pub fn apply(invoice: Option<&InvoiceRef>, log: &LogEvent, domain: &Domain) -> O
                     "authorization_revoked",
                     reason.clone(),
                     json!({"reason": reason}),
+                ),
+                InvoiceEvent::OrderDiverged { divergence, calls } => base(
+                    "invoice",
+                    "diverged",
+                    "order_diverged",
+                    crate::timeline::divergence_text(divergence),
+                    json!({"divergence": divergence, "calls": calls}),
                 ),
                 _ => return None,
             };

@@ -11,6 +11,8 @@
 //! - `synced`: the Bling order exists, holds the current content version (the version of
 //!   the last `SalesOrderCreated`/`SalesOrderUpdated` equals the number of `InvoiceBilled` +
 //!   `InvoiceUpdated`), and its situação was set;
+//! - `nfe_issued`: synced, and the NF-e is authorized by SEFAZ (`NfeAuthorized`, not
+//!   cancelled since);
 //! - `pending` otherwise (billed or changed, not yet in Bling; or resumed after a failure).
 //!
 //! "Last outcome" is reset by every success (`SalesOrderCreated`, `SalesOrderUpdated`,
@@ -33,15 +35,17 @@ pub enum SyncState {
     Failed,
     Parked,
     Cancelled,
+    NfeIssued,
 }
 
 impl SyncState {
-    pub const ALL: [SyncState; 5] = [
+    pub const ALL: [SyncState; 6] = [
         SyncState::Pending,
         SyncState::Synced,
         SyncState::Failed,
         SyncState::Parked,
         SyncState::Cancelled,
+        SyncState::NfeIssued,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +55,7 @@ impl SyncState {
             SyncState::Failed => "failed",
             SyncState::Parked => "parked",
             SyncState::Cancelled => "cancelled",
+            SyncState::NfeIssued => "nfe_issued",
         }
     }
 
@@ -120,6 +125,18 @@ pub struct InvoiceSync {
     pub failures_total: i64,
     pub updated_at_ms: i64,
     pub last_position: i64,
+    /// generated | sent | authorized | rejected | denied | cancelled.
+    pub nfe_status: Option<String>,
+    pub nfe_numero: Option<String>,
+    pub nfe_serie: Option<i64>,
+    /// The 44-digit chave de acesso.
+    pub nfe_chave: Option<String>,
+    pub nfe_link_danfe: Option<String>,
+    pub nfe_link_pdf: Option<String>,
+    /// SEFAZ's reason for a rejection or denial.
+    pub nfe_reason: Option<String>,
+    /// JSON of the open divergence (`Divergence`), while one is open.
+    pub divergence: Option<String>,
 }
 
 impl InvoiceSync {
@@ -137,7 +154,11 @@ impl InvoiceSync {
             && self.synced_version == Some(self.content_version)
             && self.situacao_id.is_some()
         {
-            SyncState::Synced
+            if self.nfe_status.as_deref() == Some("authorized") {
+                SyncState::NfeIssued
+            } else {
+                SyncState::Synced
+            }
         } else {
             SyncState::Pending
         }
@@ -196,6 +217,14 @@ pub fn apply(
             failures_total: 0,
             updated_at_ms: log.recorded_at_ms(),
             last_position: log.position,
+            nfe_status: None,
+            nfe_numero: None,
+            nfe_serie: None,
+            nfe_chave: None,
+            nfe_link_danfe: None,
+            nfe_link_pdf: None,
+            nfe_reason: None,
+            divergence: None,
         },
         (None, _) => return None,
         (Some(row), _) => row,
@@ -246,7 +275,73 @@ pub fn apply(
         }
         InvoiceEvent::NfeGenerated { nfe_id, .. } => {
             row.nfe_id = Some(*nfe_id);
+            row.nfe_status = Some("generated".into());
             row.succeeded();
+        }
+        InvoiceEvent::NfeSent { .. } => {
+            row.nfe_status = Some("sent".into());
+            row.succeeded();
+        }
+        InvoiceEvent::NfeAuthorized { document, .. } => {
+            row.nfe_status = Some("authorized".into());
+            row.nfe_numero = Some(document.numero.clone());
+            row.nfe_serie = Some(document.serie);
+            row.nfe_chave = Some(document.chave_acesso.clone());
+            row.nfe_link_danfe = Some(document.link_danfe.clone());
+            row.nfe_link_pdf = Some(document.link_pdf.clone());
+            row.nfe_reason = None;
+            row.succeeded();
+        }
+        InvoiceEvent::NfeDenied { reason, .. } => {
+            row.nfe_status = Some("denied".into());
+            row.nfe_reason = Some(reason.clone());
+        }
+        InvoiceEvent::NfeCancelled { .. } => row.nfe_status = Some("cancelled".into()),
+        InvoiceEvent::NfeRetryRequested { .. } => {
+            row.nfe_status = Some("generated".into());
+            row.nfe_reason = None;
+            row.last_outcome = Outcome::None;
+            row.retry_at_ms = None;
+        }
+        InvoiceEvent::OrderDiverged { divergence, .. } => {
+            row.divergence = serde_json::to_string(divergence).ok();
+        }
+        InvoiceEvent::DivergenceResolved {
+            choice, divergence, ..
+        } => {
+            row.divergence = None;
+            match choice {
+                aggregates::invoice::DivergenceChoice::PushOurs => {
+                    row.situacao_id = None;
+                    row.situacao_name = None;
+                    if divergence.found.situacao_id.is_none() {
+                        row.bling_order_id = None;
+                        row.synced_version = None;
+                        row.nfe_id = None;
+                        row.nfe_status = None;
+                    }
+                }
+                aggregates::invoice::DivergenceChoice::AcceptBling => {
+                    row.situacao_id = divergence.found.situacao_id;
+                    row.situacao_name = Some("(accepted from Bling)".into());
+                }
+            }
+        }
+        InvoiceEvent::SyncFailed {
+            cause: aggregates::sync::FailureCause::NfeRejected { reason, .. },
+            ..
+        } => {
+            row.nfe_status = Some("rejected".into());
+            row.nfe_reason = Some(reason.clone());
+            if let InvoiceEvent::SyncFailed { cause, attempt, .. } = event {
+                row.last_outcome = Outcome::Failed;
+                row.last_cause_kind = Some(cause.code().to_string());
+                row.last_cause_message = Some(cause_message(cause));
+                row.last_failure_at_ms = Some(log.recorded_at_ms());
+                row.retry_at_ms = None;
+                row.attempts = i64::from(*attempt);
+                row.failures_total += 1;
+            }
         }
         InvoiceEvent::SyncFailed {
             cause,

@@ -133,7 +133,7 @@ const CUSTOMER_EVENTS: [&str; 5] = [
     "ContactUpdated",
     "ContactSyncFailed",
 ];
-const INVOICE_EVENTS: [&str; 10] = [
+const INVOICE_EVENTS: [&str; 17] = [
     "InvoiceBilled",
     "InvoiceUpdated",
     "InvoiceCancelled",
@@ -144,6 +144,13 @@ const INVOICE_EVENTS: [&str; 10] = [
     "SyncFailed",
     "SyncParked",
     "SyncResumed",
+    "NfeSent",
+    "NfeAuthorized",
+    "NfeDenied",
+    "NfeCancelled",
+    "NfeRetryRequested",
+    "OrderDiverged",
+    "DivergenceResolved",
 ];
 const CONNECTION_EVENTS: [&str; 8] = [
     "AuthorizationRequested",

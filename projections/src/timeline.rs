@@ -295,6 +295,112 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     none,
                     detail!("reason": reason),
                 ),
+                InvoiceEvent::NfeSent { nfe_id, calls } => (
+                    "invoice",
+                    id,
+                    format!("NF-e {nfe_id} sent to SEFAZ{}", call_summary(calls)),
+                    calls.as_slice(),
+                    none,
+                    detail!("nfe_id": nfe_id),
+                ),
+                InvoiceEvent::NfeAuthorized {
+                    nfe_id,
+                    document,
+                    source,
+                    calls,
+                } => (
+                    "invoice",
+                    id,
+                    format!(
+                        "NF-e {nfe_id} authorized: nº {} série {}, chave {} (learned by {}){}",
+                        document.numero,
+                        document.serie,
+                        document.chave_acesso,
+                        source_name(source),
+                        call_summary(calls)
+                    ),
+                    calls.as_slice(),
+                    none,
+                    detail!("nfe_id": nfe_id, "document": document, "source": source),
+                ),
+                InvoiceEvent::NfeDenied {
+                    nfe_id,
+                    reason,
+                    source,
+                    calls,
+                } => (
+                    "invoice",
+                    id,
+                    format!(
+                        "NF-e {nfe_id} denied by SEFAZ: {reason} (learned by {}){}",
+                        source_name(source),
+                        call_summary(calls)
+                    ),
+                    calls.as_slice(),
+                    none,
+                    detail!("nfe_id": nfe_id, "reason": reason, "source": source),
+                ),
+                InvoiceEvent::NfeCancelled {
+                    nfe_id,
+                    source,
+                    calls,
+                } => (
+                    "invoice",
+                    id,
+                    format!(
+                        "NF-e {nfe_id} cancelled in Bling (learned by {}){}",
+                        source_name(source),
+                        call_summary(calls)
+                    ),
+                    calls.as_slice(),
+                    none,
+                    detail!("nfe_id": nfe_id, "source": source),
+                ),
+                InvoiceEvent::NfeRetryRequested { nfe_id, by } => (
+                    "invoice",
+                    id,
+                    format!("NF-e {nfe_id} to be sent again, asked by {by}"),
+                    no_calls,
+                    none,
+                    detail!("nfe_id": nfe_id, "by": by),
+                ),
+                InvoiceEvent::OrderDiverged { divergence, calls } => (
+                    "invoice",
+                    id,
+                    format!(
+                        "Bling order {} differs from ours: {} (changed by {}, seen by {}){}",
+                        divergence.bling_order_id,
+                        divergence_text(divergence),
+                        divergence.changed_by,
+                        source_name(&divergence.source),
+                        call_summary(calls)
+                    ),
+                    calls.as_slice(),
+                    (
+                        Some("order_diverged".to_string()),
+                        Some(divergence_text(divergence)),
+                    ),
+                    detail!("divergence": divergence),
+                ),
+                InvoiceEvent::DivergenceResolved {
+                    choice,
+                    by,
+                    divergence,
+                } => (
+                    "invoice",
+                    id,
+                    format!(
+                        "divergence on Bling order {} resolved by {by}: {}",
+                        divergence.bling_order_id,
+                        match choice {
+                            aggregates::invoice::DivergenceChoice::PushOurs => "push ours again",
+                            aggregates::invoice::DivergenceChoice::AcceptBling => "accept Bling's",
+                        }
+                    ),
+                    no_calls,
+                    none,
+                    detail!("choice": choice, "by": by, "divergence": divergence),
+                ),
             }
         }
         Domain::Customer { customer_id, event } => {
@@ -450,6 +556,14 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     ),
                     (Some("rate_limited".to_string()), Some(evidence.clone())),
                 ),
+                ConnectionEvent::CompanyIdentified { company_id, name } => (
+                    format!("Bling company identified: {name} (companyId {company_id})"),
+                    (None, None),
+                ),
+                ConnectionEvent::NfeModeChosen { mode, by } => (
+                    format!("NF-e mode set to {} by {by}", mode.as_str()),
+                    (None, None),
+                ),
             };
             // Connection events are few: parsing the payload again costs nothing that shows.
             let detail = serde_json::from_str::<Value>(&log.payload)
@@ -589,5 +703,40 @@ mod tests {
         assert_eq!(brl(17000), "R$ 170,00");
         assert_eq!(brl(123456789), "R$ 1.234.567,89");
         assert_eq!(brl(5), "R$ 0,05");
+    }
+}
+
+fn source_name(source: &aggregates::invoice::Source) -> &'static str {
+    match source {
+        aggregates::invoice::Source::Webhook => "webhook",
+        aggregates::invoice::Source::Poll => "polling",
+        aggregates::invoice::Source::Send => "sending",
+    }
+}
+
+/// "situação 12 where we set 9", "deleted in Bling", "total 150.00 where we sent 170.00".
+pub fn divergence_text(d: &aggregates::invoice::Divergence) -> String {
+    let mut parts = Vec::new();
+    match (d.expected.situacao_id, d.found.situacao_id) {
+        (_, None) => parts.push("the order was deleted in Bling".to_string()),
+        (Some(e), Some(f)) if e != f => parts.push(format!("situação {f} where we set {e}")),
+        (None, Some(f)) => parts.push(format!("situação {f}")),
+        _ => {}
+    }
+    if let (Some(e), Some(f)) = (d.expected.total, d.found.total) {
+        if e != f {
+            parts.push(format!(
+                "total {}.{:02} where we sent {}.{:02}",
+                f / 100,
+                f % 100,
+                e / 100,
+                e % 100
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "content changed".to_string()
+    } else {
+        parts.join("; ")
     }
 }

@@ -234,14 +234,18 @@ async fn callback(
         );
     };
     match auth.connector.complete(code, oauth_state).await {
-        Ok(done) => page(
+        Ok(done) => {
+            // Issue #14: webhooks name the Bling company, so learn it at every (re)connect.
+            identify_company(&state, &done.tenant).await;
+            page(
             StatusCode::OK,
             if done.reconnected { "Reconnected to Bling" } else { "Connected to Bling" },
             &format!(
                 "Shop {} is connected. Parked work is replayed automatically. You can close this window.",
                 done.tenant
             ),
-        ),
+        )
+        }
         Err(ConnectError::State(e)) => page(
             StatusCode::BAD_REQUEST,
             "Invalid authorization link",
@@ -279,7 +283,24 @@ async fn callback(
         ),
         Err(ConnectError::Store(e)) => {
             tracing::error!(error = %e, "callback could not store the connection");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "The ledger could not store the connection. Start again in a moment.")
+            page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "The ledger could not store the connection. Start again in a moment.",
+            )
         }
+    }
+}
+
+/// Reads and records the tenant's Bling company (webhooks name it), when this process runs a
+/// Bling client. A failure is logged: the connection stands, and deliveries for the company
+/// wait as `unknown_company` until the next (re)connect identifies it.
+async fn identify_company(state: &AppState, tenant: &aggregates::ids::TenantId) {
+    let Some(sync) = &state.sync else {
+        return;
+    };
+    match crate::webhooks::identify_company(&state.db, &state.ledger, sync.client(), tenant).await {
+        Ok(company) => tracing::info!(%tenant, %company, "Bling company identified"),
+        Err(e) => tracing::warn!(%tenant, error = %e, "could not read the Bling company"),
     }
 }

@@ -51,7 +51,7 @@ fn customer_error(error: LedgerError<CustomerError>) -> ApiError {
     }
 }
 
-fn invoice_error(error: LedgerError<InvoiceError>) -> ApiError {
+pub(crate) fn invoice_error(error: LedgerError<InvoiceError>) -> ApiError {
     match error {
         LedgerError::Domain(e) => match e {
             InvoiceError::AlreadyBilled => {
@@ -72,6 +72,7 @@ fn invoice_error(error: LedgerError<InvoiceError>) -> ApiError {
             InvoiceError::WrongTenant(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_tenant", e.to_string())
             }
+            InvoiceError::Nfe(_) => ApiError::new(StatusCode::CONFLICT, "nfe_state", e.to_string()),
         },
         LedgerError::Conflict(_) => concurrency(),
         LedgerError::Storage(e) => storage(e),

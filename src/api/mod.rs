@@ -27,6 +27,7 @@ mod ingest;
 mod reconnect;
 mod replay;
 mod support;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub notify: Arc<crate::notify::Notifier>,
     /// The checkpoint signing key, when one is configured.
     pub signing: Option<Arc<crate::audit::checkpoint::SigningKey>>,
+    /// Bling's webhooks: the intake's secret, refusals, the processor's wake-up.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -200,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .merge(endpoints::routes())
         .merge(changes::routes())
         .merge(reconnect::routes())
+        .merge(webhooks::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

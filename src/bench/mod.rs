@@ -7,6 +7,7 @@ pub mod notify;
 pub mod projections;
 pub mod queries;
 pub mod sync;
+pub mod webhooks;
 
 use std::time::Duration;
 

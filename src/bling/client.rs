@@ -26,7 +26,8 @@ use crate::bling::error::{BlingError, BlingErrorBody};
 use crate::bling::limiter::TenantLimiter;
 use crate::bling::models::{
     fold, Contato, ContatoListItem, CreatedId, Data, EmpresaDadosBasicos, FormaPagamento,
-    ModuloSistema, Nfe, NfeGerada, PedidoVenda, PedidoVendaListItem, Situacao, SituacoesDeVenda,
+    ModuloSistema, Nfe, NfeEnviada, NfeGerada, PedidoVenda, PedidoVendaListItem, Situacao,
+    SituacoesDeVenda,
 };
 use crate::bling::retry::{AttemptFacts, RetryPolicy};
 use crate::bling::{AccessTokens, AuthFailure};
@@ -535,6 +536,14 @@ impl BlingClient {
     /// `GET /nfe/{id}`.
     pub async fn get_nfe(&self, tenant: &TenantId, id: i64) -> CallOutcome<Nfe> {
         self.fetch(tenant, Request::get(format!("/nfe/{id}"))).await
+    }
+
+    /// `POST /nfe/{id}/enviar`: sends the NF-e to SEFAZ; answers `{"data":{"xml":…}}` once
+    /// authorized, a `VALIDATION_ERROR` carrying SEFAZ's reason when rejected. Single attempt:
+    /// after a lost answer, read the NF-e (`GET /nfe/{id}`) before sending again.
+    pub async fn enviar_nfe(&self, tenant: &TenantId, id: i64) -> CallOutcome<String> {
+        let req = Request::new(Method::POST, format!("/nfe/{id}/enviar"));
+        self.fetch::<NfeEnviada>(tenant, req).await.map(|e| e.xml)
     }
 
     // -----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ pub mod gate;
 pub mod limiter;
 pub mod models;
 pub mod retry;
+pub mod webhooks;
 
 pub use client::{BlingClient, CallOutcome, ClientBuildError, ClientConfig, Page};
 pub use error::{BlingError, BlingErrorBody, BlingErrorField, BlingErrorItem, Operation};

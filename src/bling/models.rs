@@ -686,6 +686,13 @@ pub struct NfeContato {
     pub endereco: Option<serde_json::Value>,
 }
 
+/// `POST /nfe/{id}/enviar` answers `{"data":{"xml":…}}` ([OAS]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub(crate) struct NfeEnviada {
+    pub xml: String,
+}
+
 /// `POST /pedidos/vendas/{id}/gerar-nfe` answers `{"data":{"idNotaFiscal":…}}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

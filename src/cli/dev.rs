@@ -122,6 +122,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 900)]
         max_wait_secs: u64,
     },
+    /// Webhook deliveries at a fixed rate while the pet shop ingests: answer time p50/p99 and
+    /// the ingest rate against the same run without the flood (PostgreSQL, scratch database).
+    Webhooks {
+        /// Deliveries per second sent (open loop).
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Concurrent ingest clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// HTTP ingest rate against raw single-row INSERTs at the same concurrency (PostgreSQL).
     ///
     /// Creates a scratch database on the server named by --database-url and drops it after.
@@ -284,6 +297,31 @@ impl BenchCommand {
                     r.lost, r.signature_failures
                 );
                 println!("{}", serde_json::to_string(&r)?);
+                Ok(())
+            }
+            BenchCommand::Webhooks {
+                rate,
+                clients,
+                seconds,
+            } => {
+                if !database.is_postgres() {
+                    bail!("bench webhooks runs on PostgreSQL: pass --database-url postgres://…");
+                }
+                if rate == 0 || clients == 0 || seconds == 0 {
+                    bail!("--rate, --clients and --seconds must be at least 1");
+                }
+                eprintln!(
+                    "bench webhooks: {rate}/s, {clients} ingest clients, {seconds} s per phase…"
+                );
+                let report = crate::bench::webhooks::run(
+                    &database.database_url,
+                    rate,
+                    clients,
+                    std::time::Duration::from_secs(seconds),
+                )
+                .await?;
+                print!("{}", report.text());
+                println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
             BenchCommand::Ingest { clients, seconds } => {

@@ -75,6 +75,8 @@ pub struct Summary {
     /// Notifications received with a valid signature, by type.
     pub notifications: Vec<(String, usize)>,
     pub reconnected_by_link: bool,
+    /// NF-e authorized, of which rejected first then fixed, and left pending (cancelled invoices).
+    pub nfe: (usize, usize, usize),
 }
 
 fn random_token(prefix: &str) -> String {
@@ -298,6 +300,7 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         .keys(KeyRing::new(key))
         .sandbox(move |s| s.rate_limit_per_sec = bling_rate)
         .sync(move |s| {
+            s.settings.generate_nfe = sync::NfeTenants::All;
             s.client.rate_limit_per_sec = bling_rate;
             s.settings.poll_interval = Duration::from_millis(100);
             s.settings.retry_schedule = vec![
@@ -357,7 +360,29 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     ));
 
     say("\n1. Connecting the shop to Bling (consent page, Authorize, redirect, code exchange)…");
+    // The app's webhooks (Bling's app settings): orders and NF-e, to this ledger.
+    sandbox.set_webhook(
+        crate::sandbox::SandboxConfig::DEMO_CLIENT_ID,
+        Some(crate::sandbox::WebhookSubscription::new(
+            format!("{}/webhooks/bling", server.base_url()),
+            &["order", "invoice"],
+        )),
+    );
+    sandbox.set_sefaz_rules(
+        TENANT,
+        crate::sandbox::SefazRules {
+            reject_documents: vec![script::BEATRIZ_TYPED_CPF.to_string()],
+            deny_documents: Vec::new(),
+        },
+    );
     shop.connect(&sandbox).await?;
+    shop.send(
+        reqwest::Method::PUT,
+        &format!("/v1/tenants/{TENANT}/nfe-mode"),
+        &support_token,
+        Some(&serde_json::json!({"mode": "generate_and_send"})),
+    )
+    .await?;
     let (_, status) = shop
         .send(
             reqwest::Method::GET,
@@ -656,6 +681,9 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
     summary.too_many_requests = log.iter().filter(|c| c.status == Some(429)).count();
     let counts = sync::queue::counts(&server.db, Some(TENANT)).await?;
 
+    summary.nfe =
+        bling_talks_back(&shop, &server.db, &sandbox, &ingest_token, options.progress).await?;
+
     say("\nSummary");
     say(format!("   invoices billed        {}", summary.invoices));
     let pedidos = sandbox.pedidos(TENANT).len();
@@ -681,6 +709,10 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
             "   not synced             {invoice}: {cause} — {error}"
         ));
     }
+    say(format!(
+        "   NF-e issued            {} ({} rejected by SEFAZ, fixed and authorized; {} of cancelled invoices not sent)",
+        summary.nfe.0, summary.nfe.1, summary.nfe.2
+    ));
     say(format!(
         "   Bling calls            {} ({} answered 429)",
         summary.bling_calls, summary.too_many_requests
@@ -762,4 +794,119 @@ pub fn print_where_to_look(demo: &RunningDemo) {
     say(format!("   ingest token      {}", demo.ingest_token));
     say(format!("   change feed       curl -H 'Authorization: Bearer {}' '{base}/v1/tenants/{TENANT}/changes?after=0&wait=30'", demo.ingest_token));
     say(format!("   notifications     received by the pet-shop system at {}; deliveries: the console's Notifications panel", demo.receiver_url));
+}
+
+/// Step 5: every synced invoice's NF-e sent to SEFAZ and followed (webhooks, polling as the
+/// fallback); Beatriz's is rejected for her CPF, the clerk fixes it, support retries.
+/// Returns (authorized, rejected then fixed, left pending).
+async fn bling_talks_back(
+    shop: &Shop<'_>,
+    db: &Db,
+    sandbox: &Sandbox,
+    ingest_token: &str,
+    progress: bool,
+) -> Result<(usize, usize, usize), DemoError> {
+    say("\n5. Bling talks back: each NF-e goes to SEFAZ; Bling's webhooks tell the ledger the answer.");
+    let settled = |rows: &[(String, String, i64)]| {
+        rows.iter()
+            .filter(|(_, s, c)| *c == 0 && !matches!(s.as_str(), "generated" | "sent"))
+            .count()
+    };
+    let open = |rows: &[(String, String, i64)]| rows.iter().filter(|(_, _, c)| *c == 0).count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let bar = if progress {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    loop {
+        let rows = crate::store::webhooks::nfe_statuses(db, TENANT).await?;
+        bar.set_length(open(&rows) as u64);
+        bar.set_position(settled(&rows) as u64);
+        if (!rows.is_empty() && settled(&rows) == open(&rows))
+            || tokio::time::Instant::now() > deadline
+        {
+            bar.finish_and_clear();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rows = crate::store::webhooks::nfe_statuses(db, TENANT).await?;
+    let rejected: Vec<String> = rows
+        .iter()
+        .filter(|(_, s, _)| s == "rejected")
+        .map(|(i, _, _)| i.clone())
+        .collect();
+    say(format!(
+        "   {} NF-e authorized (número, chave de acesso, DANFE link on each invoice); rejected: {}",
+        rows.iter().filter(|(_, s, _)| s == "authorized").count(),
+        if rejected.is_empty() {
+            "none".to_string()
+        } else {
+            rejected.join(", ")
+        }
+    ));
+    if !rejected.is_empty() {
+        say("   SEFAZ: \"Rejeição 237: CPF do destinatário inválido\" — classified nfe_rejected, fix: customer_record");
+        say("   the clerk finds Beatriz's CPF typed with two digits swapped and fixes it; the contato follows;");
+        shop.send(
+            reqwest::Method::PUT,
+            &format!("/v1/tenants/{TENANT}/customers/cli-005"),
+            ingest_token,
+            Some(&script::beatriz_fixed()),
+        )
+        .await?;
+        let fixed_digits: String = script::BEATRIZ_CPF
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            let in_bling = sandbox.contatos(TENANT).iter().any(|c| {
+                c["numeroDocumento"].as_str().is_some_and(|d| {
+                    d.chars().filter(char::is_ascii_digit).collect::<String>() == fixed_digits
+                })
+            });
+            if in_bling {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        say("   support retries the NF-e (POST …/invoices/{id}/nfe/retry)");
+        for invoice in &rejected {
+            shop.send(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{TENANT}/invoices/{invoice}/nfe/retry"),
+                shop.support,
+                None,
+            )
+            .await?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let rows = crate::store::webhooks::nfe_statuses(db, TENANT).await?;
+            let done = rejected
+                .iter()
+                .all(|r| rows.iter().any(|(i, s, _)| i == r && s == "authorized"));
+            if done || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let rows = crate::store::webhooks::nfe_statuses(db, TENANT).await?;
+    let authorized = rows.iter().filter(|(_, s, _)| s == "authorized").count();
+    let pending = rows
+        .iter()
+        .filter(|(_, s, c)| *c != 0 && s == "generated")
+        .count();
+    say(format!(
+        "   NF-e issued for {authorized} invoices{}",
+        if rejected.is_empty() {
+            String::new()
+        } else {
+            format!(", {} of them after the fix", rejected.len())
+        }
+    ));
+    Ok((authorized, rejected.len(), pending))
 }

@@ -42,7 +42,7 @@ pub fn customers() -> Vec<DemoCustomer> {
         DemoCustomer { id: "cli-002", body: person("João Pereira", "111.444.777-35", "(11) 98888-1002", address("Av. Paulista", "900", "Bela Vista", "01310-100")), note: None },
         DemoCustomer { id: "cli-003", body: person("Ana Lima", "255.248.930-33", "(11) 98888-1003", address("Rua Oscar Freire", "45", "Jardins", "01426-001")), note: None },
         DemoCustomer { id: "cli-004", body: person("Carlos Mendes", "390.533.447-05", "(11) 98888-1004", address("Rua da Mooca", "310", "Mooca", "03104-002")), note: None },
-        DemoCustomer { id: "cli-005", body: person("Beatriz Rocha", "746.971.314-01", "(11) 98888-1005", address("Rua Teodoro Sampaio", "77", "Pinheiros", "05405-000")), note: None },
+        DemoCustomer { id: "cli-005", body: person("Beatriz Rocha", BEATRIZ_TYPED_CPF, "(11) 98888-1005", address("Rua Teodoro Sampaio", "77", "Pinheiros", "05405-000")), note: None },
         DemoCustomer {
             id: "cli-006",
             body: json!({"name": "Clínica Veterinária Amigo Fiel Ltda", "tax_id": "12.ABC.345/01DE-35",
@@ -68,6 +68,22 @@ pub fn customers() -> Vec<DemoCustomer> {
         },
         DemoCustomer { id: "cli-010", body: person("Juliana Martins", "935.411.347-80", "(11) 98888-1010", address("Rua Cardeal Arcoverde", "800", "Pinheiros", "05407-002")), note: None },
     ]
+}
+
+/// Beatriz's CPF as typed at the counter: a valid number, but not hers (two digits swapped);
+/// SEFAZ rejects her NF-e for it (the sandbox's seeded rule).
+pub const BEATRIZ_TYPED_CPF: &str = "746.971.314-01";
+/// Her real CPF, which the clerk types after the rejection.
+pub const BEATRIZ_CPF: &str = "746.971.341-76";
+
+/// Beatriz's record with her real CPF.
+pub fn beatriz_fixed() -> Value {
+    person(
+        "Beatriz Rocha",
+        BEATRIZ_CPF,
+        "(11) 98888-1005",
+        address("Rua Teodoro Sampaio", "77", "Pinheiros", "05405-000"),
+    )
 }
 
 /// The fixed version of a customer the clerk corrects later in the day.

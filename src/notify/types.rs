@@ -9,7 +9,7 @@
 //! | `invoice.nfe_issued` | `Invoice/NfeAuthorized` (or `NfeIssued`) |
 //! | `invoice.nfe_rejected` | `Invoice/NfeRejected` (or `NfeDenied`) |
 //! | `customer.sync_failed` | `Customer/ContactSyncFailed` (cause, advice) |
-//! | `connection.revoked` | `BlingConnection/AuthorizationRevoked` (the notifier adds a reconnect link) |
+//! | `connection.revoked` | `BlingConnection/AuthorizationRevoked`, or `RotationLost` (with `rotation_lost: true` and its reason); the notifier adds a reconnect link |
 //! | `connection.restored` | `BlingConnection/Reconnected` |
 //! | `connection.renewal_failing` | `BlingConnection/RefreshDeferred` |
 //!
@@ -178,6 +178,21 @@ pub fn notification_for(
             ConnectionEvent::AuthorizationRevoked { evidence } => n(
                 NotificationType::ConnectionRevoked,
                 json!({
+                    "evidence": {
+                        "call": evidence.call,
+                        "status": evidence.status,
+                        "error_type": evidence.error_type,
+                        "message": evidence.message,
+                    },
+                }),
+            ),
+            // The refresh-token chain broke on a lost answer: the shop must reconnect all the
+            // same, and the payload says it was not the shop's doing.
+            ConnectionEvent::RotationLost { evidence, reason } => n(
+                NotificationType::ConnectionRevoked,
+                json!({
+                    "reason": reason,
+                    "rotation_lost": true,
                     "evidence": {
                         "call": evidence.call,
                         "status": evidence.status,

@@ -72,6 +72,10 @@ struct BlingAnswer<'a> {
     order_id: Option<i64>,
     order_number: Option<i64>,
     situacao: Option<SituacaoAnswer<'a>>,
+    /// The NF-e as far as the ledger knows (issue #14).
+    nfe: Option<Value>,
+    /// An order changed in Bling, while support has not resolved it.
+    divergence: Option<Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,6 +118,22 @@ pub fn invoice_json(i: &InvoiceSync) -> Value {
                 id,
                 name: &i.situacao_name,
             }),
+            nfe: i.nfe_status.as_ref().map(|status| {
+                serde_json::json!({
+                    "id": i.nfe_id,
+                    "status": status,
+                    "numero": i.nfe_numero,
+                    "serie": i.nfe_serie,
+                    "chave_acesso": i.nfe_chave,
+                    "link_danfe": i.nfe_link_danfe,
+                    "link_pdf": i.nfe_link_pdf,
+                    "reason": i.nfe_reason,
+                })
+            }),
+            divergence: i
+                .divergence
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
         },
         cancel_reason: &i.cancel_reason,
         cancelled: i.cancelled,

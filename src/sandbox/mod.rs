@@ -21,6 +21,7 @@ mod conn;
 mod contatos;
 mod control;
 mod control_resources;
+mod control_webhooks;
 mod empresa;
 mod encoding;
 mod error;
@@ -37,14 +38,19 @@ mod server;
 mod situacoes;
 mod state;
 mod validation;
+mod webhooks;
 
 pub use calllog::CallRecord;
 pub use config::{AccountConfig, ClientApp, IpBlockConfig, SandboxConfig, SituacaoIds};
 pub use control::{AccountSummary, SituacaoInfo};
 pub use error::SandboxError;
 pub use faults::{FaultConfig, FaultKind, FaultRule};
+pub use nfe::SefazRules;
 pub use oauth::TokenSet;
 pub use server::{serve_cli, Sandbox};
+pub use webhooks::{
+    signature as webhook_signature, DeliveryAttempt, WebhookFaults, WebhookSubscription,
+};
 
 /// Id of the sales-order ("Vendas") module in `/situacoes/modulos`.
 pub const MODULO_VENDAS: i64 = situacoes::MODULO_VENDAS;

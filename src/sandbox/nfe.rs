@@ -1,12 +1,13 @@
 //! `/nfe`: the NF-e generated from a sales order, and its (simulated) transmission to SEFAZ.
 
 use crate::sandbox::codes;
+use crate::sandbox::contatos::Contato;
 use crate::sandbox::error::{ApiError, ApiResult, FieldError};
 use crate::sandbox::money::Centavos;
 use crate::sandbox::pedidos::Pedido;
 use crate::sandbox::pipeline::AuthCtx;
 use crate::sandbox::query::parse_id;
-use crate::sandbox::state::{Account, Shared};
+use crate::sandbox::state::{Account, Shared, Store};
 use crate::sandbox::validation::{format_datetime, now_brt};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 pub(crate) const PENDENTE: i64 = 1;
 pub(crate) const REJEITADA: i64 = 4;
 pub(crate) const AUTORIZADA: i64 = 5;
+pub(crate) const CANCELADA: i64 = 2;
 /// The `namespace` of NF-e errors (assumption, like Bling's "VENDAS").
 const NS: &str = "NFE";
 /// NF-e `tipo`: 1 = saída (a sale).
@@ -40,6 +42,9 @@ pub(crate) struct Nfe {
     pub numero_pedido_loja: String,
     pub loja: i64,
     pub vendedor: i64,
+    /// SEFAZ's reason for the last rejection (kept by the sandbox; Bling's `GET /nfe/{id}`
+    /// is not known to carry it).
+    pub motivo: String,
 }
 
 fn mod11(digits: &str, weights: impl Iterator<Item = u32> + Clone) -> u32 {
@@ -82,22 +87,29 @@ fn chave_acesso(acct: &Account, nfe: &Nfe) -> String {
 }
 
 impl Nfe {
+    /// The recipient block of an NF-e, from a contato as it is now, and its `tipo`.
+    pub fn recipient(c: &Contato) -> (Value, String) {
+        let b = &c.body;
+        let e = &b.endereco.geral;
+        let contato = json!({
+            "id": c.id, "nome": b.nome, "numeroDocumento": b.numero_documento,
+            "ie": b.ie, "rg": b.rg, "telefone": b.telefone, "email": b.email,
+            "endereco": {
+                "endereco": e.endereco, "numero": e.numero, "complemento": e.complemento,
+                "bairro": e.bairro, "cep": e.cep, "municipio": e.municipio, "uf": e.uf,
+                "pais": if b.pais.nome.is_empty() { "Brasil" } else { b.pais.nome.as_str() },
+            },
+        });
+        (contato, b.tipo.clone())
+    }
+
+    fn contato_id(&self) -> i64 {
+        self.contato.get("id").and_then(Value::as_i64).unwrap_or(0)
+    }
+
     pub fn from_pedido(id: i64, p: &Pedido, acct: &Account) -> Nfe {
         let (contato, tipo) = match acct.contatos.get(&p.body.contato.id) {
-            Some(c) => {
-                let b = &c.body;
-                let e = &b.endereco.geral;
-                let contato = json!({
-                    "id": c.id, "nome": b.nome, "numeroDocumento": b.numero_documento,
-                    "ie": b.ie, "rg": b.rg, "telefone": b.telefone, "email": b.email,
-                    "endereco": {
-                        "endereco": e.endereco, "numero": e.numero, "complemento": e.complemento,
-                        "bairro": e.bairro, "cep": e.cep, "municipio": e.municipio, "uf": e.uf,
-                        "pais": if b.pais.nome.is_empty() { "Brasil" } else { b.pais.nome.as_str() },
-                    },
-                });
-                (contato, b.tipo.clone())
-            }
+            Some(c) => Nfe::recipient(c),
             None => (
                 json!({"id": p.body.contato.id, "nome": "", "numeroDocumento": p.body.contato.numero_documento}),
                 p.body.contato.tipo_pessoa.clone(),
@@ -115,7 +127,23 @@ impl Nfe {
             numero_pedido_loja: p.body.numero_loja.clone(),
             loja: p.body.loja.id,
             vendedor: p.body.vendedor.id,
+            motivo: String::new(),
         }
+    }
+
+    /// The `invoice` webhook's `data` (v1, [DOC] /webhooks).
+    pub fn webhook_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "tipo": SAIDA,
+            "situacao": self.situacao,
+            "numero": format!("{:06}", self.numero),
+            "dataEmissao": format_datetime(self.data_emissao),
+            "dataOperacao": format_datetime(self.data_emissao),
+            "contato": {"id": self.contato_id()},
+            "naturezaOperacao": {"id": 0},
+            "loja": {"id": self.loja},
+        })
     }
 
     fn xml(&self) -> String {
@@ -175,40 +203,120 @@ pub(crate) async fn get_one(
     Ok(Json(json!({"data": nfe.json()})))
 }
 
-/// `POST /nfe/{id}/enviar`: SEFAZ authorizes at once, unless the recipient lacks a CPF/CNPJ
-/// (a real rejection reason), which leaves the NF-e "Rejeitada".
-pub(crate) async fn enviar(
-    State(shared): State<Arc<Shared>>,
-    Extension(ctx): Extension<AuthCtx>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id, "Nota fiscal")?;
-    let mut store = shared.store();
-    let acct = store.account_mut(&ctx.account);
+/// Seeded SEFAZ answers, per account, by recipient document (digits): SEFAZ rejects an NF-e
+/// for a CPF/CNPJ in `reject_documents` (rejeição 237: the document is not valid for SEFAZ)
+/// and denies one for a recipient in `deny_documents` (irregular with the tax authority:
+/// "Uso Denegado").
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SefazRules {
+    pub reject_documents: Vec<String>,
+    pub deny_documents: Vec<String>,
+}
+
+const DENEGADA: i64 = 9;
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Why SEFAZ refuses an NF-e, by the sandbox's seeded rules (checked in this order): the
+/// recipient's document is in the account's `reject_documents`, it has no CPF/CNPJ, or no
+/// complete address (street, number, município, UF and an 8-digit CEP). `None`: authorized.
+fn rejection(nfe: &Nfe, rules: &SefazRules) -> Option<(&'static str, &'static str)> {
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let documento = digits(&text(&nfe.contato, "numeroDocumento"));
+    if !documento.is_empty()
+        && rules
+            .reject_documents
+            .iter()
+            .any(|d| digits(d) == documento)
+    {
+        return Some((
+            "numeroDocumento",
+            "Rejeição 237: CPF do destinatário inválido",
+        ));
+    }
+    if text(&nfe.contato, "numeroDocumento").is_empty() && nfe.tipo_contato != "E" {
+        return Some((
+            "numeroDocumento",
+            "Rejeição: CPF/CNPJ do destinatário não informado",
+        ));
+    }
+    let e = nfe.contato.get("endereco").cloned().unwrap_or(Value::Null);
+    let cep: String = text(&e, "cep")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let incomplete = ["endereco", "numero", "municipio", "uf"]
+        .iter()
+        .any(|k| text(&e, k).is_empty())
+        || cep.len() != 8;
+    if incomplete && nfe.tipo_contato != "E" {
+        return Some((
+            "endereco",
+            "Rejeição: Endereço do destinatário incompleto (logradouro, número, município, UF e CEP)",
+        ));
+    }
+    None
+}
+
+/// Sends NF-e `id` of `acct` to (simulated) SEFAZ: authorized at once, or "Rejeitada" by the
+/// rules of [`rejection`]. A rejected NF-e sent again takes the recipient from the contato as
+/// it is now (as Bling's "editar e reenviar" does after the shop fixes the contato). Answers
+/// the XML, or the rejection as Bling's validation error.
+pub(crate) fn transmit(acct: &mut Account, id: i64) -> ApiResult<String> {
     let mut nfe = acct
         .nfes
         .get(&id)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Nota fiscal"))?;
     const FAILED: &str = "Não foi possível enviar a nota fiscal";
-    if nfe.situacao == AUTORIZADA {
+    if nfe.situacao != PENDENTE && nfe.situacao != REJEITADA {
+        let msg = match nfe.situacao {
+            AUTORIZADA => "A nota fiscal já está autorizada",
+            CANCELADA => "A nota fiscal está cancelada",
+            _ => "A nota fiscal não pode ser enviada na situação atual",
+        };
         return Err(ApiError::validation(
             FAILED,
             vec![FieldError::in_ns(
                 NS,
                 codes::NFE_AUTORIZADA,
                 "situacao",
-                "A nota fiscal já está autorizada",
+                msg,
             )],
         ));
     }
-    let documento = nfe
-        .contato
-        .get("numeroDocumento")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if documento.is_empty() && nfe.tipo_contato != "E" {
-        nfe.situacao = REJEITADA;
+    if nfe.situacao == REJEITADA {
+        if let Some(c) = acct.contatos.get(&nfe.contato_id()) {
+            let fresh = Nfe::recipient(c);
+            nfe.contato = fresh.0;
+            nfe.tipo_contato = fresh.1;
+        }
+    }
+    let documento = digits(
+        nfe.contato
+            .get("numeroDocumento")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    );
+    if !documento.is_empty()
+        && acct
+            .sefaz
+            .deny_documents
+            .iter()
+            .any(|d| digits(d) == documento)
+    {
+        // Uso denegado: the number is spent, the NF-e can never be authorized.
+        nfe.situacao = DENEGADA;
+        nfe.motivo = "Uso Denegado: Irregularidade fiscal do destinatário".to_string();
         acct.nfes.insert(id, nfe);
         return Err(ApiError::validation(
             FAILED,
@@ -216,15 +324,92 @@ pub(crate) async fn enviar(
                 NS,
                 codes::NFE_REJEITADA,
                 "numeroDocumento",
-                "Rejeição: CPF/CNPJ do destinatário não informado",
+                "Uso Denegado: Irregularidade fiscal do destinatário",
             )],
         ));
     }
+    if let Some((element, reason)) = rejection(&nfe, &acct.sefaz) {
+        nfe.situacao = REJEITADA;
+        nfe.motivo = reason.to_string();
+        acct.nfes.insert(id, nfe);
+        return Err(ApiError::validation(
+            FAILED,
+            vec![FieldError::in_ns(NS, codes::NFE_REJEITADA, element, reason)],
+        ));
+    }
     nfe.situacao = AUTORIZADA;
+    nfe.motivo = String::new();
     nfe.chave_acesso = chave_acesso(acct, &nfe);
     let xml = nfe.xml();
     acct.nfes.insert(id, nfe);
-    Ok(Json(json!({"data": {"xml": xml}})))
+    Ok(xml)
+}
+
+/// Queues the `invoice.{action}` webhook of NF-e `id` (if it exists).
+pub(crate) fn emit_nfe(shared: &Shared, store: &Store, account: &str, id: i64, action: &str) {
+    let data = store
+        .accounts
+        .get(account)
+        .and_then(|a| a.nfes.get(&id))
+        .map(Nfe::webhook_json);
+    if let Some(data) = data {
+        shared.emit(store, account, "invoice", action, data);
+    }
+}
+
+/// `POST /nfe/{id}/enviar` (see [`transmit`]); the NF-e's new situação is announced by an
+/// `invoice.updated` webhook either way.
+pub(crate) async fn enviar(
+    State(shared): State<Arc<Shared>>,
+    Extension(ctx): Extension<AuthCtx>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id, "Nota fiscal")?;
+    let mut store = shared.store();
+    let before = store
+        .account_mut(&ctx.account)
+        .nfes
+        .get(&id)
+        .map(|n| n.situacao);
+    let result = transmit(store.account_mut(&ctx.account), id);
+    let after = store
+        .account_mut(&ctx.account)
+        .nfes
+        .get(&id)
+        .map(|n| n.situacao);
+    if after.is_some() && (before != after || result.is_err()) {
+        emit_nfe(&shared, &store, &ctx.account, id, "updated");
+    }
+    result.map(|xml| Json(json!({"data": {"xml": xml}})))
+}
+
+/// The shop, in Bling's screen, moves an NF-e to `situacao` (cancels it: 2, or SEFAZ denies
+/// it: 9); `invoice.updated` follows. False if there is no such NF-e.
+pub(crate) fn set_situacao(shared: &Shared, account: &str, id: i64, situacao: i64) -> bool {
+    let mut store = shared.store();
+    let Some(nfe) = store.account_mut(account).nfes.get_mut(&id) else {
+        return false;
+    };
+    nfe.situacao = situacao;
+    emit_nfe(shared, &store, account, id, "updated");
+    true
+}
+
+/// The shop sends the NF-e from Bling's screen (not through the API).
+pub(crate) fn send_from_screen(
+    shared: &Shared,
+    account: &str,
+    id: i64,
+) -> Option<Result<(), String>> {
+    let mut store = shared.store();
+    store.account_mut(account).nfes.get(&id)?;
+    let result = transmit(store.account_mut(account), id);
+    emit_nfe(shared, &store, account, id, "updated");
+    Some(result.map(drop).map_err(|e| {
+        e.fields
+            .and_then(|f| f.first().map(|x| x.msg.clone()))
+            .unwrap_or(e.message)
+    }))
 }
 
 #[cfg(test)]

@@ -403,6 +403,20 @@ impl OAuthStore {
         !self.inactive_apps.contains(client_id)
     }
 
+    /// The client apps holding an unrevoked authorization on `account`, sorted: they
+    /// receive the account's webhooks ("events flow once the shop has authorized the app").
+    pub fn authorized_apps(&self, account: &str) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .grants
+            .values()
+            .filter(|g| g.account == account && !g.revoked && self.app_active(&g.client_id))
+            .map(|g| g.client_id.clone())
+            .collect();
+        apps.sort();
+        apps.dedup();
+        apps
+    }
+
     pub fn active_grants(&self, account: &str) -> usize {
         self.grants
             .values()

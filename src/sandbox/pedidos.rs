@@ -7,7 +7,7 @@ use crate::sandbox::money::{Centavos, Quantity};
 use crate::sandbox::nfe::Nfe;
 use crate::sandbox::pipeline::AuthCtx;
 use crate::sandbox::query::{check, parse_body, parse_id, Params};
-use crate::sandbox::state::{Account, Shared};
+use crate::sandbox::state::{Account, Shared, Store};
 use crate::sandbox::validation::{
     date_or_zero, format_document, normalize_document, now_brt, parse_date,
 };
@@ -545,6 +545,21 @@ impl Pedido {
         v
     }
 
+    /// The `order` webhook's `data` (v1, [DOC] /webhooks): a summary, never the items.
+    pub fn webhook_json(&self, acct: &Account) -> Value {
+        json!({
+            "id": self.id,
+            "data": self.body.data,
+            "numero": self.body.numero,
+            "numeroLoja": self.body.numero_loja,
+            "total": self.total,
+            "contato": {"id": self.body.contato.id},
+            "vendedor": {"id": self.body.vendedor.id},
+            "loja": {"id": self.body.loja.id},
+            "situacao": self.situacao_json(acct),
+        })
+    }
+
     fn situacao_json(&self, acct: &Account) -> Value {
         let valor = acct
             .situacoes
@@ -584,6 +599,16 @@ fn pedido_mut(acct: &mut Account, id: i64) -> ApiResult<&mut Pedido> {
     acct.pedidos
         .get_mut(&id)
         .ok_or_else(|| ApiError::not_found("Pedido de venda"))
+}
+
+/// Queues the `order.{action}` webhook of order `id` (if it still exists).
+pub(crate) fn emit_order(shared: &Shared, store: &Store, account: &str, id: i64, action: &str) {
+    let Some(acct) = store.accounts.get(account) else {
+        return;
+    };
+    if let Some(p) = acct.pedidos.get(&id) {
+        shared.emit(store, account, "order", action, p.webhook_json(acct));
+    }
 }
 
 pub(crate) async fn create(
@@ -628,6 +653,7 @@ pub(crate) async fn create(
             updated: now_brt(),
         },
     );
+    emit_order(&shared, &store, &ctx.account, id, "created");
     Ok((
         StatusCode::CREATED,
         Json(json!({"data": {"id": id, "alertas": []}})),
@@ -675,6 +701,7 @@ pub(crate) async fn update(
     p.total_produtos = total_produtos;
     p.total = total;
     p.updated = now_brt();
+    emit_order(&shared, &store, &ctx.account, id, "updated");
     Ok(Json(json!({"data": {"id": id, "alertas": []}})))
 }
 
@@ -701,7 +728,10 @@ pub(crate) async fn delete(
     let id = parse_id(&id, "Pedido de venda")?;
     let mut store = shared.store();
     match store.account_mut(&ctx.account).pedidos.remove(&id) {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
+        Some(_) => {
+            shared.emit(&store, &ctx.account, "order", "deleted", json!({"id": id}));
+            Ok(StatusCode::NO_CONTENT)
+        }
         None => Err(ApiError::not_found("Pedido de venda")),
     }
 }
@@ -733,6 +763,7 @@ pub(crate) async fn set_situacao(
     let p = pedido_mut(acct, id)?;
     p.situacao = situacao;
     p.updated = now_brt();
+    emit_order(&shared, &store, &ctx.account, id, "updated");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -768,6 +799,7 @@ pub(crate) async fn gerar_nfe(
         p.nota_fiscal = Some(nfe_id);
         p.updated = now_brt();
     }
+    crate::sandbox::nfe::emit_nfe(&shared, &store, &ctx.account, nfe_id, "created");
     Ok((
         StatusCode::CREATED,
         Json(json!({"data": {"idNotaFiscal": nfe_id}})),

@@ -85,6 +85,7 @@ fn router(shared: Arc<Shared>) -> Router {
         ))
         .merge(control::router())
         .merge(crate::sandbox::control_resources::router())
+        .merge(crate::sandbox::control_webhooks::router())
         .fallback(|| async { ApiError::not_found("Recurso") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -138,6 +139,10 @@ impl Sandbox {
         let shared = Arc::new(Shared::new(config));
         let app = router(shared.clone()).into_make_service_with_connect_info::<ConnHandle>();
         let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(crate::sandbox::webhooks::run(
+            shared.clone(),
+            stop.subscribe(),
+        ));
         let serve =
             axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -156,6 +161,10 @@ impl Sandbox {
                 task: Mutex::new(Some(task)),
             }),
         })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -11,6 +11,7 @@ use crate::sandbox::nfe::Nfe;
 use crate::sandbox::oauth::OAuthStore;
 use crate::sandbox::pedidos::Pedido;
 use crate::sandbox::situacoes::Situacao;
+use crate::sandbox::webhooks::WebhookHub;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -36,6 +37,8 @@ pub(crate) struct Account {
     pub empresa_id: String,
     /// When the account was created (`dataContrato`).
     pub contratado: chrono::NaiveDateTime,
+    /// Seeded SEFAZ answers for this account's NF-e (see `nfe::SefazRules`).
+    pub sefaz: crate::sandbox::nfe::SefazRules,
 }
 
 /// Resource ids are global, as Bling's are, and start above 2^32 so a client storing them in
@@ -59,6 +62,7 @@ fn new_account(name: &str, ids: SituacaoIds, n: u64) -> Account {
         last_sale: None,
         empresa_id: crate::sandbox::empresa::empresa_id(name),
         contratado: crate::sandbox::validation::now_brt(),
+        sefaz: Default::default(),
     }
 }
 
@@ -145,6 +149,9 @@ pub(crate) struct Shared {
     limits: Mutex<Limits>,
     faults: Mutex<FaultEngine>,
     log: Mutex<CallLog>,
+    webhooks: Mutex<WebhookHub>,
+    /// Wakes the webhook sender when a delivery is queued.
+    pub webhook_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -166,6 +173,8 @@ impl Shared {
             )),
             faults: Mutex::new(faults),
             log: Mutex::new(CallLog::default()),
+            webhooks: Mutex::new(WebhookHub::new(config.seed)),
+            webhook_wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             config,
         }
     }
@@ -188,6 +197,12 @@ impl Shared {
         self.faults
             .lock()
             .expect("sandbox faults mutex poisoned by a panicking handler")
+    }
+
+    pub fn webhooks(&self) -> MutexGuard<'_, WebhookHub> {
+        self.webhooks
+            .lock()
+            .expect("sandbox webhooks mutex poisoned by a panicking handler")
     }
 
     pub fn log(&self) -> MutexGuard<'_, CallLog> {

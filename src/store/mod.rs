@@ -31,6 +31,7 @@ pub mod scratch;
 pub mod signed_checkpoints;
 pub mod sync_work;
 pub mod views;
+pub mod webhooks;
 
 pub use events::{log, pg_events};
 

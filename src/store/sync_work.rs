@@ -22,6 +22,8 @@ use crate::sql;
 pub enum Kind {
     Contact,
     Invoice,
+    /// Follow an invoice's NF-e to SEFAZ's answer (keyed by invoice; see `sync::nfe`).
+    Nfe,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
         match self {
             Kind::Contact => "contact",
             Kind::Invoice => "invoice",
+            Kind::Nfe => "nfe",
         }
     }
 
@@ -36,6 +39,7 @@ impl Kind {
         match raw {
             "contact" => Some(Kind::Contact),
             "invoice" => Some(Kind::Invoice),
+            "nfe" => Some(Kind::Nfe),
             _ => None,
         }
     }

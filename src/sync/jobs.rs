@@ -169,6 +169,10 @@ impl Executor {
         &self.client
     }
 
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     fn ctx(job: &Job, tenant: &TenantId) -> CommandContext {
         CommandContext::new(
             tenant.clone(),
@@ -227,6 +231,7 @@ impl Executor {
         let outcome = match job.kind {
             Kind::Contact => self.contact_job(&tenant, job).await?,
             Kind::Invoice => self.invoice_job(&tenant, job).await?,
+            Kind::Nfe => super::nfe::run(self, &tenant, job).await?,
         };
         queue::finish(&self.db, job, &outcome).await?;
         Ok(outcome)
@@ -645,7 +650,8 @@ impl Executor {
             Ok(found) => found,
             Err(failure) => return self.invoice_failure(&ctx, job, &invoice, failure).await,
         };
-        if invoice.situacao_id != Some(target) {
+        // Support accepted the situação the shop set in Bling: ours is not pushed over it.
+        if invoice.situacao_id != Some(target) && !invoice.accepted_bling_situacao {
             let (changed, step) = self
                 .client
                 .change_situacao(tenant, order_id, target)

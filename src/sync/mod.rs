@@ -17,6 +17,7 @@
 pub mod jobs;
 pub mod lease;
 pub mod mapping;
+pub mod nfe;
 pub mod payment_methods;
 pub mod queue;
 pub mod scheduler;

@@ -96,6 +96,8 @@ async fn derive(tx: &mut Tx, event: &RecordedEvent) -> Result<(), StoreError> {
             )
             .await?;
         }
+        // Issue #14: NF-e follow-up and divergences resolved by pushing ours (sync::nfe).
+        ("Invoice", t) if super::nfe::derives(t) => super::nfe::derive(tx, event).await?,
         ("BlingConnection", "Connected" | "Reconnected") => {
             let tenant = event.aggregate_id.clone();
             sync_work::resume_parked(tx, &tenant, now).await?;

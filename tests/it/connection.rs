@@ -104,7 +104,7 @@ async fn connect_through_the_consent_page(t: TestDb) {
     assert!(log.contains(&token.fingerprint()));
     assert_eq!(
         connection_events(&t.db, "shop-a").await,
-        ["AuthorizationRequested", "Connected"]
+        ["AuthorizationRequested", "Connected", "CompanyIdentified"]
     );
     assert!(!format!("{token:?}").contains(token.expose()));
 
@@ -171,7 +171,7 @@ async fn bad_reused_or_missing_state_is_refused_and_stores_nothing() {
     assert!(replay.text().await.unwrap().contains("already used"));
     assert_eq!(
         connection_events(&t.db, "shop-a").await,
-        ["AuthorizationRequested", "Connected"]
+        ["AuthorizationRequested", "Connected", "CompanyIdentified"]
     );
 
     // Support of shop-a cannot start a flow for shop-b.

@@ -39,3 +39,4 @@ mod sandbox_resources;
 mod sandbox_third_party;
 mod sealed_log;
 mod sync_engine;
+mod webhooks;

@@ -1086,6 +1086,14 @@ fn history_json_names_the_cause_and_advice() {
         failures_total: 1,
         updated_at_ms: 0,
         last_position: 2,
+        nfe_status: None,
+        nfe_numero: None,
+        nfe_serie: None,
+        nfe_chave: None,
+        nfe_link_danfe: None,
+        nfe_link_pdf: None,
+        nfe_reason: None,
+        divergence: None,
     };
     let v = queries::invoice_json(&row);
     assert_eq!(v["state"], "failed");

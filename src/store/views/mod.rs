@@ -559,6 +559,14 @@ view_row! {
         failures_total: i64,
         updated_at_ms: i64,
         last_position: i64,
+        nfe_status: Option<String>,
+        nfe_numero: Option<String>,
+        nfe_serie: Option<i64>,
+        nfe_chave: Option<String>,
+        nfe_link_danfe: Option<String>,
+        nfe_link_pdf: Option<String>,
+        nfe_reason: Option<String>,
+        divergence: Option<String>,
     }
 }
 
