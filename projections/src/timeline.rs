@@ -609,6 +609,41 @@ pub const STATE_CHANGES: [&str; 5] = [
     "Disconnected",
 ];
 
+fn source_name(source: &aggregates::invoice::Source) -> &'static str {
+    match source {
+        aggregates::invoice::Source::Webhook => "webhook",
+        aggregates::invoice::Source::Poll => "polling",
+        aggregates::invoice::Source::Send => "sending",
+    }
+}
+
+/// "situação 12 where we set 9", "deleted in Bling", "total 150.00 where we sent 170.00".
+pub fn divergence_text(d: &aggregates::invoice::Divergence) -> String {
+    let mut parts = Vec::new();
+    match (d.expected.situacao_id, d.found.situacao_id) {
+        (_, None) => parts.push("the order was deleted in Bling".to_string()),
+        (Some(e), Some(f)) if e != f => parts.push(format!("situação {f} where we set {e}")),
+        (None, Some(f)) => parts.push(format!("situação {f}")),
+        _ => {}
+    }
+    if let (Some(e), Some(f)) = (d.expected.total, d.found.total) {
+        if e != f {
+            parts.push(format!(
+                "total {}.{:02} where we sent {}.{:02}",
+                f / 100,
+                f % 100,
+                e / 100,
+                e % 100
+            ));
+        }
+    }
+    if parts.is_empty() {
+        "content changed".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,40 +738,5 @@ mod tests {
         assert_eq!(brl(17000), "R$ 170,00");
         assert_eq!(brl(123456789), "R$ 1.234.567,89");
         assert_eq!(brl(5), "R$ 0,05");
-    }
-}
-
-fn source_name(source: &aggregates::invoice::Source) -> &'static str {
-    match source {
-        aggregates::invoice::Source::Webhook => "webhook",
-        aggregates::invoice::Source::Poll => "polling",
-        aggregates::invoice::Source::Send => "sending",
-    }
-}
-
-/// "situação 12 where we set 9", "deleted in Bling", "total 150.00 where we sent 170.00".
-pub fn divergence_text(d: &aggregates::invoice::Divergence) -> String {
-    let mut parts = Vec::new();
-    match (d.expected.situacao_id, d.found.situacao_id) {
-        (_, None) => parts.push("the order was deleted in Bling".to_string()),
-        (Some(e), Some(f)) if e != f => parts.push(format!("situação {f} where we set {e}")),
-        (None, Some(f)) => parts.push(format!("situação {f}")),
-        _ => {}
-    }
-    if let (Some(e), Some(f)) = (d.expected.total, d.found.total) {
-        if e != f {
-            parts.push(format!(
-                "total {}.{:02} where we sent {}.{:02}",
-                f / 100,
-                f % 100,
-                e / 100,
-                e % 100
-            ));
-        }
-    }
-    if parts.is_empty() {
-        "content changed".to_string()
-    } else {
-        parts.join("; ")
     }
 }
