@@ -85,6 +85,21 @@ async fn bill(stack: &Stack, shop: &str, prefix: &str, n: usize) {
     }
 }
 
+/// A sandbox without Bling's rate limits and a ledger whose server runs no sync worker: the
+/// test drives its own workers.
+async fn stack_without_worker(t: &TestDb) -> Stack {
+    Stack::start_with(
+        &t.url,
+        |s| s.rate_limit_per_sec = 0,
+        |_| {},
+        |sync| {
+            sync.run_worker = false;
+            sync.client.rate_limit_per_sec = 0;
+        },
+    )
+    .await
+}
+
 /// A worker of its own (its own pool, as another process would have) against the stack's
 /// sandbox, with the given settings.
 async fn worker(stack: &Stack, url: &str, settings: SyncSettings) -> (Arc<SyncWorker>, Db) {
@@ -154,16 +169,7 @@ both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_outlived_its_lease_cannot_write_postgres() {
     let t = TestDb::postgres().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
-        |_| {},
-        |sync| {
-            sync.run_worker = false;
-            sync.client.rate_limit_per_sec = 0;
-        },
-    )
-    .await;
+    let stack = stack_without_worker(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
     bill(&stack, "shop-a", "i", 1).await;
     stack.sandbox.set_faults(
@@ -253,16 +259,7 @@ async fn a_job_that_outlived_its_lease_cannot_write_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_heartbeat_keeps_a_slow_jobs_lease_postgres() {
     let t = TestDb::postgres().await;
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
-        |_| {},
-        |sync| {
-            sync.run_worker = false;
-            sync.client.rate_limit_per_sec = 0;
-        },
-    )
-    .await;
+    let stack = stack_without_worker(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
     bill(&stack, "shop-a", "i", 3).await;
     stack.sandbox.set_faults(
@@ -480,16 +477,7 @@ async fn exec(db: &Db, statement: &str) {
 /// again. The next run looks the order up by our key and cancels it in Bling: no open order is
 /// left for a cancelled invoice, and no second order is created.
 async fn a_cancel_after_a_lost_create_cancels_the_order(t: TestDb) {
-    let stack = Stack::start_with(
-        &t.url,
-        |s| s.rate_limit_per_sec = 0,
-        |_| {},
-        |sync| {
-            sync.run_worker = false;
-            sync.client.rate_limit_per_sec = 0;
-        },
-    )
-    .await;
+    let stack = stack_without_worker(&t).await;
     assert_eq!(stack.connect("shop-a").await.0, 200);
     bill(&stack, "shop-a", "i", 1).await;
     stack.sandbox.set_faults(
