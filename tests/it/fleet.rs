@@ -49,20 +49,6 @@ async fn count_of(db: &Db, event_type: &str, aggregate_id: Option<&str>) -> usiz
         .count()
 }
 
-fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
-    stack
-        .sandbox
-        .call_log()
-        .iter()
-        .filter(|c| {
-            c.method == method
-                && c.path
-                    .trim_start_matches("/Api/v3")
-                    .starts_with(path_prefix)
-        })
-        .count()
-}
-
 /// Registers customer `c1` of `shop` and bills `n` invoices `{prefix}{i}` for it.
 async fn bill(stack: &Stack, shop: &str, prefix: &str, n: usize) {
     let (s, b) = call(

@@ -373,3 +373,19 @@ pub async fn settle(db: &Db) {
         }
     }
 }
+
+/// Calls the sandbox received with `method` on a path (under `/Api/v3`) starting with
+/// `path_prefix`.
+pub fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
+    stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| {
+            c.method == method
+                && c.path
+                    .trim_start_matches("/Api/v3")
+                    .starts_with(path_prefix)
+        })
+        .count()
+}

@@ -51,20 +51,6 @@ async fn events_of_type(db: &Db, event_type: &str) -> Vec<RecordedEvent> {
     }
 }
 
-fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
-    stack
-        .sandbox
-        .call_log()
-        .iter()
-        .filter(|c| {
-            c.method == method
-                && c.path
-                    .trim_start_matches("/Api/v3")
-                    .starts_with(path_prefix)
-        })
-        .count()
-}
-
 /// A fast sandbox and client: the engine's logic, not Bling's 3 req/s, is under test here.
 async fn fast_stack(t: &TestDb) -> Stack {
     fast_stack_with(t, |_| {}, |_| {}).await
