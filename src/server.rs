@@ -255,7 +255,8 @@ impl Server {
             webhooks,
         };
         let addr = listener.local_addr()?;
-        let app = api::router(state);
+        // The peer's address reaches the handlers (refused webhook deliveries are counted by it).
+        let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

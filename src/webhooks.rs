@@ -7,10 +7,15 @@
 //!   later, so an answer never waits for Bling or for the ledger (Bling wants one in 5 s);
 //! - the processor confirms with a `GET` what a delivery announces and records the state
 //!   Bling shows now, so duplicates and reordering leave one outcome;
+//! - processing yields to ingest: through a backlog it rests as long as each round took, so it
+//!   holds the database and the cores at most half of the time;
 //! - a delivery for a company no tenant has is kept (`unknown_company`) and taken up again
 //!   when a tenant connects with that company;
-//! - unsigned or wrongly signed deliveries are never stored (anyone can send them): the last
-//!   [`REFUSALS_KEPT`] are kept in memory for support, with what they claimed to be.
+//! - unsigned or wrongly signed deliveries are never stored as deliveries (anyone can send
+//!   them). Support sees them from any process, at a bounded cost whatever the rate: they
+//!   gather in memory (at most [`rows::REFUSALS_KEPT`] rows and a count per source and
+//!   reason) and are written as one lot at most once every [`REFUSAL_FLUSH`] (the newest
+//!   1,000 rows and the counts are kept in the database, `store::webhooks`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,7 +24,6 @@ use std::time::Duration;
 use aggregates::connection::{ConnectionCommand, NfeMode};
 use aggregates::ids::TenantId;
 use aggregates::invoice::{NfeStatus, OrderFacts, Source};
-use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -31,8 +35,8 @@ use crate::store::{now_ms, Db, StoreError};
 use crate::sync::nfe::{self, Read};
 use crate::sync::queue::{self, Kind};
 
-/// Refused deliveries kept in memory for support.
-pub const REFUSALS_KEPT: usize = 1000;
+/// The longest rest between two rounds of a backlog.
+const PACE_CAP: Duration = Duration::from_millis(250);
 /// Deliveries processed per round.
 const BATCH: i64 = 64;
 /// A delivery whose invoice is not known yet (the ledger is still recording our own call) is
@@ -40,18 +44,44 @@ const BATCH: i64 = 64;
 /// "nothing of ours".
 const NOT_YET_KNOWN_TRIES: i64 = 4;
 
-/// A delivery refused at the door.
-#[derive(Debug, Clone, Serialize)]
-pub struct Refusal {
-    pub at_ms: i64,
-    /// `signature_missing`, `signature_malformed`, `signature_mismatch`, `invalid_envelope`,
-    /// `no_secret`.
-    pub reason: String,
-    /// What the body claimed, unverified (`companyId`, `eventId`, `event`), when it parsed.
-    pub claimed_company_id: Option<String>,
-    pub claimed_event_id: Option<String>,
-    pub claimed_event: Option<String>,
-    pub bytes: usize,
+pub use crate::store::webhooks::Refusal;
+
+/// The longest a refusal waits in memory before it is written (and the shortest time between
+/// two writes of refusals: a flood of unsigned requests costs one write a second).
+pub const REFUSAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Refusals not written yet: the newest rows, and the counts per (source, reason) since the
+/// last write (both bounded).
+#[derive(Default)]
+struct PendingRefusals {
+    rows: VecDeque<Refusal>,
+    counts: std::collections::HashMap<(String, String), rows::RefusalCount>,
+}
+
+impl PendingRefusals {
+    fn add(&mut self, r: Refusal) {
+        let pairs = self.counts.len() as i64;
+        let mut key = (r.source.clone(), r.reason.clone());
+        if pairs >= rows::REFUSAL_SOURCES_KEPT && !self.counts.contains_key(&key) {
+            key.0 = "other".into();
+        }
+        let count = self
+            .counts
+            .entry(key)
+            .or_insert_with_key(|(source, reason)| rows::RefusalCount {
+                source: source.clone(),
+                reason: reason.clone(),
+                refused: 0,
+                first_at_ms: r.at_ms,
+                last_at_ms: r.at_ms,
+            });
+        count.refused += 1;
+        count.last_at_ms = r.at_ms;
+        if self.rows.len() as i64 >= rows::REFUSALS_KEPT {
+            self.rows.pop_front();
+        }
+        self.rows.push_back(r);
+    }
 }
 
 /// A delivery for the writer, and where to send what became of it.
@@ -70,7 +100,9 @@ pub struct Webhooks {
     /// The group-commit writer's queue (`None`: write each delivery alone).
     writer: Option<tokio::sync::mpsc::Sender<ToStore>>,
     secret: Option<String>,
-    refusals: Mutex<VecDeque<Refusal>>,
+    refusals: Mutex<PendingRefusals>,
+    /// Wakes the refusals' writer.
+    refused: Arc<Notify>,
     wake: Notify,
     /// companyId → tenant, as read from `bling_companies` (known companies only: an unknown
     /// one is asked again each time, so a tenant that connects is found at once).
@@ -94,7 +126,8 @@ impl Webhooks {
         Arc::new(Webhooks {
             writer: None,
             secret,
-            refusals: Mutex::new(VecDeque::new()),
+            refusals: Mutex::new(PendingRefusals::default()),
+            refused: Arc::new(Notify::new()),
             wake: Notify::new(),
             companies: Mutex::new(std::collections::HashMap::new()),
         })
@@ -144,13 +177,36 @@ impl Webhooks {
                 }
             });
         }
-        Arc::new(Webhooks {
+        let hooks = Arc::new(Webhooks {
             writer: Some(tx),
             secret,
-            refusals: Mutex::new(VecDeque::new()),
+            refusals: Mutex::new(PendingRefusals::default()),
+            refused: Arc::new(Notify::new()),
             wake: Notify::new(),
             companies: Mutex::new(std::collections::HashMap::new()),
-        })
+        });
+        // The refusals' writer holds the intake weakly: it ends with it.
+        let weak = Arc::downgrade(&hooks);
+        let refused = Arc::clone(&hooks.refused);
+        tokio::spawn(async move {
+            loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                if tokio::time::timeout(Duration::from_secs(30), refused.notified())
+                    .await
+                    .is_err()
+                {
+                    continue;
+                }
+                tokio::time::sleep(REFUSAL_FLUSH).await;
+                let Some(hooks) = weak.upgrade() else { return };
+                if let Err(e) = hooks.flush_refusals(&db).await {
+                    tracing::warn!(error = %e, "refused webhook deliveries could not be written");
+                }
+            }
+        });
+        hooks
     }
 
     /// Stores a delivery (through the writer when there is one); returns once it is committed.
@@ -176,28 +232,23 @@ impl Webhooks {
         self.secret.as_deref().map(str::as_bytes)
     }
 
+    /// Notes a refused delivery (written within [`REFUSAL_FLUSH`], with others).
     pub fn refuse(&self, refusal: Refusal) {
-        let mut r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        if r.len() >= REFUSALS_KEPT {
-            r.pop_front();
-        }
-        r.push_back(refusal);
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(refusal);
+        self.refused.notify_one();
     }
 
-    /// Refusals newest first, those claiming one of `companies` (all with `None`).
-    pub fn refusals(&self, companies: Option<&[String]>) -> Vec<Refusal> {
-        let r = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        r.iter()
-            .rev()
-            .filter(|x| {
-                companies.is_none_or(|c| {
-                    x.claimed_company_id
-                        .as_ref()
-                        .is_some_and(|id| c.contains(id))
-                })
-            })
-            .cloned()
-            .collect()
+    /// Writes the refusals gathered so far (the listing calls it first, so a refusal this
+    /// process just saw is listed at once). A failed write drops them (they are bounded and
+    /// unverified) and says why.
+    pub async fn flush_refusals(&self, db: &Db) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *self.refusals.lock().unwrap_or_else(|p| p.into_inner()));
+        let kept: Vec<Refusal> = pending.rows.into_iter().collect();
+        let counts: Vec<rows::RefusalCount> = pending.counts.into_values().collect();
+        rows::record_refusals(db, &kept, &counts).await
     }
 
     /// The tenant whose Bling account is `company_id` (cached for known companies).
@@ -291,8 +342,15 @@ impl Processor {
                 if *stop.borrow() {
                     return;
                 }
+                let started = std::time::Instant::now();
                 match self.round().await {
-                    Ok(n) if n as i64 >= BATCH => continue,
+                    Ok(n) if n as i64 >= BATCH => {
+                        // A backlog (a flood): rest as long as the round took, so processing
+                        // takes at most half of the time and the database's and the cores'
+                        // other half stays with ingest and the intake.
+                        tokio::time::sleep(started.elapsed().min(PACE_CAP)).await;
+                        continue;
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "webhook processing failed; retrying"),
                 }
@@ -496,5 +554,45 @@ impl Processor {
                 format!("Bling could not be read: {text}"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(i: usize) -> Refusal {
+        Refusal {
+            at_ms: i as i64,
+            source: format!("10.0.{}.{}", i / 256, i % 256),
+            reason: "signature_missing".into(),
+            claimed_company_id: None,
+            claimed_event_id: None,
+            claimed_event: None,
+            bytes: 10,
+        }
+    }
+
+    #[test]
+    fn refusals_waiting_in_memory_stay_bounded() {
+        let mut pending = PendingRefusals::default();
+        for i in 0..3000 {
+            pending.add(refusal(i));
+        }
+        assert_eq!(pending.rows.len() as i64, rows::REFUSALS_KEPT);
+        assert_eq!(
+            pending.rows.back().map(|r| r.at_ms),
+            Some(2999),
+            "the newest kept"
+        );
+        assert_eq!(
+            pending.counts.len() as i64,
+            rows::REFUSAL_SOURCES_KEPT + 1,
+            "a thousand sources and `other`"
+        );
+        let total: i64 = pending.counts.values().map(|c| c.refused).sum();
+        assert_eq!(total, 3000, "every refusal counted");
+        let other = &pending.counts[&("other".to_string(), "signature_missing".to_string())];
+        assert_eq!(other.refused, 2000);
     }
 }

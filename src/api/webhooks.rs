@@ -5,8 +5,11 @@
 //!   stored, then answered `202` (a repeated `eventId` too), and processed later;
 //! - `GET /v1/tenants/{tenant}/webhooks?limit=&before=`: the tenant's deliveries, newest
 //!   first, with their outcome, and the refused ones that claimed its company (support);
-//! - `GET /v1/webhooks/unmatched`: deliveries for companies no tenant has, and every
-//!   refusal (support or admin without a tenant scope: they name no tenant);
+//! - `GET /v1/webhooks/unmatched`: deliveries for companies no tenant has, every refusal
+//!   kept (the newest 1,000) and the refusals counted per source address and reason (support
+//!   or admin without a tenant scope: they name no tenant);
+//! - `POST /v1/tenants/{tenant}/invoices/{id}/refresh`: read the invoice's order and NF-e
+//!   from Bling now (the order watch's next read, at once);
 //! - `PUT /v1/tenants/{tenant}/nfe-mode` `{"mode":"generate_only"|"generate_and_send"}`;
 //! - `POST /v1/tenants/{tenant}/invoices/{id}/nfe/retry`: send a rejected NF-e again;
 //! - `POST /v1/tenants/{tenant}/invoices/{id}/divergence` `{"choice":"push_ours"|"accept_bling"}`.
@@ -18,13 +21,14 @@ use aggregates::ids::InvoiceId;
 use aggregates::invoice::{DivergenceChoice, InvoiceCommand};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
 use super::body::parse_json;
 use super::error::ApiError;
@@ -53,6 +57,10 @@ pub fn routes() -> Router<AppState> {
             "/v1/tenants/{tenant}/invoices/{invoice_id}/divergence",
             post(resolve_divergence),
         )
+        .route(
+            "/v1/tenants/{tenant}/invoices/{invoice_id}/refresh",
+            post(refresh),
+        )
 }
 
 fn refused(status: StatusCode, code: &'static str, message: String) -> Response {
@@ -60,16 +68,24 @@ fn refused(status: StatusCode, code: &'static str, message: String) -> Response 
 }
 
 /// Bling's delivery. Answers within a database write: no Bling call, no ledger command.
-async fn intake(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn intake(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let hooks = &state.webhooks;
     let claimed = Envelope::parse(&body).ok();
     let refusal = |reason: &str| Refusal {
         at_ms: now_ms(),
+        source: extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
         reason: reason.to_string(),
         claimed_company_id: claimed.as_ref().map(|e| e.company_id.clone()),
         claimed_event_id: claimed.as_ref().map(|e| e.event_id.clone()),
         claimed_event: claimed.as_ref().map(|e| e.event.clone()),
-        bytes: body.len(),
+        bytes: body.len() as i64,
     };
     let Some(secret) = hooks.secret() else {
         hooks.refuse(refusal("no_secret"));
@@ -203,14 +219,19 @@ async fn list(
     let (limit, before) = page(params)?;
     let deliveries = rows::list(&state.db, Some(tenant.as_str()), before, limit).await?;
     let connection = state.ledger.connection(&tenant).await?;
-    let companies: Vec<String> = connection.company_id.iter().cloned().collect();
+    // What this process refused a moment ago is listed too.
+    state.webhooks.flush_refusals(&state.db).await?;
+    let refused = match &connection.company_id {
+        Some(company) => rows::refusals(&state.db, Some(company.as_str()), MAX_LIST).await?,
+        None => Vec::new(),
+    };
     Ok(Json(json!({
         "tenant": tenant,
         "company_id": connection.company_id,
         "nfe_mode": connection.nfe_mode.as_str(),
         "deliveries": deliveries,
         "next_before": deliveries.last().filter(|_| deliveries.len() as i64 == limit).map(|d| d.id),
-        "refused": state.webhooks.refusals(Some(&companies)),
+        "refused": refused,
     })))
 }
 
@@ -229,9 +250,11 @@ async fn unmatched(
     }
     let (limit, before) = page(params)?;
     let deliveries = rows::list(&state.db, None, before, limit).await?;
+    state.webhooks.flush_refusals(&state.db).await?;
     Ok(Json(json!({
         "deliveries": deliveries,
-        "refused": state.webhooks.refusals(None),
+        "refused": rows::refusals(&state.db, None, MAX_LIST).await?,
+        "refused_counts": rows::refusal_counts(&state.db).await?,
     })))
 }
 
@@ -359,6 +382,39 @@ async fn resolve_divergence(
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"invoice_id": invoice_id, "choice": input.choice})),
+    )
+        .into_response())
+}
+
+/// Support asks for a fresh read of the invoice's order and NF-e in Bling now (202): the
+/// watch's next read, at once, whatever its schedule; what it finds is recorded as a webhook's
+/// would be. 404 when the invoice has no sync work (never billed here).
+async fn refresh(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath((tenant, invoice_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_id(&tenant)?;
+    principal.require(&[Role::Support], Some(&tenant))?;
+    let invoice_id = path_id(&invoice_id, "invoice_id", InvoiceId::parse)?;
+    let reason = format!("{} asked for a fresh read from Bling", principal.name);
+    let found =
+        crate::store::sync_work::read_now(&state.db, tenant.as_str(), invoice_id.as_str(), &reason)
+            .await?;
+    if !found {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "invoice {} has no sync work in tenant {tenant}",
+                invoice_id.as_str()
+            ),
+        ));
+    }
+    state.wake_sync();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"invoice_id": invoice_id.as_str(), "read": "requested"})),
     )
         .into_response())
 }

@@ -1,7 +1,7 @@
 //! Control-plane operations for webhooks and for what the shop does in Bling's own screen
 //! (not part of Bling's API): an app's webhook subscription, its injected faults, its disabled
 //! resources and delivery attempts; an order's situação changed or the order deleted by the
-//! shop; an NF-e sent, cancelled or denied from the screen. Each screen operation fires the
+//! shop; an NF-e sent, cancelled (within SEFAZ's 24 h window) or denied from the screen. Each screen operation fires the
 //! webhook Bling would. Served under `/_sandbox/…` and by the `Sandbox` handle.
 
 use crate::sandbox::nfe;
@@ -102,6 +102,19 @@ impl Sandbox {
     /// `Some(Err(reason))` when SEFAZ rejects it.
     pub fn screen_send_nfe(&self, account: &str, id: i64) -> Option<Result<(), String>> {
         nfe::send_from_screen(self.shared(), account, id)
+    }
+
+    /// The shop cancels an authorized NF-e from Bling's screen (`invoice.updated` follows):
+    /// `None` without such an NF-e, `Some(Err(reason))` when SEFAZ refuses (not authorized,
+    /// or past its 24 h cancellation window: rejeição 501).
+    pub fn screen_cancel_nfe(&self, account: &str, id: i64) -> Option<Result<(), String>> {
+        nfe::cancel_from_screen(self.shared(), account, id)
+    }
+
+    /// Makes NF-e `id`'s authorization `hours` old (SEFAZ's cancellation window counts from
+    /// it); false without such an authorized NF-e.
+    pub fn age_nfe_authorization(&self, account: &str, id: i64, hours: i64) -> bool {
+        nfe::age_authorization(self.shared(), account, id, hours)
     }
 
     /// Seeded SEFAZ answers for `account`'s NF-e (documents rejected or denied).
@@ -234,6 +247,44 @@ async fn screen_send(
     }
 }
 
+async fn screen_cancel(
+    State(s): State<Arc<Shared>>,
+    Path((name, id)): Path<(String, i64)>,
+) -> Response {
+    match nfe::cancel_from_screen(&s, &name, id) {
+        None => bad(StatusCode::NOT_FOUND, "no such NF-e"),
+        Some(Ok(())) => Json(json!({"situacao": "cancelada"})).into_response(),
+        Some(Err(reason)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"situacao": "autorizada", "motivo": reason})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AgeBody {
+    hours: i64,
+}
+
+async fn age_authorization(
+    State(s): State<Arc<Shared>>,
+    Path((name, id)): Path<(String, i64)>,
+    body: Bytes,
+) -> Response {
+    match serde_json::from_slice::<AgeBody>(&body) {
+        Ok(b) if b.hours >= 0 => {
+            if nfe::age_authorization(&s, &name, id, b.hours) {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                bad(StatusCode::NOT_FOUND, "no such authorized NF-e")
+            }
+        }
+        Ok(_) => bad(StatusCode::BAD_REQUEST, "hours must be 0 or more"),
+        Err(e) => bad(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 #[derive(Deserialize)]
 struct NfeSituacaoBody {
     situacao: i64,
@@ -302,5 +353,13 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route(
             "/_sandbox/accounts/{name}/nfes/{id}/situacao",
             put(screen_nfe_situacao),
+        )
+        .route(
+            "/_sandbox/accounts/{name}/nfes/{id}/cancelar",
+            post(screen_cancel),
+        )
+        .route(
+            "/_sandbox/accounts/{name}/nfes/{id}/authorized-age",
+            post(age_authorization),
         )
 }

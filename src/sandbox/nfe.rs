@@ -45,6 +45,8 @@ pub(crate) struct Nfe {
     /// SEFAZ's reason for the last rejection (kept by the sandbox; Bling's `GET /nfe/{id}`
     /// is not known to carry it).
     pub motivo: String,
+    /// When SEFAZ authorized it (its cancellation window counts from here).
+    pub autorizada_em: Option<NaiveDateTime>,
 }
 
 fn mod11(digits: &str, weights: impl Iterator<Item = u32> + Clone) -> u32 {
@@ -128,6 +130,7 @@ impl Nfe {
             loja: p.body.loja.id,
             vendedor: p.body.vendedor.id,
             motivo: String::new(),
+            autorizada_em: None,
         }
     }
 
@@ -339,6 +342,7 @@ pub(crate) fn transmit(acct: &mut Account, id: i64) -> ApiResult<String> {
     }
     nfe.situacao = AUTORIZADA;
     nfe.motivo = String::new();
+    nfe.autorizada_em = Some(now_brt());
     nfe.chave_acesso = chave_acesso(acct, &nfe);
     let xml = nfe.xml();
     acct.nfes.insert(id, nfe);
@@ -393,6 +397,51 @@ pub(crate) fn set_situacao(shared: &Shared, account: &str, id: i64, situacao: i6
     nfe.situacao = situacao;
     emit_nfe(shared, &store, account, id, "updated");
     true
+}
+
+/// How long after its authorization SEFAZ accepts an NF-e's cancellation: 24 h (Ajuste SINIEF
+/// 12/12, the rule of most states; after it, rejeição 501).
+pub const CANCELLATION_WINDOW_HOURS: i64 = 24;
+
+/// The shop cancels an authorized NF-e from Bling's screen: SEFAZ accepts it within
+/// [`CANCELLATION_WINDOW_HOURS`] of the authorization (then 2 Cancelada, `invoice.updated`),
+/// and refuses it after (rejeição 501; nothing changes). `None` without such an NF-e.
+pub(crate) fn cancel_from_screen(
+    shared: &Shared,
+    account: &str,
+    id: i64,
+) -> Option<Result<(), String>> {
+    let mut store = shared.store();
+    let nfe = store.account_mut(account).nfes.get_mut(&id)?;
+    let result = match (nfe.situacao, nfe.autorizada_em) {
+        (AUTORIZADA, Some(at))
+            if now_brt() - at <= chrono::Duration::hours(CANCELLATION_WINDOW_HOURS) =>
+        {
+            nfe.situacao = CANCELADA;
+            Ok(())
+        }
+        (AUTORIZADA, _) => Err(
+            "Rejeição 501: Prazo de cancelamento superior ao previsto na Legislação".to_string(),
+        ),
+        _ => Err("Somente uma nota fiscal autorizada pode ser cancelada".to_string()),
+    };
+    if result.is_ok() {
+        emit_nfe(shared, &store, account, id, "updated");
+    }
+    Some(result)
+}
+
+/// The NF-e was authorized `hours` ago (the control plane's clock for the cancellation
+/// window). False without such an authorized NF-e.
+pub(crate) fn age_authorization(shared: &Shared, account: &str, id: i64, hours: i64) -> bool {
+    let mut store = shared.store();
+    match store.account_mut(account).nfes.get_mut(&id) {
+        Some(nfe) if nfe.autorizada_em.is_some() => {
+            nfe.autorizada_em = Some(now_brt() - chrono::Duration::hours(hours));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The shop sends the NF-e from Bling's screen (not through the API).

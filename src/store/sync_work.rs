@@ -24,6 +24,9 @@ pub enum Kind {
     Invoice,
     /// Follow an invoice's NF-e to SEFAZ's answer (keyed by invoice; see `sync::nfe`).
     Nfe,
+    /// Watch an invoice's order (and its authorized NF-e) in Bling for changes the ledger did
+    /// not make, for a bounded window (keyed by invoice; see `sync::watch`).
+    Watch,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::Contact => "contact",
             Kind::Invoice => "invoice",
             Kind::Nfe => "nfe",
+            Kind::Watch => "watch",
         }
     }
 
@@ -40,6 +44,7 @@ impl Kind {
             "contact" => Some(Kind::Contact),
             "invoice" => Some(Kind::Invoice),
             "nfe" => Some(Kind::Nfe),
+            "watch" => Some(Kind::Watch),
             _ => None,
         }
     }
@@ -64,6 +69,8 @@ pub struct Job {
     pub last_position: i64,
     pub create_sent: bool,
     pub resume_reason: Option<String>,
+    /// A watch's window: when it opened (ms), `None` for other kinds.
+    pub watch_from_ms: Option<i64>,
     /// The lease this job runs under; its writes are fenced by it. `None` only for work run
     /// outside the scheduler (tools and tests that hold no lease).
     pub lease: Option<LeaseToken>,
@@ -159,6 +166,91 @@ pub async fn resume_parked(tx: &mut Tx, tenant: &str, now: i64) -> Result<(), St
     Ok(())
 }
 
+/// Opens (or opens again) the watch of an invoice's order: its reads fall at offsets from
+/// `from_ms`, the first due at `first_due_ms`. A parked tenant stays parked.
+pub async fn watch(
+    tx: &mut Tx,
+    tenant: &str,
+    invoice: &str,
+    customer: &str,
+    position: i64,
+    from_ms: i64,
+    first_due_ms: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        tx,
+        "INSERT INTO sync_work (tenant, kind, key, customer_id, state, due_at_ms, first_position,
+             last_position, watch_from_ms)
+         VALUES ($1, 'watch', $2, $3, 'pending', $4, $5, $5, $6)
+         ON CONFLICT (tenant, kind, key) DO UPDATE SET
+             state = CASE WHEN sync_work.state = 'parked' THEN 'parked' ELSE 'pending' END,
+             due_at_ms = excluded.due_at_ms, attempts = 0, last_error = NULL,
+             first_position = excluded.first_position, last_position = excluded.last_position,
+             watch_from_ms = excluded.watch_from_ms",
+        [tenant, invoice, customer, first_due_ms, position, from_ms]
+    )?;
+    Ok(())
+}
+
+/// The NF-e is settled (SEFAZ answered; the ledger recorded it, by webhook or poll): its
+/// follow-up ends now rather than at its next scheduled read. The position is bumped so a
+/// read already under way, finishing after this, runs once more and ends without a call.
+pub async fn settle_nfe(
+    tx: &mut Tx,
+    tenant: &str,
+    invoice: &str,
+    position: i64,
+) -> Result<(), StoreError> {
+    sql!(
+        tx,
+        "UPDATE sync_work SET state = 'done', attempts = 0, last_error = NULL, last_position = $3
+         WHERE tenant = $1 AND kind = 'nfe' AND key = $2 AND state = 'pending'",
+        [tenant, invoice, position]
+    )?;
+    Ok(())
+}
+
+/// Support asks for a fresh read of an invoice's order and NF-e now: its watch is due at once
+/// (a watch that never started gets this one read only), marked so that the read happens whatever the
+/// schedule says; a pending NF-e follow-up is due at once too. False when the invoice has no
+/// work at all (never dispatched).
+pub async fn read_now(
+    db: &Db,
+    tenant: &str,
+    invoice: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let mut tx = db.begin().await?;
+    let row = sql!(
+        &mut tx,
+        as (String, i64),
+        "SELECT customer_id, last_position FROM sync_work WHERE tenant = $1 AND kind = 'invoice' AND key = $2",
+        [tenant, invoice],
+        fetch_optional
+    )?;
+    let Some((customer, position)) = row else {
+        return Ok(false);
+    };
+    sql!(
+        &mut tx,
+        "INSERT INTO sync_work (tenant, kind, key, customer_id, state, due_at_ms, first_position,
+             last_position, resume_reason, watch_from_ms)
+         VALUES ($1, 'watch', $2, $3, 'pending', $4, $5, $5, $6, 0)
+         ON CONFLICT (tenant, kind, key) DO UPDATE SET
+             state = CASE WHEN sync_work.state = 'parked' THEN 'parked' ELSE 'pending' END,
+             due_at_ms = excluded.due_at_ms, resume_reason = excluded.resume_reason",
+        [tenant, invoice, customer.as_str(), now, position, reason]
+    )?;
+    sql!(
+        &mut tx,
+        "UPDATE sync_work SET due_at_ms = $3 WHERE tenant = $1 AND kind = 'nfe' AND key = $2 AND state = 'pending'",
+        [tenant, invoice, now]
+    )?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 type JobRow = (
     String,
     String,
@@ -169,10 +261,22 @@ type JobRow = (
     i64,
     i64,
     Option<String>,
+    Option<i64>,
 );
 
 fn job(
-    (tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason): JobRow,
+    (
+        tenant,
+        kind,
+        key,
+        customer_id,
+        state,
+        attempts,
+        last_position,
+        create_sent,
+        resume_reason,
+        watch_from_ms,
+    ): JobRow,
 ) -> Option<Job> {
     Some(Job {
         tenant,
@@ -184,6 +288,7 @@ fn job(
         last_position,
         create_sent: create_sent != 0,
         resume_reason,
+        watch_from_ms,
         lease: None,
     })
 }
@@ -217,7 +322,7 @@ pub async fn next_job(db: &Db, tenant: &str) -> Result<Option<Job>, StoreError> 
     let row: Option<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
          FROM sync_work
          WHERE tenant = $1 AND state = 'pending' AND due_at_ms <= $2
          ORDER BY first_position, kind LIMIT 1",
@@ -234,7 +339,7 @@ pub async fn next_jobs(db: &Db, tenant: &str, max: usize) -> Result<Vec<Job>, St
     let rows: Vec<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
          FROM sync_work
          WHERE tenant = $1 AND state = 'pending' AND due_at_ms <= $2
          ORDER BY first_position, kind LIMIT $3",
@@ -259,7 +364,7 @@ pub async fn get_job(
     let row: Option<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
          FROM sync_work WHERE tenant = $1 AND kind = $2 AND key = $3",
         [tenant, kind.as_str(), key],
         fetch_optional
@@ -392,7 +497,7 @@ pub async fn replay(
         None => sql!(
             db,
             "UPDATE sync_work SET state = 'pending', due_at_ms = $2, attempts = 0, resume_reason = $3
-             WHERE tenant = $1 AND state IN ('failed', 'blocked', 'parked', 'pending')",
+             WHERE tenant = $1 AND state IN ('failed', 'blocked', 'parked', 'pending') AND kind <> 'watch'",
             [tenant, now, reason]
         )?,
     })
@@ -414,14 +519,15 @@ pub async fn counts(
     .map_err(StoreError::from)
 }
 
-/// Work not done, by state (pending, blocked, failed, parked), for `/metrics`. Done rows,
+/// Work not done, by state (pending, blocked, failed, parked), for `/metrics`; order watches
+/// (pending for a day by design) are not work waiting. Done rows,
 /// the bulk of the table, are not read: the `(state, due_at_ms)` index answers this.
 pub async fn depth(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     sql!(
         db,
         as (String, i64),
         "SELECT state, count(*) FROM sync_work
-         WHERE state IN ('pending', 'blocked', 'failed', 'parked') GROUP BY state",
+         WHERE state IN ('pending', 'blocked', 'failed', 'parked') AND kind <> 'watch' GROUP BY state",
         [],
         fetch_all
     )

@@ -1,11 +1,14 @@
-//! Webhook deliveries (`webhook_deliveries`) and the Bling company of each tenant
-//! (`bling_companies`).
+//! Webhook deliveries (`webhook_deliveries`), the Bling company of each tenant
+//! (`bling_companies`), and refused deliveries (`webhook_refusals`, `webhook_refusal_counts`).
 //!
 //! Invariants: a signed delivery is written here before it is answered (the answer is 2xx
 //! only once [`record`] returned); one row per `eventId`, a repeated delivery only counts;
 //! a row leaves `received` only when its processing is recorded, so a crash after the answer
 //! loses nothing (the processor finds it again). Refused (unsigned) deliveries are never
-//! written: anyone can send them.
+//! stored as deliveries: anyone can send them. What support sees of them is bounded whatever
+//! the rate: the newest [`REFUSALS_KEPT`] rows, and a count per (source, reason) pair for at
+//! most [`REFUSAL_SOURCES_KEPT`] pairs, written in lots ([`record_refusals`]), never one
+//! write per refusal.
 
 use super::{now_ms, Db, StoreError, Tx};
 use crate::sql;
@@ -379,4 +382,194 @@ pub async fn nfe_statuses(db: &Db, tenant: &str) -> Result<Vec<(String, String, 
         [tenant],
         fetch_all
     )?)
+}
+
+/// Whether a delivery about Bling resource `resource_id` (of `resource`: `order`, `invoice`)
+/// was stored for the tenant: Bling's webhooks reach the ledger for it.
+pub async fn delivered_about(
+    db: &Db,
+    tenant: &str,
+    resource: &str,
+    resource_id: i64,
+) -> Result<bool, StoreError> {
+    let row: Option<(i64,)> = sql!(
+        db,
+        as (i64,),
+        "SELECT id FROM webhook_deliveries WHERE tenant = $1 AND resource_id = $2 AND event LIKE $3 LIMIT 1",
+        [tenant, resource_id, format!("{resource}.%")],
+        fetch_optional
+    )?;
+    Ok(row.is_some())
+}
+
+/// Refused deliveries kept for support (the newest).
+pub const REFUSALS_KEPT: i64 = 1000;
+/// (source, reason) pairs counted one by one; further sources are counted as `other`.
+pub const REFUSAL_SOURCES_KEPT: i64 = 1000;
+
+/// A delivery refused at the door (nothing in it is trusted).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    pub at_ms: i64,
+    /// Who sent it: the peer's address, as the server saw it.
+    pub source: String,
+    /// `signature_missing`, `signature_malformed`, `signature_mismatch`, `invalid_envelope`,
+    /// `no_secret`.
+    pub reason: String,
+    /// What the body claimed, unverified (`companyId`, `eventId`, `event`), when it parsed.
+    pub claimed_company_id: Option<String>,
+    pub claimed_event_id: Option<String>,
+    pub claimed_event: Option<String>,
+    pub bytes: i64,
+}
+
+/// Refusals counted for one (source, reason) pair.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalCount {
+    pub source: String,
+    pub reason: String,
+    pub refused: i64,
+    pub first_at_ms: i64,
+    pub last_at_ms: i64,
+}
+
+/// Writes a lot of refusals in one transaction: the rows (`rows`, at most the newest
+/// [`REFUSALS_KEPT`] are kept, older rows deleted here) and the counts (`counts`: refusals
+/// per pair since the last lot, which may hold more than `rows` when a flood was sampled).
+pub async fn record_refusals(
+    db: &Db,
+    rows: &[Refusal],
+    counts: &[RefusalCount],
+) -> Result<(), StoreError> {
+    if rows.is_empty() && counts.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    let skip = rows.len().saturating_sub(REFUSALS_KEPT as usize);
+    for r in &rows[skip..] {
+        sql!(
+            tx,
+            "INSERT INTO webhook_refusals (at_ms, source, reason, claimed_company_id, claimed_event_id,
+                 claimed_event, bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [
+                r.at_ms,
+                r.source.as_str(),
+                r.reason.as_str(),
+                r.claimed_company_id.as_deref(),
+                r.claimed_event_id.as_deref(),
+                r.claimed_event.as_deref(),
+                r.bytes
+            ]
+        )?;
+    }
+    if !rows.is_empty() {
+        sql!(
+            tx,
+            "DELETE FROM webhook_refusals
+             WHERE id <= (SELECT MAX(id) FROM webhook_refusals) - $1",
+            [REFUSALS_KEPT]
+        )?;
+    }
+    for c in counts {
+        let (pairs,): (i64,) = sql!(
+            tx,
+            as (i64,),
+            "SELECT COUNT(*) FROM webhook_refusal_counts",
+            [],
+            fetch_one
+        )?;
+        let known: Option<(i64,)> = sql!(
+            tx,
+            as (i64,),
+            "SELECT refused FROM webhook_refusal_counts WHERE source = $1 AND reason = $2",
+            [c.source.as_str(), c.reason.as_str()],
+            fetch_optional
+        )?;
+        // A full table takes no new pair: the count goes to `other` (that pair may be the
+        // one over the cap: the table holds at most one more row per reason).
+        let source = if known.is_none() && pairs >= REFUSAL_SOURCES_KEPT {
+            "other"
+        } else {
+            c.source.as_str()
+        };
+        sql!(
+            tx,
+            "INSERT INTO webhook_refusal_counts (source, reason, refused, first_at_ms, last_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source, reason) DO UPDATE SET
+                 refused = webhook_refusal_counts.refused + excluded.refused,
+                 last_at_ms = excluded.last_at_ms",
+            [
+                source,
+                c.reason.as_str(),
+                c.refused,
+                c.first_at_ms,
+                c.last_at_ms
+            ]
+        )?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refused deliveries newest first: those claiming `company` (all with `None`).
+pub async fn refusals(
+    db: &Db,
+    company: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Refusal>, StoreError> {
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> = sql!(
+        db,
+        as Row,
+        "SELECT at_ms, source, reason, claimed_company_id, claimed_event_id, claimed_event, bytes
+         FROM webhook_refusals
+         WHERE ($1 IS NULL OR claimed_company_id = $1)
+         ORDER BY id DESC LIMIT $2",
+        [company, limit],
+        fetch_all
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Refusal {
+            at_ms: r.0,
+            source: r.1,
+            reason: r.2,
+            claimed_company_id: r.3,
+            claimed_event_id: r.4,
+            claimed_event: r.5,
+            bytes: r.6,
+        })
+        .collect())
+}
+
+/// Refusals counted per (source, reason), the most refused first.
+pub async fn refusal_counts(db: &Db) -> Result<Vec<RefusalCount>, StoreError> {
+    let rows: Vec<(String, String, i64, i64, i64)> = sql!(
+        db,
+        as (String, String, i64, i64, i64),
+        "SELECT source, reason, refused, first_at_ms, last_at_ms FROM webhook_refusal_counts
+         ORDER BY refused DESC, source, reason",
+        [],
+        fetch_all
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RefusalCount {
+            source: r.0,
+            reason: r.1,
+            refused: r.2,
+            first_at_ms: r.3,
+            last_at_ms: r.4,
+        })
+        .collect())
 }

@@ -173,6 +173,14 @@ impl Executor {
         &self.ledger
     }
 
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     fn ctx(job: &Job, tenant: &TenantId) -> CommandContext {
         CommandContext::new(
             tenant.clone(),
@@ -232,6 +240,7 @@ impl Executor {
             Kind::Contact => self.contact_job(&tenant, job).await?,
             Kind::Invoice => self.invoice_job(&tenant, job).await?,
             Kind::Nfe => super::nfe::run(self, &tenant, job).await?,
+            Kind::Watch => super::watch::run(self, &tenant, job).await?,
         };
         queue::finish(&self.db, job, &outcome).await?;
         Ok(outcome)

@@ -7,7 +7,10 @@
 //! - [`queue`]: the to-do list derived from the log (checkpointed), leases per tenant;
 //! - [`jobs`]: one customer or invoice made to match, every outcome an event;
 //! - [`mapping`]: our records as Bling's (discounts to the centavo);
-//! - [`payment_methods`]: an installment's payment method as the account's forma de pagamento.
+//! - [`payment_methods`]: an installment's payment method as the account's forma de pagamento;
+//! - [`nfe`]: each NF-e followed to SEFAZ's answer; orders compared with Bling's;
+//! - [`watch`]: an invoice's order (and authorized NF-e) read again for a bounded window, for
+//!   changes made in Bling that no webhook told.
 //!
 //! Work for one tenant runs on one worker at a time (a fenced lease in the database), in the
 //! order its events were written per customer; every tenant with due work runs at once. When the tenant's authorization is revoked
@@ -22,6 +25,7 @@ pub mod payment_methods;
 pub mod queue;
 pub mod scheduler;
 pub mod slots;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -64,6 +68,9 @@ pub struct SyncSettings {
     /// below the connection pool's size; SQLite, with its single writer, always runs one.
     pub jobs_per_tenant: usize,
     pub dispatch_batch: i64,
+    /// When the order watch reads Bling, from its window's opening (`watch::DEFAULT_OFFSETS`;
+    /// empty: no watch).
+    pub watch_offsets: Vec<Duration>,
 }
 
 impl Default for SyncSettings {
@@ -81,6 +88,7 @@ impl Default for SyncSettings {
             max_in_flight: 64,
             jobs_per_tenant: 4,
             dispatch_batch: 500,
+            watch_offsets: watch::DEFAULT_OFFSETS.to_vec(),
         }
     }
 }

@@ -5,7 +5,10 @@
 //! (`POST /nfe/{id}/enviar`, once per generation or retry); then it reads `GET /nfe/{id}`
 //! until Bling shows a state SEFAZ decided, waiting longer each time (the tenant's
 //! `BlingClient` limiter keeps every read inside the account's 3 req/s). Webhooks usually
-//! settle the NF-e first; the job then finds it settled and stops without a call.
+//! settle the NF-e first: the dispatcher then ends the job at once, from the settling event
+//! (`NfeAuthorized`, `NfeDenied`, `NfeCancelled`, a `SyncFailed` of `nfe_rejected`), whoever
+//! recorded it. An authorized NF-e is then watched for SEFAZ's cancellation window by the
+//! order watch (`sync::watch`).
 //!
 //! Whatever tells the ledger (webhook, poll, our own send), the state recorded is the one
 //! `GET /nfe/{id}` shows *now*, and the invoice records a state only when it changes: so a
@@ -342,19 +345,23 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
 pub fn derives(event_type: &str) -> bool {
     matches!(
         event_type,
-        "NfeGenerated" | "NfeRetryRequested" | "DivergenceResolved"
+        "NfeGenerated"
+            | "NfeRetryRequested"
+            | "DivergenceResolved"
+            | "NfeAuthorized"
+            | "NfeDenied"
+            | "NfeCancelled"
+            | "SyncFailed"
     )
 }
 
-/// The dispatcher's arm for [`derives`] events: an NF-e to follow, or (support chose to push
+/// The dispatcher's arm for [`derives`] events: an NF-e to follow; an NF-e settled (by a
+/// webhook, the poll or our own send), whose follow-up ends now; or (support chose to push
 /// ours over a divergence) the invoice's order to sync again.
 pub async fn derive(tx: &mut Tx, event: &RecordedEvent) -> Result<(), StoreError> {
     let Some((tenant, invoice)) = aggregates::ids::split_stream_id(&event.aggregate_id) else {
         return Ok(());
     };
-    let customer = sync_work::invoice_customer(tx, tenant, invoice)
-        .await?
-        .unwrap_or_default();
     let kind = match event.event_type.as_str() {
         "DivergenceResolved" => {
             if event.payload["DivergenceResolved"]["choice"] != "push_ours" {
@@ -362,8 +369,20 @@ pub async fn derive(tx: &mut Tx, event: &RecordedEvent) -> Result<(), StoreError
             }
             Kind::Invoice
         }
+        "NfeAuthorized" | "NfeDenied" | "NfeCancelled" => {
+            return sync_work::settle_nfe(tx, tenant, invoice, event.position).await
+        }
+        "SyncFailed" => {
+            if event.payload["SyncFailed"]["cause"]["kind"] != "nfe_rejected" {
+                return Ok(());
+            }
+            return sync_work::settle_nfe(tx, tenant, invoice, event.position).await;
+        }
         _ => Kind::Nfe,
     };
+    let customer = sync_work::invoice_customer(tx, tenant, invoice)
+        .await?
+        .unwrap_or_default();
     upsert(
         tx,
         tenant,

@@ -20,9 +20,10 @@ pub use crate::store::sync_work::{
 
 pub const DISPATCHER: &str = "sync-dispatcher";
 
-/// Reads up to `batch` events after the dispatcher's checkpoint and derives work from them.
-/// Returns how many events it consumed.
-pub async fn dispatch(db: &Db, batch: i64) -> Result<usize, StoreError> {
+/// Reads up to `settings.dispatch_batch` events after the dispatcher's checkpoint and derives
+/// work from them. Returns how many events it consumed.
+pub async fn dispatch(db: &Db, settings: &super::SyncSettings) -> Result<usize, StoreError> {
+    let batch = settings.dispatch_batch;
     // Read the events before opening the transaction: a transaction that waits for a second
     // pooled connection while holding locks can starve a busy pool.
     let seen = checkpoints::position(db, DISPATCHER).await?;
@@ -37,7 +38,7 @@ pub async fn dispatch(db: &Db, batch: i64) -> Result<usize, StoreError> {
         return Ok(0);
     }
     for event in &events {
-        derive(&mut tx, event).await?;
+        derive(&mut tx, event, &settings.watch_offsets).await?;
     }
     checkpoints::save(&mut tx, DISPATCHER, last).await?;
     tx.commit().await?;
@@ -49,7 +50,11 @@ fn local_id(event: &RecordedEvent) -> Option<(String, String)> {
     Some((tenant.to_string(), local.to_string()))
 }
 
-async fn derive(tx: &mut Tx, event: &RecordedEvent) -> Result<(), StoreError> {
+async fn derive(
+    tx: &mut Tx,
+    event: &RecordedEvent,
+    watch_offsets: &[std::time::Duration],
+) -> Result<(), StoreError> {
     let now = now_ms();
     match (event.aggregate_type.as_str(), event.event_type.as_str()) {
         ("Customer", "CustomerRegistered" | "CustomerUpdated") => {
@@ -96,8 +101,16 @@ async fn derive(tx: &mut Tx, event: &RecordedEvent) -> Result<(), StoreError> {
             )
             .await?;
         }
-        // Issue #14: NF-e follow-up and divergences resolved by pushing ours (sync::nfe).
-        ("Invoice", t) if super::nfe::derives(t) => super::nfe::derive(tx, event).await?,
+        // Issue #14: the NF-e followed, and ended once settled; divergences resolved by pushing
+        // ours (sync::nfe); the order watched for a bounded window (sync::watch).
+        ("Invoice", t) if super::nfe::derives(t) || super::watch::derives(t) => {
+            if super::nfe::derives(t) {
+                super::nfe::derive(tx, event).await?;
+            }
+            if super::watch::derives(t) {
+                super::watch::derive(tx, event, watch_offsets).await?;
+            }
+        }
         ("BlingConnection", "Connected" | "Reconnected") => {
             let tenant = event.aggregate_id.clone();
             sync_work::resume_parked(tx, &tenant, now).await?;

@@ -139,7 +139,7 @@ impl SyncWorker {
     pub async fn dispatch_all(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let n = queue::dispatch(&self.db, self.settings.dispatch_batch).await?;
+            let n = queue::dispatch(&self.db, &self.settings).await?;
             total += n;
             if n == 0 {
                 return Ok(total);

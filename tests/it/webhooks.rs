@@ -9,6 +9,7 @@ use crate::support::*;
 use bling_ledger::bling::webhooks::sign;
 use bling_ledger::sandbox::{SandboxConfig, SefazRules, WebhookFaults, WebhookSubscription};
 use bling_ledger::store::log::{LogFilter, RecordedEvent};
+use bling_ledger::store::sync_work::Kind;
 use bling_ledger::store::Db;
 use serde_json::{json, Value};
 
@@ -909,3 +910,383 @@ async fn sandbox_retries_then_disables_a_resource() {
     assert!(sb.disabled_webhook_resources(APP).is_empty());
     sb.shutdown().await;
 }
+
+/// Connects shop-a, registers c1 and bills `invoice`; waits until its order has our situação.
+async fn billed_and_synced(stack: &Stack, t: &TestDb, invoice: &str) -> i64 {
+    let (s, b) = call(
+        stack,
+        "POST",
+        &format!("/v1/tenants/shop-a/invoices/{invoice}/bill"),
+        Some(&invoice_body("c1", &format!("N-{invoice}"))),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert!(wait_for(&t.db, invoice, "SituacaoChanged", 1).await);
+    stack
+        .sandbox
+        .pedidos("shop-a")
+        .iter()
+        .find(|p| p["numeroLoja"] == invoice)
+        .and_then(|p| p["id"].as_i64())
+        .expect("the order in Bling")
+}
+
+async fn connected_with_customer(stack: &Stack) {
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let (s, b) = call(
+        stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer_body("Maria")),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+}
+
+async fn job_state(db: &Db, kind: Kind, invoice: &str) -> Option<String> {
+    bling_ledger::sync::queue::get_job(db, "shop-a", kind, invoice)
+        .await
+        .unwrap()
+        .map(|j| j.state)
+}
+
+fn order_reads(stack: &Stack, order_id: i64) -> usize {
+    stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.ends_with(&format!("/pedidos/vendas/{order_id}")))
+        .count()
+}
+
+/// A shop without webhooks cancels the order in Bling's screen: the watch's poll of
+/// `GET /pedidos/vendas/{id}` alone finds it, recorded as the same `OrderDiverged` a webhook
+/// gives (source `poll`). The watch makes at most one read per offset, then ends.
+async fn order_cancelled_in_bling_found_by_the_poll_alone(t: TestDb) {
+    let offsets = vec![
+        Duration::from_millis(400),
+        Duration::from_millis(1200),
+        Duration::from_millis(2500),
+    ];
+    let stack = stack(&t, move |c| {
+        c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None;
+        c.settings.watch_offsets = offsets;
+    })
+    .await;
+    connected_with_customer(&stack).await;
+    let order_id = billed_and_synced(&stack, &t, "i1").await;
+    let cancelado = stack
+        .sandbox
+        .account("shop-a")
+        .unwrap()
+        .situacao_ids
+        .cancelado;
+    stack
+        .sandbox
+        .screen_set_situacao("shop-a", order_id, cancelado)
+        .unwrap();
+    assert!(
+        wait_for(&t.db, "i1", "OrderDiverged", 1).await,
+        "found by the poll"
+    );
+    let events = invoice_events(&t.db, "i1").await;
+    let d = &events
+        .iter()
+        .find(|e| e.event_type == "OrderDiverged")
+        .unwrap()
+        .payload["OrderDiverged"]["divergence"];
+    assert_eq!(d["source"], "poll", "{d}");
+    assert_eq!(d["found"]["situacao_id"], cancelado);
+    assert!(
+        stack.sandbox.webhook_attempts(None).is_empty(),
+        "no webhook was configured"
+    );
+    assert!(
+        eventually(20, || async {
+            job_state(&t.db, Kind::Watch, "i1").await.as_deref() == Some("done")
+        })
+        .await,
+        "the watch ends after its last offset"
+    );
+    let reads = order_reads(&stack, order_id);
+    assert!(
+        (1..=3).contains(&reads),
+        "one read per offset at most: {reads}"
+    );
+    assert_eq!(
+        count(&t.db, "i1", "OrderDiverged").await,
+        1,
+        "one divergence"
+    );
+    stack.stop().await;
+}
+both_backends!(
+    divergence_by_poll,
+    order_cancelled_in_bling_found_by_the_poll_alone
+);
+
+/// The shop deletes the order in Bling; no webhook and no scheduled read yet (the watch's
+/// first read is 10 minutes away): support asks for a fresh read, which finds the order gone.
+async fn order_deleted_in_bling_found_by_a_fresh_read(t: TestDb) {
+    let stack = stack(&t, |c| {
+        c.settings.generate_nfe = bling_ledger::sync::NfeTenants::None
+    })
+    .await;
+    connected_with_customer(&stack).await;
+    let order_id = billed_and_synced(&stack, &t, "i1").await;
+    assert!(stack.sandbox.screen_delete_pedido("shop-a", order_id));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        count(&t.db, "i1", "OrderDiverged").await,
+        0,
+        "nothing told yet"
+    );
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/nope/refresh",
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/bad%20id/refresh",
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["fields"][0]["field"], "invoice_id", "{b}");
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/refresh",
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    assert!(
+        wait_for(&t.db, "i1", "OrderDiverged", 1).await,
+        "found by the read"
+    );
+    let events = invoice_events(&t.db, "i1").await;
+    let d = &events
+        .iter()
+        .find(|e| e.event_type == "OrderDiverged")
+        .unwrap()
+        .payload["OrderDiverged"]["divergence"];
+    assert!(
+        d["found"]["situacao_id"].is_null(),
+        "the order is gone: {d}"
+    );
+    assert_eq!(d["source"], "poll");
+    assert_eq!(order_reads(&stack, order_id), 1, "one read");
+    assert!(
+        eventually(10, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["bling"]["divergence"]["found"]["situacao_id"].is_null()
+                && inv["bling"]["divergence"].is_object()
+        })
+        .await,
+        "on the invoice"
+    );
+    stack.stop().await;
+}
+both_backends!(order_deleted, order_deleted_in_bling_found_by_a_fresh_read);
+
+/// No webhooks: the NF-e is authorized (found by its poll), then the shop cancels it in Bling
+/// inside SEFAZ's 24 h window; the watch's read of `GET /nfe/{id}` records `NfeCancelled`.
+/// Past the window SEFAZ refuses the cancellation (rejeição 501) and nothing changes.
+async fn nfe_cancelled_after_authorization_found_by_polling(t: TestDb) {
+    let stack = stack(&t, |c| {
+        c.settings.watch_offsets = vec![
+            Duration::from_millis(500),
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+        ];
+    })
+    .await;
+    let nfe_id = billed_with_nfe(&stack, &t, None).await;
+    assert_eq!(
+        stack.sandbox.screen_send_nfe("shop-a", nfe_id),
+        Some(Ok(()))
+    );
+    assert!(wait_for(&t.db, "i1", "NfeAuthorized", 1).await);
+    assert!(stack.sandbox.age_nfe_authorization("shop-a", nfe_id, 25));
+    let late = stack.sandbox.screen_cancel_nfe("shop-a", nfe_id);
+    assert!(
+        matches!(&late, Some(Err(m)) if m.contains("501")),
+        "past SEFAZ's window: {late:?}"
+    );
+    assert!(stack.sandbox.age_nfe_authorization("shop-a", nfe_id, 2));
+    assert_eq!(
+        stack.sandbox.screen_cancel_nfe("shop-a", nfe_id),
+        Some(Ok(()))
+    );
+    assert!(
+        wait_for(&t.db, "i1", "NfeCancelled", 1).await,
+        "found by the watch's poll"
+    );
+    let events = invoice_events(&t.db, "i1").await;
+    let cancelled = events
+        .iter()
+        .find(|e| e.event_type == "NfeCancelled")
+        .unwrap();
+    assert_eq!(cancelled.payload["NfeCancelled"]["source"], "poll");
+    assert!(
+        eventually(10, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["bling"]["nfe"]["status"] == "cancelled"
+        })
+        .await,
+        "on the invoice"
+    );
+    assert!(stack.sandbox.webhook_attempts(None).is_empty());
+    stack.stop().await;
+}
+both_backends!(
+    nfe_cancelled_by_poll,
+    nfe_cancelled_after_authorization_found_by_polling
+);
+
+/// A webhook settles the NF-e: its follow-up job ends then (from the settling event), not
+/// at its next scheduled read of `GET /nfe/{id}`.
+async fn nfe_follow_up_ends_when_a_webhook_settles_it(t: TestDb) {
+    let stack = stack(&t, |_| {}).await;
+    subscribe(&stack);
+    let nfe_id = billed_with_nfe(&stack, &t, None).await;
+    // After the follow-up's first read (2 s): its next is 5 s later.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(
+        job_state(&t.db, Kind::Nfe, "i1").await.as_deref(),
+        Some("pending")
+    );
+    let polls = |stack: &Stack| {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .filter(|c| c.method == "GET" && c.path.ends_with(&format!("/nfe/{nfe_id}")))
+            .count()
+    };
+    let before = polls(&stack);
+    assert_eq!(
+        stack.sandbox.screen_send_nfe("shop-a", nfe_id),
+        Some(Ok(()))
+    );
+    let started = Instant::now();
+    assert!(wait_for(&t.db, "i1", "NfeAuthorized", 1).await);
+    assert!(
+        eventually(20, || async {
+            job_state(&t.db, Kind::Nfe, "i1").await.as_deref() == Some("done")
+        })
+        .await
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "ended by the webhook's event, not the next read ({:?})",
+        started.elapsed()
+    );
+    let events = invoice_events(&t.db, "i1").await;
+    let authorized = events
+        .iter()
+        .find(|e| e.event_type == "NfeAuthorized")
+        .unwrap();
+    assert_eq!(authorized.payload["NfeAuthorized"]["source"], "webhook");
+    assert!(polls(&stack) > before, "the webhook's confirming read");
+    // Every delivery processed: from now on only a scheduled poll could read the NF-e, and
+    // its next read (about 7 s after generation) would fall in the next 5 s.
+    assert!(
+        eventually(20, || async {
+            deliveries(&stack).await["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["state"] != "received")
+        })
+        .await
+    );
+    let settled = polls(&stack);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        polls(&stack),
+        settled,
+        "no scheduled poll after the webhook settled it"
+    );
+    stack.stop().await;
+}
+both_backends!(nfe_job_ends, nfe_follow_up_ends_when_a_webhook_settles_it);
+
+/// Refused deliveries are in the database (any process sees them), the newest 1,000 rows
+/// and a count per source and reason; the counts take at most 1,000 pairs.
+async fn refused_deliveries_are_kept_bounded_for_support(t: TestDb) {
+    use bling_ledger::store::webhooks as rows;
+    let stack = stack(&t, |_| {}).await;
+    let url = format!("{}/webhooks/bling", stack.server.base_url());
+    let http = reqwest::Client::new();
+    {
+        use futures::StreamExt;
+        let statuses: Vec<u16> = futures::stream::iter(0..1100)
+            .map(|i| {
+                let (url, http) = (url.clone(), http.clone());
+                let body = envelope(
+                    &format!("x-{i}"),
+                    "c0ffee",
+                    "order.updated",
+                    json!({"id": i}),
+                );
+                async move {
+                    let mut req = http.post(&url).body(body.clone());
+                    if i % 2 == 0 {
+                        req = req.header("X-Bling-Signature-256", sign(b"a guess", &body));
+                    }
+                    req.send().await.unwrap().status().as_u16()
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        assert!(statuses.iter().all(|s| *s == 401));
+    }
+    let (s, b) = call(&stack, "GET", "/v1/webhooks/unmatched", None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        b["refused"].as_array().unwrap().len(),
+        500,
+        "a page of the newest"
+    );
+    assert_eq!(b["refused"][0]["source"], "127.0.0.1");
+    let counts = b["refused_counts"].as_array().unwrap();
+    let of = |reason: &str| {
+        counts
+            .iter()
+            .find(|c| c["source"] == "127.0.0.1" && c["reason"] == reason)
+            .map(|c| c["refused"].as_i64().unwrap())
+    };
+    assert_eq!(of("signature_mismatch"), Some(550), "{b}");
+    assert_eq!(of("signature_missing"), Some(550), "{b}");
+    // In the database, bounded: the newest 1,000 rows.
+    let kept = rows::refusals(&t.db, None, 5000).await.unwrap();
+    assert_eq!(kept.len(), 1000);
+    // A thousand sources more: the counts keep at most 1,000 pairs, the rest under `other`.
+    let many: Vec<rows::RefusalCount> = (0..1000)
+        .map(|i| rows::RefusalCount {
+            source: format!("10.0.{}.{}", i / 256, i % 256),
+            reason: "signature_missing".into(),
+            refused: 1,
+            first_at_ms: 1,
+            last_at_ms: 1,
+        })
+        .collect();
+    rows::record_refusals(&t.db, &[], &many).await.unwrap();
+    let counts = rows::refusal_counts(&t.db).await.unwrap();
+    assert!(counts.len() <= 1001, "{}", counts.len());
+    let other = counts.iter().find(|c| c.source == "other").unwrap();
+    assert_eq!(other.refused, 2, "the two pairs over the cap");
+    stack.stop().await;
+}
+both_backends!(
+    refusals_bounded,
+    refused_deliveries_are_kept_bounded_for_support
+);

@@ -986,6 +986,27 @@
     }
   }
 
+  // Ask for a fresh read of the order and NF-e in Bling, then show the invoice again.
+  async function readBling() {
+    const r = parseHash();
+    if (r.view !== 'invoice') return;
+    const button = $('read-bling');
+    const status = $('reprocess-status');
+    button.disabled = true;
+    try {
+      await api('POST', tenantPath(r.tenant) + '/invoices/' + enc(r.invoice) + '/refresh');
+      status.textContent = 'Reading the order and its NF-e from Bling…';
+      await sleep(3000);
+      await loadInvoice(r.tenant, r.invoice);
+      status.textContent = 'Read from Bling: what it showed is in the timeline (nothing new if it matched).';
+    } catch (e) {
+      status.textContent = '';
+      failed(e, 'Read from Bling');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // ---- wiring ------------------------------------------------------------------------------
 
   document.addEventListener('DOMContentLoaded', () => {
@@ -1016,6 +1037,7 @@
       if (r.view === 'invoice') loadInvoice(r.tenant, r.invoice);
     });
     $('reprocess').addEventListener('click', reprocess);
+    $('read-bling').addEventListener('click', readBling);
     $('link-new').addEventListener('click', () => newLink(current.tenant));
     window.addEventListener('hashchange', () => {
       if (token()) route();
