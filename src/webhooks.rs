@@ -7,8 +7,9 @@
 //!   later, so an answer never waits for Bling or for the ledger (Bling wants one in 5 s);
 //! - the processor confirms with a `GET` what a delivery announces and records the state
 //!   Bling shows now, so duplicates and reordering leave one outcome;
-//! - processing yields to ingest: through a backlog it rests as long as each round took, so it
-//!   holds the database and the cores at most half of the time;
+//! - processing yields to ingest: deliveries are taken in lots (after a round that found some,
+//!   it waits [`GATHER`] for more), and through a backlog it rests as long as each round took,
+//!   so it holds the database and the cores at most half of the time;
 //! - a delivery for a company no tenant has is kept (`unknown_company`) and taken up again
 //!   when a tenant connects with that company;
 //! - unsigned or wrongly signed deliveries are never stored as deliveries (anyone can send
@@ -35,6 +36,9 @@ use crate::store::{now_ms, Db, StoreError};
 use crate::sync::nfe::{self, Read};
 use crate::sync::queue::{self, Kind};
 
+/// After a round that found a few deliveries, the wait for more before the next (processing
+/// is asynchronous: this delays no answer).
+const GATHER: Duration = Duration::from_millis(100);
 /// The longest rest between two rounds of a backlog.
 const PACE_CAP: Duration = Duration::from_millis(250);
 /// Deliveries processed per round.
@@ -329,6 +333,9 @@ pub struct Processor {
     pub poll: Duration,
 }
 
+/// (tenant, Bling order id) → its invoice, looked up for a lot of deliveries at once.
+type Known = std::collections::HashMap<(String, i64), Option<String>>;
+
 /// What processing a delivery came to.
 enum Step {
     Done(&'static str, String),
@@ -351,7 +358,12 @@ impl Processor {
                         tokio::time::sleep(started.elapsed().min(PACE_CAP)).await;
                         continue;
                     }
-                    Ok(_) => {}
+                    Ok(0) => {}
+                    Ok(_) => {
+                        // Some, not a full lot: let more gather before the next round, so a
+                        // steady stream is processed in lots rather than a round per delivery.
+                        tokio::time::sleep(GATHER).await;
+                    }
                     Err(e) => tracing::warn!(error = %e, "webhook processing failed; retrying"),
                 }
                 tokio::select! {
@@ -367,9 +379,28 @@ impl Processor {
     pub async fn round(&self) -> Result<usize, StoreError> {
         let due = rows::due(&self.db, BATCH).await?;
         let n = due.len();
+        // The invoices of the orders the lot is about, one query per tenant (most deliveries
+        // of a flood are about orders that are not the ledger's).
+        let mut orders: std::collections::HashMap<&str, Vec<i64>> = Default::default();
+        for d in &due {
+            if let (Some(tenant), Some(id), true) = (
+                d.tenant.as_deref(),
+                d.resource_id,
+                d.event.starts_with("order."),
+            ) {
+                orders.entry(tenant).or_default().push(id);
+            }
+        }
+        let mut known = Known::new();
+        for (tenant, ids) in orders {
+            let found = rows::invoices_of_orders(&self.db, tenant, &ids).await?;
+            for id in ids {
+                known.insert((tenant.to_string(), id), found.get(&id).cloned());
+            }
+        }
         let mut settled: Vec<(i64, &'static str, Option<&str>, String)> = Vec::new();
         for d in &due {
-            let (state, detail) = match self.process(d).await {
+            let (state, detail) = match self.process(d, &known).await {
                 Ok(Step::Done(state, detail)) => (state, detail),
                 Ok(Step::Later(wait, detail)) => {
                     rows::later(&self.db, d.id, now_ms() + wait.as_millis() as i64, &detail)
@@ -391,7 +422,7 @@ impl Processor {
         Ok(n)
     }
 
-    async fn process(&self, d: &Due) -> Result<Step, StoreError> {
+    async fn process(&self, d: &Due, known: &Known) -> Result<Step, StoreError> {
         let env = match Envelope::parse(d.body.as_bytes()) {
             Ok(e) => e,
             Err(e) => return Ok(Step::Done("failed", format!("unreadable envelope: {e}"))),
@@ -460,7 +491,10 @@ impl Processor {
                     .unwrap_or("")
                     .trim()
                     .to_string();
-                let linked = rows::invoice_of_order(&self.db, tenant.as_str(), resource_id).await?;
+                let linked = match known.get(&(tenant.as_str().to_string(), resource_id)) {
+                    Some(found) => found.clone(),
+                    None => rows::invoice_of_order(&self.db, tenant.as_str(), resource_id).await?,
+                };
                 let Some(invoice_id) = linked else {
                     if env.action() == "deleted" || numero_loja.is_empty() {
                         return Ok(Step::Done(

@@ -162,30 +162,44 @@ pub struct Due {
     pub tenant: Option<String>,
     pub company_id: String,
     pub event: String,
+    /// The payload's `data.id`, as stored.
+    pub resource_id: Option<i64>,
     pub body: String,
     pub attempts: i64,
 }
 
 /// Up to `limit` deliveries to process now, oldest first.
 pub async fn due(db: &Db, limit: i64) -> Result<Vec<Due>, StoreError> {
-    let rows: Vec<(i64, Option<String>, String, String, String, i64)> = sql!(
+    type Row = (
+        i64,
+        Option<String>,
+        String,
+        String,
+        Option<i64>,
+        String,
+        i64,
+    );
+    let rows: Vec<Row> = sql!(
         db,
-        as (i64, Option<String>, String, String, String, i64),
-        "SELECT id, tenant, company_id, event, body, attempts FROM webhook_deliveries
+        as Row,
+        "SELECT id, tenant, company_id, event, resource_id, body, attempts FROM webhook_deliveries
          WHERE state = 'received' AND due_at_ms <= $1 ORDER BY id LIMIT $2",
         [now_ms(), limit],
         fetch_all
     )?;
     Ok(rows
         .into_iter()
-        .map(|(id, tenant, company_id, event, body, attempts)| Due {
-            id,
-            tenant,
-            company_id,
-            event,
-            body,
-            attempts,
-        })
+        .map(
+            |(id, tenant, company_id, event, resource_id, body, attempts)| Due {
+                id,
+                tenant,
+                company_id,
+                event,
+                resource_id,
+                body,
+                attempts,
+            },
+        )
         .collect())
 }
 
@@ -200,17 +214,74 @@ pub async fn settle_all(
     }
     let now = now_ms();
     let mut tx = db.begin().await?;
-    for (id, state, tenant, detail) in all {
-        sql!(
-            tx,
-            "UPDATE webhook_deliveries SET state = $2, tenant = COALESCE($3, tenant), detail = $4,
-                 processed_at_ms = $5, attempts = attempts + 1
-             WHERE id = $1",
-            [*id, *state, *tenant, detail.as_str(), now]
-        )?;
+    match &mut tx {
+        // One statement for the lot.
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "UPDATE webhook_deliveries AS w SET state = x.s, tenant = COALESCE(x.t, w.tenant),
+                     detail = x.d, processed_at_ms = $5, attempts = w.attempts + 1
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) AS x(id, s, t, d)
+                 WHERE w.id = x.id",
+            )
+            .bind(all.iter().map(|a| a.0).collect::<Vec<_>>())
+            .bind(all.iter().map(|a| a.1).collect::<Vec<_>>())
+            .bind(all.iter().map(|a| a.2).collect::<Vec<_>>())
+            .bind(all.iter().map(|a| a.3.as_str()).collect::<Vec<_>>())
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(_) => {
+            for (id, state, tenant, detail) in all {
+                sql!(
+                    tx,
+                    "UPDATE webhook_deliveries SET state = $2, tenant = COALESCE($3, tenant), detail = $4,
+                         processed_at_ms = $5, attempts = attempts + 1
+                     WHERE id = $1",
+                    [*id, *state, *tenant, detail.as_str(), now]
+                )?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The invoices of the tenant's Bling orders among `order_ids` (from the invoice view), in
+/// one query: a lot of deliveries about orders is matched to invoices at once.
+pub async fn invoices_of_orders(
+    db: &Db,
+    tenant: &str,
+    order_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    if order_ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let rows: Vec<(i64, String)> = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT bling_order_id, invoice_id FROM proj_invoices
+                 WHERE tenant = $1 AND bling_order_id = ANY($2)",
+            )
+            .bind(tenant)
+            .bind(order_ids)
+            .fetch_all(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            let ids =
+                serde_json::to_string(order_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query_as(
+                "SELECT bling_order_id, invoice_id FROM proj_invoices
+                 WHERE tenant = $1 AND bling_order_id IN (SELECT value FROM json_each($2))",
+            )
+            .bind(tenant)
+            .bind(ids)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().collect())
 }
 
 /// Processing must wait (Bling unavailable, the invoice not yet known): try again at `due`.
