@@ -1,7 +1,10 @@
 //! The sync worker's to-do list (`sync_work`) and its leases (`sync_leases`).
 //!
 //! One row per thing to make Bling match: a customer's contato (`contact`, keyed by customer)
-//! or an invoice's pedido (`invoice`, keyed by invoice). The dispatcher (`sync::queue`) writes
+//! or an invoice's pedido (`invoice`, keyed by invoice); and per thing to follow in Bling: an
+//! invoice's NF-e until SEFAZ answers (`nfe`, ended by the settling event: [`settle_nfe`]) and
+//! its order watched for a bounded window (`watch`, its window's start in `watch_from_ms`:
+//! [`watch`], [`read_now`]). The dispatcher (`sync::queue`) writes
 //! rows in the transaction that moves its checkpoint; jobs reconcile Bling with the aggregate's
 //! *current* state, so running one twice is harmless and later events simply fold into the
 //! pending row ([`upsert`]). A job's result is recorded with a fence on `last_position`

@@ -292,6 +292,13 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
                     // Refused by SEFAZ (or already sent): the read below says which.
                     reason = rejection_reason(&e);
                 }
+                Err(e @ (BlingError::Revoked { .. } | BlingError::NotConnected)) => {
+                    // The shop revoked access (or disconnected): wait for the reconnection,
+                    // which takes parked work up again, rather than fail for support.
+                    return Ok(Outcome::Parked {
+                        error: format!("sending NF-e {nfe_id}: {e}"),
+                    });
+                }
                 Err(e) if e.is_transient() => {
                     return Ok(Outcome::Retry {
                         at_ms: now_ms() + poll_delay(job.attempts).as_millis() as i64,
