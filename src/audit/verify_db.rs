@@ -33,12 +33,13 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::canonical_text::Canonicalizer;
 use super::checkpoint::{Checkpoint, PublicKey};
 use super::merkle::{self, TenantHead};
-use super::seal::{self, GENESIS};
+use super::seal::{self, Canonical, GENESIS};
 use super::AuditError;
-use crate::store::events::seals::{self, SealedEvent};
-use crate::store::{log, signed_checkpoints, Db};
+use crate::store::events::seals::{self, StoredEvent};
+use crate::store::{log, signed_checkpoints, Db, StoreError};
 
 /// What kind of change breaks the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,17 +154,45 @@ impl fmt::Display for DbReport {
     }
 }
 
-fn name(e: &SealedEvent) -> String {
-    format!(
-        "{}/{}#{}",
-        e.event.aggregate_type, e.event.aggregate_id, e.event.sequence
-    )
+/// One event as the check needs it: what it is, its canonical bytes, its stored links.
+#[derive(Debug, Clone)]
+pub struct CheckedEvent {
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub canonical: Canonical,
+    pub hash: Option<String>,
+    pub tenant_hash: Option<String>,
 }
 
-fn canonical_at(e: &SealedEvent, position: i64) -> String {
-    let mut moved = e.event.clone();
-    moved.position = position;
-    seal::canonical_event(&moved)
+impl CheckedEvent {
+    /// `event`'s canonical bytes, computed with `json` (which keeps its buffers).
+    pub fn of(event: StoredEvent, json: &mut Canonicalizer) -> Result<CheckedEvent, AuditError> {
+        let canonical =
+            seal::canonical_stored(&event, json, String::with_capacity(1024)).map_err(|e| {
+                AuditError::Store(StoreError::Corrupt(format!(
+                    "event at position {}: {e}",
+                    event.position
+                )))
+            })?;
+        Ok(CheckedEvent {
+            position: event.position,
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            canonical,
+            hash: event.hash,
+            tenant_hash: event.tenant_hash,
+        })
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "{}/{}#{}",
+            self.aggregate_type, self.aggregate_id, self.sequence
+        )
+    }
 }
 
 /// The chains recomputed event by event (one event of look-ahead to name a break).
@@ -171,7 +200,7 @@ pub struct ChainCheck {
     prev_position: i64,
     prev_hash: String,
     tenants: HashMap<String, (i64, String)>,
-    pending: Option<(SealedEvent, String)>,
+    pending: Option<CheckedEvent>,
     /// Checkpoints still to reach, by position (descending, so the next one is last).
     checkpoints: Vec<Checkpoint>,
     pub events: u64,
@@ -201,29 +230,23 @@ impl ChainCheck {
     }
 
     /// Feeds the next event in position order.
-    pub fn push(&mut self, event: SealedEvent) {
-        let text = seal::canonical_event(&event.event);
-        self.push_canonical(event, text);
-    }
-
-    /// [`Self::push`] with the event's canonical bytes already computed (by the reader).
-    pub fn push_canonical(&mut self, event: SealedEvent, text: String) {
+    pub fn push(&mut self, event: CheckedEvent) {
         if self.broken() {
             return;
         }
-        if let Some((pending, pending_text)) = self.pending.take() {
-            self.check(pending, pending_text, Some((&event, &text)));
+        if let Some(pending) = self.pending.take() {
+            self.check(pending, Some(&event));
         }
         if !self.broken() {
-            self.pending = Some((event, text));
+            self.pending = Some(event);
         }
     }
 
     /// Ends the input.
     pub fn finish(&mut self) {
-        if let Some((pending, text)) = self.pending.take() {
+        if let Some(pending) = self.pending.take() {
             if !self.broken() {
-                self.check(pending, text, None);
+                self.check(pending, None);
             }
         }
         // Checkpoints beyond the head: the log lost its end.
@@ -254,17 +277,17 @@ impl ChainCheck {
         self.tenants.len()
     }
 
-    fn fail(&mut self, kind: Tamper, position: i64, event: Option<&SealedEvent>, detail: String) {
+    fn fail(&mut self, kind: Tamper, position: i64, event: Option<&CheckedEvent>, detail: String) {
         self.first_break = Some(ChainBreak {
             kind,
             position,
-            event: event.map(name),
+            event: event.map(CheckedEvent::name),
             detail,
         });
     }
 
-    fn check(&mut self, row: SealedEvent, text: String, next: Option<(&SealedEvent, &String)>) {
-        let position = row.event.position;
+    fn check(&mut self, row: CheckedEvent, next: Option<&CheckedEvent>) {
+        let position = row.position;
         let expected = self.prev_position + 1;
         if position > expected {
             let missing = if position - 1 == expected {
@@ -280,7 +303,7 @@ impl ChainCheck {
             );
             return;
         }
-        let Some(stored) = row.hash.clone() else {
+        let Some(stored) = row.hash.as_deref() else {
             self.fail(
                 Tamper::Inserted,
                 position,
@@ -291,20 +314,23 @@ impl ChainCheck {
             );
             return;
         };
-        let computed = seal::link(&self.prev_hash, &text);
-        if computed != stored {
-            let (kind, detail) = self.classify(&row, &stored, &computed, next);
+        let text = &row.canonical.text;
+        if !seal::links_to(stored, &self.prev_hash, text) {
+            let computed = seal::link(&self.prev_hash, text);
+            let (kind, detail) = self.classify(&row, stored, &computed, next);
             self.fail(kind, position, Some(&row), detail);
             return;
         }
         // The tenant chain.
-        let chain = seal::tenant_chain(&row.event).to_string();
-        let tenant_prev = self
-            .tenants
-            .get(&chain)
-            .map_or(GENESIS, |(_, h)| h.as_str());
-        let tenant_computed = seal::link(tenant_prev, &text);
-        if row.tenant_hash.as_deref() != Some(tenant_computed.as_str()) {
+        let chain = row.canonical.chain();
+        let tenant_prev = self.tenants.get(chain).map_or(GENESIS, |(_, h)| h.as_str());
+        let tenant_ok = row
+            .tenant_hash
+            .as_deref()
+            .is_some_and(|t| seal::links_to(t, tenant_prev, text));
+        if !tenant_ok {
+            let tenant_computed = seal::link(tenant_prev, text);
+            let chain = chain.to_string();
             self.fail(
                 Tamper::Altered,
                 position,
@@ -317,27 +343,43 @@ impl ChainCheck {
             );
             return;
         }
-        self.tenants.insert(chain, (position, tenant_computed));
+        let CheckedEvent {
+            hash,
+            tenant_hash,
+            canonical,
+            ..
+        } = row;
+        let (Some(hash), Some(tenant_hash)) = (hash, tenant_hash) else {
+            return; // both checked above
+        };
+        match self.tenants.get_mut(canonical.chain()) {
+            Some(head) => *head = (position, tenant_hash),
+            None => {
+                self.tenants
+                    .insert(canonical.chain().to_string(), (position, tenant_hash));
+            }
+        }
         self.prev_position = position;
-        self.prev_hash = stored;
+        self.prev_hash = hash;
         self.events += 1;
         self.reach_checkpoints();
     }
 
     fn classify(
         &self,
-        row: &SealedEvent,
+        row: &CheckedEvent,
         stored: &str,
         computed: &str,
-        next: Option<(&SealedEvent, &String)>,
+        next: Option<&CheckedEvent>,
     ) -> (Tamper, String) {
-        let position = row.event.position;
-        let Some((next, next_text)) = next else {
+        let position = row.position;
+        let Some(next) = next else {
             return (
                 Tamper::Altered,
                 format!("its content hashes to {computed}, its seal says {stored}"),
             );
         };
+        let next_text = &next.canonical.text;
         let next_hash = next.hash.as_deref().unwrap_or("");
         if seal::link(stored, next_text) == next_hash {
             return (
@@ -348,15 +390,15 @@ impl ChainCheck {
                 ),
             );
         }
-        let next_here = seal::link(&self.prev_hash, &canonical_at(next, position));
+        let next_here = seal::link(&self.prev_hash, &next.canonical.at_position(position));
         if next_here == next_hash {
-            if seal::link(next_hash, &canonical_at(row, position + 1)) == stored {
+            if seal::link(next_hash, &row.canonical.at_position(position + 1)) == stored {
                 return (
                     Tamper::Reordered,
                     format!(
                         "this event and the next ({}) were swapped: each matches the other's \
                          position",
-                        name(next)
+                        next.name()
                     ),
                 );
             }
@@ -365,11 +407,11 @@ impl ChainCheck {
                 format!(
                     "the next event ({}) was sealed at position {position}: this one was \
                      inserted before it and the rest shifted",
-                    name(next)
+                    next.name()
                 ),
             );
         }
-        if seal::link(stored, &canonical_at(next, next.event.position + 1)) == next_hash {
+        if seal::link(stored, &next.canonical.at_position(next.position + 1)) == next_hash {
             return (
                 Tamper::Deleted,
                 format!(
@@ -481,8 +523,8 @@ pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbRepor
             in_flight.push_back(spawn(next));
             next += PAGE;
         }
-        for (event, text) in page {
-            check.push_canonical(event, text);
+        for event in page {
+            check.push(event);
             if check.broken() {
                 break;
             }
@@ -511,17 +553,12 @@ pub async fn verify_database(db: &Db, key: Option<&PublicKey>) -> Result<DbRepor
 /// Pages read ahead of the chaining.
 const READ_AHEAD: usize = 3;
 
-async fn read_page(
-    db: Db,
-    after: i64,
-    upto: i64,
-) -> Result<Vec<(SealedEvent, String)>, AuditError> {
-    let rows = seals::read_sealed_range(&db, after, upto).await?;
-    Ok(rows
-        .into_iter()
-        .map(|e| {
-            let text = seal::canonical_event(&e.event);
-            (e, text)
-        })
-        .collect())
+/// Reads one page and computes its events' canonical bytes (on whichever worker thread runs
+/// it, so pages are canonicalized in parallel while one task chains).
+async fn read_page(db: Db, after: i64, upto: i64) -> Result<Vec<CheckedEvent>, AuditError> {
+    let rows = seals::read_stored_range(&db, after, upto).await?;
+    let mut json = Canonicalizer::new();
+    rows.into_iter()
+        .map(|e| CheckedEvent::of(e, &mut json))
+        .collect()
 }
