@@ -232,14 +232,14 @@ mod tests {
         assert_ne!(link(GENESIS, &canonical_event(&moved)), h);
     }
 
-    fn stored(e: &RecordedEvent, payload: String, metadata: String) -> StoredEvent {
+    fn stored<'a>(e: &'a RecordedEvent, payload: &'a str, metadata: &'a str) -> StoredEvent<'a> {
         StoredEvent {
             position: e.position,
-            aggregate_type: e.aggregate_type.clone(),
-            aggregate_id: e.aggregate_id.clone(),
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
             sequence: e.sequence,
-            event_type: e.event_type.clone(),
-            event_version: e.event_version.clone(),
+            event_type: &e.event_type,
+            event_version: &e.event_version,
             payload,
             metadata,
             recorded_at: e.recorded_at,
@@ -281,7 +281,7 @@ mod tests {
                     ),
                 ] {
                     let c =
-                        canonical_stored(&stored(&e, payload, metadata), &mut json, String::new())
+                        canonical_stored(&stored(&e, &payload, &metadata), &mut json, String::new())
                             .expect("JSON");
                     assert_eq!(c.text, expected);
                     assert_eq!(c.chain(), tenant_chain(&e));
@@ -290,8 +290,9 @@ mod tests {
                     assert_eq!(c.at_position(7), canonical_event(&moved));
                 }
                 e.payload = serde_json::from_str(reordered_payload).expect("JSON");
+                let metadata = m.to_string();
                 let c = canonical_stored(
-                    &stored(&e, reordered_payload.to_string(), m.to_string()),
+                    &stored(&e, reordered_payload, &metadata),
                     &mut json,
                     String::new(),
                 )
@@ -299,7 +300,8 @@ mod tests {
                 assert_eq!(c.text, canonical_event(&e));
             }
         }
-        let bad = stored(&event(), "{".into(), "{}".into());
+        let e = event();
+        let bad = stored(&e, "{", "{}");
         assert!(canonical_stored(&bad, &mut json, String::new()).is_err());
     }
 

@@ -30,6 +30,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 
+use futures::StreamExt;
+
+use super::pg_copy;
 use crate::audit::canonical_text::Canonicalizer;
 use crate::audit::seal::{self, Canonical, GENESIS};
 use crate::store::log::RecordedEvent;
@@ -50,26 +53,26 @@ pub fn sealing() -> bool {
     SEALING.load(Ordering::SeqCst)
 }
 
-/// A numbered event exactly as the log stores it: its JSON columns as their stored text (what
-/// the seal covers is their canonical form, [`seal::canonical_stored`]), and its links
-/// (`None`: never sealed, or not read).
-#[derive(Debug, Clone)]
-pub struct StoredEvent {
+/// A numbered event exactly as the log stores it, borrowed from the row it was read in: its
+/// JSON columns as their stored text (what the seal covers is their canonical form,
+/// [`seal::canonical_stored`]), and its links (`None`: never sealed, or not read).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEvent<'r> {
     pub position: i64,
-    pub aggregate_type: String,
-    pub aggregate_id: String,
+    pub aggregate_type: &'r str,
+    pub aggregate_id: &'r str,
     pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub payload: String,
-    pub metadata: String,
+    pub event_type: &'r str,
+    pub event_version: &'r str,
+    pub payload: &'r str,
+    pub metadata: &'r str,
     pub recorded_at: DateTime<Utc>,
-    pub hash: Option<String>,
-    pub tenant_hash: Option<String>,
+    pub hash: Option<&'r str>,
+    pub tenant_hash: Option<&'r str>,
 }
 
 /// The canonical bytes of `events`, in order.
-fn canonicals(events: &[StoredEvent]) -> Result<Vec<Canonical>, StoreError> {
+fn canonicals(events: &[StoredEvent<'_>]) -> Result<Vec<Canonical>, StoreError> {
     let mut json = Canonicalizer::new();
     events
         .iter()
@@ -95,7 +98,7 @@ struct Sealed {
 fn link_run(
     head: &str,
     tenant_heads: &HashMap<String, String>,
-    events: &[StoredEvent],
+    events: &[StoredEvent<'_>],
     canonical: &[Canonical],
 ) -> Sealed {
     let mut prev = head.to_string();
@@ -165,7 +168,7 @@ fn pg_stored(
     first: usize,
     position: i64,
     links: bool,
-) -> Result<StoredEvent, StoreError> {
+) -> Result<StoredEvent<'_>, StoreError> {
     let (hash, tenant_hash) = if links {
         (row.try_get(first + 8)?, row.try_get(first + 9)?)
     } else {
@@ -283,8 +286,8 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
     let canonical = canonicals(&events)?;
     let tenant_heads = pg_tenant_heads(tx, &canonical).await?;
     let sealed = link_run(&head_hash, &tenant_heads, &events, &canonical);
-    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
-    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id).collect();
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
     let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
     let (hashes, tenant_hashes): (Vec<String>, Vec<String>) = sealed.links.into_iter().unzip();
@@ -317,13 +320,13 @@ fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError
     };
     Ok(RecordedEvent {
         position: stored.position,
-        payload: json("payload", &stored.payload)?,
-        metadata: json("metadata", &stored.metadata)?,
-        aggregate_type: stored.aggregate_type,
-        aggregate_id: stored.aggregate_id,
+        payload: json("payload", stored.payload)?,
+        metadata: json("metadata", stored.metadata)?,
+        aggregate_type: stored.aggregate_type.to_string(),
+        aggregate_id: stored.aggregate_id.to_string(),
         sequence: stored.sequence,
-        event_type: stored.event_type,
-        event_version: stored.event_version,
+        event_type: stored.event_type.to_string(),
+        event_version: stored.event_version.to_string(),
         recorded_at: stored.recorded_at,
     })
 }
@@ -333,10 +336,13 @@ const SQLITE_STORED_COLUMNS: &str = "global_position, aggregate_type, aggregate_
                                      event_type, event_version, payload, metadata, recorded_at";
 
 /// A row of [`SQLITE_STORED_COLUMNS`] (then, with `links`, `hash, tenant_hash`).
-fn sqlite_stored(row: &sqlx::sqlite::SqliteRow, links: bool) -> Result<StoredEvent, StoreError> {
+fn sqlite_stored(
+    row: &sqlx::sqlite::SqliteRow,
+    links: bool,
+) -> Result<StoredEvent<'_>, StoreError> {
     let position: i64 = row.try_get(0)?;
-    let recorded_at: String = row.try_get(8)?;
-    let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
+    let recorded_at: &str = row.try_get(8)?;
+    let recorded_at = DateTime::parse_from_rfc3339(recorded_at)
         .map_err(|e| StoreError::Corrupt(format!("recorded_at at {position}: {e}")))?
         .with_timezone(&Utc);
     let (hash, tenant_hash) = if links {
@@ -527,27 +533,51 @@ pub async fn read_sealed_of(
 }
 
 /// The numbered events with `after < position <= upto`, in position order, exactly as stored
-/// ([`StoredEvent`]: JSON as text, with their links), for `verify --database`.
-pub async fn read_stored_range(
+/// ([`StoredEvent`]: JSON as text, with their links), each handed to `each` while its row is
+/// at hand (no copy of its columns); returns what `each` made of them. For `verify --database`.
+pub async fn read_stored_range<T>(
     db: &crate::store::Db,
     after: i64,
     upto: i64,
-) -> Result<Vec<StoredEvent>, StoreError> {
+    mut each: impl FnMut(StoredEvent<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     use crate::store::Db;
     match db {
         Db::Postgres(pool) => {
-            let rows = sqlx::query(&format!(
-                "SELECT global_position, {PG_STORED_COLUMNS}, hash, tenant_hash FROM events
-                 WHERE global_position > $1 AND global_position <= $2
-                 ORDER BY global_position"
-            ))
-            .bind(after)
-            .bind(upto)
-            .fetch_all(pool)
-            .await?;
-            rows.iter()
-                .map(|row| pg_stored(row, 1, row.try_get(0)?, true))
-                .collect()
+            // Binary COPY rather than a query: no per-row decoding machinery (see `pg_copy`);
+            // measured, a third less CPU in this process than `fetch_all` of the same rows.
+            // Both bounds are integers, written into the statement (COPY takes no parameters).
+            let mut conn = pool.acquire().await?;
+            let mut stream = conn
+                .copy_out_raw(&format!(
+                    "COPY (SELECT global_position, {PG_STORED_COLUMNS}, hash, tenant_hash
+                           FROM events WHERE global_position > {after} AND global_position <= {upto}
+                           ORDER BY global_position)
+                     TO STDOUT (FORMAT binary)"
+                ))
+                .await?;
+            let mut tuples = pg_copy::Tuples::new();
+            let mut out = Vec::with_capacity(usize::try_from(upto - after).unwrap_or(0).min(1 << 16));
+            while let Some(chunk) = stream.next().await {
+                tuples.feed(&chunk?, |t| {
+                    out.push(each(StoredEvent {
+                        position: t.int8(0)?,
+                        aggregate_type: t.text(1)?,
+                        aggregate_id: t.text(2)?,
+                        sequence: t.int8(3)?,
+                        event_type: t.text(4)?,
+                        event_version: t.text(5)?,
+                        payload: t.text(6)?,
+                        metadata: t.text(7)?,
+                        recorded_at: t.timestamptz(8)?,
+                        hash: t.opt_text(9)?,
+                        tenant_hash: t.opt_text(10)?,
+                    })?);
+                    Ok(())
+                })?;
+            }
+            tuples.finish()?;
+            Ok(out)
         }
         Db::Sqlite(pool) => {
             let rows = sqlx::query(&format!(
@@ -559,7 +589,9 @@ pub async fn read_stored_range(
             .bind(upto)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(|row| sqlite_stored(row, true)).collect()
+            rows.iter()
+                .map(|row| each(sqlite_stored(row, true)?))
+                .collect()
         }
     }
 }
