@@ -102,19 +102,19 @@ pub fn canonical_stored(
     out.clear();
     // Keys in UTF-8 byte order, as in `write_canonical_event`.
     out.push_str("{\"aggregate_id\":");
-    write_canonical_str(&event.aggregate_id, out);
+    write_canonical_str(event.aggregate_id, out);
     out.push_str(",\"aggregate_type\":");
-    write_canonical_str(&event.aggregate_type, out);
+    write_canonical_str(event.aggregate_type, out);
     out.push_str(",\"event_type\":");
-    write_canonical_str(&event.event_type, out);
+    write_canonical_str(event.event_type, out);
     out.push_str(",\"event_version\":");
-    write_canonical_str(&event.event_version, out);
+    write_canonical_str(event.event_version, out);
     out.push_str(",\"metadata\":");
     let metadata = out.len();
-    json.write(&event.metadata, out)?;
+    json.write(event.metadata, out)?;
     let tenant = member_str(&out[metadata..], "tenant");
     out.push_str(",\"payload\":");
-    json.write(&event.payload, out)?;
+    json.write(event.payload, out)?;
     out.push_str(",\"position\":");
     let digits = out.len();
     let _ = write!(out, "{}", event.position);
@@ -280,9 +280,12 @@ mod tests {
                         serde_json::to_string_pretty(m).expect("JSON"),
                     ),
                 ] {
-                    let c =
-                        canonical_stored(&stored(&e, &payload, &metadata), &mut json, String::new())
-                            .expect("JSON");
+                    let c = canonical_stored(
+                        &stored(&e, &payload, &metadata),
+                        &mut json,
+                        String::new(),
+                    )
+                    .expect("JSON");
                     assert_eq!(c.text, expected);
                     assert_eq!(c.chain(), tenant_chain(&e));
                     let mut moved = e.clone();

@@ -190,8 +190,10 @@ impl CheckedEvent {
         event: StoredEvent<'_>,
         json: &mut Canonicalizer,
     ) -> Result<CheckedEvent, StoreError> {
-        let canonical = seal::canonical_stored(&event, json, String::with_capacity(1024))
-            .map_err(|e| StoreError::Corrupt(format!("event at position {}: {e}", event.position)))?;
+        let canonical =
+            seal::canonical_stored(&event, json, String::with_capacity(1024)).map_err(|e| {
+                StoreError::Corrupt(format!("event at position {}: {e}", event.position))
+            })?;
         Ok(CheckedEvent {
             position: event.position,
             aggregate_type: event.aggregate_type.to_string(),

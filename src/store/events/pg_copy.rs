@@ -175,7 +175,9 @@ impl Tuples {
         if self.ended && self.buffer.is_empty() {
             Ok(())
         } else {
-            Err(bad("the stream ended inside a tuple, or without its trailer"))
+            Err(bad(
+                "the stream ended inside a tuple, or without its trailer",
+            ))
         }
     }
 }
@@ -229,7 +231,11 @@ mod tests {
             assert_eq!(
                 seen,
                 vec![
-                    (1, Some("São".to_string()), "2000-01-01T00:00:00+00:00".to_string()),
+                    (
+                        1,
+                        Some("São".to_string()),
+                        "2000-01-01T00:00:00+00:00".to_string()
+                    ),
                     (-2, None, "2000-01-01T00:00:00+00:00".to_string()),
                 ],
                 "chunks of {size}"
@@ -246,8 +252,12 @@ mod tests {
             .expect("so far well-formed");
         assert!(tuples.finish().is_err());
         let mut tuples = Tuples::new();
-        assert!(tuples.feed(b"PGCOPX\n\xff\r\n\0\0\0\0\0\0\0\0\0", |_| Ok(())).is_err());
+        assert!(tuples
+            .feed(b"PGCOPX\n\xff\r\n\0\0\0\0\0\0\0\0\0", |_| Ok(()))
+            .is_err());
         let mut tuples = Tuples::new();
-        tuples.feed(&data, |t| t.text(1).map(|_| ())).expect_err("NULL is not text");
+        tuples
+            .feed(&data, |t| t.text(1).map(|_| ()))
+            .expect_err("NULL is not text");
     }
 }

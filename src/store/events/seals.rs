@@ -557,7 +557,8 @@ pub async fn read_stored_range<T>(
                 ))
                 .await?;
             let mut tuples = pg_copy::Tuples::new();
-            let mut out = Vec::with_capacity(usize::try_from(upto - after).unwrap_or(0).min(1 << 16));
+            let mut out =
+                Vec::with_capacity(usize::try_from(upto - after).unwrap_or(0).min(1 << 16));
             while let Some(chunk) = stream.next().await {
                 tuples.feed(&chunk?, |t| {
                     out.push(each(StoredEvent {
