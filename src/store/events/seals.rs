@@ -5,8 +5,9 @@
 //!
 //! # Where, on each backend
 //! - PostgreSQL: the sequencer ([`super::log::sequence_pending`]) numbers events under its
-//!   advisory lock, in `(tx_id, insert_id)` order; sealing reads those events, numbers *and*
-//!   links them in Rust and writes both with one `UPDATE … FROM UNNEST`, in the sequencer's
+//!   advisory lock, in `(tx_id, insert_id)` order; sealing reads those events (their JSON
+//!   columns as the stored text, from which [`seal::canonical_stored`] writes the canonical
+//!   bytes without parsing them into values), numbers *and* links them in Rust and writes both with one `UPDATE … FROM UNNEST`, in the sequencer's
 //!   transaction. The links therefore follow exactly the order readers see, and a sequencer
 //!   that loses its lock seals nothing.
 //! - SQLite: inside the writing transaction ([`super::sqlite_events`]): one writer at a time,
