@@ -27,7 +27,7 @@
 //! canonical bytes straight from that text ([`super::canonical_text`], no `Value` built) and
 //! checks every link it can inside the page: an event's global link against the stored link
 //! of the event before it, its tenant link against the stored tenant link of its chain's
-//! previous event in the page ([`link_within_page`]). One task then chains the pages in
+//! previous event in the page (`link_within_page`). One task then chains the pages in
 //! order, hashing only the first event of each page and of each chain in it, and using the
 //! page's verdicts for the rest. That is the same computation it would do itself, because it
 //! only reaches an event when every event before it passed, so its previous link *is* the
