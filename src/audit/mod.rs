@@ -28,6 +28,7 @@
 //! yields byte-identical output; the HTTP manifest endpoint relies on that.
 
 pub mod canonical;
+pub mod canonical_text;
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod cli;

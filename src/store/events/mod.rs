@@ -12,6 +12,7 @@
 //!   `cqrs-es` on either backend ([`AggregateStore`]).
 
 pub mod log;
+pub mod pg_copy;
 pub mod pg_events;
 pub mod seals;
 pub mod sqlite_events;

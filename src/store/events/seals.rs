@@ -5,8 +5,9 @@
 //!
 //! # Where, on each backend
 //! - PostgreSQL: the sequencer ([`super::log::sequence_pending`]) numbers events under its
-//!   advisory lock, in `(tx_id, insert_id)` order; sealing reads those events, numbers *and*
-//!   links them in Rust and writes both with one `UPDATE … FROM UNNEST`, in the sequencer's
+//!   advisory lock, in `(tx_id, insert_id)` order; sealing reads those events (their JSON
+//!   columns as the stored text, from which [`seal::canonical_stored`] writes the canonical
+//!   bytes without parsing them into values), numbers *and* links them in Rust and writes both with one `UPDATE … FROM UNNEST`, in the sequencer's
 //!   transaction. The links therefore follow exactly the order readers see, and a sequencer
 //!   that loses its lock seals nothing.
 //! - SQLite: inside the writing transaction ([`super::sqlite_events`]): one writer at a time,
@@ -30,7 +31,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::audit::seal::{self, GENESIS};
+use futures::StreamExt;
+
+use super::pg_copy;
+use crate::audit::canonical_text::Canonicalizer;
+use crate::audit::seal::{self, Canonical, GENESIS};
 use crate::store::log::RecordedEvent;
 use crate::store::StoreError;
 
@@ -49,6 +54,37 @@ pub fn sealing() -> bool {
     SEALING.load(Ordering::SeqCst)
 }
 
+/// A numbered event exactly as the log stores it, borrowed from the row it was read in: its
+/// JSON columns as their stored text (what the seal covers is their canonical form,
+/// [`seal::canonical_stored`]), and its links (`None`: never sealed, or not read).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredEvent<'r> {
+    pub position: i64,
+    pub aggregate_type: &'r str,
+    pub aggregate_id: &'r str,
+    pub sequence: i64,
+    pub event_type: &'r str,
+    pub event_version: &'r str,
+    pub payload: &'r str,
+    pub metadata: &'r str,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: Option<&'r str>,
+    pub tenant_hash: Option<&'r str>,
+}
+
+/// The canonical bytes of `events`, in order.
+fn canonicals(events: &[StoredEvent<'_>]) -> Result<Vec<Canonical>, StoreError> {
+    let mut json = Canonicalizer::new();
+    events
+        .iter()
+        .map(|event| {
+            seal::canonical_stored(event, &mut json, String::with_capacity(1024)).map_err(|e| {
+                StoreError::Corrupt(format!("event at position {}: {e}", event.position))
+            })
+        })
+        .collect()
+}
+
 /// The links computed for a run of events, and the heads they leave.
 struct Sealed {
     /// `(hash, tenant_hash)` per event, in the input order.
@@ -57,26 +93,25 @@ struct Sealed {
     heads: Vec<(String, i64, String)>,
 }
 
-/// Links `events` (consecutive positions, in order) after the global head `head` and the
-/// tenant heads in `tenant_heads` (missing chains start at [`GENESIS`]).
+/// Links `events` (consecutive positions, in order; `canonical` their canonical bytes) after
+/// the global head `head` and the tenant heads in `tenant_heads` (missing chains start at
+/// [`GENESIS`]).
 fn link_run(
     head: &str,
     tenant_heads: &HashMap<String, String>,
-    events: &[RecordedEvent],
+    events: &[StoredEvent<'_>],
+    canonical: &[Canonical],
 ) -> Sealed {
     let mut prev = head.to_string();
     let mut tenants: HashMap<&str, (i64, String)> = HashMap::new();
     let mut links = Vec::with_capacity(events.len());
-    let mut text = String::with_capacity(1024);
-    for event in events {
-        text.clear();
-        seal::write_canonical_event(event, &mut text);
-        let chain = seal::tenant_chain(event);
+    for (event, canonical) in events.iter().zip(canonical) {
+        let chain = canonical.chain();
         let tenant_prev = match tenants.get(chain) {
             Some((_, h)) => h.as_str(),
             None => tenant_heads.get(chain).map_or(GENESIS, String::as_str),
         };
-        let (hash, tenant_hash) = seal::links(&prev, tenant_prev, &text);
+        let (hash, tenant_hash) = seal::links(&prev, tenant_prev, &canonical.text);
         tenants.insert(chain, (event.position, tenant_hash.clone()));
         prev = hash.clone();
         links.push((hash, tenant_hash));
@@ -93,12 +128,9 @@ fn link_run(
     Sealed { links, heads }
 }
 
-/// The distinct tenant chains of `events`.
-fn chains(events: &[RecordedEvent]) -> Vec<String> {
-    let mut out: Vec<String> = events
-        .iter()
-        .map(|e| seal::tenant_chain(e).to_string())
-        .collect();
+/// The distinct tenant chains of events whose canonical bytes are `canonical`.
+fn chains(canonical: &[Canonical]) -> Vec<String> {
+    let mut out: Vec<String> = canonical.iter().map(|c| c.chain().to_string()).collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -126,6 +158,38 @@ fn pg_row(row: &sqlx::postgres::PgRow, position: i64) -> Result<RecordedEvent, S
     })
 }
 
+/// The columns of [`StoredEvent`] on PostgreSQL, the JSON ones as their stored text.
+const PG_STORED_COLUMNS: &str = "aggregate_type, aggregate_id, sequence, event_type, \
+                                 event_version, payload::text, metadata::text, recorded_at";
+
+/// A row whose columns from `first` on are [`PG_STORED_COLUMNS`] (then, with `links`,
+/// `hash, tenant_hash`).
+fn pg_stored(
+    row: &sqlx::postgres::PgRow,
+    first: usize,
+    position: i64,
+    links: bool,
+) -> Result<StoredEvent<'_>, StoreError> {
+    let (hash, tenant_hash) = if links {
+        (row.try_get(first + 8)?, row.try_get(first + 9)?)
+    } else {
+        (None, None)
+    };
+    Ok(StoredEvent {
+        position,
+        aggregate_type: row.try_get(first)?,
+        aggregate_id: row.try_get(first + 1)?,
+        sequence: row.try_get(first + 2)?,
+        event_type: row.try_get(first + 3)?,
+        event_version: row.try_get(first + 4)?,
+        payload: row.try_get(first + 5)?,
+        metadata: row.try_get(first + 6)?,
+        recorded_at: row.try_get(first + 7)?,
+        hash,
+        tenant_hash,
+    })
+}
+
 async fn pg_head(tx: &mut PgTx<'_>) -> Result<(i64, String), StoreError> {
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT position, hash FROM seal_heads WHERE chain = $1")
@@ -137,11 +201,11 @@ async fn pg_head(tx: &mut PgTx<'_>) -> Result<(i64, String), StoreError> {
 
 async fn pg_tenant_heads(
     tx: &mut PgTx<'_>,
-    events: &[RecordedEvent],
+    canonical: &[Canonical],
 ) -> Result<HashMap<String, String>, StoreError> {
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT chain, hash FROM seal_heads WHERE chain = ANY($1)")
-            .bind(chains(events))
+            .bind(chains(canonical))
             .fetch_all(&mut **tx)
             .await?;
     Ok(rows.into_iter().collect())
@@ -174,7 +238,7 @@ async fn pg_write_heads(
 pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool), StoreError> {
     let (head_position, head_hash) = pg_head(tx).await?;
     let backlog = sqlx::query(&format!(
-        "SELECT global_position, {PG_COLUMNS} FROM events
+        "SELECT global_position, {PG_STORED_COLUMNS} FROM events
          WHERE global_position > $1 ORDER BY global_position LIMIT $2"
     ))
     .bind(head_position)
@@ -184,10 +248,11 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
     if !backlog.is_empty() {
         let events = backlog
             .iter()
-            .map(|row| pg_row(row, row.try_get("global_position")?))
+            .map(|row| pg_stored(row, 1, row.try_get(0)?, false))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let tenant_heads = pg_tenant_heads(tx, &events).await?;
-        let sealed = link_run(&head_hash, &tenant_heads, &events);
+        let canonical = canonicals(&events)?;
+        let tenant_heads = pg_tenant_heads(tx, &canonical).await?;
+        let sealed = link_run(&head_hash, &tenant_heads, &events, &canonical);
         let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
         let (hashes, tenant_hashes): (Vec<String>, Vec<String>) = sealed.links.into_iter().unzip();
         sqlx::query(
@@ -204,7 +269,7 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
         return Ok((events.len() as u64, true));
     }
     let pending = sqlx::query(&format!(
-        "SELECT {PG_COLUMNS} FROM events
+        "SELECT {PG_STORED_COLUMNS} FROM events
          WHERE global_position IS NULL AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY tx_id, insert_id LIMIT $1"
     ))
@@ -217,12 +282,13 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
     let events = pending
         .iter()
         .zip(head_position + 1..)
-        .map(|(row, position)| pg_row(row, position))
+        .map(|(row, position)| pg_stored(row, 0, position, false))
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let tenant_heads = pg_tenant_heads(tx, &events).await?;
-    let sealed = link_run(&head_hash, &tenant_heads, &events);
-    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
-    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    let canonical = canonicals(&events)?;
+    let tenant_heads = pg_tenant_heads(tx, &canonical).await?;
+    let sealed = link_run(&head_hash, &tenant_heads, &events, &canonical);
+    let types: Vec<&str> = events.iter().map(|e| e.aggregate_type).collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id).collect();
     let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
     let positions: Vec<i64> = events.iter().map(|e| e.position).collect();
     let (hashes, tenant_hashes): (Vec<String>, Vec<String>) = sealed.links.into_iter().unzip();
@@ -248,26 +314,55 @@ pub(super) async fn pg_step(tx: &mut PgTx<'_>, batch: i64) -> Result<(u64, bool)
 // SQLite
 
 fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get("global_position")?;
-    let json = |column: &str| -> Result<Value, StoreError> {
-        let text: String = row.try_get(column)?;
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("{column} at {position}: {e}")))
+    let stored = sqlite_stored(row, false)?;
+    let json = |column: &str, text: &str| -> Result<Value, StoreError> {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("{column} at {}: {e}", stored.position)))
     };
-    let recorded_at: String = row.try_get("recorded_at")?;
-    let recorded_at = DateTime::parse_from_rfc3339(&recorded_at)
+    Ok(RecordedEvent {
+        position: stored.position,
+        payload: json("payload", stored.payload)?,
+        metadata: json("metadata", stored.metadata)?,
+        aggregate_type: stored.aggregate_type.to_string(),
+        aggregate_id: stored.aggregate_id.to_string(),
+        sequence: stored.sequence,
+        event_type: stored.event_type.to_string(),
+        event_version: stored.event_version.to_string(),
+        recorded_at: stored.recorded_at,
+    })
+}
+
+/// The columns of [`StoredEvent`] on SQLite (JSON is stored as text there).
+const SQLITE_STORED_COLUMNS: &str = "global_position, aggregate_type, aggregate_id, sequence, \
+                                     event_type, event_version, payload, metadata, recorded_at";
+
+/// A row of [`SQLITE_STORED_COLUMNS`] (then, with `links`, `hash, tenant_hash`).
+fn sqlite_stored(
+    row: &sqlx::sqlite::SqliteRow,
+    links: bool,
+) -> Result<StoredEvent<'_>, StoreError> {
+    let position: i64 = row.try_get(0)?;
+    let recorded_at: &str = row.try_get(8)?;
+    let recorded_at = DateTime::parse_from_rfc3339(recorded_at)
         .map_err(|e| StoreError::Corrupt(format!("recorded_at at {position}: {e}")))?
         .with_timezone(&Utc);
-    Ok(RecordedEvent {
+    let (hash, tenant_hash) = if links {
+        (row.try_get(9)?, row.try_get(10)?)
+    } else {
+        (None, None)
+    };
+    Ok(StoredEvent {
         position,
-        aggregate_type: row.try_get("aggregate_type")?,
-        aggregate_id: row.try_get("aggregate_id")?,
-        sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: json("payload")?,
-        metadata: json("metadata")?,
+        aggregate_type: row.try_get(1)?,
+        aggregate_id: row.try_get(2)?,
+        sequence: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        event_version: row.try_get(5)?,
+        payload: row.try_get(6)?,
+        metadata: row.try_get(7)?,
         recorded_at,
+        hash,
+        tenant_hash,
     })
 }
 
@@ -280,11 +375,10 @@ pub(super) async fn sqlite_seal(conn: &mut sqlx::SqliteConnection) -> Result<u64
             .fetch_optional(&mut *conn)
             .await?;
     let (head_position, head_hash) = head.unwrap_or((0, GENESIS.to_string()));
-    let rows = sqlx::query(
-        "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
-                event_version, payload, metadata, recorded_at
-         FROM events WHERE global_position > $1 ORDER BY global_position",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {SQLITE_STORED_COLUMNS} FROM events
+         WHERE global_position > $1 ORDER BY global_position"
+    ))
     .bind(head_position)
     .fetch_all(&mut *conn)
     .await?;
@@ -293,10 +387,11 @@ pub(super) async fn sqlite_seal(conn: &mut sqlx::SqliteConnection) -> Result<u64
     }
     let events = rows
         .iter()
-        .map(sqlite_row)
+        .map(|row| sqlite_stored(row, false))
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let canonical = canonicals(&events)?;
     let mut tenant_heads = HashMap::new();
-    for chain in chains(&events) {
+    for chain in chains(&canonical) {
         let hash: Option<(String,)> =
             sqlx::query_as("SELECT hash FROM seal_heads WHERE chain = $1")
                 .bind(&chain)
@@ -306,7 +401,7 @@ pub(super) async fn sqlite_seal(conn: &mut sqlx::SqliteConnection) -> Result<u64
             tenant_heads.insert(chain, hash);
         }
     }
-    let sealed = link_run(&head_hash, &tenant_heads, &events);
+    let sealed = link_run(&head_hash, &tenant_heads, &events, &canonical);
     for (event, (hash, tenant_hash)) in events.iter().zip(&sealed.links) {
         sqlx::query("UPDATE events SET hash = $1, tenant_hash = $2 WHERE global_position = $3")
             .bind(hash)
@@ -433,6 +528,71 @@ pub async fn read_sealed_of(
                         tenant_hash: row.try_get("tenant_hash")?,
                     })
                 })
+                .collect()
+        }
+    }
+}
+
+/// The numbered events with `after < position <= upto`, in position order, exactly as stored
+/// ([`StoredEvent`]: JSON as text, with their links), each handed to `each` while its row is
+/// at hand (no copy of its columns); returns what `each` made of them. For `verify --database`.
+pub async fn read_stored_range<T>(
+    db: &crate::store::Db,
+    after: i64,
+    upto: i64,
+    mut each: impl FnMut(StoredEvent<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    use crate::store::Db;
+    match db {
+        Db::Postgres(pool) => {
+            // Binary COPY rather than a query: no per-row decoding machinery (see `pg_copy`);
+            // measured, a third less CPU in this process than `fetch_all` of the same rows.
+            // Both bounds are integers, written into the statement (COPY takes no parameters).
+            let mut conn = pool.acquire().await?;
+            let mut stream = conn
+                .copy_out_raw(&format!(
+                    "COPY (SELECT global_position, {PG_STORED_COLUMNS}, hash, tenant_hash
+                           FROM events WHERE global_position > {after} AND global_position <= {upto}
+                           ORDER BY global_position)
+                     TO STDOUT (FORMAT binary)"
+                ))
+                .await?;
+            let mut tuples = pg_copy::Tuples::new();
+            let mut out =
+                Vec::with_capacity(usize::try_from(upto - after).unwrap_or(0).min(1 << 16));
+            while let Some(chunk) = stream.next().await {
+                tuples.feed(&chunk?, |t| {
+                    out.push(each(StoredEvent {
+                        position: t.int8(0)?,
+                        aggregate_type: t.text(1)?,
+                        aggregate_id: t.text(2)?,
+                        sequence: t.int8(3)?,
+                        event_type: t.text(4)?,
+                        event_version: t.text(5)?,
+                        payload: t.text(6)?,
+                        metadata: t.text(7)?,
+                        recorded_at: t.timestamptz(8)?,
+                        hash: t.opt_text(9)?,
+                        tenant_hash: t.opt_text(10)?,
+                    })?);
+                    Ok(())
+                })?;
+            }
+            tuples.finish()?;
+            Ok(out)
+        }
+        Db::Sqlite(pool) => {
+            let rows = sqlx::query(&format!(
+                "SELECT {SQLITE_STORED_COLUMNS}, hash, tenant_hash FROM events
+                 WHERE global_position > $1 AND global_position <= $2
+                 ORDER BY global_position"
+            ))
+            .bind(after)
+            .bind(upto)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| each(sqlite_stored(row, true)?))
                 .collect()
         }
     }
