@@ -21,6 +21,7 @@ mod causes;
 mod changes;
 mod connection;
 mod console;
+mod erasure;
 mod endpoints;
 pub mod error;
 mod ingest;
@@ -204,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .merge(changes::routes())
         .merge(reconnect::routes())
         .merge(webhooks::routes())
+        .merge(erasure::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -25,6 +25,7 @@ use aggregates::Problems;
 use super::mapping;
 use super::queue::{self, Job, Kind, Outcome};
 use super::SyncSettings;
+use crate::erasure::values::PersonalValues;
 use crate::bling::client::BlingClient;
 use crate::bling::error::{BlingError, Operation};
 use crate::bling::models::{FormaPagamento, PedidoVenda, SituacoesDeVenda};
@@ -290,6 +291,9 @@ impl Executor {
             return Ok(Err(failure));
         }
         let contato = mapping::contato(customer_id, profile);
+        // Bling's evidence quotes the values we send (the document in a lookup's path, values
+        // in its messages): recorded without them (see `crate::erasure::values`).
+        let values = PersonalValues::of([profile]);
         let mut calls = Vec::new();
         let _same_document = match customer.bling_contact_id {
             None => Some(self.document_lock(tenant, profile.tax_id.as_str()).await),
@@ -307,7 +311,7 @@ impl Executor {
                 match found {
                     Err(e) => {
                         return self
-                            .contact_failure(ctx, customer_id, &e, calls, version)
+                            .contact_failure(ctx, customer_id, &e, calls, version, &values)
                             .await
                     }
                     // Two of our customers with one document share one contato.
@@ -330,7 +334,7 @@ impl Executor {
                             Ok(c) => (c.id, Some(true)),
                             Err(e) => {
                                 return self
-                                    .contact_failure(ctx, customer_id, &e, calls, version)
+                                    .contact_failure(ctx, customer_id, &e, calls, version, &values)
                                     .await
                             }
                         }
@@ -356,16 +360,17 @@ impl Executor {
                             bling_contact_id: bling_id,
                             created: false,
                             profile_version: 0,
-                            calls: std::mem::take(&mut calls),
+                            calls: values.withhold(std::mem::take(&mut calls)),
                         },
                     )
                     .await?;
                 }
                 return self
-                    .contact_failure(ctx, customer_id, &e, calls, version)
+                    .contact_failure(ctx, customer_id, &e, calls, version, &values)
                     .await;
             }
         }
+        let calls = values.withhold(calls);
         let command = match created {
             Some(created) => CustomerCommand::RecordContactLinked {
                 bling_contact_id: bling_id,
@@ -391,8 +396,11 @@ impl Executor {
         error: &BlingError,
         calls: Vec<BlingCall>,
         version: u64,
+        values: &PersonalValues,
     ) -> Result<Result<i64, Failure>, StoreError> {
-        let failure = Failure::from_bling(error, calls, Operation::Contato);
+        let mut failure = Failure::from_bling(error, values.withhold(calls), Operation::Contato);
+        failure.cause = values.withhold(failure.cause);
+        failure.daily_quota = values.withhold(failure.daily_quota);
         if failure.next != Next::Park {
             self.record_contact_failure(ctx, customer_id, &failure, version)
                 .await?;
@@ -550,8 +558,16 @@ impl Executor {
             };
             let customer = self.ledger.customer(tenant, customer_id.as_str()).await?;
             let Some(profile) = customer.profile.clone() else {
+                let mut problems = Problems::new();
+                if customer.erased {
+                    // Nothing of an erased customer goes to Bling again.
+                    problems.add(
+                        "customer",
+                        "was erased (LGPD): its personal data no longer exists to send",
+                    );
+                }
                 return self
-                    .invoice_failure(&ctx, job, &invoice, Failure::divergent(Problems::new()))
+                    .invoice_failure(&ctx, job, &invoice, Failure::divergent(problems))
                     .await;
             };
 

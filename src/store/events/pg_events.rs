@@ -15,7 +15,11 @@
 //! held one connection while waiting for a second could, under concurrency, leave every
 //! connection held by a command waiting for another (measured once: the pool timed out).
 //!
-//! Snapshots and streams, which the ledger does not use, are `postgres-es`'s own.
+//! Personal data ([`personal`]): a customer's profile is encrypted under its data key on
+//! append, and read back in clear (or erased) on load, both on the command's connection.
+//!
+//! Snapshots and streams, which the ledger does not use, are `postgres-es`'s own (their
+//! payloads are as stored: a replay through them would see profiles encrypted).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -28,6 +32,8 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres, Row};
+
+use crate::store::personal;
 
 tokio::task_local! {
     /// The connection the running command holds, between two of its statements.
@@ -98,10 +104,31 @@ impl PgEventRepository {
         .bind(after_sequence);
         let mut conn = connection(&self.pool).await.map_err(persistence)?;
         let rows = query.fetch_all(&mut *conn).await;
+        let opened = match rows {
+            Ok(rows) => open_rows(&mut conn, rows).await,
+            Err(e) => Err(persistence(e)),
+        };
         release(conn);
-        let rows = rows.map_err(persistence)?;
-        rows.iter()
-            .map(|row| {
+        opened
+    }
+
+    async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        let mut conn = connection(&self.pool).await.map_err(persistence)?;
+        let done = append_on(&mut conn, events).await;
+        release(conn);
+        done
+    }
+}
+
+/// The rows of a stream as the aggregate reads them: personal data in clear, or erased
+/// (read on the command's connection, see the module documentation).
+async fn open_rows(
+    conn: &mut sqlx::PgConnection,
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    let mut events = rows
+        .iter()
+        .map(|row| {
                 let sequence: i64 = row.try_get("sequence").map_err(persistence)?;
                 Ok(SerializedEvent::new(
                     row.try_get("aggregate_id").map_err(persistence)?,
@@ -114,10 +141,79 @@ impl PgEventRepository {
                     row.try_get("metadata").map_err(persistence)?,
                 ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, PersistenceError>>()?;
+    let keys = personal::keys_for_pg_conn(
+        conn,
+        events.iter().map(|e| {
+            (
+                e.aggregate_type.as_str(),
+                e.aggregate_id.as_str(),
+                e.event_type.as_str(),
+            )
+        }),
+    )
+    .await
+    .map_err(unknown)?;
+    for e in &mut events {
+        keys.open(
+            &e.aggregate_type,
+            &e.aggregate_id,
+            &e.event_type,
+            &mut e.payload,
+        )
+        .map_err(unknown)?;
     }
+    Ok(events)
+}
 
-    async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+fn unknown(error: impl std::error::Error + Send + Sync + 'static) -> PersistenceError {
+    PersistenceError::UnknownError(Box::new(error))
+}
+
+/// The payloads to store: each customer profile encrypted under its customer's key
+/// ([`personal`]), every other payload as it is.
+pub(super) fn personal_part(events: &[SerializedEvent]) -> personal::PersonalEvents {
+    events
+        .iter()
+        .filter(|e| personal::carries_personal_data(&e.aggregate_type, &e.event_type))
+        .map(|e| (e.aggregate_id.clone(), e.event_type.clone(), e.payload.clone()))
+        .collect()
+}
+
+/// Puts the encrypted payloads of [`personal_part`] back in the order of `events`.
+pub(super) fn stored_payloads<'a>(
+    events: &'a [SerializedEvent],
+    sealed: &'a personal::PersonalEvents,
+) -> Vec<&'a Value> {
+    let mut sealed = sealed.iter();
+    events
+        .iter()
+        .map(|e| {
+            if personal::carries_personal_data(&e.aggregate_type, &e.event_type) {
+                sealed.next().map_or(&e.payload, |(_, _, payload)| payload)
+            } else {
+                &e.payload
+            }
+        })
+        .collect()
+}
+
+fn seal_error(error: personal::SealError) -> PersistenceError {
+    unknown(error)
+}
+
+async fn append_on(
+    conn: &mut sqlx::PgConnection,
+    events: &[SerializedEvent],
+) -> Result<(), PersistenceError> {
+    let mut personal_events = personal_part(events);
+    if !personal_events.is_empty() {
+        personal::seal_for_append_pg(conn, &mut personal_events)
+            .await
+            .map_err(seal_error)?;
+    }
+    let payloads = stored_payloads(events, &personal_events);
+    {
         const COLUMNS: usize = 7;
         let rows: Vec<String> = (0..events.len())
             .map(|row| {
@@ -133,7 +229,7 @@ impl PgEventRepository {
             rows.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for event in events {
+        for (event, payload) in events.iter().zip(payloads) {
             let sequence = i64::try_from(event.sequence)
                 .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
             query = query
@@ -142,12 +238,10 @@ impl PgEventRepository {
                 .bind(sequence)
                 .bind(&event.event_type)
                 .bind(&event.event_version)
-                .bind(&event.payload)
+                .bind(payload)
                 .bind(&event.metadata);
         }
-        let mut conn = connection(&self.pool).await.map_err(persistence)?;
         let done = query.execute(&mut *conn).await;
-        release(conn);
         done.map(|_| ()).map_err(persistence)
     }
 }
