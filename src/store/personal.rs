@@ -706,9 +706,9 @@ pub async fn dump_all_text(db: &Db) -> Result<Vec<(String, String, String)>, Sto
                 quoted(&table),
                 quoted(&column)
             ),
-            // Any SQLite value, blobs included, read as text.
+            // Any SQLite value, blobs included, read as bytes.
             Db::Sqlite(_) => format!(
-                "SELECT CAST({} AS TEXT) FROM {} WHERE {} IS NOT NULL",
+                "SELECT CAST({} AS BLOB) FROM {} WHERE {} IS NOT NULL",
                 quoted(&column),
                 quoted(&table),
                 quoted(&column)
@@ -716,7 +716,12 @@ pub async fn dump_all_text(db: &Db) -> Result<Vec<(String, String, String)>, Sto
         };
         let texts: Vec<(String,)> = match db {
             Db::Postgres(pool) => sqlx::query_as(&sql).fetch_all(pool).await?,
-            Db::Sqlite(pool) => sqlx::query_as(&sql).fetch_all(pool).await?,
+            Db::Sqlite(pool) => sqlx::query_as::<_, (Vec<u8>,)>(&sql)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|(bytes,)| (String::from_utf8_lossy(&bytes).into_owned(),))
+                .collect(),
         };
         out.extend(
             texts

@@ -17,7 +17,7 @@ use bling_ledger::projections::{Projections, RunnerSettings};
 use bling_ledger::sandbox::{FaultConfig, FaultRule};
 use bling_ledger::store::events::count_in_stream;
 use bling_ledger::store::personal;
-use bling_ledger::store::views::dump_all;
+use bling_ledger::projections::queries::dump_all;
 use bling_ledger::store::Db;
 use serde_json::{json, Value};
 
@@ -191,6 +191,13 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         before.iter().all(|l| !l.contains(" in events.")),
         "the log holds personal values in clear: {before:?}"
     );
+    // The scan finds what is there: the stored answer of the registration holds the CPF.
+    assert!(
+        before
+            .iter()
+            .any(|l| l.contains("idempotency_keys.response_body")),
+        "{before:?}"
+    );
     // …while every reader sees them: the aggregate, the views.
     let ledger = Ledger::new(t.db.clone());
     let tenant = aggregates::ids::TenantId::parse("shop-a").unwrap();
@@ -247,6 +254,16 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
     assert_eq!(report["result"], "erased");
     assert_eq!(report["key"], "destroyed");
     assert_eq!(report["events_in_clear"], 0);
+    let scrubbed: Vec<String> = report["scrubbed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}.{}", s["table"].as_str().unwrap(), s["column"].as_str().unwrap()))
+        .collect();
+    // (The customers view may have projected the erasure itself before the scrub ran.)
+    for place in ["idempotency_keys.response_body", "proj_timeline.summary"] {
+        assert!(scrubbed.iter().any(|s| s == place), "{place} not in {scrubbed:?}");
+    }
     assert!(report["bling_contact_id"].is_i64(), "{report}");
     assert!(report["bling_note"].as_str().unwrap().contains("Bling"));
     // Idempotent.
