@@ -142,7 +142,7 @@ async fn open_rows(
                 ))
             })
             .collect::<Result<Vec<_>, PersistenceError>>()?;
-    let keys = personal::keys_for_pg_conn(
+    let keys = Box::pin(personal::keys_for_pg_conn(
         conn,
         events.iter().map(|e| {
             (
@@ -151,7 +151,7 @@ async fn open_rows(
                 e.event_type.as_str(),
             )
         }),
-    )
+    ))
     .await
     .map_err(unknown)?;
     for e in &mut events {
@@ -208,7 +208,8 @@ async fn append_on(
 ) -> Result<(), PersistenceError> {
     let mut personal_events = personal_part(events);
     if !personal_events.is_empty() {
-        personal::seal_for_append_pg(conn, &mut personal_events)
+        // Boxed: a command's future is deep already (a task's stack is small).
+        Box::pin(personal::seal_for_append_pg(conn, &mut personal_events))
             .await
             .map_err(seal_error)?;
     }

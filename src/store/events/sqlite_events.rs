@@ -59,7 +59,8 @@ impl SealingSqliteRepository {
         // Each customer profile encrypted under its customer's key, in the same transaction.
         let mut personal_events = personal_part(events);
         if !personal_events.is_empty() {
-            personal::seal_for_append_sqlite(&mut *tx, &mut personal_events)
+            // Boxed: a command's future is deep already (a task's stack is small).
+            Box::pin(personal::seal_for_append_sqlite(&mut *tx, &mut personal_events))
                 .await
                 .map_err(unknown)?;
         }
@@ -91,7 +92,7 @@ impl SealingSqliteRepository {
         mut events: Vec<SerializedEvent>,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         let db = Db::Sqlite(self.pool.clone());
-        let keys = personal::keys_for(
+        let keys = Box::pin(personal::keys_for(
             &db,
             events.iter().map(|e| {
                 (
@@ -100,7 +101,7 @@ impl SealingSqliteRepository {
                     e.event_type.as_str(),
                 )
             }),
-        )
+        ))
         .await
         .map_err(unknown)?;
         for e in &mut events {
