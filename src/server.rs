@@ -145,7 +145,7 @@ impl Server {
         db.migrate().await?;
         if let Some(auth) = &settings.auth {
             // Customers' personal data is encrypted under keys the master key wraps.
-            crate::store::personal::install_master_keys(&auth.keys);
+            crate::store::personal::install_master_keys(&db, &auth.keys);
         }
         let ledger = Ledger::new(db.clone());
         let (stop, mut stopped) = watch::channel(false);

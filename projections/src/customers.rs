@@ -129,13 +129,13 @@ pub fn apply(
     row.state = if erased {
         ERASED_STATE
     } else if row.bling_contact_id.is_some() && row.synced_version == Some(row.profile_version) {
-            "synced"
-        } else if row.failed_version == Some(row.profile_version) {
-            "failed"
-        } else {
-            "pending"
-        }
-        .to_string();
+        "synced"
+    } else if row.failed_version == Some(row.profile_version) {
+        "failed"
+    } else {
+        "pending"
+    }
+    .to_string();
     row.updated_at_ms = at;
     row.last_position = log.position;
     Some(row)

@@ -43,7 +43,11 @@ async fn forget(
 ) -> Result<Response, ApiError> {
     let tenant = tenant_id(&tenant)?;
     principal.require(&[Role::Admin], Some(&tenant))?;
-    let customer_id = path_id(&customer_id, "customer_id", aggregates::ids::CustomerId::parse)?;
+    let customer_id = path_id(
+        &customer_id,
+        "customer_id",
+        aggregates::ids::CustomerId::parse,
+    )?;
     let empty = matches!(&body, Ok(b) if b.is_empty());
     let input: ForgetInput = if empty {
         ForgetInput::default()

@@ -210,7 +210,7 @@ pub async fn connect(database: &DatabaseArgs) -> Result<Db> {
     match crate::config::master_key_ring_from_env(&database.database_url)
         .context("the encryption key")?
     {
-        Some(ring) => crate::store::personal::install_master_keys(&ring),
+        Some(ring) => crate::store::personal::install_master_keys(&db, &ring),
         None => tracing::warn!(
             "no encryption key configured (BLING_LEDGER_ENCRYPTION_KEY): customers' personal \
              data is stored in clear, and encrypted profiles cannot be read"

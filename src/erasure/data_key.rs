@@ -100,7 +100,12 @@ impl DataKey {
     }
 
     /// Decrypts a value [`Self::encrypt`] made for the same customer and field.
-    pub fn decrypt(&self, stream_id: &str, field: &str, stored: &str) -> Result<String, CryptoError> {
+    pub fn decrypt(
+        &self,
+        stream_id: &str,
+        field: &str,
+        stored: &str,
+    ) -> Result<String, CryptoError> {
         let mut parts = stored.split('.');
         let (Some(PREFIX), Some(nonce), Some(sealed), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())

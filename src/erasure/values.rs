@@ -54,7 +54,10 @@ fn formatted_document(doc: &str) -> Option<String> {
 
 fn formatted_phone(digits: &str) -> Vec<String> {
     // Stored as digits, possibly with the country code 55.
-    let local = digits.strip_prefix("55").filter(|d| d.len() >= 10).unwrap_or(digits);
+    let local = digits
+        .strip_prefix("55")
+        .filter(|d| d.len() >= 10)
+        .unwrap_or(digits);
     let mut out = vec![digits.to_string(), local.to_string()];
     if local.len() == 10 || local.len() == 11 {
         let (area, rest) = local.split_at(2);
@@ -156,7 +159,11 @@ impl PersonalValues {
                         changed += 1;
                     }
                 }
-                changed + map.values_mut().map(|v| self.scrub_json(v, mark)).sum::<usize>()
+                changed
+                    + map
+                        .values_mut()
+                        .map(|v| self.scrub_json(v, mark))
+                        .sum::<usize>()
             }
             _ => 0,
         }

@@ -20,10 +20,11 @@
 //! # Invariants
 //! - a customer's key is made once; after erasure its row stays as a tombstone (no key) and
 //!   the store refuses to append a new profile for it (the aggregate refuses first);
-//! - no key is cached across calls: an erasure made by another process takes effect on this
-//!   process's next read;
-//! - without a master key installed ([`install_master_keys`]; the server, the CLI and the
-//!   test stack install the configured one) profiles are stored in clear, as before this
+//! - no data key is cached across calls: an erasure made by another process takes effect on
+//!   this process's next read;
+//! - the master key is installed per database ([`install_master_keys`], by [`identity`]: the
+//!   server and every CLI command install the configured one when they open the database, the
+//!   test stack its test key). Without one, profiles are stored in clear, as before this
 //!   module existed, and reading an encrypted one fails loudly rather than showing it erased;
 //! - an event written in clear (before encryption, or without a key) reads as erased once its
 //!   customer is erased, but its stored bytes still hold the values: rewriting them would break
@@ -46,29 +47,70 @@ use crate::oauth::crypto::KeyRing;
 use crate::sql;
 use crate::store::{now_ms, Db, StoreError, Tx};
 
-/// The master key ring of this process (see the module documentation).
-static MASTER: RwLock<Option<KeyRing>> = RwLock::new(None);
+/// The master key ring of each database this process opened (see the module documentation),
+/// by [`identity`].
+static MASTER: std::sync::LazyLock<RwLock<HashMap<String, KeyRing>>> =
+    std::sync::LazyLock::new(|| RwLock::new(HashMap::new()));
 
-/// Makes `ring` the key that wraps new data keys; keys installed before stay readable.
-pub fn install_master_keys(ring: &KeyRing) {
-    let mut master = MASTER.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    *master = Some(match master.as_ref() {
+/// Which database a pool is connected to: PostgreSQL's host, port and database, SQLite's file.
+/// Two pools on one database share its key; two databases in one process (tests) do not.
+pub fn identity(db: &Db) -> String {
+    match db {
+        Db::Postgres(pool) => pg_identity(pool),
+        Db::Sqlite(pool) => sqlite_identity(pool),
+    }
+}
+
+pub(crate) fn pg_identity(pool: &sqlx::PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://{}:{}/{}",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or_default()
+    )
+}
+
+pub(crate) fn sqlite_identity(pool: &sqlx::SqlitePool) -> String {
+    format!("sqlite:{}", pool.connect_options().get_filename().display())
+}
+
+/// Makes `ring` the key that wraps `db`'s new data keys; keys installed before for it stay
+/// readable.
+pub fn install_master_keys(db: &Db, ring: &KeyRing) {
+    let mut master = MASTER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let id = identity(db);
+    let merged = match master.get(&id) {
         Some(older) if older.current_id() != ring.current_id() => ring.merged_with(older),
         Some(older) => older.clone(),
         None => ring.clone(),
-    });
+    };
+    master.insert(id, merged);
 }
 
-fn master_keys() -> Option<KeyRing> {
+/// Forgets `db`'s master key: profiles appended afterwards are stored in clear. For the
+/// benchmarks' baselines only (a reader of profiles encrypted before then would fail).
+#[cfg(feature = "dev-tools")]
+pub fn uninstall_master_keys(db: &Db) {
+    MASTER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&identity(db));
+}
+
+fn master_keys(identity: &str) -> Option<KeyRing> {
     MASTER
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone()
+        .get(identity)
+        .cloned()
 }
 
-/// Whether profiles appended now are encrypted (a master key is installed).
-pub fn encrypting() -> bool {
-    master_keys().is_some()
+/// Whether profiles appended to `db` now are encrypted (a master key is installed for it).
+pub fn encrypting(db: &Db) -> bool {
+    master_keys(&identity(db)).is_some()
 }
 
 /// The field name under which a personal value is encrypted (part of its associated data).
@@ -124,9 +166,7 @@ pub struct Keys {
 /// The streams among `events` whose personal data a reader must open.
 fn streams<'a>(events: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<String> {
     let mut out: Vec<String> = events
-        .filter(|(aggregate_type, _, event_type)| {
-            carries_personal_data(aggregate_type, event_type)
-        })
+        .filter(|(aggregate_type, _, event_type)| carries_personal_data(aggregate_type, event_type))
         .map(|(_, id, _)| id.to_string())
         .collect();
     out.sort_unstable();
@@ -137,8 +177,8 @@ fn streams<'a>(events: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec
 type KeyRow = (String, Option<String>);
 
 impl Keys {
-    fn from_rows(rows: Vec<KeyRow>) -> Result<Keys, StoreError> {
-        let master = master_keys();
+    fn from_rows(identity: &str, rows: Vec<KeyRow>) -> Result<Keys, StoreError> {
+        let master = master_keys(identity);
         let mut keys = HashMap::with_capacity(rows.len());
         for (stream, wrapped) in rows {
             let key = match (wrapped, &master) {
@@ -229,11 +269,13 @@ pub async fn keys_for<'a>(
             keys_sqlite(&mut conn, &streams).await?
         }
     };
-    Keys::from_rows(rows)
+    Keys::from_rows(&identity(db), rows)
 }
 
-/// [`keys_for`] inside a transaction (on SQLite it holds the write lock: read on its connection).
+/// [`keys_for`] inside a transaction on `db` (on SQLite it holds the write lock: read on its
+/// connection).
 pub async fn keys_for_in<'a>(
+    db: &Db,
     tx: &mut Tx,
     events: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
 ) -> Result<Keys, StoreError> {
@@ -245,11 +287,13 @@ pub async fn keys_for_in<'a>(
         Tx::Postgres(t) => keys_pg(&mut **t, &streams).await?,
         Tx::Sqlite(t) => keys_sqlite(&mut *t, &streams).await?,
     };
-    Keys::from_rows(rows)
+    Keys::from_rows(&identity(db), rows)
 }
 
-/// [`keys_for`] on one PostgreSQL connection (a command's own, see `pg_events`).
+/// [`keys_for`] on one PostgreSQL connection (a command's own, see `pg_events`) to the
+/// database `identity` names.
 pub async fn keys_for_pg_conn<'a>(
+    identity: &str,
     conn: &mut sqlx::PgConnection,
     events: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
 ) -> Result<Keys, StoreError> {
@@ -257,19 +301,21 @@ pub async fn keys_for_pg_conn<'a>(
     if streams.is_empty() {
         return Ok(Keys::default());
     }
-    Keys::from_rows(keys_pg(conn, &streams).await?)
+    Keys::from_rows(identity, keys_pg(conn, &streams).await?)
 }
 
 async fn keys_pg<'e>(
     on: impl sqlx::PgExecutor<'e>,
     streams: &[String],
 ) -> Result<Vec<KeyRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT stream_id, wrapped_key FROM customer_keys WHERE stream_id = ANY($1)",
+    Ok(
+        sqlx::query_as(
+            "SELECT stream_id, wrapped_key FROM customer_keys WHERE stream_id = ANY($1)",
+        )
+        .bind(streams)
+        .fetch_all(on)
+        .await?,
     )
-    .bind(streams)
-    .fetch_all(on)
-    .await?)
 }
 
 async fn keys_sqlite(
@@ -351,13 +397,15 @@ fn encrypt_events(
 /// The events of an append that carry personal data, as `(stream, event type, payload)`.
 pub type PersonalEvents = Vec<(String, String, Value)>;
 
-/// Encrypts the profiles among `events` on PostgreSQL, on the command's connection: finds or
-/// makes each customer's key. Without a master key installed, leaves them in clear.
+/// Encrypts the profiles among `events` on PostgreSQL (the database `identity` names), on the
+/// command's connection: finds or makes each customer's key. Without a master key installed
+/// for that database, leaves them in clear.
 pub async fn seal_for_append_pg(
+    identity: &str,
     conn: &mut sqlx::PgConnection,
     events: &mut PersonalEvents,
 ) -> Result<(), SealError> {
-    let Some(master) = master_keys() else {
+    let Some(master) = master_keys(identity) else {
         return Ok(());
     };
     let mut keys = HashMap::new();
@@ -405,10 +453,11 @@ pub async fn seal_for_append_pg(
 /// [`seal_for_append_pg`] on SQLite, inside the appending transaction (which holds the write
 /// lock, so nobody makes the key meanwhile).
 pub async fn seal_for_append_sqlite(
+    identity: &str,
     conn: &mut sqlx::SqliteConnection,
     events: &mut PersonalEvents,
 ) -> Result<(), SealError> {
-    let Some(master) = master_keys() else {
+    let Some(master) = master_keys(identity) else {
         return Ok(());
     };
     let mut keys = HashMap::new();
@@ -601,10 +650,7 @@ async fn text_columns(db: &Db) -> Result<Vec<(String, String, String)>, StoreErr
 
 /// Replaces every one of `values` by [`ERASED`] in every text and JSON column of every table
 /// but the untouchable ones (see the module documentation). Returns the columns changed.
-pub async fn scrub_tables(
-    db: &Db,
-    values: &PersonalValues,
-) -> Result<Vec<Scrubbed>, StoreError> {
+pub async fn scrub_tables(db: &Db, values: &PersonalValues) -> Result<Vec<Scrubbed>, StoreError> {
     let values = values.as_slice();
     if values.is_empty() {
         return Ok(Vec::new());
@@ -752,8 +798,12 @@ mod tests {
         let keys = Keys {
             keys: HashMap::from([("shop/c1".to_string(), None)]),
         };
-        for profile in [json!({"encrypted": "pii1.AAAA.BBBB"}), json!({"name": "Maria"})] {
-            let mut payload = json!({"CustomerUpdated": {"changed_fields": [], "profile": profile}});
+        for profile in [
+            json!({"encrypted": "pii1.AAAA.BBBB"}),
+            json!({"name": "Maria"}),
+        ] {
+            let mut payload =
+                json!({"CustomerUpdated": {"changed_fields": [], "profile": profile}});
             keys.open("Customer", "shop/c1", "CustomerUpdated", &mut payload)
                 .unwrap();
             assert_eq!(payload["CustomerUpdated"]["profile"], erased_mark());

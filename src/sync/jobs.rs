@@ -25,10 +25,10 @@ use aggregates::Problems;
 use super::mapping;
 use super::queue::{self, Job, Kind, Outcome};
 use super::SyncSettings;
-use crate::erasure::values::PersonalValues;
 use crate::bling::client::BlingClient;
 use crate::bling::error::{BlingError, Operation};
 use crate::bling::models::{FormaPagamento, PedidoVenda, SituacoesDeVenda};
+use crate::erasure::values::PersonalValues;
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::{now_ms, Db, StoreError};
 

@@ -13,11 +13,11 @@ use bling_ledger::audit::verify_db::verify_database;
 use bling_ledger::audit::verify_file;
 use bling_ledger::audit::verify_sealed::verify_against_checkpoint;
 use bling_ledger::ledger::{Actor, CommandContext, Ledger};
+use bling_ledger::projections::queries::dump_all;
 use bling_ledger::projections::{Projections, RunnerSettings};
 use bling_ledger::sandbox::{FaultConfig, FaultRule};
 use bling_ledger::store::events::count_in_stream;
 use bling_ledger::store::personal;
-use bling_ledger::projections::queries::dump_all;
 use bling_ledger::store::Db;
 use serde_json::{json, Value};
 
@@ -106,7 +106,12 @@ fn export_args(dir: &std::path::Path, name: &str, redact: bool) -> ExportArgs {
         from: None,
         to: None,
         tenant: None,
-        format: if name.ends_with(".csv") { "csv" } else { "jsonl" }.into(),
+        format: if name.ends_with(".csv") {
+            "csv"
+        } else {
+            "jsonl"
+        }
+        .into(),
         redact_pii: redact,
         salt: None,
         output: dir.join(name),
@@ -134,7 +139,7 @@ async fn projections_caught_up(db: &Db) {
 }
 
 async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
-    personal::install_master_keys(&test_key_ring());
+    personal::install_master_keys(&t.db, &test_key_ring());
     let p = person();
     let stack = Stack::start_with(
         &t.url,
@@ -176,7 +181,9 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         .await,
         "a contato failure recorded"
     );
-    stack.sandbox.set_faults(Some("shop-a"), FaultConfig::none());
+    stack
+        .sandbox
+        .set_faults(Some("shop-a"), FaultConfig::none());
     assert!(
         eventually(60, || async {
             event_count(&t.db, "Invoice", "shop-a/inv-zu", "SituacaoChanged").await > 0
@@ -240,7 +247,10 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         Some(&json!({"reason": ""})),
     )
     .await;
-    assert_eq!((s, b["error"]["fields"][0]["field"].as_str()), (422, Some("reason")));
+    assert_eq!(
+        (s, b["error"]["fields"][0]["field"].as_str()),
+        (422, Some("reason"))
+    );
 
     // The erasure.
     let (s, report) = call(
@@ -258,11 +268,20 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{}.{}", s["table"].as_str().unwrap(), s["column"].as_str().unwrap()))
+        .map(|s| {
+            format!(
+                "{}.{}",
+                s["table"].as_str().unwrap(),
+                s["column"].as_str().unwrap()
+            )
+        })
         .collect();
     // (The customers view may have projected the erasure itself before the scrub ran.)
     for place in ["idempotency_keys.response_body", "proj_timeline.summary"] {
-        assert!(scrubbed.iter().any(|s| s == place), "{place} not in {scrubbed:?}");
+        assert!(
+            scrubbed.iter().any(|s| s == place),
+            "{place} not in {scrubbed:?}"
+        );
     }
     assert!(report["bling_contact_id"].is_i64(), "{report}");
     assert!(report["bling_note"].as_str().unwrap().contains("Bling"));
@@ -289,7 +308,10 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         Some(&p.body),
     )
     .await;
-    assert_eq!((s, b["error"]["code"].as_str()), (410, Some("customer_erased")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (410, Some("customer_erased"))
+    );
     let (s, _) = call(
         &stack,
         "POST",
@@ -324,7 +346,10 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         "/v1/tenants/shop-a/webhooks",
     ] {
         let (_, answer) = call(&stack, "GET", path, None).await;
-        found.extend(leaks(&p.needles, [(path.to_string(), answer.to_string().as_str())]));
+        found.extend(leaks(
+            &p.needles,
+            [(path.to_string(), answer.to_string().as_str())],
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     for name in ["after.jsonl", "after.csv"] {
@@ -354,7 +379,10 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
     assert!(verify_file(&redacted.output, Some(&redacted.manifest_path))
         .unwrap()
         .ok());
-    assert!(found.is_empty(), "personal values left after forget: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "personal values left after forget: {found:#?}"
+    );
 
     let report = verify_database(&t.db, Some(&key.public_key()))
         .await
@@ -368,14 +396,21 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
     runner.rebuild(&[], 50, |_| {}).await.unwrap();
     let rebuilt = dump_all(&t.db).await.unwrap();
     for (a, b) in rebuilt.iter().zip(&live) {
-        assert_eq!(a.rows, b.rows, "table {} differs after the rebuild", a.table);
+        assert_eq!(
+            a.rows, b.rows,
+            "table {} differs after the rebuild",
+            a.table
+        );
     }
     assert!(database_leaks(&t.db, &p.needles).await.is_empty());
     // The aggregate reads the erased stream: no profile, erased.
     let customer = ledger.customer(&tenant, "zu").await.unwrap();
     assert!(customer.erased && customer.profile.is_none());
 }
-both_backends!(forget_erases_and_proves, forget_erases_everything_and_keeps_the_proof);
+both_backends!(
+    forget_erases_and_proves,
+    forget_erases_everything_and_keeps_the_proof
+);
 
 /// The first value under `key` anywhere in `value`.
 fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
@@ -391,7 +426,7 @@ fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
 /// A customer written in clear (before encryption existed): `forget` tombstones it, every
 /// reader then sees it erased, and the report says how many sealed events still hold it.
 async fn a_legacy_customer_is_hidden_and_reported(t: TestDb) {
-    personal::install_master_keys(&test_key_ring());
+    personal::install_master_keys(&t.db, &test_key_ring());
     let tenant = aggregates::ids::TenantId::parse("shop-a").unwrap();
     let ledger = Ledger::new(t.db.clone());
     let ctx = CommandContext::new(tenant.clone(), "req-1", Actor::Ingest("p".into()));
@@ -425,8 +460,14 @@ async fn a_legacy_customer_is_hidden_and_reported(t: TestDb) {
                 .execute(pool)
                 .await
                 .unwrap();
-            sqlx::query("DELETE FROM customer_keys").execute(pool).await.unwrap();
-            sqlx::query("DELETE FROM seal_heads WHERE chain <> '*'").execute(pool).await.unwrap();
+            sqlx::query("DELETE FROM customer_keys")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM seal_heads WHERE chain <> '*'")
+                .execute(pool)
+                .await
+                .unwrap();
             sqlx::query("UPDATE seal_heads SET position = 0, hash = '0000000000000000000000000000000000000000000000000000000000000000'").execute(pool).await.unwrap();
         }
         Db::Sqlite(pool) => {
@@ -435,8 +476,14 @@ async fn a_legacy_customer_is_hidden_and_reported(t: TestDb) {
                 .execute(pool)
                 .await
                 .unwrap();
-            sqlx::query("DELETE FROM customer_keys").execute(pool).await.unwrap();
-            sqlx::query("DELETE FROM seal_heads WHERE chain <> '*'").execute(pool).await.unwrap();
+            sqlx::query("DELETE FROM customer_keys")
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM seal_heads WHERE chain <> '*'")
+                .execute(pool)
+                .await
+                .unwrap();
             sqlx::query("UPDATE seal_heads SET position = 0, hash = '0000000000000000000000000000000000000000000000000000000000000000'").execute(pool).await.unwrap();
         }
     }
@@ -467,7 +514,10 @@ async fn a_legacy_customer_is_hidden_and_reported(t: TestDb) {
         },
     )
     .await;
-    assert_eq!(events[0].payload["CustomerRegistered"]["profile"], json!({"erased": true}));
+    assert_eq!(
+        events[0].payload["CustomerRegistered"]["profile"],
+        json!({"erased": true})
+    );
     assert_eq!(events[1].event_type, "CustomerErased");
     assert_eq!(events[1].metadata["actor"], "admin:dpo");
     assert!(verify_database(&t.db, None).await.unwrap().ok());
@@ -489,7 +539,7 @@ async fn the_cli_erases_and_refuses_unknown_customers() {
     db.migrate().await.unwrap();
     let key_file = dir.path().join("ledger.db.key");
     let ring = bling_ledger::oauth::crypto::EncryptionKey::load_or_create_file(&key_file).unwrap();
-    personal::install_master_keys(&bling_ledger::oauth::crypto::KeyRing::new(ring));
+    personal::install_master_keys(&db, &bling_ledger::oauth::crypto::KeyRing::new(ring));
     let tenant = aggregates::ids::TenantId::parse("shop-a").unwrap();
     let ledger = Ledger::new(db.clone());
     let ctx = CommandContext::new(tenant.clone(), "req", Actor::Ingest("p".into()));
@@ -514,7 +564,15 @@ async fn the_cli_erases_and_refuses_unknown_customers() {
     db.close().await;
     let run = |customer: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_bling-ledger"))
-            .args(["forget", "--tenant", "shop-a", "--customer", customer, "--reason", "t-1"])
+            .args([
+                "forget",
+                "--tenant",
+                "shop-a",
+                "--customer",
+                customer,
+                "--reason",
+                "t-1",
+            ])
             .env("DATABASE_URL", &url)
             .env_remove("BLING_LEDGER_ENCRYPTION_KEY")
             .env_remove("BLING_LEDGER_ENCRYPTION_KEY_FILE")
@@ -523,13 +581,22 @@ async fn the_cli_erases_and_refuses_unknown_customers() {
     };
     let out = run("c1");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
-    assert_eq!((report["result"].as_str(), report["key"].as_str()), (Some("erased"), Some("destroyed")));
+    assert_eq!(
+        (report["result"].as_str(), report["key"].as_str()),
+        (Some("erased"), Some("destroyed"))
+    );
     let unknown = run("nobody");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not registered"));
     let db = Db::connect(&url, 2).await.unwrap();
     let all = personal::dump_all_text(&db).await.unwrap();
-    assert!(all.iter().all(|(_, _, text)| !text.contains("Teodora") && !text.contains(&cpf(91))));
+    assert!(all
+        .iter()
+        .all(|(_, _, text)| !text.contains("Teodora") && !text.contains(&cpf(91))));
 }

@@ -172,7 +172,9 @@ pub async fn read_from(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(sqlite_event).collect::<Result<Vec<_>, _>>()?
+            rows.iter()
+                .map(sqlite_event)
+                .collect::<Result<Vec<_>, _>>()?
         }
     };
     // Personal data as readers see it: in clear, or erased.

@@ -194,9 +194,10 @@ fn open_all(keys: &personal::Keys, events: &mut [LogEvent]) -> Result<(), StoreE
     Ok(())
 }
 
-/// [`projection_events`] inside `tx`. A SQLite transaction holds the database's write lock, so it must read
+/// [`projection_events`] inside `tx` on `db`. A SQLite transaction holds the database's write lock, so it must read
 /// on its own connection: a second pooled one may be held by a writer waiting for that lock.
 pub async fn projection_events_in(
+    db: &Db,
     tx: &mut Tx,
     after: i64,
     limit: i64,
@@ -205,7 +206,7 @@ pub async fn projection_events_in(
         Tx::Postgres(t) => read_pg(&mut **t, after, limit).await?,
         Tx::Sqlite(t) => read_sqlite(&mut **t, after, limit).await?,
     };
-    let keys = personal::keys_for_in(tx, personal_of(&events)).await?;
+    let keys = personal::keys_for_in(db, tx, personal_of(&events)).await?;
     open_all(&keys, &mut events)?;
     Ok(events)
 }

@@ -105,7 +105,7 @@ impl PgEventRepository {
         let mut conn = connection(&self.pool).await.map_err(persistence)?;
         let rows = query.fetch_all(&mut *conn).await;
         let opened = match rows {
-            Ok(rows) => open_rows(&mut conn, rows).await,
+            Ok(rows) => open_rows(&personal::pg_identity(&self.pool), &mut conn, rows).await,
             Err(e) => Err(persistence(e)),
         };
         release(conn);
@@ -114,7 +114,7 @@ impl PgEventRepository {
 
     async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
         let mut conn = connection(&self.pool).await.map_err(persistence)?;
-        let done = append_on(&mut conn, events).await;
+        let done = append_on(&personal::pg_identity(&self.pool), &mut conn, events).await;
         release(conn);
         done
     }
@@ -123,26 +123,28 @@ impl PgEventRepository {
 /// The rows of a stream as the aggregate reads them: personal data in clear, or erased
 /// (read on the command's connection, see the module documentation).
 async fn open_rows(
+    identity: &str,
     conn: &mut sqlx::PgConnection,
     rows: Vec<sqlx::postgres::PgRow>,
 ) -> Result<Vec<SerializedEvent>, PersistenceError> {
     let mut events = rows
         .iter()
         .map(|row| {
-                let sequence: i64 = row.try_get("sequence").map_err(persistence)?;
-                Ok(SerializedEvent::new(
-                    row.try_get("aggregate_id").map_err(persistence)?,
-                    usize::try_from(sequence)
-                        .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
-                    row.try_get("aggregate_type").map_err(persistence)?,
-                    row.try_get("event_type").map_err(persistence)?,
-                    row.try_get("event_version").map_err(persistence)?,
-                    row.try_get("payload").map_err(persistence)?,
-                    row.try_get("metadata").map_err(persistence)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, PersistenceError>>()?;
+            let sequence: i64 = row.try_get("sequence").map_err(persistence)?;
+            Ok(SerializedEvent::new(
+                row.try_get("aggregate_id").map_err(persistence)?,
+                usize::try_from(sequence)
+                    .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
+                row.try_get("aggregate_type").map_err(persistence)?,
+                row.try_get("event_type").map_err(persistence)?,
+                row.try_get("event_version").map_err(persistence)?,
+                row.try_get("payload").map_err(persistence)?,
+                row.try_get("metadata").map_err(persistence)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, PersistenceError>>()?;
     let keys = Box::pin(personal::keys_for_pg_conn(
+        identity,
         conn,
         events.iter().map(|e| {
             (
@@ -176,7 +178,13 @@ pub(super) fn personal_part(events: &[SerializedEvent]) -> personal::PersonalEve
     events
         .iter()
         .filter(|e| personal::carries_personal_data(&e.aggregate_type, &e.event_type))
-        .map(|e| (e.aggregate_id.clone(), e.event_type.clone(), e.payload.clone()))
+        .map(|e| {
+            (
+                e.aggregate_id.clone(),
+                e.event_type.clone(),
+                e.payload.clone(),
+            )
+        })
         .collect()
 }
 
@@ -203,15 +211,20 @@ fn seal_error(error: personal::SealError) -> PersistenceError {
 }
 
 async fn append_on(
+    identity: &str,
     conn: &mut sqlx::PgConnection,
     events: &[SerializedEvent],
 ) -> Result<(), PersistenceError> {
     let mut personal_events = personal_part(events);
     if !personal_events.is_empty() {
         // Boxed: a command's future is deep already (a task's stack is small).
-        Box::pin(personal::seal_for_append_pg(conn, &mut personal_events))
-            .await
-            .map_err(seal_error)?;
+        Box::pin(personal::seal_for_append_pg(
+            identity,
+            conn,
+            &mut personal_events,
+        ))
+        .await
+        .map_err(seal_error)?;
     }
     let payloads = stored_payloads(events, &personal_events);
     {

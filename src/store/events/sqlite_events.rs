@@ -60,9 +60,13 @@ impl SealingSqliteRepository {
         let mut personal_events = personal_part(events);
         if !personal_events.is_empty() {
             // Boxed: a command's future is deep already (a task's stack is small).
-            Box::pin(personal::seal_for_append_sqlite(&mut *tx, &mut personal_events))
-                .await
-                .map_err(unknown)?;
+            Box::pin(personal::seal_for_append_sqlite(
+                &personal::sqlite_identity(&self.pool),
+                &mut *tx,
+                &mut personal_events,
+            ))
+            .await
+            .map_err(unknown)?;
         }
         let payloads = stored_payloads(events, &personal_events);
         let mut query = sqlx::query(&sql);
