@@ -179,7 +179,7 @@ async fn load<A: Aggregate>(db: &Db, id: &str) -> Result<A, StoreError> {
     })
 }
 
-/// Answers whether a customer exists by looking for its stream in the log.
+/// Answers whether a customer exists, and was not erased, by looking for its stream in the log.
 struct LogCustomerDirectory {
     db: Db,
 }

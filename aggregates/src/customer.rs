@@ -122,9 +122,27 @@ impl CustomerProfile {
 /// `{"erased": true}`. It is never written to the log; the store puts it in place of the
 /// ciphertext it can no longer open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ErasedMarkText")]
 pub struct ErasedMark {
     pub erased: bool,
+}
+
+/// The mark as it reads: exactly `{"erased": true}`, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasedMarkText {
+    erased: bool,
+}
+
+impl TryFrom<ErasedMarkText> for ErasedMark {
+    type Error = &'static str;
+    fn try_from(text: ErasedMarkText) -> Result<Self, &'static str> {
+        if text.erased {
+            Ok(ErasedMark { erased: true })
+        } else {
+            Err("an erased mark says `\"erased\": true`")
+        }
+    }
 }
 
 /// What readers put where an erased personal value was: a clear marker, never a fake value.
@@ -774,6 +792,10 @@ mod tests {
             serde_json::from_value(serde_json::json!({"erased": true})).unwrap();
         assert_eq!(erased, RecordedProfile::erased());
         assert_eq!(erased.name(), ERASED);
+        assert!(
+            serde_json::from_value::<RecordedProfile>(serde_json::json!({"erased": false}))
+                .is_err()
+        );
         // Replaying an erased registration leaves an erased customer, without a profile.
         let mut customer = Customer::default();
         customer.apply(CustomerEvent::CustomerRegistered {

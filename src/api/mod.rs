@@ -1,5 +1,7 @@
 //! The HTTP API (axum). Routes:
 //! - `/v1/tenants/{tenant}/customers/{id}` and `/v1/tenants/{tenant}/invoices/{id}…`: ingest;
+//! - `/v1/tenants/{tenant}/customers/{id}/forget`: LGPD erasure, administrators only
+//!   (`crate::erasure`);
 //! - `/v1/tenants/{tenant}/endpoints…`, `/changes`, `/connection/reconnect-link`: outbound
 //!   notifications, the change feed and self-service reconnect links (`crate::notify`);
 //!   `/reconnect/{tenant}/{link}`: the shop owner's page, no token (the link is signed);

@@ -108,11 +108,6 @@ fn master_keys(identity: &str) -> Option<KeyRing> {
         .cloned()
 }
 
-/// Whether profiles appended to `db` now are encrypted (a master key is installed for it).
-pub fn encrypting(db: &Db) -> bool {
-    master_keys(&identity(db)).is_some()
-}
-
 /// The field name under which a personal value is encrypted (part of its associated data).
 const PROFILE: &str = "profile";
 

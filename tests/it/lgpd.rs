@@ -312,7 +312,7 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
         (s, b["error"]["code"].as_str()),
         (410, Some("customer_erased"))
     );
-    let (s, _) = call(
+    let (s, b) = call(
         &stack,
         "POST",
         "/v1/tenants/shop-a/invoices/inv-zu-2/bill",
@@ -320,6 +320,10 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
     )
     .await;
     assert_eq!(s, 422);
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("erased"),
+        "{b}"
+    );
 
     // The views say erased; the invoice keeps its fiscal facts.
     projections_caught_up(&t.db).await;
