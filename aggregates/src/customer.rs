@@ -155,13 +155,13 @@ pub const ERASED: &str = "[erased]";
 #[serde(untagged)]
 pub enum RecordedProfile {
     Erased(ErasedMark),
-    Known(CustomerProfile),
+    Known(Box<CustomerProfile>),
 }
 
 impl RecordedProfile {
     pub fn known(&self) -> Option<&CustomerProfile> {
         match self {
-            RecordedProfile::Known(profile) => Some(profile),
+            RecordedProfile::Known(profile) => Some(profile.as_ref()),
             RecordedProfile::Erased(_) => None,
         }
     }
@@ -178,7 +178,7 @@ impl RecordedProfile {
 
 impl From<CustomerProfile> for RecordedProfile {
     fn from(profile: CustomerProfile) -> Self {
-        RecordedProfile::Known(profile)
+        RecordedProfile::Known(Box::new(profile))
     }
 }
 
@@ -544,7 +544,7 @@ impl Customer {
     /// An erased profile can only come from a customer whose data key is gone: erased.
     fn take_profile(&mut self, profile: RecordedProfile) {
         match profile {
-            RecordedProfile::Known(profile) if !self.erased => self.profile = Some(profile),
+            RecordedProfile::Known(profile) if !self.erased => self.profile = Some(*profile),
             _ => {
                 self.profile = None;
                 self.erased = true;

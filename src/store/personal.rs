@@ -347,7 +347,7 @@ pub enum SealError {
 
 /// The data key to encrypt `stream`'s new profile with: its existing one, or a new one.
 enum KeyForAppend {
-    Key(DataKey),
+    Key(Box<DataKey>),
     Erased,
 }
 
@@ -359,10 +359,10 @@ fn key_from_row(
     Ok(match row {
         None => None,
         Some(None) => Some(KeyForAppend::Erased),
-        Some(Some(wrapped)) => Some(KeyForAppend::Key(
+        Some(Some(wrapped)) => Some(KeyForAppend::Key(Box::new(
             DataKey::unwrap_with(master, stream, &wrapped)
                 .map_err(|e| corrupt(format!("data key of {stream}: {e}")))?,
-        )),
+        ))),
     })
 }
 
@@ -416,7 +416,7 @@ pub async fn seal_for_append_pg(
                     .await
                     .map_err(StoreError::from)?;
             match key_from_row(&master, stream, row.map(|(w,)| w))? {
-                Some(KeyForAppend::Key(key)) => break key,
+                Some(KeyForAppend::Key(key)) => break *key,
                 Some(KeyForAppend::Erased) => return Err(SealError::Erased(stream.clone())),
                 None => {
                     let (key, wrapped) = DataKey::generate(&master, stream)
@@ -467,7 +467,7 @@ pub async fn seal_for_append_sqlite(
                 .await
                 .map_err(StoreError::from)?;
         let key = match key_from_row(&master, stream, row.map(|(w,)| w))? {
-            Some(KeyForAppend::Key(key)) => key,
+            Some(KeyForAppend::Key(key)) => *key,
             Some(KeyForAppend::Erased) => return Err(SealError::Erased(stream.clone())),
             None => {
                 let (key, wrapped) = DataKey::generate(&master, stream)

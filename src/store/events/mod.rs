@@ -7,12 +7,12 @@
 //! - [`sqlite_events`]: the same on SQLite (append, number and seal in one transaction);
 //! - [`seals`]: the log sealed at sequencing (both chains' links and heads) and the reads that
 //!   `verify --database` and checkpoints make of it;
-//! Every reader but the audit export and the seals' own sees personal data through
-//! [`personal`]: in clear while the customer's key exists, erased after.
-//!
 //! - here: the other readers of the table: the projections' text-payload range scan, the
 //!   customer directory, the audit export's position bounds, and the event stores of
 //!   `cqrs-es` on either backend ([`AggregateStore`]).
+//!
+//! Every reader but the audit export and the seals' own sees personal data through
+//! [`personal`]: in clear while the customer's key exists, erased after.
 
 pub mod log;
 pub mod pg_events;

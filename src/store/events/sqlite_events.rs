@@ -62,7 +62,7 @@ impl SealingSqliteRepository {
             // Boxed: a command's future is deep already (a task's stack is small).
             Box::pin(personal::seal_for_append_sqlite(
                 &personal::sqlite_identity(&self.pool),
-                &mut *tx,
+                &mut tx,
                 &mut personal_events,
             ))
             .await
