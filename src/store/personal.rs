@@ -392,20 +392,37 @@ fn encrypt_events(
 /// The events of an append that carry personal data, as `(stream, event type, payload)`.
 pub type PersonalEvents = Vec<(String, String, Value)>;
 
+/// A data key made for a new customer, to be stored by the statement that appends its first
+/// event: `(stream, tenant, wrapped key)`.
+pub type NewKey = (String, String, String);
+
 /// Encrypts the profiles among `events` on PostgreSQL (the database `identity` names), on the
-/// command's connection: finds or makes each customer's key. Without a master key installed
-/// for that database, leaves them in clear.
+/// command's connection, and returns the keys made for the `new_streams` (whose first event
+/// this append holds). Those are stored by the append's own statement
+/// (`pg_events`), so a registration costs no round trip more; an update reads its customer's
+/// key first. Without a master key installed for that database, leaves them in clear.
 pub async fn seal_for_append_pg(
     identity: &str,
     conn: &mut sqlx::PgConnection,
     events: &mut PersonalEvents,
-) -> Result<(), SealError> {
+    new_streams: &[&str],
+) -> Result<Vec<NewKey>, SealError> {
     let Some(master) = master_keys(identity) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut keys = HashMap::new();
+    let mut made_here = Vec::new();
     for (stream, _, _) in events.iter() {
         if keys.contains_key(stream) {
+            continue;
+        }
+        if new_streams.contains(&stream.as_str()) {
+            // A new stream has no key yet; if another command registers it concurrently, one
+            // of the two statements fails on a primary key and retries as an update.
+            let (key, wrapped) = DataKey::generate(&master, stream)
+                .map_err(|e| corrupt(format!("making the data key of {stream}: {e}")))?;
+            made_here.push((stream.clone(), tenant_of(stream).to_string(), wrapped));
+            keys.insert(stream.clone(), key);
             continue;
         }
         let key = loop {
@@ -442,7 +459,8 @@ pub async fn seal_for_append_pg(
         };
         keys.insert(stream.clone(), key);
     }
-    encrypt_events(events, &keys)
+    encrypt_events(events, &keys)?;
+    Ok(made_here)
 }
 
 /// [`seal_for_append_pg`] on SQLite, inside the appending transaction (which holds the write

@@ -604,3 +604,66 @@ async fn the_cli_erases_and_refuses_unknown_customers() {
         .iter()
         .all(|(_, _, text)| !text.contains("Teodora") && !text.contains(&cpf(91))));
 }
+
+/// Commands racing to register one customer: one makes its data key (with its first event, in
+/// one statement on PostgreSQL), the others retry as updates under that key. Every profile
+/// reads back, and the log holds none in clear.
+async fn concurrent_registrations_share_one_key(t: TestDb) {
+    personal::install_master_keys(&t.db, &test_key_ring());
+    let tenant = aggregates::ids::TenantId::parse("shop-a").unwrap();
+    let ledger = Ledger::new(t.db.clone());
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let ledger = std::sync::Arc::clone(&ledger);
+        let tenant = tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            let ctx =
+                CommandContext::new(tenant.clone(), format!("r{i}"), Actor::Ingest("p".into()));
+            let profile = aggregates::customer::CustomerInput {
+                name: Some(format!("Quitéria Concorrente {i}")),
+                tax_id: Some(cpf(500 + i)),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap();
+            ledger
+                .execute_customer(
+                    &ctx,
+                    "race",
+                    aggregates::customer::CustomerCommand::Save {
+                        tenant,
+                        customer_id: aggregates::ids::CustomerId::parse("race").unwrap(),
+                        profile,
+                    },
+                )
+                .await
+                .is_ok()
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        ok += usize::from(task.await.unwrap());
+    }
+    assert!(ok >= 1, "at least one registration");
+    let customer = ledger.customer(&tenant, "race").await.unwrap();
+    assert!(customer
+        .profile
+        .unwrap()
+        .name
+        .starts_with("Quitéria Concorrente"));
+    settle(&t.db).await;
+    let all = personal::dump_all_text(&t.db).await.unwrap();
+    let keys = all
+        .iter()
+        .filter(|(table, column, _)| table == "customer_keys" && column == "wrapped_key")
+        .count();
+    assert_eq!(keys, 1, "one data key");
+    assert!(all
+        .iter()
+        .filter(|(table, _, _)| table == "events")
+        .all(|(_, _, text)| !text.contains("Quitéria")));
+}
+both_backends!(
+    concurrent_registrations,
+    concurrent_registrations_share_one_key
+);

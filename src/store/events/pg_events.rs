@@ -216,12 +216,19 @@ async fn append_on(
     events: &[SerializedEvent],
 ) -> Result<(), PersistenceError> {
     let mut personal_events = personal_part(events);
+    let mut new_keys = Vec::new();
     if !personal_events.is_empty() {
+        let new_streams: Vec<&str> = events
+            .iter()
+            .filter(|e| e.sequence == 1)
+            .map(|e| e.aggregate_id.as_str())
+            .collect();
         // Boxed: a command's future is deep already (a task's stack is small).
-        Box::pin(personal::seal_for_append_pg(
+        new_keys = Box::pin(personal::seal_for_append_pg(
             identity,
             conn,
             &mut personal_events,
+            &new_streams,
         ))
         .await
         .map_err(seal_error)?;
@@ -237,8 +244,25 @@ async fn append_on(
                 format!("({})", params.join(", "))
             })
             .collect();
+        // A new customer's data key is stored by the same statement as its first event: all or
+        // nothing, and no round trip more.
+        let first_key = events.len() * COLUMNS;
+        let keys: Vec<String> = (0..new_keys.len())
+            .map(|k| {
+                let at = first_key + k * 4;
+                format!("(${}, ${}, ${}, ${})", at + 1, at + 2, at + 3, at + 4)
+            })
+            .collect();
+        let with_keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "WITH made_keys AS (INSERT INTO customer_keys (stream_id, tenant, wrapped_key, created_at_ms) VALUES {}) ",
+                keys.join(", ")
+            )
+        };
         let sql = format!(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+            "{with_keys}INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
              VALUES {}",
             rows.join(", ")
         );
@@ -254,6 +278,10 @@ async fn append_on(
                 .bind(&event.event_version)
                 .bind(payload)
                 .bind(&event.metadata);
+        }
+        let now = crate::store::now_ms();
+        for (stream, tenant, wrapped) in &new_keys {
+            query = query.bind(stream).bind(tenant).bind(wrapped).bind(now);
         }
         let done = query.execute(&mut *conn).await;
         done.map(|_| ()).map_err(persistence)
