@@ -285,6 +285,32 @@ impl BlingArgs {
     }
 }
 
+/// The master key ring as the environment configures it (the same variables as
+/// [`BlingArgs::key_ring`]: `BLING_LEDGER_ENCRYPTION_KEY`, `…_KEY_FILE`, `…_PREVIOUS_…`, or
+/// the SQLite key file beside the database), for the commands that take no Bling flags but
+/// read customers' personal data (`crate::store::personal`). `None` when no key is configured
+/// (PostgreSQL without one).
+pub fn master_key_ring_from_env(
+    database_url: &str,
+) -> Result<Option<crate::oauth::crypto::KeyRing>, BlingConfigError> {
+    use crate::oauth::crypto::{EncryptionKey, KeyRing};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let current = if let Some(key) = var("BLING_LEDGER_ENCRYPTION_KEY") {
+        EncryptionKey::from_base64(&key)?
+    } else if let Some(path) = var("BLING_LEDGER_ENCRYPTION_KEY_FILE") {
+        EncryptionKey::load_or_create_file(std::path::Path::new(&path))?
+    } else if let Some(path) = sqlite_key_path(database_url) {
+        EncryptionKey::load_or_create_file(&path)?
+    } else {
+        return Ok(None);
+    };
+    let mut ring = KeyRing::new(current);
+    if let Some(previous) = var("BLING_LEDGER_PREVIOUS_ENCRYPTION_KEY") {
+        ring = ring.with_previous(EncryptionKey::from_base64(&previous)?);
+    }
+    Ok(Some(ring))
+}
+
 /// `sqlite://path/to/db` → `path/to/db.key`; `None` for PostgreSQL and in-memory databases.
 pub fn sqlite_key_path(database_url: &str) -> Option<PathBuf> {
     let path = database_url

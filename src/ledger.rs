@@ -24,6 +24,8 @@ pub enum Actor {
     Ingest(String),
     /// A support engineer's token.
     Support(String),
+    /// An administrator's token, or an operator at the command line (`forget`).
+    Admin(String),
     /// The sync worker.
     Worker,
     /// The service itself (token renewal, scheduled work).
@@ -35,6 +37,7 @@ impl Actor {
         match self {
             Actor::Ingest(name) => format!("ingest:{name}"),
             Actor::Support(name) => format!("support:{name}"),
+            Actor::Admin(name) => format!("admin:{name}"),
             Actor::Worker => "worker".to_string(),
             Actor::System => "system".to_string(),
         }
@@ -176,7 +179,7 @@ async fn load<A: Aggregate>(db: &Db, id: &str) -> Result<A, StoreError> {
     })
 }
 
-/// Answers whether a customer exists by looking for its stream in the log.
+/// Answers whether a customer exists, and was not erased, by looking for its stream in the log.
 struct LogCustomerDirectory {
     db: Db,
 }

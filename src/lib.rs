@@ -22,6 +22,8 @@
 //!   changed in Bling);
 //! - [`oauth`]: the shops' connections — consent, encrypted credentials, renewal, revocation;
 //! - [`audit`]: the verifiable export and its offline check;
+//! - [`erasure`]: LGPD erasure — customers' data keys, `forget`, and keeping personal values
+//!   out of Bling's evidence;
 //! - [`notify`]: telling the pet-shop system — signed notifications, the change feed, and
 //!   the shops' self-service reconnect links;
 //! - [`server`]: wiring it all into one running service; [`config`]: its configuration;
@@ -44,6 +46,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "dev-tools")]
 pub mod demo;
+pub mod erasure;
 pub mod ledger;
 pub mod metrics;
 pub mod notify;

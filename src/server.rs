@@ -143,6 +143,10 @@ impl Server {
         let listener_addr = listener.local_addr()?;
         let db = Db::connect(&settings.database_url, settings.max_connections).await?;
         db.migrate().await?;
+        if let Some(auth) = &settings.auth {
+            // Customers' personal data is encrypted under keys the master key wraps.
+            crate::store::personal::install_master_keys(&db, &auth.keys);
+        }
         let ledger = Ledger::new(db.clone());
         let (stop, mut stopped) = watch::channel(false);
         let mut background = Vec::new();

@@ -7,6 +7,10 @@
 //! - a customer without an address is accepted, but cannot be sent to Bling for an NF-e
 //!   ([`CustomerProfile::readiness_for_bling`]): its invoices fail as a divergent record until a
 //!   corrected profile arrives.
+//! - a customer can be erased (LGPD, [`CustomerCommand::Erase`]): its personal data is destroyed
+//!   by the store (the profile's data key), the stream stays, and from then on the customer
+//!   refuses every change and every sync record ([`CustomerError::Erased`]). An event written
+//!   before the erasure reads back with [`RecordedProfile::Erased`] in place of the profile.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -111,6 +115,70 @@ impl CustomerProfile {
             problems.add("address", "is required to issue an NF-e");
         }
         problems
+    }
+}
+
+/// The mark a reader finds in place of a profile whose data key was destroyed (LGPD erasure):
+/// `{"erased": true}`. It is never written to the log; the store puts it in place of the
+/// ciphertext it can no longer open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ErasedMarkText")]
+pub struct ErasedMark {
+    pub erased: bool,
+}
+
+/// The mark as it reads: exactly `{"erased": true}`, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasedMarkText {
+    erased: bool,
+}
+
+impl TryFrom<ErasedMarkText> for ErasedMark {
+    type Error = &'static str;
+    fn try_from(text: ErasedMarkText) -> Result<Self, &'static str> {
+        if text.erased {
+            Ok(ErasedMark { erased: true })
+        } else {
+            Err("an erased mark says `\"erased\": true`")
+        }
+    }
+}
+
+/// What readers put where an erased personal value was: a clear marker, never a fake value.
+pub const ERASED: &str = "[erased]";
+
+/// A profile as an event carries it: the profile, or the mark of its erasure. A known profile
+/// serializes exactly as a [`CustomerProfile`], so events written before erasure existed read
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecordedProfile {
+    Erased(ErasedMark),
+    Known(Box<CustomerProfile>),
+}
+
+impl RecordedProfile {
+    pub fn known(&self) -> Option<&CustomerProfile> {
+        match self {
+            RecordedProfile::Known(profile) => Some(profile.as_ref()),
+            RecordedProfile::Erased(_) => None,
+        }
+    }
+
+    /// The name, or [`ERASED`].
+    pub fn name(&self) -> &str {
+        self.known().map_or(ERASED, |p| p.name.as_str())
+    }
+
+    pub fn erased() -> RecordedProfile {
+        RecordedProfile::Erased(ErasedMark { erased: true })
+    }
+}
+
+impl From<CustomerProfile> for RecordedProfile {
+    fn from(profile: CustomerProfile) -> Self {
+        RecordedProfile::Known(Box::new(profile))
     }
 }
 
@@ -224,6 +292,10 @@ pub enum CustomerCommand {
         profile_version: u64,
         calls: Vec<BlingCall>,
     },
+    /// LGPD erasure: the customer's personal data is to be destroyed (the store destroys the
+    /// data key once this is recorded). `reason` is the operator's reference (a ticket), not
+    /// personal data.
+    Erase { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,11 +303,11 @@ pub enum CustomerEvent {
     CustomerRegistered {
         tenant: TenantId,
         customer_id: CustomerId,
-        profile: CustomerProfile,
+        profile: RecordedProfile,
     },
     CustomerUpdated {
         changed_fields: Vec<String>,
-        profile: CustomerProfile,
+        profile: RecordedProfile,
     },
     ContactLinked {
         bling_contact_id: i64,
@@ -257,6 +329,9 @@ pub enum CustomerEvent {
         #[serde(default)]
         calls: Vec<BlingCall>,
     },
+    /// The customer's personal data was erased (LGPD): every earlier profile now reads as
+    /// [`RecordedProfile::Erased`]. Who asked is the event's actor; `reason` says why.
+    CustomerErased { reason: String },
 }
 
 impl DomainEvent for CustomerEvent {
@@ -267,6 +342,7 @@ impl DomainEvent for CustomerEvent {
             CustomerEvent::ContactLinked { .. } => "ContactLinked",
             CustomerEvent::ContactUpdated { .. } => "ContactUpdated",
             CustomerEvent::ContactSyncFailed { .. } => "ContactSyncFailed",
+            CustomerEvent::CustomerErased { .. } => "CustomerErased",
         }
         .to_string()
     }
@@ -282,6 +358,8 @@ pub enum CustomerError {
     WrongTenant(String),
     #[error("the customer is not registered")]
     NotRegistered,
+    #[error("the customer's personal data was erased (LGPD); it accepts no further changes")]
+    Erased,
 }
 
 /// The customer's state, rebuilt from its events.
@@ -295,11 +373,20 @@ pub struct Customer {
     pub bling_contact_id: Option<i64>,
     /// The profile version last written to Bling.
     pub synced_version: Option<u64>,
+    /// Erased (LGPD): no profile any more, and no further changes.
+    #[serde(default)]
+    pub erased: bool,
 }
 
 impl Customer {
+    /// Registered and not erased: a profile to show and to send to Bling.
     pub fn is_registered(&self) -> bool {
         self.profile.is_some()
+    }
+
+    /// Whether the stream exists at all (registered once, erased or not).
+    pub fn exists(&self) -> bool {
+        self.customer_id.is_some()
     }
 
     /// Whether Bling holds the current profile.
@@ -330,11 +417,12 @@ impl Aggregate for Customer {
                 (Some(owner), _) if *owner != tenant => {
                     return Err(CustomerError::WrongTenant(owner.to_string()))
                 }
+                _ if self.erased => return Err(CustomerError::Erased),
                 (_, None) => {
                     let event = CustomerEvent::CustomerRegistered {
                         tenant,
                         customer_id,
-                        profile,
+                        profile: profile.into(),
                     };
                     sink.write(event, self).await;
                 }
@@ -343,7 +431,7 @@ impl Aggregate for Customer {
                     if !changed_fields.is_empty() {
                         let event = CustomerEvent::CustomerUpdated {
                             changed_fields,
-                            profile,
+                            profile: profile.into(),
                         };
                         sink.write(event, self).await;
                     }
@@ -390,6 +478,16 @@ impl Aggregate for Customer {
                 };
                 sink.write(event, self).await;
             }
+            CustomerCommand::Erase { reason } => {
+                if !self.exists() {
+                    return Err(CustomerError::NotRegistered);
+                }
+                // Erasing twice appends nothing: the first erasure is the record.
+                if !self.erased {
+                    sink.write(CustomerEvent::CustomerErased { reason }, self)
+                        .await;
+                }
+            }
         }
         Ok(())
     }
@@ -403,12 +501,16 @@ impl Aggregate for Customer {
             } => {
                 self.tenant = Some(tenant);
                 self.customer_id = Some(customer_id);
-                self.profile = Some(profile);
+                self.take_profile(profile);
                 self.profile_version = 1;
             }
             CustomerEvent::CustomerUpdated { profile, .. } => {
-                self.profile = Some(profile);
+                self.take_profile(profile);
                 self.profile_version += 1;
+            }
+            CustomerEvent::CustomerErased { .. } => {
+                self.profile = None;
+                self.erased = true;
             }
             CustomerEvent::ContactLinked {
                 bling_contact_id,
@@ -430,10 +532,23 @@ impl Aggregate for Customer {
 
 impl Customer {
     fn require_registered(&self) -> Result<(), CustomerError> {
-        if self.is_registered() {
+        if self.erased {
+            Err(CustomerError::Erased)
+        } else if self.is_registered() {
             Ok(())
         } else {
             Err(CustomerError::NotRegistered)
+        }
+    }
+
+    /// An erased profile can only come from a customer whose data key is gone: erased.
+    fn take_profile(&mut self, profile: RecordedProfile) {
+        match profile {
+            RecordedProfile::Known(profile) if !self.erased => self.profile = Some(*profile),
+            _ => {
+                self.profile = None;
+                self.erased = true;
+            }
         }
     }
 }
@@ -476,7 +591,7 @@ mod tests {
         CustomerEvent::CustomerRegistered {
             tenant: TenantId::parse("shop").unwrap(),
             customer_id: CustomerId::parse("c1").unwrap(),
-            profile,
+            profile: profile.into(),
         }
     }
 
@@ -579,7 +694,7 @@ mod tests {
             .when(save(changed.clone()))
             .then_expect_events(vec![CustomerEvent::CustomerUpdated {
                 changed_fields: vec!["email".into(), "address".into()],
-                profile: changed,
+                profile: changed.into(),
             }]);
     }
 
@@ -621,9 +736,73 @@ mod tests {
         assert!(customer.is_synced());
         customer.apply(CustomerEvent::CustomerUpdated {
             changed_fields: vec!["name".into()],
-            profile,
+            profile: profile.into(),
         });
         assert_eq!(customer.profile_version, 2);
         assert!(!customer.is_synced());
+    }
+
+    #[test]
+    fn an_erased_customer_refuses_changes_and_sync_records() {
+        let profile = input().validate().unwrap();
+        let erased = CustomerEvent::CustomerErased {
+            reason: "ticket 42".into(),
+        };
+        Fixture::with(())
+            .given(vec![registered(profile.clone())])
+            .when(CustomerCommand::Erase {
+                reason: "ticket 42".into(),
+            })
+            .then_expect_events(vec![erased.clone()]);
+        // Idempotent: a second erasure appends nothing.
+        Fixture::with(())
+            .given(vec![registered(profile.clone()), erased.clone()])
+            .when(CustomerCommand::Erase {
+                reason: "again".into(),
+            })
+            .then_expect_events(vec![]);
+        Fixture::with(())
+            .given(vec![registered(profile.clone()), erased.clone()])
+            .when(save(profile.clone()))
+            .then_expect_error(CustomerError::Erased);
+        Fixture::with(())
+            .given(vec![registered(profile), erased])
+            .when(CustomerCommand::RecordContactLinked {
+                bling_contact_id: 7,
+                created: true,
+                profile_version: 1,
+                calls: vec![],
+            })
+            .then_expect_error(CustomerError::Erased);
+        Fixture::with(())
+            .given_no_previous_events()
+            .when(CustomerCommand::Erase { reason: "x".into() })
+            .then_expect_error(CustomerError::NotRegistered);
+    }
+
+    #[test]
+    fn an_erased_profile_reads_back_as_erased_and_a_known_one_unchanged() {
+        let profile = input().validate().unwrap();
+        let known = serde_json::to_value(RecordedProfile::from(profile.clone())).unwrap();
+        // A known profile is stored exactly as before erasure existed.
+        assert_eq!(known, serde_json::to_value(&profile).unwrap());
+        let back: RecordedProfile = serde_json::from_value(known).unwrap();
+        assert_eq!(back.known(), Some(&profile));
+        let erased: RecordedProfile =
+            serde_json::from_value(serde_json::json!({"erased": true})).unwrap();
+        assert_eq!(erased, RecordedProfile::erased());
+        assert_eq!(erased.name(), ERASED);
+        assert!(
+            serde_json::from_value::<RecordedProfile>(serde_json::json!({"erased": false}))
+                .is_err()
+        );
+        // Replaying an erased registration leaves an erased customer, without a profile.
+        let mut customer = Customer::default();
+        customer.apply(CustomerEvent::CustomerRegistered {
+            tenant: TenantId::parse("shop").unwrap(),
+            customer_id: CustomerId::parse("c1").unwrap(),
+            profile: erased,
+        });
+        assert!(customer.erased && customer.exists() && !customer.is_registered());
     }
 }

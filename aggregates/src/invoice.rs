@@ -745,7 +745,7 @@ pub enum InvoiceError {
     NotBilled,
     #[error("the invoice is cancelled and cannot change")]
     Cancelled,
-    #[error("customer {0} is not registered in this tenant")]
+    #[error("customer {0} is not registered in this tenant, or was erased (LGPD)")]
     UnknownCustomer(String),
     #[error("the customer of an invoice cannot change (billed for {0})")]
     CustomerChanged(String),

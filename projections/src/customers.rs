@@ -4,9 +4,13 @@
 //! written to Bling (`ContactLinked`/`ContactUpdated`). State: `synced` when a contato is
 //! linked and holds the current version; `failed` when the last outcome for the current
 //! version is `ContactSyncFailed`; `pending` otherwise (a new profile resets a failure: the
-//! worker will try the new one).
+//! worker will try the new one); `erased` once the customer was erased (LGPD).
+//!
+//! Erasure: `CustomerErased` puts [`ERASED`] in the name and document and `erased` in the
+//! person type and state. A profile that reads back erased (its data key destroyed) gives the
+//! same marks, so a rebuild after an erasure gives the rows the live run left.
 
-use aggregates::customer::{CustomerEvent, CustomerProfile};
+use aggregates::customer::{CustomerEvent, RecordedProfile, ERASED};
 use serde::{Deserialize, Serialize};
 
 use crate::{cause_message, LogEvent};
@@ -34,11 +38,24 @@ pub struct CustomerSync {
     pub last_position: i64,
 }
 
-fn person_type(profile: &CustomerProfile) -> String {
+/// What the view shows of an erased customer's person type.
+pub const ERASED_STATE: &str = "erased";
+
+fn person_type(profile: &RecordedProfile) -> String {
+    let Some(profile) = profile.known() else {
+        return ERASED_STATE.to_string();
+    };
     serde_json::to_value(profile.person_type())
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+fn tax_id(profile: &RecordedProfile) -> String {
+    profile
+        .known()
+        .map_or(ERASED, |p| p.tax_id.as_str())
+        .to_string()
 }
 
 pub fn apply(
@@ -52,8 +69,8 @@ pub fn apply(
         (None, CustomerEvent::CustomerRegistered { profile, .. }) => CustomerSync {
             tenant: log.tenant.clone(),
             customer_id: customer_id.to_string(),
-            name: profile.name.clone(),
-            tax_id: profile.tax_id.as_str().to_string(),
+            name: profile.name().to_string(),
+            tax_id: tax_id(profile),
             person_type: person_type(profile),
             profile_version: 0,
             synced_version: None,
@@ -73,10 +90,15 @@ pub fn apply(
     match event {
         CustomerEvent::CustomerRegistered { profile, .. }
         | CustomerEvent::CustomerUpdated { profile, .. } => {
-            row.name = profile.name.clone();
-            row.tax_id = profile.tax_id.as_str().to_string();
+            row.name = profile.name().to_string();
+            row.tax_id = tax_id(profile);
             row.person_type = person_type(profile);
             row.profile_version += 1;
+        }
+        CustomerEvent::CustomerErased { .. } => {
+            row.name = ERASED.to_string();
+            row.tax_id = ERASED.to_string();
+            row.person_type = ERASED_STATE.to_string();
         }
         CustomerEvent::ContactLinked {
             bling_contact_id,
@@ -103,15 +125,17 @@ pub fn apply(
             row.last_failure_at_ms = Some(at);
         }
     }
-    row.state =
-        if row.bling_contact_id.is_some() && row.synced_version == Some(row.profile_version) {
-            "synced"
-        } else if row.failed_version == Some(row.profile_version) {
-            "failed"
-        } else {
-            "pending"
-        }
-        .to_string();
+    let erased = row.person_type == ERASED_STATE;
+    row.state = if erased {
+        ERASED_STATE
+    } else if row.bling_contact_id.is_some() && row.synced_version == Some(row.profile_version) {
+        "synced"
+    } else if row.failed_version == Some(row.profile_version) {
+        "failed"
+    } else {
+        "pending"
+    }
+    .to_string();
     row.updated_at_ms = at;
     row.last_position = log.position;
     Some(row)

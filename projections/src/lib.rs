@@ -126,12 +126,13 @@ pub fn decode(event: &LogEvent) -> Result<Domain, DecodeError> {
     })
 }
 
-const CUSTOMER_EVENTS: [&str; 5] = [
+const CUSTOMER_EVENTS: [&str; 6] = [
     "CustomerRegistered",
     "CustomerUpdated",
     "ContactLinked",
     "ContactUpdated",
     "ContactSyncFailed",
+    "CustomerErased",
 ];
 const INVOICE_EVENTS: [&str; 17] = [
     "InvoiceBilled",

@@ -409,10 +409,10 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                 CustomerEvent::CustomerRegistered { profile, .. } => (
                     "customer",
                     id,
-                    format!("customer {customer_id} registered ({})", profile.name),
+                    format!("customer {customer_id} registered ({})", profile.name()),
                     no_calls,
                     (None, None),
-                    detail!("name": profile.name),
+                    detail!("name": profile.name()),
                 ),
                 CustomerEvent::CustomerUpdated {
                     changed_fields,
@@ -423,7 +423,15 @@ pub fn apply(connection: &mut TenantConnection, log: &LogEvent, domain: &Domain)
                     format!("customer {customer_id} record updated: {}", changed_fields.join(", ")),
                     no_calls,
                     (None, None),
-                    detail!("changed_fields": changed_fields, "name": profile.name),
+                    detail!("changed_fields": changed_fields, "name": profile.name()),
+                ),
+                CustomerEvent::CustomerErased { reason } => (
+                    "customer",
+                    id,
+                    format!("customer {customer_id} erased (LGPD): personal data destroyed"),
+                    no_calls,
+                    (None, None),
+                    detail!("reason": reason),
                 ),
                 CustomerEvent::ContactLinked {
                     bling_contact_id,

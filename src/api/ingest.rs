@@ -43,6 +43,9 @@ pub fn routes() -> Router<AppState> {
 
 fn customer_error(error: LedgerError<CustomerError>) -> ApiError {
     match error {
+        LedgerError::Domain(e @ CustomerError::Erased) => {
+            ApiError::new(StatusCode::GONE, "customer_erased", e.to_string())
+        }
         LedgerError::Domain(e) => {
             ApiError::new(StatusCode::CONFLICT, "customer_conflict", e.to_string())
         }

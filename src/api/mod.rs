@@ -1,5 +1,7 @@
 //! The HTTP API (axum). Routes:
 //! - `/v1/tenants/{tenant}/customers/{id}` and `/v1/tenants/{tenant}/invoices/{id}…`: ingest;
+//! - `/v1/tenants/{tenant}/customers/{id}/forget`: LGPD erasure, administrators only
+//!   (`crate::erasure`);
 //! - `/v1/tenants/{tenant}/endpoints…`, `/changes`, `/connection/reconnect-link`: outbound
 //!   notifications, the change feed and self-service reconnect links (`crate::notify`);
 //!   `/reconnect/{tenant}/{link}`: the shop owner's page, no token (the link is signed);
@@ -22,6 +24,7 @@ mod changes;
 mod connection;
 mod console;
 mod endpoints;
+mod erasure;
 pub mod error;
 mod ingest;
 mod reconnect;
@@ -204,6 +207,7 @@ pub fn router(state: AppState) -> Router {
         .merge(changes::routes())
         .merge(reconnect::routes())
         .merge(webhooks::routes())
+        .merge(erasure::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -20,10 +20,15 @@ pub struct IngestReport {
     pub ingest_requests_per_sec: f64,
     pub ratio: f64,
     pub ingest_errors: u64,
-    /// The same ingest with sealing off (its own scratch database, same run), and what the
-    /// seal costs: `1 - sealed / unsealed`.
+    /// The same ingest with sealing and encryption off (its own scratch database, same run),
+    /// and what the seal costs: `1 - sealed / unsealed`, both without encryption.
     pub unsealed_ingest_requests_per_sec: f64,
     pub sealing_cost: f64,
+    /// The same ingest sealed, with customers' personal data stored in clear (no master key),
+    /// and what encrypting it costs: `1 - encrypted / clear`, both sealed. The product
+    /// (`ingest_requests_per_sec`) is sealed and encrypted.
+    pub unencrypted_ingest_requests_per_sec: f64,
+    pub encryption_cost: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +48,27 @@ pub async fn run(
     clients: usize,
     duration: Duration,
 ) -> Result<IngestReport, BenchError> {
+    use crate::oauth::crypto::{EncryptionKey, KeyRing};
+    use crate::store::personal;
+    // The product: sealed, and each customer's profile encrypted under its data key.
+    let key = EncryptionKey::from_base64(&EncryptionKey::generate_base64())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let scratch = ScratchDb::create(admin_url).await?;
+    let db = Db::connect(&scratch.url, 1).await?;
+    personal::install_master_keys(&db, &KeyRing::new(key));
     let outcome = measure(&scratch.url, clients, duration).await;
+    personal::uninstall_master_keys(&db);
+    db.close().await;
     scratch.drop_database().await?;
     let mut report = outcome?;
-    // Sealing off, on a fresh database: the sequencer numbers without linking.
+    // Sealed, profiles in clear, on a fresh database.
+    let clear = ScratchDb::create(admin_url).await?;
+    let sealed_clear = ingest_phase(&clear.url, clients, duration).await;
+    clear.drop_database().await?;
+    let (sealed_clear, _) = sealed_clear?;
+    report.unencrypted_ingest_requests_per_sec = sealed_clear;
+    report.encryption_cost = 1.0 - report.ingest_requests_per_sec / sealed_clear.max(1e-9);
+    // Sealing off too, on a fresh database: the sequencer numbers without linking.
     let unsealed = ScratchDb::create(admin_url).await?;
     crate::store::events::seals::set_sealing(false);
     let baseline = ingest_phase(&unsealed.url, clients, duration).await;
@@ -55,7 +76,7 @@ pub async fn run(
     unsealed.drop_database().await?;
     let (rate, _) = baseline?;
     report.unsealed_ingest_requests_per_sec = rate;
-    report.sealing_cost = 1.0 - report.ingest_requests_per_sec / rate.max(1e-9);
+    report.sealing_cost = 1.0 - sealed_clear / rate.max(1e-9);
     Ok(report)
 }
 
@@ -109,6 +130,8 @@ async fn measure(
         ingest_errors: errors,
         unsealed_ingest_requests_per_sec: 0.0,
         sealing_cost: 0.0,
+        unencrypted_ingest_requests_per_sec: 0.0,
+        encryption_cost: 0.0,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`audit`]: `export`, `verify` (a file, or `--database`), `checkpoint`: what auditors
 //!   receive and check;
 //! - [`token`]: `token new`: API tokens;
+//! - [`forget`]: `forget`: LGPD erasure of one customer;
 //! - [`dev`] (feature `dev-tools`, on by default): `demo`, `sandbox`, `bench`, which a
 //!   production build (`--no-default-features`) leaves out.
 //!
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod connection;
 #[cfg(feature = "dev-tools")]
 pub mod dev;
+pub mod forget;
 pub mod log;
 pub mod serve;
 pub mod support;
@@ -116,6 +118,10 @@ pub enum Command {
         #[command(subcommand)]
         which: dev::BenchCommand,
     },
+    /// Erase one customer's personal data (LGPD): destroys its data key, records the erasure,
+    /// and removes its values from every table but the sealed log. The events, their seals
+    /// and the invoices' fiscal facts stay. Exits non-zero for an unknown customer.
+    Forget(forget::ForgetArgs),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -171,6 +177,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Projections { command } => command.run(database).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench { which } => which.run(database).await,
+        Command::Forget(args) => args.run(database).await,
         Command::Token { command } => command.run(),
     }
 }
@@ -194,10 +201,22 @@ pub async fn open(database: &DatabaseArgs) -> Result<Db> {
     Ok(db)
 }
 
+/// The database, connected, with the master key installed (when one is configured) so that
+/// customers' personal data reads in clear (`crate::store::personal`).
 pub async fn connect(database: &DatabaseArgs) -> Result<Db> {
-    Db::connect(&database.database_url, database.max_connections)
+    let db = Db::connect(&database.database_url, database.max_connections)
         .await
-        .with_context(|| format!("connecting to {}", redact_url(&database.database_url)))
+        .with_context(|| format!("connecting to {}", redact_url(&database.database_url)))?;
+    match crate::config::master_key_ring_from_env(&database.database_url)
+        .context("the encryption key")?
+    {
+        Some(ring) => crate::store::personal::install_master_keys(&db, &ring),
+        None => tracing::warn!(
+            "no encryption key configured (BLING_LEDGER_ENCRYPTION_KEY): customers' personal \
+             data is stored in clear, and encrypted profiles cannot be read"
+        ),
+    }
+    Ok(db)
 }
 
 /// Hides a password in a database URL before it reaches a message.

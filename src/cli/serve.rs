@@ -107,6 +107,28 @@ impl ServeArgs {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
+        // Customers' personal data is encrypted under keys this key wraps; an ingest-only
+        // service (no Bling app) needs it too. It is installed for the database (by its
+        // identity), which the server's own pool then shares.
+        match bling.key_ring(&database.database_url) {
+            Ok(ring) => {
+                let db = crate::store::Db::connect(&database.database_url, 1)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "connecting to {}",
+                            super::redact_url(&database.database_url)
+                        )
+                    })?;
+                crate::store::personal::install_master_keys(&db, &ring);
+                db.close().await;
+            }
+            Err(crate::config::BlingConfigError::MissingKey) => tracing::warn!(
+                "no encryption key configured (BLING_LEDGER_ENCRYPTION_KEY): customers' personal \
+                 data is stored in clear, and `forget` can only hide it from readers"
+            ),
+            Err(e) => return Err(e.into()),
+        }
         let settings = Settings {
             database_url: database.database_url.clone(),
             max_connections: database.max_connections,

@@ -171,6 +171,18 @@ impl KeyRing {
         self
     }
 
+    /// This ring, also able to decrypt with every key of `older` (a process that was given
+    /// several rings, such as a test binary starting several services, reads what each wrote).
+    pub fn merged_with(&self, older: &KeyRing) -> KeyRing {
+        let mut ring = self.clone();
+        for key in std::iter::once(&older.current).chain(&older.previous) {
+            if key.id != ring.current.id && ring.previous.iter().all(|k| k.id != key.id) {
+                ring.previous.push(key.clone());
+            }
+        }
+        ring
+    }
+
     pub fn current_id(&self) -> &str {
         self.current.id()
     }

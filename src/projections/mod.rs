@@ -246,11 +246,12 @@ pub async fn read(
 
 /// [`read`] inside `tx` (see [`projection_events_in`]).
 async fn read_in(
+    db: &Db,
     tx: &mut Tx,
     after: i64,
     limit: i64,
 ) -> Result<Vec<projections::LogEvent>, StoreError> {
-    projection_events_in(tx, after, limit).await
+    projection_events_in(db, tx, after, limit).await
 }
 
 /// A decoded event of the batch.

@@ -182,7 +182,7 @@ pub(super) async fn replay(
         }
         Db::Sqlite(_) => {
             while last < head {
-                let events = read_in(&mut tx, last, chunk).await?;
+                let events = read_in(db, &mut tx, last, chunk).await?;
                 let Some(end) = events.last().map(|e| e.position) else {
                     break;
                 };

@@ -14,6 +14,8 @@
 //! - [`notify`]: outbound notifications (endpoints, outbox, deliveries, attempts) and
 //!   [`reconnect_links`]: the shops' self-service reconnect links;
 //! - [`signed_checkpoints`]: the sealed log's signed checkpoints;
+//! - [`personal`]: customers' personal data in the log, encrypted per customer, and its
+//!   erasure (LGPD) there and in every other table;
 //! - `scratch` (dev tools): the benchmarks' scratch databases, baselines and seeders.
 //!
 //! One technique for the two backends: a statement is written once with `$N` placeholders
@@ -25,6 +27,7 @@ pub mod connections;
 pub mod events;
 pub mod idempotency;
 pub mod notify;
+pub mod personal;
 pub mod reconnect_links;
 #[cfg(feature = "dev-tools")]
 pub mod scratch;

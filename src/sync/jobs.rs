@@ -28,6 +28,7 @@ use super::SyncSettings;
 use crate::bling::client::BlingClient;
 use crate::bling::error::{BlingError, Operation};
 use crate::bling::models::{FormaPagamento, PedidoVenda, SituacoesDeVenda};
+use crate::erasure::values::PersonalValues;
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::{now_ms, Db, StoreError};
 
@@ -299,6 +300,9 @@ impl Executor {
             return Ok(Err(failure));
         }
         let contato = mapping::contato(customer_id, profile);
+        // Bling's evidence quotes the values we send (the document in a lookup's path, values
+        // in its messages): recorded without them (see `crate::erasure::values`).
+        let values = PersonalValues::of([profile]);
         let mut calls = Vec::new();
         let _same_document = match customer.bling_contact_id {
             None => Some(self.document_lock(tenant, profile.tax_id.as_str()).await),
@@ -316,7 +320,7 @@ impl Executor {
                 match found {
                     Err(e) => {
                         return self
-                            .contact_failure(ctx, customer_id, &e, calls, version)
+                            .contact_failure(ctx, customer_id, &e, calls, version, &values)
                             .await
                     }
                     // Two of our customers with one document share one contato.
@@ -339,7 +343,7 @@ impl Executor {
                             Ok(c) => (c.id, Some(true)),
                             Err(e) => {
                                 return self
-                                    .contact_failure(ctx, customer_id, &e, calls, version)
+                                    .contact_failure(ctx, customer_id, &e, calls, version, &values)
                                     .await
                             }
                         }
@@ -365,16 +369,17 @@ impl Executor {
                             bling_contact_id: bling_id,
                             created: false,
                             profile_version: 0,
-                            calls: std::mem::take(&mut calls),
+                            calls: values.withhold(std::mem::take(&mut calls)),
                         },
                     )
                     .await?;
                 }
                 return self
-                    .contact_failure(ctx, customer_id, &e, calls, version)
+                    .contact_failure(ctx, customer_id, &e, calls, version, &values)
                     .await;
             }
         }
+        let calls = values.withhold(calls);
         let command = match created {
             Some(created) => CustomerCommand::RecordContactLinked {
                 bling_contact_id: bling_id,
@@ -400,8 +405,11 @@ impl Executor {
         error: &BlingError,
         calls: Vec<BlingCall>,
         version: u64,
+        values: &PersonalValues,
     ) -> Result<Result<i64, Failure>, StoreError> {
-        let failure = Failure::from_bling(error, calls, Operation::Contato);
+        let mut failure = Failure::from_bling(error, values.withhold(calls), Operation::Contato);
+        failure.cause = values.withhold(failure.cause);
+        failure.daily_quota = values.withhold(failure.daily_quota);
         if failure.next != Next::Park {
             self.record_contact_failure(ctx, customer_id, &failure, version)
                 .await?;
@@ -559,8 +567,16 @@ impl Executor {
             };
             let customer = self.ledger.customer(tenant, customer_id.as_str()).await?;
             let Some(profile) = customer.profile.clone() else {
+                let mut problems = Problems::new();
+                if customer.erased {
+                    // Nothing of an erased customer goes to Bling again.
+                    problems.add(
+                        "customer",
+                        "was erased (LGPD): its personal data no longer exists to send",
+                    );
+                }
                 return self
-                    .invoice_failure(&ctx, job, &invoice, Failure::divergent(Problems::new()))
+                    .invoice_failure(&ctx, job, &invoice, Failure::divergent(problems))
                     .await;
             };
 

@@ -9,7 +9,7 @@
 //!   client; [`raw`]: requests sent byte for byte;
 //! - the ledger: [`http_api`], [`edges_fuzz`], [`event_log`], [`connection`], [`sync_engine`],
 //!   [`fleet`] (the scheduler, fenced leases, renewals at fleet scale),
-//!   [`projection_views`], [`audit_export`], [`sealed_log`], [`console_browser`], [`notify`]
+//!   [`projection_views`], [`audit_export`], [`sealed_log`], [`lgpd`] (erasure), [`console_browser`], [`notify`]
 //!   (notifications, the change feed, reconnect links);
 //! - Bling: [`bling_client`] (the client against the sandbox), [`bling_contract`] (recorded
 //!   answers, the client's reading of them and the sandbox's shapes);
@@ -30,6 +30,7 @@ mod edges_fuzz;
 mod event_log;
 mod fleet;
 mod http_api;
+mod lgpd;
 mod notify;
 mod projection_views;
 mod sandbox_faults;

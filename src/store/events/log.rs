@@ -122,7 +122,8 @@ pub async fn sequence_pending(db: &Db) -> Result<u64, StoreError> {
 }
 
 /// Up to `limit` events after `after` (exclusive), in global order. Never skips an event:
-/// an event committed late is numbered after every event already readable.
+/// an event committed late is numbered after every event already readable. Personal data
+/// reads in clear, or erased (`super::super::personal`).
 pub async fn read_from(
     db: &Db,
     after: i64,
@@ -130,7 +131,7 @@ pub async fn read_from(
     filter: &LogFilter,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     sequence_pending(db).await?;
-    match db {
+    let mut events = match db {
         Db::Postgres(pool) => {
             let rows = sqlx::query(
                 "SELECT global_position, aggregate_type, aggregate_id, sequence, event_type,
@@ -150,7 +151,7 @@ pub async fn read_from(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(pg_event).collect()
+            rows.iter().map(pg_event).collect::<Result<Vec<_>, _>>()?
         }
         Db::Sqlite(pool) => {
             let rows = sqlx::query(
@@ -171,9 +172,32 @@ pub async fn read_from(
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            rows.iter().map(sqlite_event).collect()
+            rows.iter()
+                .map(sqlite_event)
+                .collect::<Result<Vec<_>, _>>()?
         }
+    };
+    // Personal data as readers see it: in clear, or erased.
+    let keys = crate::store::personal::keys_for(
+        db,
+        events.iter().map(|e| {
+            (
+                e.aggregate_type.as_str(),
+                e.aggregate_id.as_str(),
+                e.event_type.as_str(),
+            )
+        }),
+    )
+    .await?;
+    for e in &mut events {
+        keys.open(
+            &e.aggregate_type,
+            &e.aggregate_id,
+            &e.event_type,
+            &mut e.payload,
+        )?;
     }
+    Ok(events)
 }
 
 /// Every aggregate id of one type, sorted (e.g. the tenants with a Bling connection).

@@ -10,6 +10,9 @@
 //! - here: the other readers of the table: the projections' text-payload range scan, the
 //!   customer directory, the audit export's position bounds, and the event stores of
 //!   `cqrs-es` on either backend ([`AggregateStore`]).
+//!
+//! Every reader but the audit export and the seals' own sees personal data through
+//! [`personal`]: in clear while the customer's key exists, erased after.
 
 pub mod log;
 pub mod pg_copy;
@@ -22,7 +25,7 @@ use cqrs_es::Aggregate;
 use projections::LogEvent;
 
 use crate::sql;
-use crate::store::{Db, StoreError, Tx};
+use crate::store::{personal, Db, StoreError, Tx};
 use pg_events::PgEventRepository;
 use sqlite_events::SealingSqliteRepository;
 
@@ -45,15 +48,20 @@ impl<A: Aggregate> AggregateStore<A> {
     }
 }
 
-/// Whether the customer stream `stream_id` has any event (the invoice handler's customer
-/// directory). Inside a command on PostgreSQL it runs on the command's own connection (see [`pg_events`]).
+/// Whether the customer stream `stream_id` has any event and was not erased (the invoice
+/// handler's customer directory: an erased customer cannot be billed). Inside a command on
+/// PostgreSQL it runs on the command's own connection (see [`pg_events`]).
 pub async fn customer_registered(db: &Db, stream_id: &str) -> Result<bool, StoreError> {
     let found: Option<i64> = match db {
         Db::Postgres(pool) => {
             let mut conn = pg_events::connection(pool).await?;
             let found = sqlx::query_scalar(
                 "SELECT 1::bigint FROM events
-                 WHERE aggregate_type = 'Customer' AND aggregate_id = $1 LIMIT 1",
+                 WHERE aggregate_type = 'Customer' AND aggregate_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM events
+                                   WHERE aggregate_type = 'Customer' AND aggregate_id = $1
+                                     AND event_type = 'CustomerErased')
+                 LIMIT 1",
             )
             .bind(stream_id)
             .fetch_optional(&mut *conn)
@@ -65,7 +73,11 @@ pub async fn customer_registered(db: &Db, stream_id: &str) -> Result<bool, Store
             db,
             as (i64,),
             "SELECT 1 FROM events
-             WHERE aggregate_type = 'Customer' AND aggregate_id = $1 LIMIT 1",
+             WHERE aggregate_type = 'Customer' AND aggregate_id = $1
+               AND NOT EXISTS (SELECT 1 FROM events
+                               WHERE aggregate_type = 'Customer' AND aggregate_id = $1
+                                 AND event_type = 'CustomerErased')
+             LIMIT 1",
             [stream_id],
             fetch_optional
         )?
@@ -150,23 +162,54 @@ pub async fn projection_events(
     limit: i64,
 ) -> Result<Vec<LogEvent>, StoreError> {
     log::sequence_pending(db).await?;
-    match db {
-        Db::Postgres(pool) => read_pg(pool, after, limit).await,
-        Db::Sqlite(pool) => read_sqlite(pool, after, limit).await,
-    }
+    let mut events = match db {
+        Db::Postgres(pool) => read_pg(pool, after, limit).await?,
+        Db::Sqlite(pool) => read_sqlite(pool, after, limit).await?,
+    };
+    let keys = personal::keys_for(db, personal_of(&events)).await?;
+    open_all(&keys, &mut events)?;
+    Ok(events)
 }
 
-/// [`projection_events`] inside `tx`. A SQLite transaction holds the database's write lock, so it must read
+/// The `(aggregate type, stream, event type)` of each event, for [`personal::keys_for`].
+fn personal_of(events: &[LogEvent]) -> impl Iterator<Item = (&str, &str, &str)> {
+    events.iter().map(|e| {
+        (
+            e.aggregate_type.as_str(),
+            e.aggregate_id.as_str(),
+            e.event_type.as_str(),
+        )
+    })
+}
+
+/// Personal data as readers see it: in clear, or erased (see [`personal`]).
+fn open_all(keys: &personal::Keys, events: &mut [LogEvent]) -> Result<(), StoreError> {
+    for e in events {
+        keys.open_text(
+            &e.aggregate_type,
+            &e.aggregate_id,
+            &e.event_type,
+            &mut e.payload,
+        )?;
+    }
+    Ok(())
+}
+
+/// [`projection_events`] inside `tx` on `db`. A SQLite transaction holds the database's write lock, so it must read
 /// on its own connection: a second pooled one may be held by a writer waiting for that lock.
 pub async fn projection_events_in(
+    db: &Db,
     tx: &mut Tx,
     after: i64,
     limit: i64,
 ) -> Result<Vec<LogEvent>, StoreError> {
-    match tx {
-        Tx::Postgres(t) => read_pg(&mut **t, after, limit).await,
-        Tx::Sqlite(t) => read_sqlite(&mut **t, after, limit).await,
-    }
+    let mut events = match tx {
+        Tx::Postgres(t) => read_pg(&mut **t, after, limit).await?,
+        Tx::Sqlite(t) => read_sqlite(&mut **t, after, limit).await?,
+    };
+    let keys = personal::keys_for_in(db, tx, personal_of(&events)).await?;
+    open_all(&keys, &mut events)?;
+    Ok(events)
 }
 
 async fn read_pg<'e>(

@@ -5,7 +5,11 @@
 //! transaction, so on SQLite no event is ever committed without its links. `BEGIN IMMEDIATE`
 //! takes the write lock first, so the sealed head read inside it cannot move under it.
 //!
-//! Reads, snapshots and streams, which need nothing of this, are `sqlite-es`'s own.
+//! Personal data ([`personal`]): a customer's profile is encrypted under its data key inside
+//! that transaction, and read back in clear (or erased) on load.
+//!
+//! Reads are `sqlite-es`'s own, then opened; snapshots and streams, which the ledger does not
+//! use, are `sqlite-es`'s own (a replay through them would see profiles encrypted).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -15,7 +19,9 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::SqlitePool;
 
+use super::pg_events::{personal_part, stored_payloads};
 use super::seals;
+use crate::store::{personal, Db};
 
 pub struct SealingSqliteRepository {
     pool: SqlitePool,
@@ -45,8 +51,26 @@ impl SealingSqliteRepository {
              VALUES {}",
             rows.join(", ")
         );
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(persistence)?;
+        // Each customer profile encrypted under its customer's key, in the same transaction.
+        let mut personal_events = personal_part(events);
+        if !personal_events.is_empty() {
+            // Boxed: a command's future is deep already (a task's stack is small).
+            Box::pin(personal::seal_for_append_sqlite(
+                &personal::sqlite_identity(&self.pool),
+                &mut tx,
+                &mut personal_events,
+            ))
+            .await
+            .map_err(unknown)?;
+        }
+        let payloads = stored_payloads(events, &personal_events);
         let mut query = sqlx::query(&sql);
-        for event in events {
+        for (event, payload) in events.iter().zip(payloads) {
             let sequence = i64::try_from(event.sequence).map_err(unknown)?;
             query = query
                 .bind(&event.aggregate_type)
@@ -54,19 +78,46 @@ impl SealingSqliteRepository {
                 .bind(sequence)
                 .bind(&event.event_type)
                 .bind(&event.event_version)
-                .bind(serde_json::to_string(&event.payload).map_err(unknown)?)
+                .bind(serde_json::to_string(payload).map_err(unknown)?)
                 .bind(serde_json::to_string(&event.metadata).map_err(unknown)?);
         }
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(persistence)?;
         query.execute(&mut *tx).await.map_err(persistence)?;
         if seals::sealing() {
             seals::sqlite_seal(&mut tx).await.map_err(unknown)?;
         }
         tx.commit().await.map_err(persistence)
+    }
+}
+
+impl SealingSqliteRepository {
+    /// A stream's events as the aggregate reads them: personal data in clear, or erased.
+    async fn open(
+        &self,
+        mut events: Vec<SerializedEvent>,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let db = Db::Sqlite(self.pool.clone());
+        let keys = Box::pin(personal::keys_for(
+            &db,
+            events.iter().map(|e| {
+                (
+                    e.aggregate_type.as_str(),
+                    e.aggregate_id.as_str(),
+                    e.event_type.as_str(),
+                )
+            }),
+        ))
+        .await
+        .map_err(unknown)?;
+        for e in &mut events {
+            keys.open(
+                &e.aggregate_type,
+                &e.aggregate_id,
+                &e.event_type,
+                &mut e.payload,
+            )
+            .map_err(unknown)?;
+        }
+        Ok(events)
     }
 }
 
@@ -92,7 +143,8 @@ impl PersistedEventRepository for SealingSqliteRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner.get_events::<A>(aggregate_id).await
+        let events = self.inner.get_events::<A>(aggregate_id).await?;
+        self.open(events).await
     }
 
     async fn get_last_events<A: Aggregate>(
@@ -100,9 +152,11 @@ impl PersistedEventRepository for SealingSqliteRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.inner
+        let events = self
+            .inner
             .get_last_events::<A>(aggregate_id, last_sequence)
-            .await
+            .await?;
+        self.open(events).await
     }
 
     async fn get_snapshot<A: Aggregate>(
