@@ -458,10 +458,9 @@ impl Processor {
                 };
                 let invoice = self.ledger.invoice(&tenant, &invoice_id).await?;
                 // Our own send is in flight: its answer carries SEFAZ's reason, let it land.
-                let sending = invoice.nfe_status == Some(NfeStatus::Generated)
-                    && self.ledger.connection(&tenant).await?.nfe_mode == NfeMode::GenerateAndSend
-                    && d.attempts < 2;
-                if sending {
+                let send_due = invoice.nfe_status == Some(NfeStatus::Generated)
+                    && self.ledger.connection(&tenant).await?.nfe_mode == NfeMode::GenerateAndSend;
+                if send_due && d.attempts < 2 {
                     return Ok(Step::Later(
                         Duration::from_secs(2),
                         "our own send of this NF-e is in flight".into(),
@@ -475,6 +474,7 @@ impl Processor {
                     resource_id,
                     Source::Webhook,
                     None,
+                    send_due,
                     &correlation,
                     Vec::new(),
                 )

@@ -128,6 +128,13 @@ async fn record(
 }
 
 /// Reads NF-e `nfe_id` and records on the invoice what SEFAZ decided, if it decided.
+///
+/// `send_due`: the ledger's own send of this NF-e is still to come (the shop sends through
+/// the ledger, and the NF-e was generated or its retry requested since SEFAZ last answered).
+/// A refusal Bling shows then is SEFAZ's *earlier* answer, already recorded, and is not
+/// recorded again: recorded after a retry, it would end the retry's follow-up before its send
+/// (a late webhook of the first rejection did exactly that). The send's own read records the
+/// new answer.
 #[allow(clippy::too_many_arguments)]
 pub async fn observe_nfe(
     ledger: &Ledger,
@@ -137,6 +144,7 @@ pub async fn observe_nfe(
     nfe_id: i64,
     source: Source,
     reason: Option<&str>,
+    send_due: bool,
     correlation: &str,
     mut calls: Vec<BlingCall>,
 ) -> Result<Read, StoreError> {
@@ -153,6 +161,17 @@ pub async fn observe_nfe(
             nfe.situacao
         )));
     };
+    if send_due
+        && matches!(
+            observed,
+            NfeObserved::Rejected { .. } | NfeObserved::Denied { .. }
+        )
+    {
+        return Ok(Read::Undecided(format!(
+            "NF-e {nfe_id}: Bling still shows SEFAZ's earlier refusal; the ledger's own send is \
+             due, and its read records the new answer"
+        )));
+    }
     let what = match &observed {
         NfeObserved::Authorized { document } => format!(
             "NF-e {nfe_id} authorized (nº {}, chave {})",
@@ -332,6 +351,7 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
         nfe_id,
         source,
         reason.as_deref(),
+        false,
         &correlation,
         calls,
     )

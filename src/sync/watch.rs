@@ -192,6 +192,7 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
             nfe_id,
             Source::Poll,
             None,
+            false,
             &correlation,
             Vec::new(),
         )

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use bling_ledger::bling::webhooks::sign;
-use bling_ledger::sandbox::{SandboxConfig, SefazRules, WebhookFaults, WebhookSubscription};
+use bling_ledger::sandbox::{
+    FaultConfig, FaultRule, SandboxConfig, SefazRules, WebhookFaults, WebhookSubscription,
+};
 use bling_ledger::store::log::{LogFilter, RecordedEvent};
 use bling_ledger::store::sync_work::Kind;
 use bling_ledger::store::Db;
@@ -499,6 +501,127 @@ async fn nfe_rejected_then_fixed_and_retried(t: TestDb) {
     stack.stop().await;
 }
 both_backends!(nfe_rejected, nfe_rejected_then_fixed_and_retried);
+
+/// A late delivery of the first rejection, processed after support asked for a retry and
+/// before the ledger's own send of it: Bling still shows the old refusal, which is not recorded
+/// again (recorded, it ended the retry's follow-up before its send, and the NF-e stayed
+/// rejected). The send's own read records the new answer.
+async fn a_late_refusal_after_a_retry_is_not_recorded_again(t: TestDb) {
+    let stack = stack(&t, |_| {}).await;
+    let bad = cpf(77);
+    stack.sandbox.set_sefaz_rules(
+        "shop-a",
+        SefazRules {
+            reject_documents: vec![bad.clone()],
+            deny_documents: vec![],
+        },
+    );
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    let mode = json!({"mode": "generate_and_send"});
+    let (s, b) = call(&stack, "PUT", "/v1/tenants/shop-a/nfe-mode", Some(&mode)).await;
+    assert_eq!(s, 200, "{b}");
+    let mut customer = customer_body("Maria");
+    customer["tax_id"] = json!(bad);
+    let (s, _) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let bill = invoice_body("c1", "NF-1");
+    let (s, _) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&bill),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let rejected = || async {
+        invoice_events(&t.db, "i1")
+            .await
+            .iter()
+            .filter(|e| {
+                e.event_type == "SyncFailed"
+                    && e.payload["SyncFailed"]["cause"]["kind"] == "nfe_rejected"
+            })
+            .count()
+    };
+    assert!(eventually(30, || async { rejected().await == 1 }).await);
+    customer["tax_id"] = json!(cpf(78));
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer),
+    )
+    .await;
+    assert!(s == 200 || s == 201, "{s} {b}");
+    assert!(
+        eventually(20, || async {
+            stack.sandbox.contatos("shop-a")[0]["numeroDocumento"]
+                .as_str()
+                .is_some_and(|d| {
+                    d.chars().filter(char::is_ascii_digit).collect::<String>() == cpf(78)
+                })
+        })
+        .await,
+        "the fixed CPF reached Bling's contato"
+    );
+    // The ledger's send of the retry is slow to reach Bling; meanwhile the first rejection's
+    // delivery arrives late.
+    stack.sandbox.set_faults(
+        Some("shop-a"),
+        FaultConfig::none().with_rule(
+            FaultRule::route("POST", "/nfe")
+                .latency(Duration::from_secs(8), Duration::from_secs(8)),
+        ),
+    );
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/nfe/retry",
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let nfe_id = stack.sandbox.nfes("shop-a")[0]["id"].as_i64().unwrap();
+    let late = envelope(
+        "ev-late-refusal",
+        &company(&stack),
+        "invoice.updated",
+        json!({"id": nfe_id, "situacao": 4}),
+    );
+    let (s, b) = post_raw(&stack, &late, Some(&sign(SECRET.as_bytes(), &late))).await;
+    assert_eq!(s, 202, "{b}");
+    assert!(
+        eventually(20, || async {
+            deliveries(&stack).await["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["event_id"] == "ev-late-refusal" && d["state"] == "processed")
+        })
+        .await,
+        "the late delivery is processed: {}",
+        deliveries(&stack).await
+    );
+    assert_eq!(rejected().await, 1, "the old refusal is not recorded again");
+    stack
+        .sandbox
+        .set_faults(Some("shop-a"), FaultConfig::none());
+    assert!(
+        wait_for(&t.db, "i1", "NfeAuthorized", 1).await,
+        "authorized after the retry"
+    );
+    stack.stop().await;
+}
+both_backends!(
+    late_refusal,
+    a_late_refusal_after_a_retry_is_not_recorded_again
+);
 
 /// The shop cancels the order in Bling's screen: the `order` webhook shows a situação the
 /// ledger did not set, recorded as a divergence (timeline, failure audit, invoice); support
