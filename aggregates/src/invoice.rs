@@ -782,6 +782,13 @@ pub struct Invoice {
     /// Support accepted Bling's situação: the worker no longer pushes its own.
     #[serde(default)]
     pub accepted_bling_situacao: bool,
+    /// The ledger sent this NF-e to SEFAZ itself (the shop's mode was generate-and-send).
+    #[serde(default)]
+    pub nfe_sent_by_ledger: bool,
+    /// A retry was asked and the ledger's own send of it has not happened yet: until it has,
+    /// a refusal seen by a webhook or a poll is SEFAZ's earlier answer (see `nfe_transition`).
+    #[serde(default)]
+    pub nfe_resend_due: bool,
 }
 
 impl Invoice {
@@ -811,6 +818,18 @@ impl Invoice {
             NfeObserved::Cancelled => NfeStatus::Cancelled,
         };
         if self.nfe_status == Some(status) {
+            return None;
+        }
+        // After a retry of an NF-e the ledger sends, Bling shows the old refusal until the
+        // ledger's send: a webhook or a poll (one already under way when the retry was asked)
+        // reading it then would record it again, ending the retry's follow-up before its send.
+        if self.nfe_resend_due
+            && source != Source::Send
+            && matches!(
+                observed,
+                NfeObserved::Rejected { .. } | NfeObserved::Denied { .. }
+            )
+        {
             return None;
         }
         Some(match observed {
@@ -1112,14 +1131,21 @@ impl Aggregate for Invoice {
                     self.failed_attempts = attempt;
                 }
             }
-            InvoiceEvent::NfeSent { .. } => self.nfe_status = Some(NfeStatus::Sent),
+            InvoiceEvent::NfeSent { .. } => {
+                self.nfe_status = Some(NfeStatus::Sent);
+                self.nfe_sent_by_ledger = true;
+                self.nfe_resend_due = false;
+            }
             InvoiceEvent::NfeAuthorized { document, .. } => {
                 self.nfe_status = Some(NfeStatus::Authorized);
                 self.nfe_document = Some(document);
             }
             InvoiceEvent::NfeDenied { .. } => self.nfe_status = Some(NfeStatus::Denied),
             InvoiceEvent::NfeCancelled { .. } => self.nfe_status = Some(NfeStatus::Cancelled),
-            InvoiceEvent::NfeRetryRequested { .. } => self.nfe_status = Some(NfeStatus::Generated),
+            InvoiceEvent::NfeRetryRequested { .. } => {
+                self.nfe_status = Some(NfeStatus::Generated);
+                self.nfe_resend_due = self.nfe_sent_by_ledger;
+            }
             InvoiceEvent::OrderDiverged { divergence, .. } => self.divergence = Some(divergence),
             InvoiceEvent::DivergenceResolved {
                 choice, divergence, ..
@@ -1659,6 +1685,62 @@ mod tests {
             .given(vec![billed(content), generated])
             .when(InvoiceCommand::RetryNfe { by: "ana".into() })
             .then_expect_error(InvoiceError::Nfe(NfeCommandError::NotRejected("generated")));
+    }
+
+    #[test]
+    fn an_old_refusal_seen_after_a_retry_of_our_send_is_not_recorded_again() {
+        let content = input().validate().unwrap().content;
+        let generated = InvoiceEvent::NfeGenerated {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let sent = InvoiceEvent::NfeSent {
+            nfe_id: 7,
+            calls: vec![],
+        };
+        let rejected = InvoiceEvent::SyncFailed {
+            cause: FailureCause::NfeRejected {
+                nfe_id: 7,
+                reason: "Rejeição 237: CPF do destinatário inválido".into(),
+                fix: NfeFix::CustomerRecord,
+            },
+            attempt: 1,
+            retry_at: None,
+            calls: vec![],
+        };
+        let retry = InvoiceEvent::NfeRetryRequested {
+            nfe_id: 7,
+            by: "ana".into(),
+        };
+        let refusal = || NfeObserved::Rejected {
+            reason: "Rejeição 237: CPF do destinatário inválido".into(),
+        };
+        let history = vec![
+            billed(content.clone()),
+            generated.clone(),
+            sent.clone(),
+            rejected.clone(),
+            retry.clone(),
+        ];
+        // Seen by a webhook or a poll before the ledger sends again: nothing recorded.
+        for source in [Source::Webhook, Source::Poll] {
+            TestFramework::<Invoice>::with(services(true))
+                .given(history.clone())
+                .when(observe(refusal(), source))
+                .then_expect_events(vec![]);
+        }
+        // After the ledger's send, a refusal is SEFAZ's new answer.
+        let mut after_send = history.clone();
+        after_send.push(sent);
+        TestFramework::<Invoice>::with(services(true))
+            .given(after_send)
+            .when(observe(refusal(), Source::Webhook))
+            .then_expect_events(vec![rejected.clone()]);
+        // The shop sends from Bling's screen (the ledger never sent): every refusal counts.
+        TestFramework::<Invoice>::with(services(true))
+            .given(vec![billed(content), generated, rejected.clone(), retry])
+            .when(observe(refusal(), Source::Webhook))
+            .then_expect_events(vec![rejected]);
     }
 
     #[test]
