@@ -113,6 +113,30 @@ async fn post_raw(stack: &Stack, body: &[u8], signature: Option<&str>) -> (u16, 
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// The clerk corrects customer c1's CPF; waits until Bling's contato has it.
+async fn fix_cpf(stack: &Stack, customer: &mut Value, fixed: &str) {
+    customer["tax_id"] = json!(fixed);
+    let (s, b) = call(
+        stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(customer),
+    )
+    .await;
+    assert!(s == 200 || s == 201, "{s} {b}");
+    assert!(
+        eventually(20, || async {
+            stack.sandbox.contatos("shop-a")[0]["numeroDocumento"]
+                .as_str()
+                .is_some_and(|d| {
+                    d.chars().filter(char::is_ascii_digit).collect::<String>() == fixed
+                })
+        })
+        .await,
+        "the fixed CPF reached Bling's contato"
+    );
+}
+
 /// A delivery as Bling writes it (PHP escapes `/` and non-ASCII).
 fn envelope(event_id: &str, company: &str, event: &str, data: Value) -> Vec<u8> {
     json!({"eventId": event_id, "date": "2026-12-03T09:00:00Z", "version": "v1",
@@ -456,26 +480,7 @@ async fn nfe_rejected_then_fixed_and_retried(t: TestDb) {
         "in the failure audit"
     );
     // Retrying before anything changed is allowed; retrying an authorized NF-e is not.
-    customer["tax_id"] = json!(cpf(78));
-    let (s, b) = call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer),
-    )
-    .await;
-    assert!(s == 200 || s == 201, "{s} {b}");
-    assert!(
-        eventually(20, || async {
-            stack.sandbox.contatos("shop-a")[0]["numeroDocumento"]
-                .as_str()
-                .is_some_and(|d| {
-                    d.chars().filter(char::is_ascii_digit).collect::<String>() == cpf(78)
-                })
-        })
-        .await,
-        "the fixed CPF reached Bling's contato"
-    );
+    fix_cpf(&stack, &mut customer, &cpf(78)).await;
     let (s, b) = call(
         &stack,
         "POST",
@@ -550,26 +555,7 @@ async fn a_late_refusal_after_a_retry_is_not_recorded_again(t: TestDb) {
             .count()
     };
     assert!(eventually(30, || async { rejected().await == 1 }).await);
-    customer["tax_id"] = json!(cpf(78));
-    let (s, b) = call(
-        &stack,
-        "PUT",
-        "/v1/tenants/shop-a/customers/c1",
-        Some(&customer),
-    )
-    .await;
-    assert!(s == 200 || s == 201, "{s} {b}");
-    assert!(
-        eventually(20, || async {
-            stack.sandbox.contatos("shop-a")[0]["numeroDocumento"]
-                .as_str()
-                .is_some_and(|d| {
-                    d.chars().filter(char::is_ascii_digit).collect::<String>() == cpf(78)
-                })
-        })
-        .await,
-        "the fixed CPF reached Bling's contato"
-    );
+    fix_cpf(&stack, &mut customer, &cpf(78)).await;
     // The ledger's send of the retry is slow to reach Bling; meanwhile the first rejection's
     // delivery arrives late.
     stack.sandbox.set_faults(
