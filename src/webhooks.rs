@@ -399,26 +399,28 @@ impl Processor {
             }
         }
         let mut settled: Vec<(i64, &'static str, Option<&str>, String)> = Vec::new();
+        let mut again: Vec<(i64, i64, String)> = Vec::new();
         for d in &due {
             let (state, detail) = match self.process(d, &known).await {
                 Ok(Step::Done(state, detail)) => (state, detail),
                 Ok(Step::Later(wait, detail)) => {
-                    rows::later(&self.db, d.id, now_ms() + wait.as_millis() as i64, &detail)
-                        .await?;
+                    again.push((d.id, now_ms() + wait.as_millis() as i64, detail));
                     continue;
                 }
                 Err(e) => {
                     if d.attempts + 1 >= NOT_YET_KNOWN_TRIES * 2 {
                         ("failed", e.to_string())
                     } else {
-                        rows::later(&self.db, d.id, now_ms() + 2000, &e.to_string()).await?;
+                        again.push((d.id, now_ms() + 2000, e.to_string()));
                         continue;
                     }
                 }
             };
             settled.push((d.id, state, d.tenant.as_deref(), detail));
         }
+        // One statement each for the lot's outcomes and its deliveries to look at again.
         rows::settle_all(&self.db, &settled).await?;
+        rows::later_all(&self.db, &again).await?;
         Ok(n)
     }
 

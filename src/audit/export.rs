@@ -14,7 +14,8 @@ use super::redact::{self, Redactor, SaltSource};
 use super::{format_bound, AuditError, ExportQuery, Format, TOOL};
 use crate::store::events;
 use crate::store::events::seals::{self, SealedEvent};
-use crate::store::log::{self, LogFilter};
+use crate::store::log::{self, LogFilter, RecordedEvent};
+use crate::store::personal::{self, Keys};
 use crate::store::{signed_checkpoints, Db, StoreError};
 
 /// Events read from the log per query.
@@ -97,6 +98,22 @@ impl ExportCursor {
                 self.done = true;
                 break;
             }
+            // The customers' keys this page needs, to show each profile beside its ciphertext.
+            let needed = events.iter().map(|s| {
+                let e = &s.event;
+                (
+                    e.aggregate_type.as_str(),
+                    e.aggregate_id.as_str(),
+                    e.event_type.as_str(),
+                )
+            });
+            let keys: Result<Keys, String> = match personal::keys_for(&self.db, needed).await {
+                Ok(keys) => Ok(keys),
+                // No master key here, or a key that does not open: the export goes on with the
+                // sealed bytes, and says so on each profile it cannot show.
+                Err(StoreError::Corrupt(why)) => Err(why),
+                Err(other) => return Err(other.into()),
+            };
             let mut page = Vec::with_capacity(events.len());
             for sealed in events {
                 let event = &sealed.event;
@@ -108,7 +125,7 @@ impl ExportCursor {
                 if !self.in_range(&event.recorded_at) {
                     continue;
                 }
-                page.push(self.seal(&sealed));
+                page.push(self.seal(&sealed, &keys));
             }
             if self.after >= self.last {
                 self.done = true;
@@ -124,12 +141,15 @@ impl ExportCursor {
         self.query.from.is_none_or(|from| *at >= from) && self.query.to.is_none_or(|to| *at < to)
     }
 
-    fn seal(&mut self, sealed: &SealedEvent) -> Map<String, Value> {
+    fn seal(&mut self, sealed: &SealedEvent, keys: &Result<Keys, String>) -> Map<String, Value> {
         let event = &sealed.event;
         let mut record = record::record_of(event);
         let link = |h: &Option<String>| h.clone().map(Value::from).unwrap_or(Value::Null);
         record.insert("seal".into(), link(&sealed.hash));
         record.insert("tenant_seal".into(), link(&sealed.tenant_hash));
+        if let Some(personal) = annotation(event, keys) {
+            record.insert(record::PERSONAL.into(), personal);
+        }
         for key in ["payload", "metadata"] {
             if let Some(value) = record.get_mut(key) {
                 self.summary.secrets_removed += redact::remove_secrets(value);
@@ -262,6 +282,30 @@ impl ExportCursor {
             proofs,
         });
         Ok(manifest)
+    }
+}
+
+/// The `personal` annotation of an event's record (see [`record`]): its profile in clear, the
+/// erased mark, or why it cannot be shown; `None` for an event without one.
+fn annotation(event: &RecordedEvent, keys: &Result<Keys, String>) -> Option<Value> {
+    let (kind, id, ty) = (
+        event.aggregate_type.as_str(),
+        event.aggregate_id.as_str(),
+        event.event_type.as_str(),
+    );
+    let shown = match keys {
+        Ok(keys) => keys
+            .annotation(kind, id, ty, &event.payload)
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why.clone()),
+    };
+    match shown {
+        Ok(annotation) => annotation,
+        Err(why) if personal::stored_encrypted(kind, ty, &event.payload) => {
+            tracing::warn!(position = event.position, error = %why, "audit export: a profile cannot be shown in clear");
+            Some(serde_json::json!({ "unreadable": why }))
+        }
+        Err(_) => None,
     }
 }
 

@@ -1,8 +1,17 @@
 //! One exported record, its place in the hash chain, and its JSONL and CSV spellings.
 //!
-//! A record is a JSON object with exactly these keys:
+//! A record is a JSON object with these keys:
 //! `position, recorded_at, tenant, aggregate_type, aggregate_id, sequence, event_type,
-//! event_version, payload, metadata, prev_hash, hash`.
+//! event_version, payload, metadata, seal, tenant_seal, prev_hash, hash`, and `personal` on
+//! the records whose payload holds a customer's encrypted profile.
+//!
+//! The first ten are the event as stored, the bytes its `seal` covers. A customer's profile is
+//! stored encrypted under the customer's data key (LGPD, `store::personal`), so the payload
+//! shows ciphertext; `personal` is what the exporter read through that key, outside the sealed
+//! bytes: `{"profile": {…}}` while the key exists, `{"erased": true}` once the customer was
+//! forgotten (the key destroyed), `{"unreadable": "why"}` when this export could not open it.
+//! It is the exporter's statement, covered by the export's own chain (`hash`) like every key,
+//! not by the seal: a checkpoint proves the ciphertext, not the clear text.
 //!
 //! `hash = hex(SHA-256(prev_hash ‖ canonical(record without "hash")))`, where `prev_hash` is
 //! taken as its 64 ASCII hex characters and `canonical` is [`super::canonical`]. The first
@@ -21,8 +30,31 @@ use crate::store::log::RecordedEvent;
 /// The `prev_hash` of the first record of every export.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The CSV columns, in order (also the header row).
-pub const CSV_COLUMNS: [&str; 14] = [
+/// The key of the exporter's view of a record's personal data (see the module's doc).
+pub const PERSONAL: &str = "personal";
+
+/// The CSV columns, in order (also the header row). An empty `personal` cell is a record
+/// without the key.
+pub const CSV_COLUMNS: [&str; 15] = [
+    "position",
+    "recorded_at",
+    "tenant",
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "personal",
+    "seal",
+    "tenant_seal",
+    "prev_hash",
+    "hash",
+];
+
+/// The columns of CSV exports made before records carried `personal` (still verified).
+pub const CSV_COLUMNS_UNANNOTATED: [&str; 14] = [
     "position",
     "recorded_at",
     "tenant",
@@ -149,7 +181,11 @@ pub fn csv_row(record: &Map<String, Value>, out: &mut String) {
         }
         let cell = match record.get(*column) {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) if *column != "payload" && *column != "metadata" => s.clone(),
+            Some(Value::String(s))
+                if *column != "payload" && *column != "metadata" && *column != PERSONAL =>
+            {
+                s.clone()
+            }
             Some(Value::Number(n)) if *column == "position" || *column == "sequence" => {
                 n.to_string()
             }
@@ -174,6 +210,7 @@ fn csv_cell(cell: &str, out: &mut String) {
 pub fn record_from_csv(cells: &[String]) -> Result<Map<String, Value>, String> {
     let columns: &[&str] = match cells.len() {
         n if n == CSV_COLUMNS.len() => &CSV_COLUMNS,
+        n if n == CSV_COLUMNS_UNANNOTATED.len() => &CSV_COLUMNS_UNANNOTATED,
         n if n == CSV_COLUMNS_UNSEALED.len() => &CSV_COLUMNS_UNSEALED,
         n => {
             return Err(format!(
@@ -190,7 +227,9 @@ pub fn record_from_csv(cells: &[String]) -> Result<Map<String, Value>, String> {
                     .map_err(|_| format!("{column} is not an integer: {cell:?}"))?,
             ),
             "tenant" | "seal" | "tenant_seal" if cell.is_empty() => Value::Null,
-            "payload" | "metadata" => {
+            // Absent in the JSONL record too: not a key at all.
+            PERSONAL if cell.is_empty() => continue,
+            "payload" | "metadata" | PERSONAL => {
                 serde_json::from_str(cell).map_err(|e| format!("{column} is not JSON: {e}"))?
             }
             _ => Value::from(cell.clone()),
@@ -289,7 +328,8 @@ mod tests {
             "event_type": "CustomerRegistered", "event_version": "1",
             "payload": {"CustomerRegistered": {"profile": {"name": "Ana \"Nina\", filha\nde Zé"}}},
             "metadata": {"tenant": "shop-a", "actor": "ingest:petshop-a"},
-            "seal": "ab".repeat(32), "tenant_seal": null
+            "seal": "ab".repeat(32), "tenant_seal": null,
+            "personal": {"profile": {"name": "Ana, \"Nina\""}}
         }) else {
             unreachable!()
         };
@@ -330,6 +370,22 @@ mod tests {
         );
         let rebuilt = record_from_csv(&cells).unwrap();
         assert_eq!(rebuilt, record);
+        assert_eq!(chain_hash(GENESIS, &rebuilt), hash);
+
+        // A record without personal data: an empty cell, and no key once read back.
+        let mut plain = sample();
+        plain.remove(PERSONAL);
+        let hash = seal(GENESIS, &mut plain);
+        let mut text = String::new();
+        csv_row(&plain, &mut text);
+        let mut lines = text
+            .trim_end_matches("\r\n")
+            .split("\r\n")
+            .map(|l| Ok::<_, ()>(l.to_string()));
+        let (cells, _) = read_csv_row(|| lines.next()).unwrap().unwrap();
+        assert_eq!(cells.len(), CSV_COLUMNS.len());
+        let rebuilt = record_from_csv(&cells).unwrap();
+        assert!(!rebuilt.contains_key(PERSONAL));
         assert_eq!(chain_hash(GENESIS, &rebuilt), hash);
     }
 

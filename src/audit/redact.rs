@@ -31,6 +31,8 @@ use rand::RngCore;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::record;
+
 /// How the manifest names the method.
 pub const METHOD: &str = "hmac-sha256";
 /// How the manifest describes a digest.
@@ -230,13 +232,19 @@ impl Redactor {
 
     /// Redacts one record (see [`super::record::record_of`]) in place.
     pub fn redact_record(&mut self, record: &mut Map<String, Value>) {
-        if let Some(payload) = record.get("payload") {
-            self.learn(payload);
+        // The payload, and the profile the exporter read in clear beside a ciphertext
+        // (`personal`, see `record`): values learnt from both are scrubbed everywhere.
+        for key in ["payload", record::PERSONAL] {
+            if let Some(value) = record.get(key) {
+                self.learn(value);
+            }
         }
-        if let Some(payload) = record.get_mut("payload") {
-            let mut payload = payload.take();
-            self.redact_value(&mut payload);
-            record.insert("payload".into(), payload);
+        for key in ["payload", record::PERSONAL] {
+            if let Some(value) = record.get_mut(key) {
+                let mut value = value.take();
+                self.redact_value(&mut value);
+                record.insert(key.into(), value);
+            }
         }
         if let Some(Value::String(id)) = record.get("aggregate_id") {
             if let Some(scrubbed) = self.scrub_text(id) {

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::manifest::Manifest;
 use super::record::{
-    chain_hash, read_csv_row, record_from_csv, CsvError, CSV_COLUMNS, CSV_COLUMNS_UNSEALED, GENESIS,
+    chain_hash, read_csv_row, record_from_csv, CsvError, CSV_COLUMNS, CSV_COLUMNS_UNANNOTATED,
+    CSV_COLUMNS_UNSEALED, GENESIS,
 };
 use super::{AuditError, Format};
 
@@ -424,6 +425,7 @@ impl<R: BufRead> Records<R> {
             match self.next_line()? {
                 Ok(header)
                     if header == CSV_COLUMNS.join(",")
+                        || header == CSV_COLUMNS_UNANNOTATED.join(",")
                         || header == CSV_COLUMNS_UNSEALED.join(",") => {}
                 Ok(header) => {
                     self.failed = true;

@@ -131,6 +131,16 @@ pub fn carries_personal_data(aggregate_type: &str, event_type: &str) -> bool {
     aggregate_type == "Customer" && matches!(event_type, "CustomerRegistered" | "CustomerUpdated")
 }
 
+/// Whether the stored payload of an event holds its profile encrypted.
+pub fn stored_encrypted(aggregate_type: &str, event_type: &str, payload: &Value) -> bool {
+    carries_personal_data(aggregate_type, event_type)
+        && payload
+            .get(event_type)
+            .and_then(|p| p.get(PROFILE))
+            .and_then(encrypted_text)
+            .is_some()
+}
+
 fn encrypted_text(profile: &Value) -> Option<&str> {
     profile.get("encrypted").and_then(Value::as_str)
 }
@@ -226,6 +236,37 @@ impl Keys {
             (None, _) => {}
         }
         Ok(())
+    }
+
+    /// What an audit export shows beside the stored bytes of one event: `{"profile": …}` (the
+    /// profile in clear) while the customer's key exists, `{"erased": true}` once it was
+    /// destroyed, `None` when there is nothing to add (no personal data, or a profile stored in
+    /// clear and never erased, which the payload already shows). The payload is not changed:
+    /// the export's records keep the sealed bytes.
+    pub fn annotation(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+        payload: &Value,
+    ) -> Result<Option<Value>, StoreError> {
+        if !carries_personal_data(aggregate_type, event_type) {
+            return Ok(None);
+        }
+        let Some(stored) = payload.get(event_type).and_then(|p| p.get(PROFILE)) else {
+            return Ok(None);
+        };
+        let erased = matches!(self.keys.get(aggregate_id), Some(None));
+        if erased {
+            return Ok(Some(erased_mark()));
+        }
+        if encrypted_text(stored).is_none() {
+            return Ok(None);
+        }
+        let mut opened = serde_json::json!({ event_type: { PROFILE: stored.clone() } });
+        self.open(aggregate_type, aggregate_id, event_type, &mut opened)?;
+        let profile = opened[event_type][PROFILE].take();
+        Ok(Some(serde_json::json!({ PROFILE: profile })))
     }
 
     /// [`Self::open`] on a payload kept as JSON text (the projections' reads). Events without

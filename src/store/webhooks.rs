@@ -284,14 +284,42 @@ pub async fn invoices_of_orders(
     Ok(rows.into_iter().collect())
 }
 
-/// Processing must wait (Bling unavailable, the invoice not yet known): try again at `due`.
-pub async fn later(db: &Db, id: i64, due_at_ms: i64, detail: &str) -> Result<(), StoreError> {
-    sql!(
-        db,
-        "UPDATE webhook_deliveries SET due_at_ms = $2, detail = $3, attempts = attempts + 1
-         WHERE id = $1",
-        [id, due_at_ms, detail]
-    )?;
+/// Processing must wait (Bling unavailable, the invoice not yet known): each delivery of the
+/// lot, `(id, due_at_ms, detail)`, is tried again at its `due_at_ms`. One statement on
+/// PostgreSQL: a flood's deliveries about orders not known yet are looked at again several
+/// times, and this is one commit per lot, not one per delivery.
+pub async fn later_all(db: &Db, all: &[(i64, i64, String)]) -> Result<(), StoreError> {
+    if all.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    match &mut tx {
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "UPDATE webhook_deliveries AS w SET due_at_ms = x.due, detail = x.d,
+                     attempts = w.attempts + 1
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]) AS x(id, due, d)
+                 WHERE w.id = x.id",
+            )
+            .bind(all.iter().map(|a| a.0).collect::<Vec<_>>())
+            .bind(all.iter().map(|a| a.1).collect::<Vec<_>>())
+            .bind(all.iter().map(|a| a.2.as_str()).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(_) => {
+            for (id, due_at_ms, detail) in all {
+                sql!(
+                    tx,
+                    "UPDATE webhook_deliveries SET due_at_ms = $2, detail = $3,
+                         attempts = attempts + 1
+                     WHERE id = $1",
+                    [*id, *due_at_ms, detail.as_str()]
+                )?;
+            }
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 

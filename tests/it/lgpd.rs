@@ -223,6 +223,47 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
     let checkpoint = take_checkpoint(&t.db, &key).await.unwrap().unwrap();
     let (_, invoice_before) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/inv-zu", None).await;
 
+    // An export before the erasure shows the profile in clear beside its sealed ciphertext
+    // (`personal`), and is still proven by the checkpoint; a redacted one shows none of it.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["before.jsonl", "before.csv"] {
+        let outcome = export(&t.db, &export_args(dir.path(), name, false))
+            .await
+            .expect("export");
+        let profiles = personal_of(&outcome.output, "shop-a/zu");
+        assert!(!profiles.is_empty(), "{name}: the customer's records");
+        for (payload, annotation) in &profiles {
+            assert!(payload.to_string().contains("pii1."), "{name}: {payload}");
+            assert_eq!(
+                annotation["profile"]["name"], "Zuleica Quintanilha Brandão",
+                "{name}: {annotation}"
+            );
+        }
+        assert!(verify_file(&outcome.output, Some(&outcome.manifest_path))
+            .unwrap()
+            .ok());
+        verify_against_checkpoint(
+            &outcome.output,
+            &outcome.manifest,
+            &checkpoint,
+            &key.public_key(),
+        )
+        .expect("the annotation is outside the sealed bytes");
+    }
+    let redacted = export(
+        &t.db,
+        &export_args(dir.path(), "before-redacted.jsonl", true),
+    )
+    .await
+    .expect("redacted export");
+    let text = std::fs::read_to_string(&redacted.output).unwrap();
+    let shown = leaks(&p.needles, [("redacted".to_string(), text.as_str())]);
+    assert!(shown.is_empty(), "{shown:?}");
+    for (_, annotation) in personal_of(&redacted.output, "shop-a/zu") {
+        let name = annotation["profile"]["name"].as_str().unwrap_or_default();
+        assert!(name.starts_with("pii:"), "{annotation}");
+    }
+
     // Only an administrator may erase; an unknown customer is a 404.
     let support = stack
         .http
@@ -355,13 +396,19 @@ async fn forget_erases_everything_and_keeps_the_proof(t: TestDb) {
             [(path.to_string(), answer.to_string().as_str())],
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
     for name in ["after.jsonl", "after.csv"] {
         let outcome = export(&t.db, &export_args(dir.path(), name, false))
             .await
             .expect("export");
         let text = std::fs::read_to_string(&outcome.output).unwrap();
         found.extend(leaks(&p.needles, [(name.to_string(), text.as_str())]));
+        // The export shows the fields as erased, the ciphertext still there for the seal.
+        let profiles = personal_of(&outcome.output, "shop-a/zu");
+        assert!(!profiles.is_empty(), "{name}");
+        for (payload, annotation) in profiles {
+            assert!(payload.to_string().contains("pii1."), "{name}: {payload}");
+            assert_eq!(annotation, json!({"erased": true}), "{name}");
+        }
         // Everything still verifies: the file's chain, and each record against the seal that
         // a checkpoint signed before the erasure covers.
         assert!(verify_file(&outcome.output, Some(&outcome.manifest_path))
@@ -415,6 +462,38 @@ both_backends!(
     forget_erases_and_proves,
     forget_erases_everything_and_keeps_the_proof
 );
+
+/// The payload and the `personal` annotation of each profile-bearing record of `stream` in an
+/// export (JSONL or CSV).
+fn personal_of(path: &std::path::Path, stream: &str) -> Vec<(Value, Value)> {
+    use bling_ledger::audit::record::{read_csv_row, record_from_csv};
+    let text = std::fs::read_to_string(path).unwrap();
+    let records: Vec<serde_json::Map<String, Value>> =
+        if path.extension().is_some_and(|e| e == "csv") {
+            let mut lines = text.lines().skip(1).map(|l| Ok::<_, ()>(l.to_string()));
+            std::iter::from_fn(|| read_csv_row(|| lines.next()))
+                .map(|row| record_from_csv(&row.unwrap().0).unwrap())
+                .collect()
+        } else {
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+    records
+        .into_iter()
+        .filter(|r| {
+            r["aggregate_id"] == stream
+                && matches!(
+                    r["event_type"].as_str(),
+                    Some("CustomerRegistered" | "CustomerUpdated")
+                )
+        })
+        .map(|r| {
+            let annotation = r.get("personal").cloned().unwrap_or(Value::Null);
+            (r["payload"].clone(), annotation)
+        })
+        .collect()
+}
 
 /// The first value under `key` anywhere in `value`.
 fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
