@@ -15,6 +15,10 @@
 //!   cancelled since);
 //! - `pending` otherwise (billed or changed, not yet in Bling; or resumed after a failure).
 //!
+//! A `cancelled` invoice whose NF-e is authorized (the cancellation came too late to stop its
+//! send, or after SEFAZ's answer) also carries [`InvoiceSync::nfe_attention`], computed from
+//! the row: the NF-e stands until the shop cancels it in Bling.
+//!
 //! "Last outcome" is reset by every success (`SalesOrderCreated`, `SalesOrderUpdated`,
 //! `SituacaoChanged`, `NfeGenerated`) and by `SyncResumed`. `attempts` is the failed attempts
 //! since the last success (the worker's counter); `failures_total` counts them all. The last
@@ -162,6 +166,30 @@ impl InvoiceSync {
         } else {
             SyncState::Pending
         }
+    }
+
+    /// What support must act on when the pet shop cancelled the invoice and SEFAZ authorized
+    /// its NF-e all the same (the cancellation landed while the ledger's send was on the wire,
+    /// or after the authorization): the NF-e stands until the shop cancels it in Bling, and
+    /// SEFAZ accepts that within 24 h of the authorization only. Bling's API offers the ledger
+    /// no way to cancel an NF-e, so a person must; once Bling shows it cancelled (a webhook,
+    /// the order watch, a read support asks for), `NfeCancelled` ends this. `None` otherwise.
+    pub fn nfe_attention(&self) -> Option<String> {
+        if !self.cancelled || self.nfe_status.as_deref() != Some("authorized") {
+            return None;
+        }
+        let nfe = match (&self.nfe_numero, self.nfe_id) {
+            (Some(numero), _) => format!("NF-e nº {numero}"),
+            (None, Some(id)) => format!("NF-e {id}"),
+            (None, None) => "NF-e".to_string(),
+        };
+        Some(format!(
+            "The pet shop cancelled this invoice, but its {nfe} is authorized by SEFAZ and still \
+             stands: the shop must cancel the NF-e in Bling, which SEFAZ accepts only within 24 h \
+             of its authorization (the NfeAuthorized entry of the history; later SEFAZ answers \
+             rejeição 501). The ledger cannot cancel an NF-e through Bling's API; it records the \
+             cancellation once Bling shows it."
+        ))
     }
 
     fn succeeded(&mut self) {
@@ -542,6 +570,50 @@ mod tests {
             rows[4].clone().unwrap().situacao_name.as_deref(),
             Some("Cancelado")
         );
+    }
+
+    #[test]
+    fn a_cancelled_invoice_with_an_authorized_nfe_asks_for_its_cancellation() {
+        let mut s = Script::new("shop-a");
+        let authorized = json!({"NfeAuthorized": {"nfe_id": 77, "source": "send", "calls": [],
+            "document": {"numero": "000123", "serie": 1, "chave_acesso": "3".repeat(44),
+                         "link_danfe": "", "link_pdf": ""}}});
+        let events = [
+            s.invoice("i1", billed("shop-a", "i1", "c1")),
+            s.invoice("i1", order_created(1)),
+            s.invoice("i1", situacao()),
+            s.invoice("i1", json!({"NfeGenerated": {"nfe_id": 77, "calls": []}})),
+            s.invoice("i1", json!({"InvoiceCancelled": {"reason": null}})),
+            s.invoice("i1", json!({"NfeSent": {"nfe_id": 77, "calls": []}})),
+            s.invoice("i1", authorized.clone()),
+            s.invoice(
+                "i1",
+                json!({"NfeCancelled": {"nfe_id": 77, "source": "webhook", "calls": []}}),
+            ),
+        ];
+        let rows = run(&events);
+        let attention: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| r.as_ref().and_then(InvoiceSync::nfe_attention))
+            .collect();
+        assert!(attention[..6].iter().all(Option::is_none), "{attention:?}");
+        let asked = attention[6].as_deref().expect("asked while it stands");
+        assert!(asked.contains("NF-e nº 000123"), "{asked}");
+        assert!(asked.contains("24 h"), "{asked}");
+        assert_eq!(attention[7], None, "cancelled in Bling: nothing left to do");
+
+        // Authorized first, cancelled in the pet shop afterwards: the same.
+        let later = [
+            s.invoice("i2", billed("shop-a", "i2", "c1")),
+            s.invoice("i2", authorized),
+            s.invoice("i2", json!({"InvoiceCancelled": {"reason": "desistiu"}})),
+        ];
+        let rows = run(&later);
+        assert_eq!(rows[1].as_ref().and_then(InvoiceSync::nfe_attention), None);
+        assert!(rows[2]
+            .as_ref()
+            .and_then(InvoiceSync::nfe_attention)
+            .is_some());
     }
 
     #[test]

@@ -7,6 +7,15 @@
 //! are retried per [`RetryPolicy`] (creates only when Bling certainly did not apply them, see
 //! [`crate::bling::retry`]).
 //!
+//! An attempt leaves only after, in this order: the tenant's limiter let it through (its turn
+//! in the account's 3 req/s: seconds when the shop's parallel jobs queue calls); no revocation
+//! of the tenant was learned since its token was taken; the caller's
+//! [`gate`](crate::bling::gate) is open (a sync job's lease); and the request's own
+//! [`StillWanted`] check, when its caller gave one, agrees (the NF-e's send: its invoice not
+//! cancelled meanwhile). All are asked again before every retry. A refusal ends the request
+//! with an error, and the refused attempt is neither made nor recorded. None of them can stop
+//! a change that lands while the request is on the wire: the caller learns of it afterwards.
+//!
 //! Tokens travel only in the `Authorization` header: never in URLs, [`BlingCall`]s, errors,
 //! logs or `Debug` output (any text the client keeps is also scrubbed of the token).
 
@@ -23,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::bling::error::{BlingError, BlingErrorBody};
+use crate::bling::gate::StillWanted;
 use crate::bling::limiter::TenantLimiter;
 use crate::bling::models::{
     fold, Contato, ContatoListItem, CreatedId, Data, EmpresaDadosBasicos, FormaPagamento,
@@ -546,6 +556,23 @@ impl BlingClient {
         self.fetch::<NfeEnviada>(tenant, req).await.map(|e| e.xml)
     }
 
+    /// [`Self::enviar_nfe`], sent only while `still_wanted` agrees: it is awaited after the
+    /// limiter's wait, right before the request leaves (and before a retry). A refusal is
+    /// [`BlingError::Halted`] with its reason; no call is made or recorded. An NF-e authorized
+    /// by SEFAZ can only be undone by a cancellation within SEFAZ's window, so the caller's
+    /// last word must come as late as possible: the wait in the limiter can be seconds.
+    pub async fn enviar_nfe_if(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+        still_wanted: &StillWanted<'_>,
+    ) -> CallOutcome<String> {
+        let req = Request::new(Method::POST, format!("/nfe/{id}/enviar"));
+        self.fetch_with::<NfeEnviada>(tenant, req, None, Some(still_wanted))
+            .await
+            .map(|e| e.xml)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Machinery
 
@@ -588,7 +615,7 @@ impl BlingClient {
 
     /// Sends `req` and reads `{"data": T}` from the answer.
     async fn fetch<T: DeserializeOwned>(&self, tenant: &TenantId, req: Request) -> CallOutcome<T> {
-        self.fetch_with(tenant, req, None).await
+        self.fetch_with(tenant, req, None, None).await
     }
 
     /// Like [`Self::fetch`], but an empty 2xx body (a `204`) reads as `T::default()`.
@@ -597,7 +624,7 @@ impl BlingClient {
         tenant: &TenantId,
         req: Request,
     ) -> CallOutcome<T> {
-        self.fetch_with(tenant, req, Some(T::default)).await
+        self.fetch_with(tenant, req, Some(T::default), None).await
     }
 
     async fn fetch_with<T: DeserializeOwned>(
@@ -605,8 +632,9 @@ impl BlingClient {
         tenant: &TenantId,
         req: Request,
         empty: Option<fn() -> T>,
+        still_wanted: Option<&StillWanted<'_>>,
     ) -> CallOutcome<T> {
-        let (answer, mut calls) = self.execute(tenant, &req).await;
+        let (answer, mut calls) = self.execute(tenant, &req, still_wanted).await;
         let result = answer.and_then(|a| {
             if let Some(empty) = empty.filter(|_| a.body.iter().all(u8::is_ascii_whitespace)) {
                 return Ok(empty());
@@ -625,19 +653,21 @@ impl BlingClient {
 
     /// Sends `req`; any 2xx is success, its body ignored.
     async fn no_content(&self, tenant: &TenantId, req: Request) -> CallOutcome<()> {
-        let (answer, calls) = self.execute(tenant, &req).await;
+        let (answer, calls) = self.execute(tenant, &req, None).await;
         CallOutcome {
             result: answer.map(|_| ()),
             calls,
         }
     }
 
-    /// The call loop: token → (limiter → attempt → classify)* with one renewal after a 401
-    /// and retries of transient failures.
+    /// The call loop: token → (limiter → checks → attempt → classify)* with one renewal after
+    /// a 401 and retries of transient failures. The checks (revocation, the gate,
+    /// `still_wanted`) come after every limiter wait, right before the attempt leaves.
     async fn execute(
         &self,
         tenant: &TenantId,
         req: &Request,
+        still_wanted: Option<&StillWanted<'_>>,
     ) -> (Result<Answer, BlingError>, Vec<BlingCall>) {
         let inner = &self.inner;
         let mut calls = Vec::new();
@@ -665,6 +695,15 @@ impl BlingClient {
             // And the work itself may have lost the right to act (a sync job's lease).
             if let Err(why) = super::gate::check() {
                 return (Err(BlingError::Halted(why)), calls);
+            }
+            // Last, the request's own check (it may read a database): what the caller knew
+            // when it asked may have changed during the wait (an invoice cancelled while its
+            // NF-e's send waited its turn), and after this point nothing can stop the call.
+            if let Some(still_wanted) = still_wanted {
+                if let Err(why) = still_wanted().await {
+                    tracing::debug!(tenant = %tenant, method = %req.method, %route, %why, "Bling call not sent: no longer wanted");
+                    return (Err(BlingError::Halted(why)), calls);
+                }
             }
             attempts += 1;
             let sent = Instant::now();

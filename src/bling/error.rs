@@ -331,7 +331,9 @@ pub enum BlingError {
     #[error("unexpected answer from Bling: {0}")]
     Decode(String),
     /// Not sent: the caller's [`gate`](super::gate) closed (a sync job whose lease on the tenant
-    /// was lost). Nothing reached Bling; whoever holds the work now will do it.
+    /// was lost: whoever holds the work now will do it), or the request's own
+    /// [`StillWanted`](super::gate::StillWanted) check refused it (the NF-e's invoice was
+    /// cancelled while the send waited). Nothing reached Bling.
     #[error("call not sent: {0}")]
     Halted(String),
 }

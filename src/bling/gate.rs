@@ -11,9 +11,23 @@
 //! The gate is scoped to the work's task ([`scope`]) rather than passed through every method:
 //! every call made inside the scope, however deep, is checked. Outside any scope the gate is
 //! open, so the client works as a plain library.
+//!
+//! A request may also carry a check of its own, [`StillWanted`]: the caller's "is this one
+//! request still wanted?", which may read what it needs (the sync job re-reads the NF-e's
+//! invoice from the ledger, which the client knows nothing of). The client awaits it after
+//! the limiter's wait and the gate, right before each attempt leaves; a refusal is
+//! [`BlingError::Halted`](super::BlingError::Halted), with no call made and none recorded.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+/// One request's own check, given by its caller (e.g.
+/// [`BlingClient::enviar_nfe_if`](super::BlingClient::enviar_nfe_if)): `Err(why)` when the
+/// request must not leave any more. It is asked before every attempt, after every wait for the
+/// rate limiter, so it may take a moment (a database read) but must not wait for Bling.
+pub type StillWanted<'a> =
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> + Send + Sync + 'a;
 
 /// Decides whether calls may still leave. Implementations must be cheap (it is asked before
 /// every request) and never block.

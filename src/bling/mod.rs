@@ -24,7 +24,8 @@
 //!   and reais on the wire;
 //! - [`error`]: [`BlingError`], [`BlingErrorBody`];
 //! - [`limiter`]: 3 req/s and 120,000 req/day per Bling account;
-//! - [`gate`]: the caller's last word before each call leaves (a sync job's lease);
+//! - [`gate`]: the caller's last word before each call leaves (a sync job's lease), and a
+//!   request's own check ([`StillWanted`]: an NF-e's invoice not cancelled meanwhile);
 //! - [`retry`]: [`RetryPolicy`], and which calls may be replayed.
 
 pub mod client;
@@ -37,6 +38,7 @@ pub mod webhooks;
 
 pub use client::{BlingClient, CallOutcome, ClientBuildError, ClientConfig, Page};
 pub use error::{BlingError, BlingErrorBody, BlingErrorField, BlingErrorItem, Operation};
+pub use gate::StillWanted;
 pub use limiter::{DailyBudget, TenantLimiter};
 pub use models::*;
 pub use retry::RetryPolicy;

@@ -63,6 +63,9 @@ pub async fn history(db: &Db, tenant_raw: &str, invoice_raw: &str, json: bool) -
             i.situacao_name.as_deref().unwrap_or("-")
         )?;
     }
+    if let Some(attention) = i.nfe_attention() {
+        writeln!(out, "Attention: {attention}")?;
+    }
     if let Some(kind) = &i.last_cause_kind {
         writeln!(
             out,

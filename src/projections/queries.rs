@@ -72,7 +72,8 @@ struct BlingAnswer<'a> {
     order_id: Option<i64>,
     order_number: Option<i64>,
     situacao: Option<SituacaoAnswer<'a>>,
-    /// The NF-e as far as the ledger knows (issue #14).
+    /// The NF-e as far as the ledger knows (issue #14); `attention` when the invoice is
+    /// cancelled and its NF-e authorized ([`InvoiceSync::nfe_attention`]).
     nfe: Option<Value>,
     /// An order changed in Bling, while support has not resolved it.
     divergence: Option<Value>,
@@ -119,7 +120,7 @@ pub fn invoice_json(i: &InvoiceSync) -> Value {
                 name: &i.situacao_name,
             }),
             nfe: i.nfe_status.as_ref().map(|status| {
-                serde_json::json!({
+                let mut nfe = serde_json::json!({
                     "id": i.nfe_id,
                     "status": status,
                     "numero": i.nfe_numero,
@@ -128,7 +129,12 @@ pub fn invoice_json(i: &InvoiceSync) -> Value {
                     "link_danfe": i.nfe_link_danfe,
                     "link_pdf": i.nfe_link_pdf,
                     "reason": i.nfe_reason,
-                })
+                });
+                // Only when there is something to do, so every other answer keeps its bytes.
+                if let Some(attention) = i.nfe_attention() {
+                    nfe["attention"] = Value::String(attention);
+                }
+                nfe
             }),
             divergence: i
                 .divergence

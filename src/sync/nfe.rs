@@ -14,9 +14,22 @@
 //! `GET /nfe/{id}` shows *now*, and the invoice records a state only when it changes: so a
 //! duplicate, a late or a reordered delivery changes nothing.
 //!
+//! The ledger does not send a cancelled invoice's NF-e. The job checks when it loads the
+//! invoice, and again right before `POST /nfe/{id}/enviar` leaves: the send waits its turn in
+//! the account's rate limiter, seconds behind the shop's other calls, and the pet shop may
+//! cancel the invoice meanwhile. That last check ([`BlingClient::enviar_nfe_if`]) reads the
+//! invoice fresh from the ledger after the limiter's wait; a cancelled invoice stops the send
+//! (nothing reaches Bling, no `NfeSent`), and the job ends with an INFO line naming tenant,
+//! invoice and NF-e. The NF-e stays generated and unsent in Bling. A cancellation that lands
+//! while the send is on the wire cannot be stopped: SEFAZ may authorize that NF-e, and then
+//! only the shop can cancel it in Bling, within SEFAZ's 24 h. The invoice then shows cancelled
+//! with an authorized NF-e, and its answer says so
+//! (`projections::invoices::InvoiceSync::nfe_attention`).
+//!
 //! Orders: Bling's order is compared with what the ledger set (its situação and total). A
 //! difference, or an order gone, is recorded as a divergence for support to resolve.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aggregates::connection::NfeMode;
@@ -30,6 +43,7 @@ use super::jobs::Executor;
 use super::queue::{Job, Outcome};
 use crate::bling::client::BlingClient;
 use crate::bling::error::BlingError;
+use crate::bling::gate::StillWanted;
 use crate::bling::models::Nfe;
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::log::RecordedEvent;
@@ -280,6 +294,18 @@ pub fn poll_delay(attempts: i64) -> Duration {
         .unwrap_or(Duration::from_secs(60))
 }
 
+/// The trace of an NF-e the ledger did not send because the pet shop cancelled its invoice
+/// (`when`: at the job's start, or during the send's wait). No event: the invoice's
+/// cancellation is the fact, and the NF-e's state in the ledger stays `generated`.
+fn not_sent(tenant: &TenantId, invoice_id: &str, nfe_id: i64, when: &str) {
+    tracing::info!(
+        tenant = %tenant,
+        invoice_id,
+        nfe_id,
+        "NF-e not sent nor followed: the invoice was cancelled in the pet shop {when}"
+    );
+}
+
 /// Runs the NF-e job of `job.key` (an invoice).
 pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcome, StoreError> {
     let ledger = exec.ledger();
@@ -298,15 +324,46 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
     let mut source = Source::Poll;
     if status == NfeStatus::Generated && invoice.cancelled {
         // Cancelled in the pet shop: its NF-e is not sent, and nothing more is asked of Bling.
+        not_sent(tenant, &job.key, nfe_id, "before its follow-up started");
         return Ok(Outcome::Done);
     }
     if status == NfeStatus::Generated {
         let mode = ledger.connection(tenant).await?.nfe_mode;
         if mode == NfeMode::GenerateAndSend {
-            let (sent, step) = client.enviar_nfe(tenant, nfe_id).await.into_parts();
+            // The invoice above may be seconds old when the send's turn in the account's
+            // limiter comes: the pet shop may have cancelled it since. Read it again, fresh,
+            // right before the request leaves; a cancelled invoice's NF-e must not go to SEFAZ
+            // (once authorized, only the shop can cancel it, in Bling, within 24 h).
+            let cancelled_meanwhile = AtomicBool::new(false);
+            let (flag, key) = (&cancelled_meanwhile, job.key.as_str());
+            let still_wanted: &StillWanted<'_> = &move || {
+                Box::pin(async move {
+                    match ledger.invoice(tenant, key).await {
+                        Ok(now) if now.cancelled => {
+                            flag.store(true, Ordering::Relaxed);
+                            Err(format!("invoice {key} was cancelled in the pet shop"))
+                        }
+                        Ok(_) => Ok(()),
+                        // Not knowing is not sending: the job's next attempt asks again.
+                        Err(e) => Err(format!(
+                            "could not read invoice {key} again before sending its NF-e: {e}"
+                        )),
+                    }
+                })
+            };
+            let (sent, step) = client
+                .enviar_nfe_if(tenant, nfe_id, still_wanted)
+                .await
+                .into_parts();
             calls.extend(step);
             match sent {
                 Ok(_) => {}
+                Err(BlingError::Halted(_)) if cancelled_meanwhile.load(Ordering::Relaxed) => {
+                    // Nothing was sent. An earlier attempt refused by Bling (a 429) applied
+                    // nothing either, and with no NF-e state to record it is left out.
+                    not_sent(tenant, &job.key, nfe_id, "while its send waited its turn");
+                    return Ok(Outcome::Done);
+                }
                 Err(e @ (BlingError::Validation { .. } | BlingError::Rejected { .. })) => {
                     // Refused by SEFAZ (or already sent): the read below says which.
                     reason = rejection_reason(&e);

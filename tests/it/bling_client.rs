@@ -3,7 +3,7 @@
 //! dropped connections, token renewal and revocation, and the client's own limits.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,8 @@ use aggregates::sync::{BlingCall, FailureCause};
 use bling_ledger::bling::{
     AccessTokens, AuthFailure, BlingClient, BlingError, CallOutcome, ClientConfig, Contato,
     DadosAdicionais, Desconto, Endereco, Enderecos, Financeiro, IdRef, ItemPedido, Operation,
-    Parcela, PedidoContato, PedidoVenda, RetryPolicy, IE_NAO_CONTRIBUINTE, NFE_PENDENTE,
-    PESSOA_FISICA,
+    Parcela, PedidoContato, PedidoVenda, RetryPolicy, StillWanted, IE_NAO_CONTRIBUINTE,
+    NFE_PENDENTE, PESSOA_FISICA,
 };
 use bling_ledger::sandbox::{
     AccountConfig, CallRecord, FaultConfig, FaultRule, Sandbox, SandboxConfig, SituacaoIds,
@@ -1078,6 +1078,69 @@ async fn calls_waiting_for_the_limiter_do_not_leave_after_a_revocation() {
         );
     }
     assert_eq!(s.tokens.reports().len(), 1);
+}
+
+/// An NF-e's send waits its turn in the tenant's limiter, and its caller's check is asked after
+/// that wait, right before it leaves: no longer wanted (the invoice was cancelled during the
+/// wait), nothing leaves and nothing is recorded; still wanted, it leaves.
+#[tokio::test]
+async fn a_send_no_longer_wanted_after_the_limiters_wait_does_not_leave() {
+    let client = ClientConfig {
+        rate_limit_per_sec: 1,
+        ..config()
+    };
+    let s = setup(unthrottled(), "shop-still-wanted", client).await;
+    let (c, t) = (&s.client, &s.tenant);
+    let id_contato = ok(c.create_contato(t, &contato("Ana", CPF)).await, "contato").id;
+    let id = ok(
+        c.create_pedido(t, &pedido(&s, id_contato, "INV-9")).await,
+        "pedido",
+    )
+    .id;
+    let id_nfe = ok(c.gerar_nfe(t, id).await, "gerar-nfe");
+    // gerar-nfe just took the tenant's slot: the send waits about a second for the next one,
+    // and the invoice is cancelled 200 ms into that wait.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let flip = cancelled.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flip.store(true, Ordering::SeqCst);
+    });
+    let asked = AtomicUsize::new(0);
+    let (asked, cancelled) = (&asked, &*cancelled);
+    let still_wanted: &StillWanted<'_> = &move || {
+        Box::pin(async move {
+            asked.fetch_add(1, Ordering::SeqCst);
+            if cancelled.load(Ordering::SeqCst) {
+                Err("invoice INV-9 was cancelled".to_string())
+            } else {
+                Ok(())
+            }
+        })
+    };
+    let before = api_log(&s.sb).len();
+    let refused = c.enviar_nfe_if(t, id_nfe, still_wanted).await;
+    assert!(
+        matches!(err(&refused), BlingError::Halted(why) if why.contains("cancelled")),
+        "{:?}",
+        refused.result
+    );
+    assert!(refused.calls.is_empty(), "no call recorded");
+    assert_eq!(api_log(&s.sb).len(), before, "nothing reached Bling");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        1,
+        "asked once, after the wait"
+    );
+
+    cancelled.store(false, Ordering::SeqCst);
+    let sent = c.enviar_nfe_if(t, id_nfe, still_wanted).await;
+    assert_eq!(statuses(&sent.calls), [Some(200)], "{:?}", sent.result);
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    let log = api_log(&s.sb);
+    assert_eq!(log.len(), before + 1);
+    assert_eq!(log[before].method, "POST");
+    assert!(log[before].path.ends_with(&format!("/nfe/{id_nfe}/enviar")));
 }
 
 #[tokio::test]

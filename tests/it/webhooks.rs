@@ -609,6 +609,176 @@ both_backends!(
     a_late_refusal_after_a_retry_is_not_recorded_again
 );
 
+/// The NF-e sent for an invoice the pet shop cancelled a moment before (issue #14; the demo's
+/// NF-1003: cancelled at position 74, its NF-e sent at 77 and authorized). generate_and_send,
+/// one request a second: the NF-e job loads the invoice (not cancelled), and its
+/// `POST /nfe/{id}/enviar` waits about a second in the shop's rate limiter behind gerar-nfe;
+/// the pet shop cancels the invoice during that wait. The send is checked again after the
+/// wait, right before it leaves: Bling never receives it, no `NfeSent`, and the job ends.
+async fn an_nfe_is_not_sent_for_an_invoice_cancelled_while_its_send_waits(t: TestDb) {
+    let stack = stack(&t, |c| c.client.rate_limit_per_sec = 1).await;
+    assert_eq!(stack.connect("shop-a").await.0, 200);
+    // The worker's client: a call counts in its limiter's daily total when it enters the
+    // limiter, before its wait, and in the sandbox's log once Bling answered it. More of the
+    // former than the latter is a call waiting (or on the wire). Nothing is under way now.
+    let client = stack.server.sync.as_ref().unwrap().client().clone();
+    let tenant = aggregates::ids::TenantId::parse("shop-a").unwrap();
+    let answered = |stack: &Stack| {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .filter(|c| c.account.as_deref() == Some("shop-a") && !c.path.contains("/oauth/"))
+            .count() as i64
+    };
+    let waiting = |stack: &Stack| client.used_today(&tenant) as i64 - answered(stack);
+    let at_rest = waiting(&stack);
+    let mode = json!({"mode": "generate_and_send"});
+    let (s, b) = call(&stack, "PUT", "/v1/tenants/shop-a/nfe-mode", Some(&mode)).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = call(
+        &stack,
+        "PUT",
+        "/v1/tenants/shop-a/customers/c1",
+        Some(&customer_body("Maria")),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/bill",
+        Some(&invoice_body("c1", "NF-1")),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    // gerar-nfe is the invoice job's last call; once Bling answered it, the next call to enter
+    // the limiter is the NF-e job's send, after its job loaded the invoice.
+    let generated = |stack: &Stack| {
+        stack
+            .sandbox
+            .call_log()
+            .iter()
+            .any(|c| c.path.ends_with("/gerar-nfe") && c.status.is_some())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(generated(&stack) && waiting(&stack) > at_rest) {
+        assert!(Instant::now() < deadline, "the NF-e's send never queued");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/cancel",
+        Some(&json!({"reason": "desistiu"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        eventually(20, || async {
+            job_state(&t.db, Kind::Nfe, "i1").await.as_deref() == Some("done")
+        })
+        .await,
+        "the NF-e job ends"
+    );
+    // The cancellation reaches Bling's order; by then any send would have left long ago.
+    assert!(
+        eventually(20, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["state"] == "cancelled"
+        })
+        .await,
+        "the invoice is cancelled, its order too"
+    );
+    let nfe_id = stack.sandbox.nfes("shop-a")[0]["id"].as_i64().unwrap();
+    let sends: Vec<_> = stack
+        .sandbox
+        .call_log()
+        .into_iter()
+        .filter(|c| c.method == "POST" && c.path.contains(&format!("/nfe/{nfe_id}/enviar")))
+        .collect();
+    assert!(sends.is_empty(), "Bling received the send: {sends:?}");
+    assert_eq!(count(&t.db, "i1", "NfeSent").await, 0, "no NfeSent");
+    assert_eq!(
+        stack.sandbox.nfes("shop-a")[0]["situacao"],
+        1,
+        "the NF-e stays Pendente in Bling"
+    );
+    let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+    assert_eq!(inv["bling"]["nfe"]["status"], "generated", "{inv}");
+    assert!(inv["bling"]["nfe"]["attention"].is_null(), "{inv}");
+    stack.stop().await;
+}
+both_backends!(
+    cancelled_while_send_waits,
+    an_nfe_is_not_sent_for_an_invoice_cancelled_while_its_send_waits
+);
+
+/// What no check can stop: the pet shop cancels an invoice whose NF-e SEFAZ has authorized (or
+/// authorizes, the cancellation having landed while the send was on the wire). The invoice is
+/// cancelled and its answer says the NF-e stands and must be cancelled in Bling within 24 h;
+/// once the shop does, the ledger records it and the note goes.
+async fn a_cancelled_invoice_with_an_authorized_nfe_tells_support(t: TestDb) {
+    let stack = stack(&t, |_| {}).await;
+    let nfe_id = billed_with_nfe(&stack, &t, None).await;
+    assert_eq!(
+        stack.sandbox.screen_send_nfe("shop-a", nfe_id),
+        Some(Ok(()))
+    );
+    assert!(wait_for(&t.db, "i1", "NfeAuthorized", 1).await);
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/cancel",
+        Some(&json!({"reason": "desistiu"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(
+        eventually(20, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["state"] == "cancelled"
+        })
+        .await
+    );
+    let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+    assert_eq!(inv["bling"]["nfe"]["status"], "authorized", "{inv}");
+    let attention = inv["bling"]["nfe"]["attention"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        attention.contains("cancel the NF-e in Bling") && attention.contains("24 h"),
+        "{inv}"
+    );
+    assert_eq!(
+        stack.sandbox.screen_cancel_nfe("shop-a", nfe_id),
+        Some(Ok(()))
+    );
+    let (s, b) = call(
+        &stack,
+        "POST",
+        "/v1/tenants/shop-a/invoices/i1/refresh",
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    assert!(wait_for(&t.db, "i1", "NfeCancelled", 1).await);
+    assert!(
+        eventually(10, || async {
+            let (_, inv) = call(&stack, "GET", "/v1/tenants/shop-a/invoices/i1", None).await;
+            inv["bling"]["nfe"]["status"] == "cancelled"
+                && inv["bling"]["nfe"]["attention"].is_null()
+        })
+        .await,
+        "nothing left to do once Bling shows it cancelled"
+    );
+    stack.stop().await;
+}
+both_backends!(
+    cancelled_with_authorized_nfe,
+    a_cancelled_invoice_with_an_authorized_nfe_tells_support
+);
+
 /// The shop cancels the order in Bling's screen: the `order` webhook shows a situação the
 /// ledger did not set, recorded as a divergence (timeline, failure audit, invoice); support
 /// pushes ours again and Bling's order is back at our situação.

@@ -862,6 +862,7 @@
       ['DANFE', b.nfe && b.nfe.link_danfe ? el('a', { href: b.nfe.link_danfe, text: 'DANFE', rel: 'noopener' }) : null],
       ['NF-e PDF', b.nfe && b.nfe.link_pdf ? el('a', { href: b.nfe.link_pdf, text: 'PDF', rel: 'noopener' }) : null],
       ['SEFAZ reason', b.nfe && b.nfe.reason ? b.nfe.reason : null],
+      ['NF-e to cancel in Bling', b.nfe && b.nfe.attention ? b.nfe.attention : null],
       ['Changed in Bling', b.divergence ? el('span', { 'data-testid': 'divergence', text: 'situação ' + (b.divergence.found.situacao_id === null ? 'none (order deleted)' : b.divergence.found.situacao_id) + ' where we set ' + b.divergence.expected.situacao_id + '; by ' + b.divergence.changed_by + ' — resolve with POST …/divergence {"choice":"push_ours"|"accept_bling"}' }) : null],
       ['Content version', 'v' + inv.content_version + (inv.synced_version ? ', Bling has v' + inv.synced_version : '')],
       ['Cancelled', inv.cancelled ? 'yes' + (inv.cancel_reason ? ': ' + inv.cancel_reason : '') : null],
