@@ -10,7 +10,7 @@
 //! most [`REFUSAL_SOURCES_KEPT`] pairs, written in lots ([`record_refusals`]), never one
 //! write per refusal.
 
-use super::{now_ms, Db, StoreError, Tx};
+use super::{now_ms, Db, StoreError};
 use crate::sql;
 
 /// A signed delivery to store.
@@ -79,11 +79,12 @@ pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded
         }
     }
     let counts: Vec<i64> = unique.iter().map(|d| first[d.event_id].1).collect();
-    let mut tx = db.begin().await?;
     // (id, times_received) per unique delivery, in `unique`'s order.
     let mut stored: Vec<(i64, i64)> = vec![(0, 0); unique.len()];
-    match &mut tx {
-        Tx::Postgres(t) => {
+    match db {
+        // One statement, committed on its own: one round trip for the lot, where an explicit
+        // transaction would take three (under a flood, each is a wake-up on both sides).
+        Db::Postgres(pool) => {
             let rows: Vec<(i64, String, i64)> = sqlx::query_as(
                 "INSERT INTO webhook_deliveries (event_id, company_id, tenant, event, resource_id, body,
                      state, times_received, due_at_ms, received_at_ms, last_received_ms)
@@ -104,7 +105,7 @@ pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded
             .bind(unique.iter().map(|d| d.state).collect::<Vec<_>>())
             .bind(&counts)
             .bind(now)
-            .fetch_all(&mut **t)
+            .fetch_all(pool)
             .await?;
             for (id, event_id, times) in rows {
                 if let Some((i, _)) = first.get(event_id.as_str()) {
@@ -112,7 +113,8 @@ pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded
                 }
             }
         }
-        Tx::Sqlite(_) => {
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
             for (i, d) in unique.iter().enumerate() {
                 stored[i] = sql!(
                     tx,
@@ -128,9 +130,9 @@ pub async fn record_all(db: &Db, all: &[NewDelivery<'_>]) -> Result<Vec<Recorded
                     fetch_one
                 )?;
             }
+            tx.commit().await?;
         }
     }
-    tx.commit().await?;
     // Each delivery in the lot: the first of its event id is new if the row was created by
     // this lot (its count equals what this lot added); the others are repeats.
     let mut seen = std::collections::HashSet::new();
@@ -213,10 +215,9 @@ pub async fn settle_all(
         return Ok(());
     }
     let now = now_ms();
-    let mut tx = db.begin().await?;
-    match &mut tx {
-        // One statement for the lot.
-        Tx::Postgres(t) => {
+    match db {
+        // One statement for the lot, committed on its own (one round trip).
+        Db::Postgres(pool) => {
             sqlx::query(
                 "UPDATE webhook_deliveries AS w SET state = x.s, tenant = COALESCE(x.t, w.tenant),
                      detail = x.d, processed_at_ms = $5, attempts = w.attempts + 1
@@ -228,10 +229,11 @@ pub async fn settle_all(
             .bind(all.iter().map(|a| a.2).collect::<Vec<_>>())
             .bind(all.iter().map(|a| a.3.as_str()).collect::<Vec<_>>())
             .bind(now)
-            .execute(&mut **t)
+            .execute(pool)
             .await?;
         }
-        Tx::Sqlite(_) => {
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
             for (id, state, tenant, detail) in all {
                 sql!(
                     tx,
@@ -241,9 +243,9 @@ pub async fn settle_all(
                     [*id, *state, *tenant, detail.as_str(), now]
                 )?;
             }
+            tx.commit().await?;
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 
@@ -292,9 +294,8 @@ pub async fn later_all(db: &Db, all: &[(i64, i64, String)]) -> Result<(), StoreE
     if all.is_empty() {
         return Ok(());
     }
-    let mut tx = db.begin().await?;
-    match &mut tx {
-        Tx::Postgres(t) => {
+    match db {
+        Db::Postgres(pool) => {
             sqlx::query(
                 "UPDATE webhook_deliveries AS w SET due_at_ms = x.due, detail = x.d,
                      attempts = w.attempts + 1
@@ -304,10 +305,11 @@ pub async fn later_all(db: &Db, all: &[(i64, i64, String)]) -> Result<(), StoreE
             .bind(all.iter().map(|a| a.0).collect::<Vec<_>>())
             .bind(all.iter().map(|a| a.1).collect::<Vec<_>>())
             .bind(all.iter().map(|a| a.2.as_str()).collect::<Vec<_>>())
-            .execute(&mut **t)
+            .execute(pool)
             .await?;
         }
-        Tx::Sqlite(_) => {
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
             for (id, due_at_ms, detail) in all {
                 sql!(
                     tx,
@@ -317,9 +319,9 @@ pub async fn later_all(db: &Db, all: &[(i64, i64, String)]) -> Result<(), StoreE
                     [*id, *due_at_ms, detail.as_str()]
                 )?;
             }
+            tx.commit().await?;
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 
