@@ -76,7 +76,9 @@ pub struct Summary {
     pub notifications: Vec<(String, usize)>,
     pub reconnected_by_link: bool,
     /// NF-e authorized, of which rejected first then fixed, and left pending (cancelled invoices).
-    pub nfe: (usize, usize, usize),
+    /// (authorized, rejected then fixed, cancelled invoices whose NF-e was not sent,
+    /// cancelled invoices whose NF-e was authorized before the cancellation).
+    pub nfe: (usize, usize, usize, usize),
 }
 
 fn random_token(prefix: &str) -> String {
@@ -721,8 +723,17 @@ pub async fn run(options: DemoOptions) -> Result<RunningDemo, DemoError> {
         ));
     }
     say(format!(
-        "   NF-e issued            {} ({} rejected by SEFAZ, fixed and authorized; {} of cancelled invoices not sent)",
-        summary.nfe.0, summary.nfe.1, summary.nfe.2
+        "   NF-e issued            {} ({} rejected by SEFAZ, fixed and authorized){}",
+        summary.nfe.0,
+        summary.nfe.1,
+        match (summary.nfe.2, summary.nfe.3) {
+            (0, 0) => String::new(),
+            (not_sent, 0) => format!("; {not_sent} of cancelled invoices not sent"),
+            (not_sent, stands) => format!(
+                "; of cancelled invoices: {not_sent} not sent, {stands} authorized before the \
+                 cancellation (for the shop to cancel in Bling within 24 h)"
+            ),
+        }
     ));
     say(format!(
         "   Bling calls            {} ({} answered 429)",
@@ -820,7 +831,7 @@ async fn bling_talks_back(
     sandbox: &Sandbox,
     ingest_token: &str,
     progress: bool,
-) -> Result<(usize, usize, usize), DemoError> {
+) -> Result<(usize, usize, usize, usize), DemoError> {
     say("\n5. Bling talks back: each NF-e goes to SEFAZ; Bling's webhooks tell the ledger the answer.");
     let settled = |rows: &[(String, String, i64)]| {
         rows.iter()
@@ -915,6 +926,13 @@ async fn bling_talks_back(
         .iter()
         .filter(|(_, s, c)| *c != 0 && s == "generated")
         .count();
+    // A cancelled invoice whose NF-e SEFAZ authorized first (the cancellation came while the
+    // send was on the wire, or after): the NF-e stands, and the invoice says so.
+    let stands: Vec<&str> = rows
+        .iter()
+        .filter(|(_, s, c)| *c != 0 && s == "authorized")
+        .map(|(i, _, _)| i.as_str())
+        .collect();
     say(format!(
         "   NF-e issued for {authorized} invoices{}",
         if rejected.is_empty() {
@@ -923,5 +941,15 @@ async fn bling_talks_back(
             format!(", {} of them after the fix", rejected.len())
         }
     ));
-    Ok((authorized, rejected.len(), pending))
+    if pending > 0 {
+        say(format!(
+            "   {pending} cancelled invoice(s) had their NF-e generated but not sent: the send checks for a cancellation right before it leaves"
+        ));
+    }
+    for invoice in &stands {
+        say(format!(
+            "   {invoice} was cancelled after its NF-e left for SEFAZ: the NF-e stands, and the invoice tells support the shop must cancel it in Bling within 24 h"
+        ));
+    }
+    Ok((authorized, rejected.len(), pending, stands.len()))
 }
