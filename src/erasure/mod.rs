@@ -16,7 +16,9 @@
 //!    answers, sync work, webhook deliveries, notifications);
 //! 4. destroys the data key (a tombstone row stays), so every reader of the log sees the
 //!    profiles as erased, and nobody can decrypt them again;
-//! 5. scrubs once more, for a view written from the log between 1 and 4.
+//! 5. waits for the projections to pass the log's head as it was once the key was gone (so a
+//!    batch that read the key before step 4 has committed), and scrubs once more, for a view
+//!    written from the log between 1 and 4.
 //!
 //! Each step can run again: a second `forget` finds the customer erased, appends nothing,
 //! has no values left to look for, and reports the key already destroyed.
@@ -118,6 +120,7 @@ pub async fn forget(
     // 3-5. Scrub, destroy the key, scrub again.
     let mut scrubbed = personal::scrub_tables(db, &values).await?;
     let key = personal::erase(db, &stream).await?;
+    projections_past_the_key(db).await?;
     for again in personal::scrub_tables(db, &values).await? {
         match scrubbed
             .iter_mut()
@@ -149,4 +152,42 @@ pub async fn forget(
         bling_contact_id: customer.bling_contact_id,
         bling_note: BLING_NOTE,
     })
+}
+
+/// The longest [`forget`] waits for the projections before its last scrub.
+const PROJECTIONS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Checkpoints that did not move for this long mean no projection runner is working (none
+/// started, or none in any process): nothing is in flight, so the wait ends.
+const PROJECTIONS_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits until every projection's checkpoint reaches the log's head as it is now, right after
+/// the key's destruction: a projection batch that read the customer's key before it was
+/// destroyed covers positions up to that head at most, so once every checkpoint is there, no
+/// such batch is still to write its rows, and the last scrub finds whatever it wrote. Ends
+/// early when no checkpoint moves (no runner at work), and after [`PROJECTIONS_WAIT`] at most.
+async fn projections_past_the_key(db: &crate::store::Db) -> Result<(), ForgetError> {
+    let started = std::time::Instant::now();
+    let mut last_moved = started;
+    let mut previous: Option<Vec<i64>> = None;
+    let mut target: Option<i64> = None;
+    loop {
+        let status = crate::projections::status(db).await?;
+        let head = *target.get_or_insert(status.first().map_or(0, |s| s.head));
+        if status.iter().all(|s| s.checkpoint >= head) {
+            return Ok(());
+        }
+        let checkpoints: Vec<i64> = status.iter().map(|s| s.checkpoint).collect();
+        if previous.as_ref() != Some(&checkpoints) {
+            last_moved = std::time::Instant::now();
+            previous = Some(checkpoints);
+        }
+        if last_moved.elapsed() >= PROJECTIONS_IDLE || started.elapsed() >= PROJECTIONS_WAIT {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "forget: the projections are behind the log; scrubbing without waiting longer"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -563,15 +563,18 @@ async fn retries_follow_the_schedule_with_the_same_id_and_honour_retry_after(t: 
     );
     assert!(gaps[2] >= Duration::from_millis(280), "{gaps:?}");
 
-    // Support sees every attempt: time, status, latency, the answer's start.
-    let (status, message) = request(
-        &base,
-        SUPPORT_TOKEN,
-        "GET",
-        &format!("/v1/tenants/shop-a/messages/{}", ids[0]),
-        None,
-    )
-    .await;
+    // Support sees every attempt: time, status, latency, the answer's start. The last one is
+    // recorded once its answer reached the notifier, a moment after the receiver saw it.
+    let message_path = format!("/v1/tenants/shop-a/messages/{}", ids[0]);
+    assert!(
+        eventually(10, || async {
+            let (_, message) = request(&base, SUPPORT_TOKEN, "GET", &message_path, None).await;
+            message["attempts"].as_array().map_or(0, Vec::len) >= 4
+        })
+        .await,
+        "the fourth attempt is recorded"
+    );
+    let (status, message) = request(&base, SUPPORT_TOKEN, "GET", &message_path, None).await;
     assert_eq!(status, 200);
     let attempts = message["attempts"].as_array().unwrap();
     let statuses: Vec<i64> = attempts
