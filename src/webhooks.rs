@@ -98,6 +98,10 @@ type ToStore = (
 const GROUP: usize = 256;
 /// Writers committing lots at the same time (a lot is being written while the next gathers).
 const WRITERS: usize = 2;
+/// How long a writer holding one delivery waits for others to commit with it. Under a flood
+/// this makes lots of several deliveries (one commit each, not one per delivery) for at most
+/// this much more answer time; alone, a delivery waits this long before its commit.
+const GATHER_WRITES: Duration = Duration::from_millis(2);
 
 /// The intake's state: the app's secret, recent refusals, and the processor's wake-up.
 pub struct Webhooks {
@@ -154,10 +158,16 @@ impl Webhooks {
                             return;
                         };
                         batch.push(first);
+                        let gathered_by = tokio::time::Instant::now() + GATHER_WRITES;
                         while batch.len() < GROUP {
                             match rx.try_recv() {
                                 Ok(more) => batch.push(more),
-                                Err(_) => break,
+                                Err(_) => {
+                                    match tokio::time::timeout_at(gathered_by, rx.recv()).await {
+                                        Ok(Some(more)) => batch.push(more),
+                                        _ => break,
+                                    }
+                                }
                             }
                         }
                     }
