@@ -74,6 +74,9 @@ pub struct Job {
     pub resume_reason: Option<String>,
     /// A watch's window: when it opened (ms), `None` for other kinds.
     pub watch_from_ms: Option<i64>,
+    /// How many times the row was asked to run from outside (support's [`read_now`]) when the
+    /// job read it: its result is written only while this is unchanged.
+    pub asked: i64,
     /// The lease this job runs under; its writes are fenced by it. `None` only for work run
     /// outside the scheduler (tools and tests that hold no lease).
     pub lease: Option<LeaseToken>,
@@ -98,6 +101,13 @@ pub enum Outcome {
     },
     /// Waits for a reconnection.
     Parked {
+        error: String,
+    },
+    /// Not attempted: other work must end first (the invoice's own sync before its watch
+    /// reads). Runs at this time, and what asked for this run (`resume_reason`: support's
+    /// request, a reconnection) still stands then; not counted as an attempt.
+    Wait {
+        at_ms: i64,
         error: String,
     },
 }
@@ -170,7 +180,8 @@ pub async fn resume_parked(tx: &mut Tx, tenant: &str, now: i64) -> Result<(), St
 }
 
 /// Opens (or opens again) the watch of an invoice's order: its reads fall at offsets from
-/// `from_ms`, the first due at `first_due_ms`. A parked tenant stays parked.
+/// `from_ms`, the first due at `first_due_ms`. A parked tenant stays parked, and a read asked
+/// for and not yet made (`resume_reason` set) stays due when it was.
 pub async fn watch(
     tx: &mut Tx,
     tenant: &str,
@@ -187,7 +198,11 @@ pub async fn watch(
          VALUES ($1, 'watch', $2, $3, 'pending', $4, $5, $5, $6)
          ON CONFLICT (tenant, kind, key) DO UPDATE SET
              state = CASE WHEN sync_work.state = 'parked' THEN 'parked' ELSE 'pending' END,
-             due_at_ms = excluded.due_at_ms, attempts = 0, last_error = NULL,
+             due_at_ms = CASE WHEN sync_work.state IN ('pending', 'parked')
+                     AND sync_work.resume_reason IS NOT NULL
+                     AND sync_work.due_at_ms < excluded.due_at_ms
+                 THEN sync_work.due_at_ms ELSE excluded.due_at_ms END,
+             attempts = 0, last_error = NULL,
              first_position = excluded.first_position, last_position = excluded.last_position,
              watch_from_ms = excluded.watch_from_ms",
         [tenant, invoice, customer, first_due_ms, position, from_ms]
@@ -217,6 +232,11 @@ pub async fn settle_nfe(
 /// (a watch that never started gets this one read only), marked so that the read happens whatever the
 /// schedule says; a pending NF-e follow-up is due at once too. False when the invoice has no
 /// work at all (never dispatched).
+///
+/// The request is not lost to a run already under way: it bumps the rows' `asked`, so that
+/// run's result, written after, runs the job again at once with this reason ([`finish`]); a
+/// read that must wait for the invoice's own sync keeps it ([`Outcome::Wait`]); and a window
+/// opened again meanwhile does not push it back ([`watch`]).
 pub async fn read_now(
     db: &Db,
     tenant: &str,
@@ -242,12 +262,14 @@ pub async fn read_now(
          VALUES ($1, 'watch', $2, $3, 'pending', $4, $5, $5, $6, 0)
          ON CONFLICT (tenant, kind, key) DO UPDATE SET
              state = CASE WHEN sync_work.state = 'parked' THEN 'parked' ELSE 'pending' END,
-             due_at_ms = excluded.due_at_ms, resume_reason = excluded.resume_reason",
+             due_at_ms = excluded.due_at_ms, resume_reason = excluded.resume_reason,
+             asked = sync_work.asked + 1",
         [tenant, invoice, customer.as_str(), now, position, reason]
     )?;
     sql!(
         &mut tx,
-        "UPDATE sync_work SET due_at_ms = $3 WHERE tenant = $1 AND kind = 'nfe' AND key = $2 AND state = 'pending'",
+        "UPDATE sync_work SET due_at_ms = $3, asked = asked + 1
+         WHERE tenant = $1 AND kind = 'nfe' AND key = $2 AND state = 'pending'",
         [tenant, invoice, now]
     )?;
     tx.commit().await?;
@@ -265,6 +287,7 @@ type JobRow = (
     i64,
     Option<String>,
     Option<i64>,
+    i64,
 );
 
 fn job(
@@ -279,6 +302,7 @@ fn job(
         create_sent,
         resume_reason,
         watch_from_ms,
+        asked,
     ): JobRow,
 ) -> Option<Job> {
     Some(Job {
@@ -292,6 +316,7 @@ fn job(
         create_sent: create_sent != 0,
         resume_reason,
         watch_from_ms,
+        asked,
         lease: None,
     })
 }
@@ -325,7 +350,7 @@ pub async fn next_job(db: &Db, tenant: &str) -> Result<Option<Job>, StoreError> 
     let row: Option<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms, asked
          FROM sync_work
          WHERE tenant = $1 AND state = 'pending' AND due_at_ms <= $2
          ORDER BY first_position, kind LIMIT 1",
@@ -342,7 +367,7 @@ pub async fn next_jobs(db: &Db, tenant: &str, max: usize) -> Result<Vec<Job>, St
     let rows: Vec<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms, asked
          FROM sync_work
          WHERE tenant = $1 AND state = 'pending' AND due_at_ms <= $2
          ORDER BY first_position, kind LIMIT $3",
@@ -367,7 +392,7 @@ pub async fn get_job(
     let row: Option<JobRow> = sql!(
         db,
         as JobRow,
-        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms
+        "SELECT tenant, kind, key, customer_id, state, attempts, last_position, create_sent, resume_reason, watch_from_ms, asked
          FROM sync_work WHERE tenant = $1 AND kind = $2 AND key = $3",
         [tenant, kind.as_str(), key],
         fetch_optional
@@ -435,6 +460,7 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
         Outcome::Blocked { error } => ("blocked", now, job.attempts + 1, Some(error.as_str())),
         Outcome::Failed { error } => ("failed", now, job.attempts + 1, Some(error.as_str())),
         Outcome::Parked { error } => ("parked", now, job.attempts, Some(error.as_str())),
+        Outcome::Wait { at_ms, error } => ("pending", *at_ms, job.attempts, Some(error.as_str())),
     };
     let create_sent = i64::from(
         matches!(
@@ -443,13 +469,17 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
                 | Outcome::Parked { .. }
                 | Outcome::Failed { .. }
                 | Outcome::Blocked { .. }
+                | Outcome::Wait { .. }
         ) && job.create_sent,
     );
+    // What asked for this run is answered, unless the run only waited.
+    let keep_reason = i64::from(matches!(outcome, Outcome::Wait { .. }));
     let updated = sql!(
         &mut tx,
         "UPDATE sync_work SET state = $5, due_at_ms = $6, attempts = $7, last_error = $8,
-             create_sent = CASE WHEN $9 = 1 THEN create_sent ELSE 0 END, resume_reason = NULL
-         WHERE tenant = $1 AND kind = $2 AND key = $3 AND last_position = $4",
+             create_sent = CASE WHEN $9 = 1 THEN create_sent ELSE 0 END,
+             resume_reason = CASE WHEN $10 = 1 THEN resume_reason ELSE NULL END
+         WHERE tenant = $1 AND kind = $2 AND key = $3 AND last_position = $4 AND asked = $11",
         [
             &job.tenant,
             job.kind.as_str(),
@@ -459,12 +489,15 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
             due,
             attempts,
             error,
-            create_sent
+            create_sent,
+            keep_reason,
+            job.asked
         ]
     )?;
     if updated == 0 {
-        // Newer events arrived while the job ran: run again on the new state, right away
-        // (unless the tenant is parked: nothing can be done before a reconnection).
+        // Newer events arrived, or support asked for a run, while the job ran: run again on
+        // the new state, right away (unless the tenant is parked: nothing can be done before
+        // a reconnection). A request made meanwhile keeps its reason for that run.
         let state = if matches!(outcome, Outcome::Parked { .. }) {
             "parked"
         } else {
@@ -472,9 +505,18 @@ pub async fn finish(db: &Db, job: &Job, outcome: &Outcome) -> Result<(), StoreEr
         };
         sql!(
             &mut tx,
-            "UPDATE sync_work SET state = $4, due_at_ms = $5, resume_reason = NULL
+            "UPDATE sync_work SET state = $4, due_at_ms = $5,
+                 resume_reason = CASE WHEN asked = $6 AND $7 = 0 THEN NULL ELSE resume_reason END
              WHERE tenant = $1 AND kind = $2 AND key = $3",
-            [&job.tenant, job.kind.as_str(), &job.key, state, now]
+            [
+                &job.tenant,
+                job.kind.as_str(),
+                &job.key,
+                state,
+                now,
+                job.asked,
+                keep_reason
+            ]
         )?;
     }
     tx.commit().await

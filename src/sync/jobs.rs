@@ -32,10 +32,11 @@ use crate::erasure::values::PersonalValues;
 use crate::ledger::{Actor, CommandContext, Ledger};
 use crate::store::{now_ms, Db, StoreError};
 
-/// The outcome's name in metrics and spans: done, retry, blocked, failed or parked.
+/// The outcome's name in metrics and spans: done, retry, blocked, failed, parked or wait.
 pub fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Done => "done",
+        Outcome::Wait { .. } => "wait",
         Outcome::Retry { .. } => "retry",
         Outcome::Blocked { .. } => "blocked",
         Outcome::Failed { .. } => "failed",

@@ -30,7 +30,9 @@
 //! - the ledger's own change is never read as someone else's: while the invoice's own sync
 //!   job is pending the watch waits;
 //! - support can ask for a read now ([`sync_work::read_now`]): it reads whatever the schedule
-//!   says, then the schedule goes on.
+//!   says, then the schedule goes on. The request survives what happens meanwhile: a run
+//!   already under way (it runs again), the invoice's own sync pending (the read waits for it
+//!   and stays forced), a window opened again (the read stays due).
 
 use std::time::Duration;
 
@@ -131,13 +133,15 @@ pub async fn run(exec: &Executor, tenant: &TenantId, job: &Job) -> Result<Outcom
         if own.state == "pending" {
             // Our own change is on its way (look again in a moment), or failing and retried
             // later (look again at the next offset, or not at all after the last).
+            // A read support asked for waits past the last offset too.
             let at = if own.attempts == 0 {
                 Some(now + ms(WHILE_SYNCING))
             } else {
-                next_after(now)
+                next_after(now).or_else(|| forced.then(|| now + ms(AFTER_TRANSIENT)))
             };
+            // Not a read: a read support asked for still stands when it comes.
             return Ok(match at {
-                Some(at_ms) => Outcome::Retry {
+                Some(at_ms) => Outcome::Wait {
                     at_ms,
                     error: "the ledger's own sync of this order is pending; reading after it"
                         .into(),

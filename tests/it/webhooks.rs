@@ -833,6 +833,90 @@ both_backends!(
     a_cancelled_invoice_with_an_authorized_nfe_tells_support
 );
 
+/// Support's "read it now" is not lost to what happens meanwhile (the store's part, step by
+/// step, no worker running): a watch run already under way when support asks, a read that
+/// must wait for the invoice's own sync, and the watch's window opened again by a new change.
+async fn a_read_support_asks_for_is_not_lost(t: TestDb) {
+    use bling_ledger::store::now_ms;
+    use bling_ledger::store::sync_work::{self, Outcome};
+    let far = now_ms() + 3_600_000;
+    let mut tx = t.db.begin().await.unwrap();
+    sync_work::upsert(&mut tx, "shop-a", Kind::Invoice, "i1", "c1", 1, now_ms())
+        .await
+        .unwrap();
+    sync_work::watch(&mut tx, "shop-a", "i1", "c1", 1, now_ms(), far)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let own = sync_work::get_job(&t.db, "shop-a", Kind::Invoice, "i1")
+        .await
+        .unwrap()
+        .unwrap();
+    sync_work::finish(&t.db, &own, &Outcome::Done)
+        .await
+        .unwrap();
+    let due = || async {
+        sync_work::next_job(&t.db, "shop-a")
+            .await
+            .unwrap()
+            .filter(|j| j.kind == Kind::Watch)
+    };
+    assert!(
+        due().await.is_none(),
+        "the watch's first read is an hour away"
+    );
+
+    // Support asks; a run starts, and support asks again while it runs.
+    assert!(sync_work::read_now(&t.db, "shop-a", "i1", "support asked")
+        .await
+        .unwrap());
+    let running = due().await.expect("due at once");
+    assert!(running.resume_reason.is_some());
+    assert!(
+        sync_work::read_now(&t.db, "shop-a", "i1", "support asked again")
+            .await
+            .unwrap()
+    );
+    let later = Outcome::Retry {
+        at_ms: far,
+        error: "watching".into(),
+    };
+    sync_work::finish(&t.db, &running, &later).await.unwrap();
+    let again = due().await.expect("the second request runs at once");
+    assert_eq!(again.resume_reason.as_deref(), Some("support asked again"));
+
+    // It waits for the invoice's own sync: the request stands.
+    let wait = Outcome::Wait {
+        at_ms: now_ms(),
+        error: "own sync pending".into(),
+    };
+    sync_work::finish(&t.db, &again, &wait).await.unwrap();
+    let waited = due().await.expect("still due");
+    assert_eq!(waited.resume_reason.as_deref(), Some("support asked again"));
+
+    // A new change opens the window again: the read asked for stays due.
+    let mut tx = t.db.begin().await.unwrap();
+    sync_work::watch(&mut tx, "shop-a", "i1", "c1", 2, now_ms(), far)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let read = due().await.expect("the read asked for is not pushed back");
+    assert_eq!(read.resume_reason.as_deref(), Some("support asked again"));
+
+    // Once made, the schedule goes on.
+    sync_work::finish(&t.db, &read, &later).await.unwrap();
+    assert!(due().await.is_none());
+    let after = sync_work::get_job(&t.db, "shop-a", Kind::Watch, "i1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (after.state.as_str(), after.resume_reason),
+        ("pending", None)
+    );
+}
+both_backends!(read_now_not_lost, a_read_support_asks_for_is_not_lost);
+
 /// The shop cancels the order in Bling's screen: the `order` webhook shows a situação the
 /// ledger did not set, recorded as a divergence (timeline, failure audit, invoice); support
 /// pushes ours again and Bling's order is back at our situação.
