@@ -149,6 +149,11 @@ pub struct BlingArgs {
     /// Requests per day per Bling account (Bling allows 120,000).
     #[arg(long, env = "BLING_DAILY_QUOTA", default_value_t = 120_000)]
     pub bling_daily_quota: u64,
+    /// Requests per second to Bling from this process, every shop together: its share of
+    /// Bling's per-IP limit (600 requests in 10 s blocks the IP for 10 minutes). Processes
+    /// behind one public IP divide 50 between them. 0 disables.
+    #[arg(long, env = "BLING_LEDGER_EGRESS_PER_SEC", default_value_t = 50)]
+    pub egress_per_sec: u32,
     /// Sync jobs running at once in this process, across all shops (capped at half the
     /// connection pool; each shop is also bounded by its own 3 req/s).
     #[arg(long, env = "BLING_LEDGER_SYNC_MAX_IN_FLIGHT", default_value_t = 64)]
@@ -269,6 +274,7 @@ impl BlingArgs {
             client: crate::bling::client::ClientConfig {
                 rate_limit_per_sec: self.bling_rate_limit_per_sec,
                 daily_quota: self.bling_daily_quota,
+                egress_per_sec: self.egress_per_sec,
                 ..Default::default()
             },
             settings: crate::sync::SyncSettings {

@@ -121,6 +121,8 @@ async fn measure(
         .sync(move |s| {
             s.client.rate_limit_per_sec = ceiling;
             s.client.daily_quota = 0;
+            // The per-IP limit is off on both sides (the sandbox's blocks above).
+            s.client.egress_per_sec = 0;
             s.settings.poll_interval = Duration::from_millis(50);
             s.settings.jobs_per_tenant = 24;
         })

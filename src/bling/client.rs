@@ -51,6 +51,9 @@ pub struct ClientConfig {
     pub rate_limit_per_sec: u32,
     /// Requests per day per tenant (Bling: 120,000), reset at midnight in Brasília. 0 disables.
     pub daily_quota: u64,
+    /// Requests per second of this process, every tenant together: its share of Bling's
+    /// per-IP limit (600 in 10 s; see `bling::limiter`). 0 disables.
+    pub egress_per_sec: u32,
     pub retry: RetryPolicy,
 }
 
@@ -60,6 +63,7 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(30),
             rate_limit_per_sec: 3,
             daily_quota: 120_000,
+            egress_per_sec: 50,
             retry: RetryPolicy::default(),
         }
     }
@@ -287,7 +291,8 @@ impl BlingClient {
                 http,
                 base,
                 tokens,
-                limiter: TenantLimiter::new(config.rate_limit_per_sec, config.daily_quota),
+                limiter: TenantLimiter::new(config.rate_limit_per_sec, config.daily_quota)
+                    .with_egress(config.egress_per_sec),
                 retry: config.retry,
                 observer,
             }),

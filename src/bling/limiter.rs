@@ -14,6 +14,15 @@
 //! 429 with `Retry-After` remains the authority, also for other integrations sharing the
 //! account.
 //!
+//! # The IP's limit: one budget for every account
+//! Bling also counts requests per IP: **600 in 10 s blocks the IP for 10 minutes**, every shop
+//! served from it at once (`docs/bling-api.md`, "Limits"). Twenty shops draining backlogs at
+//! their 3 req/s each would reach it. So every call also takes a turn from one process-wide
+//! [`Egress`] budget, after its tenant's: `per_sec` calls a second with a burst of one
+//! second's worth, so any 10 s window holds at most `11 × per_sec` calls (550 at the default
+//! 50, under Bling's 600 with room for the token endpoint). Processes that share one public IP
+//! share Bling's budget: give each its part (`BLING_LEDGER_EGRESS_PER_SEC`).
+//!
 //! # Rate shape
 //! Bling's per-second limit behaves as a sliding one-second window (the sandbox implements it
 //! so). A GCRA with a burst of 3 would let a fourth call through 1/3 s after a burst of three,
@@ -153,11 +162,50 @@ type KeyedLimiter = RateLimiter<TenantId, DefaultKeyedStateStore<TenantId>, Defa
 /// margin would instead cost 3% at 3 req/s and most of the throughput at a sandbox's 300.
 const SPACING_MARGIN: f64 = 0.02;
 
-/// Per-tenant rate limit plus daily budget; one per process (see the module docs).
+type DirectLimiter =
+    RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>;
+
+/// The process's share of Bling's per-IP limit, taken by every call of every tenant (see the
+/// module docs).
+pub struct Egress {
+    per_sec: NonZeroU32,
+    limiter: DirectLimiter,
+}
+
+impl Egress {
+    /// `per_sec` calls a second, a burst of one second's worth; `None` for 0 (no limit).
+    pub fn new(per_sec: u32) -> Option<Egress> {
+        let per_sec = NonZeroU32::new(per_sec)?;
+        Some(Egress {
+            per_sec,
+            limiter: RateLimiter::direct(Quota::per_second(per_sec).allow_burst(per_sec)),
+        })
+    }
+
+    /// The most calls any `window` can hold: the burst, plus the rate over the window.
+    pub fn most_in(&self, window: Duration) -> u64 {
+        let per_sec = u64::from(self.per_sec.get());
+        per_sec + (per_sec as f64 * window.as_secs_f64()).floor() as u64
+    }
+
+    /// Waits for the process's next turn. Many tenants wait here at once when the fleet is
+    /// busy: a little jitter keeps them from all waking on the same tick.
+    async fn acquire(&self) -> Duration {
+        let started = std::time::Instant::now();
+        self.limiter
+            .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
+            .await;
+        started.elapsed()
+    }
+}
+
+/// Per-tenant rate limit plus daily budget, and the process's [`Egress`] budget; one per
+/// process (see the module docs).
 pub struct TenantLimiter {
     rate: Option<KeyedLimiter>,
     daily: DailyBudget,
     jitter: Jitter,
+    egress: Option<Egress>,
 }
 
 impl std::fmt::Debug for TenantLimiter {
@@ -165,6 +213,7 @@ impl std::fmt::Debug for TenantLimiter {
         f.debug_struct("TenantLimiter")
             .field("rate_limited", &self.rate.is_some())
             .field("daily", &self.daily.quota)
+            .field("egress_per_sec", &self.egress.as_ref().map(|e| e.per_sec))
             .finish()
     }
 }
@@ -181,7 +230,14 @@ impl TenantLimiter {
             daily: DailyBudget::new(daily_quota),
             // One worker holds a tenant at a time, so there is no herd to spread: no jitter.
             jitter: Jitter::up_to(Duration::ZERO),
+            egress: None,
         }
+    }
+
+    /// Every call also waits for a turn of the process's `per_sec` (0: no such limit).
+    pub fn with_egress(mut self, per_sec: u32) -> TenantLimiter {
+        self.egress = Egress::new(per_sec);
+        self
     }
 
     /// Waits for the tenant's next slot and takes one request from its daily budget. A spent
@@ -196,6 +252,15 @@ impl TenantLimiter {
             })?;
         if let Some(rate) = &self.rate {
             rate.until_key_ready_with_jitter(tenant, self.jitter).await;
+        }
+        // The tenant's turn first: a call waiting for the IP's budget keeps its place in the
+        // tenant's line, and leaves no sooner than its tenant allows.
+        if let Some(egress) = &self.egress {
+            let waited = egress.acquire().await;
+            if waited >= Duration::from_secs(1) {
+                tracing::debug!(tenant = %tenant, waited_ms = waited.as_millis() as u64,
+                    "Bling call waited for the process's share of the per-IP limit");
+            }
         }
         Ok(())
     }
@@ -223,6 +288,35 @@ mod tests {
 
     fn tenant(name: &str) -> TenantId {
         TenantId::parse(name).expect("valid tenant")
+    }
+
+    #[test]
+    fn the_egress_budget_bounds_every_window() {
+        assert!(Egress::new(0).is_none());
+        let egress = Egress::new(50).expect("a budget");
+        // Bling blocks at 600 in 10 s: the default leaves room for the token endpoint.
+        assert_eq!(egress.most_in(Duration::from_secs(10)), 550);
+        assert_eq!(
+            Egress::new(6).map(|e| e.most_in(Duration::from_secs(3))),
+            Some(24)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_egress_budget_paces_every_tenant_together() {
+        let limiter = TenantLimiter::new(0, 0).with_egress(20);
+        let started = std::time::Instant::now();
+        // A second's worth at once (the burst), then one every 50 ms, whichever tenant asks.
+        for i in 0..30 {
+            let name = format!("shop-{}", i % 5);
+            limiter
+                .acquire(&tenant(&name))
+                .await
+                .expect("no daily budget");
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
     }
 
     #[test]

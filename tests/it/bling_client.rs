@@ -205,6 +205,7 @@ fn config() -> ClientConfig {
         timeout: Duration::from_secs(5),
         rate_limit_per_sec: 0,
         daily_quota: 0,
+        egress_per_sec: 0,
         retry: fast_retry(),
     }
 }

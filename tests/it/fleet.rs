@@ -524,3 +524,116 @@ both_backends!(
     cancel_after_lost_create,
     a_cancel_after_a_lost_create_cancels_the_order
 );
+
+/// Bling blocks an IP for 10 minutes once it sends 600 requests in 10 s, every shop behind it
+/// at once: twenty shops draining at their 3 req/s each would get there. Scaled down here: the
+/// sandbox blocks at 30 requests in 3 s, and five shops, each allowed Bling's 3 req/s, want
+/// 15 a second.
+fn ip_limited(s: &mut bling_ledger::sandbox::SandboxConfig) {
+    s.ip_blocks = bling_ledger::sandbox::IpBlockConfig {
+        errors: 0,
+        requests: 30,
+        window: IP_WINDOW,
+        block: Duration::from_secs(60),
+    };
+}
+
+const IP_WINDOW: Duration = Duration::from_secs(3);
+const IP_SHOPS: [&str; 5] = ["shop-a", "shop-b", "shop-c", "shop-d", "shop-e"];
+
+/// Connects the five shops (their OAuth round trips spread out, as shops connect over days),
+/// lets the IP's window clear, then bills three invoices in each.
+async fn ip_fleet_bills(stack: &Stack) {
+    for shop in IP_SHOPS {
+        assert_eq!(stack.connect(shop).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    tokio::time::sleep(IP_WINDOW).await;
+    for shop in IP_SHOPS {
+        bill(stack, shop, "i", 3).await;
+    }
+}
+
+/// Calls the sandbox refused because the IP was blocked (no account: refused before any).
+fn ip_blocked(stack: &Stack) -> usize {
+    stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.status == Some(429) && c.account.is_none())
+        .count()
+}
+
+/// With the process's egress budget at 6 req/s (at most 6 + 18 = 24 calls in any 3 s), the
+/// five shops' fifteen invoices all reach Bling and the IP is never blocked: the fleet is
+/// paced as a whole, each shop still within its own 3 req/s.
+async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
+    let stack = Stack::start_with(
+        &t.url,
+        ip_limited,
+        |_| {},
+        |sync| {
+            sync.client.egress_per_sec = 6;
+        },
+    )
+    .await;
+    ip_fleet_bills(&stack).await;
+    assert!(
+        eventually(40, || async {
+            count_of(&t.db, "SituacaoChanged", None).await == 3 * IP_SHOPS.len()
+        })
+        .await,
+        "every invoice reaches Bling; blocked calls: {}",
+        ip_blocked(&stack)
+    );
+    assert_eq!(ip_blocked(&stack), 0, "the IP was never blocked");
+    // The sandbox's own view: no 3 s window held more than the budget allows.
+    let times: Vec<_> = stack
+        .sandbox
+        .call_log()
+        .iter()
+        .filter(|c| c.path.starts_with("/Api/v3/"))
+        .map(|c| c.at)
+        .collect();
+    assert!(
+        times.len() > 30,
+        "more calls than one window allows: {}",
+        times.len()
+    );
+    let window = chrono::Duration::from_std(IP_WINDOW).unwrap();
+    let busiest = times
+        .iter()
+        .map(|start| {
+            times
+                .iter()
+                .filter(|t| **t >= *start && **t < *start + window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(busiest <= 24 + 1, "busiest 3 s window: {busiest} API calls");
+    stack.stop().await;
+}
+both_backends!(ip_limit, the_fleet_stays_under_the_ip_limit);
+
+/// The same fleet without the egress budget (`BLING_LEDGER_EGRESS_PER_SEC=0`): the sandbox
+/// blocks the IP within seconds. What the budget prevents is real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_egress_budget_the_ip_is_blocked() {
+    let t = TestDb::sqlite().await;
+    let stack = Stack::start_with(
+        &t.url,
+        ip_limited,
+        |_| {},
+        |sync| {
+            sync.client.egress_per_sec = 0;
+        },
+    )
+    .await;
+    ip_fleet_bills(&stack).await;
+    assert!(
+        eventually(20, || async { ip_blocked(&stack) > 0 }).await,
+        "five shops at 3 req/s each exceed 30 requests in 3 s"
+    );
+    stack.stop().await;
+}
