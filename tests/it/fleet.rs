@@ -527,12 +527,12 @@ both_backends!(
 
 /// Bling blocks an IP for 10 minutes once it sends 600 requests in 10 s, every shop behind it
 /// at once: twenty shops draining at their 3 req/s each would get there. Scaled down here: the
-/// sandbox blocks at 30 requests in 3 s, and five shops, each allowed Bling's 3 req/s, want
+/// sandbox blocks at 24 requests in 3 s, and five shops, each allowed Bling's 3 req/s, want
 /// 15 a second.
 fn ip_limited(s: &mut bling_ledger::sandbox::SandboxConfig) {
     s.ip_blocks = bling_ledger::sandbox::IpBlockConfig {
         errors: 0,
-        requests: 30,
+        requests: 24,
         window: IP_WINDOW,
         block: Duration::from_secs(60),
     };
@@ -542,7 +542,7 @@ const IP_WINDOW: Duration = Duration::from_secs(3);
 const IP_SHOPS: [&str; 5] = ["shop-a", "shop-b", "shop-c", "shop-d", "shop-e"];
 
 /// Connects the five shops (their OAuth round trips spread out, as shops connect over days),
-/// lets the IP's window clear, then bills three invoices in each.
+/// lets the IP's window clear, then bills two invoices in each.
 async fn ip_fleet_bills(stack: &Stack) {
     for shop in IP_SHOPS {
         assert_eq!(stack.connect(shop).await.0, 200);
@@ -550,7 +550,7 @@ async fn ip_fleet_bills(stack: &Stack) {
     }
     tokio::time::sleep(IP_WINDOW).await;
     for shop in IP_SHOPS {
-        bill(stack, shop, "i", 3).await;
+        bill(stack, shop, "i", 2).await;
     }
 }
 
@@ -564,8 +564,8 @@ fn ip_blocked(stack: &Stack) -> usize {
         .count()
 }
 
-/// With the process's egress budget at 6 req/s (at most 6 + 18 = 24 calls in any 3 s), the
-/// five shops' fifteen invoices all reach Bling and the IP is never blocked: the fleet is
+/// With the process's egress budget at 5 req/s (at most 5 + 15 = 20 calls leave in any 3 s),
+/// the five shops' ten invoices all reach Bling and the IP is never blocked: the fleet is
 /// paced as a whole, each shop still within its own 3 req/s.
 async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
     let stack = Stack::start_with(
@@ -573,21 +573,22 @@ async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
         ip_limited,
         |_| {},
         |sync| {
-            sync.client.egress_per_sec = 6;
+            sync.client.egress_per_sec = 5;
         },
     )
     .await;
     ip_fleet_bills(&stack).await;
     assert!(
         eventually(40, || async {
-            count_of(&t.db, "SituacaoChanged", None).await == 3 * IP_SHOPS.len()
+            count_of(&t.db, "SituacaoChanged", None).await == 2 * IP_SHOPS.len()
         })
         .await,
         "every invoice reaches Bling; blocked calls: {}",
         ip_blocked(&stack)
     );
     assert_eq!(ip_blocked(&stack), 0, "the IP was never blocked");
-    // The sandbox's own view: no 3 s window held more than the budget allows.
+    // The sandbox's own view: no 3 s window held more than it allows (the budget lets 20
+    // leave; arrivals may bunch a little).
     let times: Vec<_> = stack
         .sandbox
         .call_log()
@@ -596,7 +597,7 @@ async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
         .map(|c| c.at)
         .collect();
     assert!(
-        times.len() > 30,
+        times.len() > 24,
         "more calls than one window allows: {}",
         times.len()
     );
@@ -611,7 +612,7 @@ async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
         })
         .max()
         .unwrap_or(0);
-    assert!(busiest <= 24 + 1, "busiest 3 s window: {busiest} API calls");
+    assert!(busiest <= 24, "busiest 3 s window: {busiest} API calls");
     stack.stop().await;
 }
 both_backends!(ip_limit, the_fleet_stays_under_the_ip_limit);
@@ -633,7 +634,7 @@ async fn without_the_egress_budget_the_ip_is_blocked() {
     ip_fleet_bills(&stack).await;
     assert!(
         eventually(20, || async { ip_blocked(&stack) > 0 }).await,
-        "five shops at 3 req/s each exceed 30 requests in 3 s"
+        "five shops at 3 req/s each exceed 24 requests in 3 s"
     );
     stack.stop().await;
 }
