@@ -541,17 +541,28 @@ fn ip_limited(s: &mut bling_ledger::sandbox::SandboxConfig) {
 const IP_WINDOW: Duration = Duration::from_secs(3);
 const IP_SHOPS: [&str; 5] = ["shop-a", "shop-b", "shop-c", "shop-d", "shop-e"];
 
-/// Connects the five shops (their OAuth round trips spread out, as shops connect over days),
+/// A ledger sending at most `egress_per_sec` to the IP-limited sandbox (0: no such budget);
+/// connects the five shops (their OAuth round trips spread out, as shops connect over days),
 /// lets the IP's window clear, then bills two invoices in each.
-async fn ip_fleet_bills(stack: &Stack) {
+async fn ip_fleet(t: &TestDb, egress_per_sec: u32) -> Stack {
+    let stack = Stack::start_with(
+        &t.url,
+        ip_limited,
+        |_| {},
+        move |sync| {
+            sync.client.egress_per_sec = egress_per_sec;
+        },
+    )
+    .await;
     for shop in IP_SHOPS {
         assert_eq!(stack.connect(shop).await.0, 200);
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     tokio::time::sleep(IP_WINDOW).await;
     for shop in IP_SHOPS {
-        bill(stack, shop, "i", 2).await;
+        bill(&stack, shop, "i", 2).await;
     }
+    stack
 }
 
 /// Calls the sandbox refused because the IP was blocked (no account: refused before any).
@@ -568,16 +579,7 @@ fn ip_blocked(stack: &Stack) -> usize {
 /// the five shops' ten invoices all reach Bling and the IP is never blocked: the fleet is
 /// paced as a whole, each shop still within its own 3 req/s.
 async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
-    let stack = Stack::start_with(
-        &t.url,
-        ip_limited,
-        |_| {},
-        |sync| {
-            sync.client.egress_per_sec = 5;
-        },
-    )
-    .await;
-    ip_fleet_bills(&stack).await;
+    let stack = ip_fleet(&t, 5).await;
     assert!(
         eventually(40, || async {
             count_of(&t.db, "SituacaoChanged", None).await == 2 * IP_SHOPS.len()
@@ -622,16 +624,7 @@ both_backends!(ip_limit, the_fleet_stays_under_the_ip_limit);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_egress_budget_the_ip_is_blocked() {
     let t = TestDb::sqlite().await;
-    let stack = Stack::start_with(
-        &t.url,
-        ip_limited,
-        |_| {},
-        |sync| {
-            sync.client.egress_per_sec = 0;
-        },
-    )
-    .await;
-    ip_fleet_bills(&stack).await;
+    let stack = ip_fleet(&t, 0).await;
     assert!(
         eventually(20, || async { ip_blocked(&stack) > 0 }).await,
         "five shops at 3 req/s each exceed 24 requests in 3 s"
