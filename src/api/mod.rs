@@ -368,6 +368,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "This process's budget of sync jobs in flight (BLING_LEDGER_SYNC_MAX_IN_FLIGHT).",
             worker.max_in_flight() as f64,
         ));
+        if let Some(egress) = worker.client().egress_stats() {
+            samples.push(Sample::gauge(
+                "bling_ledger_bling_egress_limit",
+                "This process's Bling calls per second, every shop together: its share of Bling's per-IP limit (BLING_LEDGER_EGRESS_PER_SEC).",
+                f64::from(egress.per_sec),
+            ));
+            samples.push(Sample::counter(
+                "bling_ledger_bling_egress_delayed_calls_total",
+                "Bling calls that waited for a turn of this process's share of the per-IP limit.",
+                egress.delayed_calls as f64,
+            ));
+            samples.push(Sample::counter(
+                "bling_ledger_bling_egress_wait_seconds_total",
+                "Time Bling calls spent waiting for this process's share of the per-IP limit.",
+                egress.waited_seconds,
+            ));
+        }
     }
     if let Some(auth) = &state.auth {
         token_samples(auth, &mut samples).await;

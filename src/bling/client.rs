@@ -299,6 +299,11 @@ impl BlingClient {
         })
     }
 
+    /// What this process's share of Bling's per-IP limit has done (`None`: no such budget).
+    pub fn egress_stats(&self) -> Option<crate::bling::limiter::EgressStats> {
+        self.inner.limiter.egress_stats()
+    }
+
     /// Requests the tenant has taken from today's budget in this process.
     pub fn used_today(&self, tenant: &TenantId) -> u64 {
         self.inner.limiter.used_today(tenant)

@@ -31,6 +31,7 @@
 //! calls, and the ceiling is used at 98%.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -170,6 +171,19 @@ type DirectLimiter =
 pub struct Egress {
     per_sec: NonZeroU32,
     limiter: DirectLimiter,
+    /// Calls that had to wait for a turn, and how long they waited in all (ns): what tells an
+    /// operator that the fleet is running at the IP's speed.
+    delayed: AtomicU64,
+    waited_ns: AtomicU64,
+}
+
+/// What the [`Egress`] budget has done since the process started.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EgressStats {
+    pub per_sec: u32,
+    /// Calls that waited for a turn (more than a millisecond).
+    pub delayed_calls: u64,
+    pub waited_seconds: f64,
 }
 
 impl Egress {
@@ -179,7 +193,17 @@ impl Egress {
         Some(Egress {
             per_sec,
             limiter: RateLimiter::direct(Quota::per_second(per_sec).allow_burst(per_sec)),
+            delayed: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
         })
+    }
+
+    pub fn stats(&self) -> EgressStats {
+        EgressStats {
+            per_sec: self.per_sec.get(),
+            delayed_calls: self.delayed.load(Ordering::Relaxed),
+            waited_seconds: self.waited_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 
     /// The most calls any `window` can hold: the burst, plus the rate over the window.
@@ -195,7 +219,15 @@ impl Egress {
         self.limiter
             .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
             .await;
-        started.elapsed()
+        let waited = started.elapsed();
+        if waited > Duration::from_millis(1) {
+            self.delayed.fetch_add(1, Ordering::Relaxed);
+            self.waited_ns.fetch_add(
+                u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+        waited
     }
 }
 
@@ -238,6 +270,11 @@ impl TenantLimiter {
     pub fn with_egress(mut self, per_sec: u32) -> TenantLimiter {
         self.egress = Egress::new(per_sec);
         self
+    }
+
+    /// The egress budget's figures; `None` without one.
+    pub fn egress_stats(&self) -> Option<EgressStats> {
+        self.egress.as_ref().map(Egress::stats)
     }
 
     /// Waits for the tenant's next slot and takes one request from its daily budget. A spent
@@ -317,6 +354,11 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
+        let stats = limiter.egress_stats().expect("a budget");
+        assert_eq!(stats.per_sec, 20);
+        // The burst left at once; the ten after it waited their turn.
+        assert!((8..=12).contains(&stats.delayed_calls), "{stats:?}");
+        assert!(stats.waited_seconds > 0.2, "{stats:?}");
     }
 
     #[test]

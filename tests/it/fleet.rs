@@ -589,6 +589,11 @@ async fn the_fleet_stays_under_the_ip_limit(t: TestDb) {
         ip_blocked(&stack)
     );
     assert_eq!(ip_blocked(&stack), 0, "the IP was never blocked");
+    // And the operator sees the fleet running at the IP's speed.
+    let metrics = scrape(&stack).await;
+    assert_eq!(metrics["bling_ledger_bling_egress_limit"], 5.0);
+    assert!(metrics["bling_ledger_bling_egress_delayed_calls_total"] > 0.0);
+    assert!(metrics["bling_ledger_bling_egress_wait_seconds_total"] > 0.0);
     // The sandbox's own view: no 3 s window held more than it allows (the budget lets 20
     // leave; arrivals may bunch a little).
     let times: Vec<_> = stack

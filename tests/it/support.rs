@@ -389,3 +389,23 @@ pub fn calls(stack: &Stack, method: &str, path_prefix: &str) -> usize {
         })
         .count()
 }
+
+/// `/metrics` as `name{labels}` → value (comments dropped).
+pub async fn scrape(stack: &Stack) -> std::collections::HashMap<String, f64> {
+    let text = stack
+        .http
+        .get(format!("{}/metrics", stack.server.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}

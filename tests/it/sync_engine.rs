@@ -1252,26 +1252,6 @@ async fn a_daily_429_stops_the_account_and_its_status_says_so() {
     stack.stop().await;
 }
 
-/// `/metrics` as `name{labels}` → value (comments dropped).
-async fn scrape(stack: &Stack) -> HashMap<String, f64> {
-    let text = stack
-        .http
-        .get(format!("{}/metrics", stack.server.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 /// The sum of every sample of `family` whose labels include all of `labels`.
 fn sum(metrics: &HashMap<String, f64>, family: &str, labels: &[&str]) -> f64 {
     metrics
@@ -1410,6 +1390,10 @@ async fn metrics_after_a_sync(t: TestDb) {
     assert_eq!(m["bling_ledger_token_renewals_due"], 0.0);
     assert!(m.contains_key("bling_ledger_token_endpoint_calls_total"));
     assert!(sum(&m, "bling_ledger_http_requests_total", &["status=\"201\""]) >= 8.0);
+    // The share of Bling's per-IP limit, at its default.
+    assert_eq!(m["bling_ledger_bling_egress_limit"], 50.0);
+    assert!(m.contains_key("bling_ledger_bling_egress_delayed_calls_total"));
+    assert!(m["bling_ledger_bling_egress_wait_seconds_total"] >= 0.0);
     stack.stop().await;
 }
 both_backends!(metrics, metrics_after_a_sync);
